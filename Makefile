@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` and `make test`. Everything installs from this repo's files.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test install corpus clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet -e ".[model,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+corpus: install
+	$(VENV)/bin/poembot corpus fetch
+	$(VENV)/bin/poembot corpus build --if-stale
+
+run: corpus
+	$(VENV)/bin/poembot corpus stats
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

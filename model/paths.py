@@ -1,0 +1,25 @@
+"""Where poembot keeps downloaded and built data, from the environment.
+
+POEMBOT_DATA_DIR (default ~/.cache/poembot) holds the corpus tarball and the built corpus.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TABLES_DIR = PACKAGE_DIR / "data"
+PRETRAINED_DIR = PACKAGE_DIR / "pretrained"
+
+
+def data_dir() -> Path:
+    root = os.environ.get("POEMBOT_DATA_DIR") or str(Path.home() / ".cache" / "poembot")
+    return Path(root).expanduser()
+
+
+def download_dir() -> Path:
+    return data_dir() / "download"
+
+
+def corpus_dir() -> Path:
+    return data_dir() / "corpus"

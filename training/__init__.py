@@ -1,0 +1,4 @@
+"""poembot's offline side: corpus download and build, training and evaluation.
+
+Imports model, never bot.
+"""

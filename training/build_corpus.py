@@ -1,0 +1,243 @@
+"""Build the training corpus from the raw chinese-poetry files: clean, classify, split, vocabulary.
+
+`poembot corpus build` writes $POEMBOT_DATA_DIR/corpus/{poems.json.gz, vocab.json, tones.tsv, build.json}.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
+from model.forms import FORMS, classify
+from model.paths import corpus_dir
+from model.vocab import Vocab
+from training.fetch import corpus_root
+
+SEPARATORS = "，。？！；"
+_HALF_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "："})
+# Editorial notes inside the text: （一作…）, [缺], {…}, 【…】.
+_NOTES = re.compile(r"[（(\[［{【〔][^）)\]］}】〕]*[）)\]］}】〕]")
+_SPACE = re.compile(r"[\s/]+")   # "/" is the corpus file's line separator
+_SPLIT = re.compile(f"([{SEPARATORS}])")
+VOCAB_SIZE = 6000
+VOCAB_MIN_COUNT = 2
+
+
+@dataclass
+class RawPoem:
+    id: str
+    dynasty: str
+    author: str
+    title: str
+    paragraphs: list[str]
+
+
+def normalise(text: str) -> str:
+    text = text.translate(_HALF_TO_FULL)
+    text = _NOTES.sub("", text)
+    return _SPACE.sub("", text)
+
+
+def split_lines(text: str) -> tuple[list[str], str]:
+    """Cut normalised text at ，。？！；: the segments and the mark that ended each."""
+    parts = _SPLIT.split(text)
+    lines, marks = [], []
+    for k in range(0, len(parts) - 1, 2):
+        if parts[k]:
+            lines.append(parts[k])
+            marks.append(parts[k + 1])
+    if parts and parts[-1]:   # trailing text without a closing mark
+        lines.append(parts[-1])
+        marks.append("。")
+    return lines, "".join(marks)
+
+
+def split_of(poem_id: str) -> str:
+    """Deterministic 98/1/1 split from a hash of the id (stable across machines and runs)."""
+    bucket = int(hashlib.sha1(poem_id.encode("utf-8")).hexdigest(), 16) % 100
+    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+
+
+def _find_dirs(root: Path) -> tuple[Path, Path | None, Path | None]:
+    """Locate the poems, strains and rank folders in either the npm or the GitHub layout."""
+    poems = strains = rank = None
+    for path in sorted(root.rglob("poet.tang.0.json")):
+        parts = set(path.parts)
+        if "strains" in parts:
+            strains = strains or path.parent
+        elif "error" not in parts:
+            poems = poems or path.parent
+    for path in sorted(root.rglob("poet.tang.rank.0.json")):
+        rank = rank or path.parent
+    if poems is None:
+        raise FileNotFoundError(f"no poet.tang.*.json under {root}: run `poembot corpus fetch`")
+    return poems, strains, rank
+
+
+def _poem_files(folder: Path) -> list[Path]:
+    pattern = re.compile(r"poet\.(tang|song)\.\d+\.json$")
+    return sorted((p for p in folder.iterdir() if pattern.match(p.name)),
+                  key=lambda p: (p.name.split(".")[1] != "tang", int(p.name.split(".")[2])))
+
+
+def read_raw(root: Path) -> tuple[list[RawPoem], dict[str, list[str]], dict[tuple[str, str], int]]:
+    poems_dir, strains_dir, rank_dir = _find_dirs(root)
+    poems: list[RawPoem] = []
+    for path in tqdm(_poem_files(poems_dir), desc="reading poems", unit="file"):
+        dynasty = path.name.split(".")[1]
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            poems.append(RawPoem(str(item.get("id") or ""), dynasty, item.get("author") or "",
+                                 item.get("title") or "", list(item.get("paragraphs") or [])))
+    strains: dict[str, list[str]] = {}
+    if strains_dir is not None:
+        for path in tqdm(_poem_files(strains_dir), desc="reading strains", unit="file"):
+            for item in json.loads(path.read_text(encoding="utf-8")):
+                strains[item["id"]] = item.get("strains") or []
+    rank: dict[tuple[str, str], int] = {}
+    if rank_dir is not None:
+        for path in tqdm(sorted(rank_dir.glob("poet.*.rank.*.json")), desc="reading rank",
+                         unit="file"):
+            for item in json.loads(path.read_text(encoding="utf-8")):
+                hits = sum(int(item.get(k) or 0) for k in ("baidu", "google", "bing", "so360"))
+                key = (item.get("author") or "", item.get("title") or "")
+                rank[key] = max(rank.get(key, 0), hits)
+    return poems, strains, rank
+
+
+def _align_strains(lines_t: list[str], raw: list[str] | None) -> list[str] | None:
+    if not raw:
+        return None
+    marks, _ = split_lines(normalise("".join(raw)))
+    if len(marks) != len(lines_t) or any(len(a) != len(b) for a, b in zip(marks, lines_t)):
+        return None
+    return marks
+
+
+def _t2s_many(texts: list[str], converter) -> list[str]:
+    """Convert many short strings with one OpenCC call per chunk (per-call overhead dominates)."""
+    out: list[str] = []
+    chunk = 20000
+    for start in tqdm(range(0, len(texts), chunk), desc="simplifying", unit="chunk"):
+        block = texts[start:start + chunk]
+        converted = converter.convert("\n".join(block)).split("\n")
+        if len(converted) != len(block):   # a line break slipped into the data: go one by one
+            converted = [converter.convert(t) for t in block]
+        out.extend(converted)
+    return out
+
+
+def build(root: Path | None = None, out: Path | None = None) -> dict:
+    """Run the whole build; returns the summary written to build.json."""
+    import opencc
+
+    started = time.time()
+    root = root or corpus_root()
+    out = out or corpus_dir()
+    raw, strains, rank = read_raw(root)
+
+    cleaned = []
+    for poem in tqdm(raw, desc="cleaning", unit="poem"):
+        lines, marks = split_lines(normalise("".join(poem.paragraphs)))
+        if lines and poem.id:
+            cleaned.append((poem, lines, marks))
+
+    converter = opencc.OpenCC("t2s")
+    flat = [line for _, lines, _ in cleaned for line in lines]
+    flat += [p.author for p, _, _ in cleaned] + [p.title for p, _, _ in cleaned]
+    simple = iter(_t2s_many(flat, converter))
+    simplified_lines = [[next(simple) for _ in lines] for _, lines, _ in cleaned]
+    authors = [next(simple) for _ in cleaned]
+    titles = [next(simple) for _ in cleaned]
+
+    corpus = Corpus()
+    seen: set[str] = set()
+    duplicates = 0
+    for k, (poem, lines_t, marks) in enumerate(tqdm(cleaned, desc="assembling", unit="poem")):
+        lines = simplified_lines[k]
+        key = "|".join(lines)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        corpus.append(id=poem.id, dynasty=poem.dynasty, author=authors[k], title=titles[k],
+                      author_t=poem.author, title_t=poem.title, form=classify(lines),
+                      split=split_of(poem.id), lines=lines, lines_t=lines_t, puncts=marks,
+                      strains=_align_strains(lines_t, strains.get(poem.id)),
+                      rank=rank.get((poem.author, poem.title), 0))
+
+    regular = corpus.indices()
+    train_text = ("".join(corpus.lines[i]) for i in regular if corpus.split[i] == "train")
+    vocab = Vocab.build(train_text, max_size=VOCAB_SIZE, min_count=VOCAB_MIN_COUNT)
+
+    out.mkdir(parents=True, exist_ok=True)
+    corpus.save(out)
+    vocab.save(out / VOCAB_FILE)
+    tones_written = _write_tones(corpus, out / TONES_FILE)
+
+    summary = {
+        "raw_poems": len(raw), "poems": len(corpus), "duplicates_dropped": duplicates,
+        "by_form": dict(Counter(corpus.form)), "vocab_size": len(vocab),
+        "strains_aligned": sum(s is not None for s in corpus.strains),
+        "tone_table_chars": tones_written, "seconds": round(time.time() - started, 1),
+        "format": FORMAT_VERSION, "source": str(root),
+    }
+    (out / "build.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1))
+    return summary
+
+
+def is_current(directory: Path | None = None) -> bool:
+    """True when a finished build of this format is there (build.json is written last)."""
+    directory = directory or corpus_dir()
+    try:
+        summary = json.loads((directory / "build.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return summary.get("format") == FORMAT_VERSION and (directory / POEMS_FILE).exists()
+
+
+def _write_tones(corpus: Corpus, path: Path) -> int:
+    """Per-character 平仄 votes from the corpus strains (the rule lives in model.prosody)."""
+    from model import prosody
+
+    pairs = ((line, mark) for lines, marks in zip(corpus.lines_t, corpus.strains)
+             if marks is not None for line, mark in zip(lines, marks))
+    table = prosody.derive_tones(pairs)
+    prosody.write_tone_table(table, path)
+    return len(table)
+
+
+def stats(directory: Path | None = None, with_prosody: bool = True) -> dict:
+    """The numbers `poembot corpus stats --json` prints."""
+    directory = directory or corpus_dir()
+    corpus = Corpus.load(directory)
+    vocab = Vocab.load(directory / VOCAB_FILE)
+    by_form = Counter(corpus.form)
+    regular = corpus.indices()
+    total = covered = 0
+    for i in regular:
+        for line in corpus.lines[i]:
+            total += len(line)
+            covered += sum(c in vocab for c in line)
+    result: dict = {
+        "poems": len(corpus),
+        "regular_poems": len(regular),
+        "by_form": {name: by_form.get(name, 0) for name in (*FORMS, "other")},
+        "by_split": dict(Counter(corpus.split)),
+        "by_split_regular": dict(Counter(corpus.split[i] for i in regular)),
+        "by_dynasty": dict(Counter(corpus.dynasty)),
+        "vocab_size": len(vocab),
+        "vocab_coverage": round(covered / max(total, 1), 5),
+        "strains_aligned": sum(s is not None for s in corpus.strains),
+    }
+    if with_prosody:
+        from training.prosody_report import prosody_reference
+
+        result.update(prosody_reference(corpus, split="test"))
+    return result
