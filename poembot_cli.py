@@ -16,6 +16,9 @@ app = typer.Typer(help="poembot: classical Chinese poems from a VAE, served on T
 corpus_app = typer.Typer(help="Download, build and describe the chinese-poetry corpus.",
                          no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+index_app = typer.Typer(help="The latent index behind /similar.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
 def _fail(message: str) -> None:
@@ -68,6 +71,28 @@ def corpus_stats(as_json: bool = typer.Option(False, "--json", help="print one J
         return
     for key, value in result.items():
         typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+
+
+@index_app.command("build")
+def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
+                out: Optional[str] = typer.Option(None, help="index folder (default: data dir)"),
+                size: int = typer.Option(60_000, help="how many popular poems to index"),
+                if_stale: bool = typer.Option(False, "--if-stale",
+                                              help="skip when an index for this model exists")) -> None:
+    """Encode the most popular corpus poems with the model's encoder (μ, float16)."""
+    from model.index import META_FILE, build_index, default_index_dir, model_version
+
+    if not (Path(model) / "config.json").exists():
+        _fail(f"no model at {model}: train one with `poembot train` or use the shipped one")
+    target = Path(out) if out else default_index_dir(model_version(model))
+    if if_stale and (target / META_FILE).exists():
+        typer.echo(f"index already built at {target}")
+        return
+    try:
+        path = build_index(model, target, size=size)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(f"index written to {path}")
 
 
 def main() -> None:
