@@ -1,0 +1,52 @@
+# poembot image: one image, the role chosen by the command (bot | worker | run).
+# CPU by default; `--build-arg VARIANT=gpu` installs tensorflow[and-cuda] for the worker on a GPU host.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG VARIANT=cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md poembot_cli.py ./
+COPY bot ./bot
+COPY model ./model
+COPY training ./training
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --upgrade pip==25.3 \
+    && if [ "$VARIANT" = "gpu" ]; then extra=gpu; else extra=model; fi \
+    && /opt/venv/bin/pip install ".[${extra}]"
+
+# The latent index holds corpus text, so it is built here from the downloaded corpus, never committed.
+FROM build AS index
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+ENV POEMBOT_DATA_DIR=/build-data PATH=/opt/venv/bin:$PATH
+RUN poembot corpus fetch \
+    && poembot corpus build \
+    && poembot index build --out /index \
+    && rm -rf /build-data/download
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="poembot" \
+      org.opencontainers.image.licenses="MIT"
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin poembot \
+    && mkdir -p /data && chown poembot /data
+COPY --from=build /opt/venv /opt/venv
+COPY --from=index /index /opt/poembot/index
+COPY --from=index /build-data/corpus/vocab.json /opt/poembot/corpus/vocab.json
+COPY docker/entrypoint.sh /usr/local/bin/poembot-entrypoint
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    POEMBOT_DATA_DIR=/data \
+    POEMBOT_INDEX_DIR=/opt/poembot/index \
+    POEMBOT_LOG_FORMAT=json \
+    POEMBOT_METRICS_PORT=9100
+USER 10001
+WORKDIR /home/poembot
+VOLUME ["/data"]
+EXPOSE 8443 9100
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["poembot-entrypoint", "health"]
+ENTRYPOINT ["poembot-entrypoint"]
+CMD ["bot"]

