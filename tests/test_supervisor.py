@@ -1,0 +1,68 @@
+"""`poembot run`'s supervisor: crashed children come back, a stop reaches every child, Redis embeds."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bot.supervisor import Child, EmbeddedRedis, Supervisor
+
+CRASHER = """
+import pathlib, sys
+p = pathlib.Path(sys.argv[1])
+p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))
+sys.exit(3)
+"""
+SLEEPER = """
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+def bye(*_):
+    out.write_text("graceful")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+out.write_text("ready")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_crashed_child_is_restarted_and_stop_is_graceful(tmp_path: Path) -> None:
+    counter, marker = tmp_path / "count", tmp_path / "marker"
+    crasher = Child("crasher", [sys.executable, "-c", CRASHER, str(counter)], {})
+    sleeper = Child("sleeper", [sys.executable, "-c", SLEEPER, str(marker)], {})
+    supervisor = Supervisor([crasher, sleeper])
+    thread = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
+    thread.start()
+    try:
+        wait_until(lambda: counter.exists() and int(counter.read_text()) >= 2)
+        wait_until(lambda: marker.exists() and marker.read_text() == "ready")
+        assert crasher.restarts >= 1
+        first_pid = sleeper.proc.pid
+    finally:
+        supervisor.stopping.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert marker.read_text() == "graceful"
+    assert sleeper.proc.poll() == 0 and sleeper.proc.pid == first_pid   # never restarted
+
+
+def test_embedded_redis_is_a_real_server(tmp_path: Path) -> None:
+    import redis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.xadd("s", {"a": "1"})
+        assert client.xlen("s") == 1
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+    finally:
+        server.close()
