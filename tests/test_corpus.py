@@ -123,7 +123,7 @@ def test_build_on_synthetic_corpus(tmp_path: Path) -> None:
     assert corpus.lines_t[k] == ["東風吹鳥飛", "山水花月江", "天人春秋夢", "長時車馬橋"]
     assert corpus.lines[k] == ["东风吹鸟飞", "山水花月江", "天人春秋梦", "长时车马桥"]
     assert corpus.form[k] == "五绝" and corpus.strains[k] is None
-    assert corpus.text(k) == "东风吹鸟飞，山水花月江；\n天人春秋梦，长时车马桥。"
+    assert corpus.text(k) == "东风吹鸟飞，山水花月江。\n天人春秋梦；长时车马桥。"
     k = corpus.id.index("id-3")
     assert [len(s) for s in corpus.strains[k]] == [len(line) for line in corpus.lines_t[k]]
     assert corpus.rank[k] == 3 + 1   # baidu + google; bing_en is not counted

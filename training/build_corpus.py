@@ -208,7 +208,7 @@ def _write_tones(corpus: Corpus, path: Path) -> int:
 
     pairs = ((line, mark) for lines, marks in zip(corpus.lines_t, corpus.strains)
              if marks is not None for line, mark in zip(lines, marks))
-    table = prosody.derive_tones(pairs)
+    table = prosody.derive_tones(pairs, poems=corpus.lines_t)
     prosody.write_tone_table(table, path)
     return len(table)
 
