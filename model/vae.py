@@ -1,0 +1,312 @@
+"""The poem VAE: BiGRU encoder to a Gaussian latent, GRU decoder conditioned on the latent and the form.
+
+With use_latent=False the same decoder is a plain character language model (the baseline).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from model.forms import FORMS, MAX_SEQ_LEN
+from model.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
+
+if TYPE_CHECKING:
+    from model.vocab import Vocab
+
+ANNEALS = ("cyclical", "linear", "none")
+
+
+@dataclass
+class VAEConfig:
+    vocab_size: int
+    emb_dim: int = 256
+    enc_units: int = 256           # per direction of the BiGRU
+    dec_units: int = 512
+    latent_dim: int = 64
+    n_forms: int = len(FORMS)
+    form_dim: int = 16
+    word_dropout: float = 0.25     # share of decoder inputs replaced by <unk> while training
+    beta_max: float = 1.0
+    anneal: str = "cyclical"       # cyclical | linear | none
+    anneal_steps: int = 4000       # one cycle (cyclical) or the ramp (linear)
+    anneal_ratio: float = 0.5      # share of a cycle spent ramping up (cyclical)
+    free_bits: float = 0.15        # nats per latent dim below which KL is not penalised
+    max_len: int = MAX_SEQ_LEN + 2  # BOS + 七律 + EOS
+    use_latent: bool = True
+
+    def __post_init__(self) -> None:
+        if self.anneal not in ANNEALS:
+            raise ValueError(f"anneal must be one of {ANNEALS}, not {self.anneal!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VAEConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def beta_at(config: VAEConfig, step: int | tf.Tensor) -> tf.Tensor:
+    """KL weight at a training step: cyclical (Fu et al. 2019), linear warm-up, or constant."""
+    step = tf.cast(step, tf.float32)
+    beta_max = tf.constant(config.beta_max, tf.float32)
+    period = float(max(config.anneal_steps, 1))
+    if config.anneal == "none" or not config.use_latent:
+        return beta_max
+    if config.anneal == "linear":
+        return beta_max * tf.minimum(1.0, step / period)
+    phase = tf.math.floormod(step, period) / period
+    return beta_max * tf.minimum(1.0, phase / max(config.anneal_ratio, 1e-6))
+
+
+def kl_per_dim(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """KL(q(z|x) || N(0, I)) for each poem and dim, [B, Z], in nats."""
+    mu = tf.cast(mu, tf.float32)
+    logvar = tf.cast(logvar, tf.float32)
+    return 0.5 * (tf.square(mu) + tf.exp(logvar) - 1.0 - logvar)
+
+
+def free_bits_kl(kl: tf.Tensor, free_bits: float) -> tf.Tensor:
+    """Batch-mean KL summed over dims, each dim floored at free_bits (Kingma et al. 2016).
+
+    The floor is applied to the batch mean per dim, so a dim below it gets no gradient pushing it
+    to zero; that is what keeps units active.
+    """
+    per_dim = tf.reduce_mean(kl, axis=0)
+    if free_bits > 0:
+        per_dim = tf.maximum(per_dim, free_bits)
+    return tf.reduce_sum(per_dim)
+
+
+def token_nll(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """NLL per poem, [B], summed over non-pad target tokens."""
+    logits = tf.cast(logits, tf.float32)
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    mask = tf.cast(tf.not_equal(targets, PAD), tf.float32)
+    return tf.reduce_sum(nll * mask, axis=1)
+
+
+class PoemVAE(keras.Model):
+    """Sequence VAE over one poem; see module docstring. Build with `build_vae(config)`."""
+
+    def __init__(self, config: VAEConfig, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        c = config
+        self.embed = layers.Embedding(c.vocab_size, c.emb_dim, name="embed")
+        self.form_embed = layers.Embedding(c.n_forms, c.form_dim, name="form_embed")
+        if c.use_latent:
+            self.encoder = layers.Bidirectional(
+                layers.GRU(c.enc_units, return_sequences=False), merge_mode="concat", name="encoder")
+            self.to_posterior = layers.Dense(2 * c.latent_dim, name="posterior")
+        self.init_state = layers.Dense(c.dec_units, activation="tanh", name="init_state")
+        self.decoder = layers.GRU(c.dec_units, return_sequences=True, return_state=True,
+                                  name="decoder")
+        # float32 logits even under mixed precision: the softmax needs the range.
+        self.out = layers.Dense(c.vocab_size, dtype="float32", name="logits")
+
+    # --- the pieces the decoders call -------------------------------------------------------
+    def encode(self, tokens: tf.Tensor, form: tf.Tensor, training: bool = False
+               ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Posterior parameters (mu, logvar), each [B, Z] float32."""
+        if not self.config.use_latent:
+            raise ValueError("the plain language model has no encoder")
+        tokens = tf.convert_to_tensor(tokens, tf.int32)
+        x = self.embed(tokens)
+        mask = tf.not_equal(tokens, PAD)
+        h = self.encoder(x, mask=mask, training=training)
+        h = tf.concat([h, tf.cast(self.form_embed(tf.cast(form, tf.int32)), h.dtype)], axis=-1)
+        stats = tf.cast(self.to_posterior(h), tf.float32)
+        mu, logvar = tf.split(stats, 2, axis=-1)
+        # Bounded log-variance keeps exp() finite early in training.
+        return mu, tf.clip_by_value(logvar, -10.0, 5.0)
+
+    def _conditioning(self, z: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
+        """What the decoder sees besides the token: [z, form embedding], or the form alone."""
+        f = self.form_embed(tf.cast(form, tf.int32))
+        if not self.config.use_latent:
+            return f
+        return tf.concat([tf.cast(z, f.dtype), f], axis=-1)
+
+    def decoder_init(self, z: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
+        """Initial decoder state [B, H] from the latent and the form."""
+        return self.init_state(self._conditioning(z, form))
+
+    def decoder_step(self, token: tf.Tensor, state: tf.Tensor, z: tf.Tensor, form: tf.Tensor
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
+        """One decoding step: (logits [B, V] float32, new state [B, H]). Pure tensor ops."""
+        x = self.embed(tf.cast(token, tf.int32))
+        cond = self._conditioning(z, form)
+        x = tf.concat([x, tf.cast(cond, x.dtype)], axis=-1)
+        h, _ = self.decoder.cell(x, [state])
+        return tf.cast(self.out(h), tf.float32), h
+
+    def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
+                              training: bool = False) -> tf.Tensor:
+        """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
+        x = self.embed(inputs)
+        cond = tf.cast(self._conditioning(z, form), x.dtype)
+        cond = tf.tile(cond[:, None, :], [1, tf.shape(inputs)[1], 1])
+        x = tf.concat([x, cond], axis=-1)
+        h0 = self.decoder_init(z, form)
+        seq, _ = self.decoder(x, initial_state=h0, training=training)
+        return self.out(seq)
+
+    # --- training ---------------------------------------------------------------------------
+    def word_dropout(self, inputs: tf.Tensor, rate: float) -> tf.Tensor:
+        """Replace a share of decoder input characters by <unk> (Bowman et al. 2016).
+
+        BOS and punctuation stay: they carry the form, which the latent need not explain.
+        """
+        if rate <= 0:
+            return inputs
+        keep_always = (tf.equal(inputs, BOS) | tf.equal(inputs, COMMA) | tf.equal(inputs, PERIOD)
+                       | tf.equal(inputs, PAD) | tf.equal(inputs, EOS))
+        drop = tf.random.uniform(tf.shape(inputs)) < rate
+        return tf.where(drop & ~keep_always, tf.constant(UNK, inputs.dtype), inputs)
+
+    def sample_z(self, mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+        eps = tf.random.normal(tf.shape(mu))
+        return mu + tf.exp(0.5 * logvar) * eps
+
+    def call(self, inputs: dict, training: bool = False) -> dict:
+        """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32}.
+
+        Returns logits [B, T-1, V] for targets tokens[:, 1:], plus mu, logvar, z ([B, 0] for the LM).
+        """
+        tokens = tf.cast(inputs["tokens"], tf.int32)
+        form = tf.cast(inputs["form"], tf.int32)
+        dec_in = tokens[:, :-1]
+        if training:
+            dec_in = self.word_dropout(dec_in, self.config.word_dropout)
+        if self.config.use_latent:
+            mu, logvar = self.encode(tokens, form, training=training)
+            z = self.sample_z(mu, logvar)
+        else:
+            batch = tf.shape(tokens)[0]
+            mu = logvar = z = tf.zeros([batch, 0], tf.float32)
+        logits = self.decode_teacher_forced(dec_in, z, form, training=training)
+        return {"logits": logits, "mu": mu, "logvar": logvar, "z": z}
+
+    def loss_terms(self, inputs: dict, step: int | tf.Tensor, training: bool = False,
+                   beta: float | tf.Tensor | None = None) -> dict:
+        """Loss and its parts, per poem averaged over the batch (nats).
+
+        loss = rec + beta * KL_free_bits; "kl" is the true KL, "n_tokens" the targets per poem.
+        beta defaults to the annealing schedule at step.
+        """
+        out = self(inputs, training=training)
+        targets = tf.cast(inputs["tokens"], tf.int32)[:, 1:]
+        rec = tf.reduce_mean(token_nll(out["logits"], targets))
+        n_tokens = tf.reduce_mean(tf.reduce_sum(tf.cast(tf.not_equal(targets, PAD), tf.float32), 1))
+        if self.config.use_latent:
+            kl_d = kl_per_dim(out["mu"], out["logvar"])
+            kl = tf.reduce_mean(tf.reduce_sum(kl_d, axis=1))
+            kl_fb = free_bits_kl(kl_d, self.config.free_bits)
+            beta = beta_at(self.config, step) if beta is None else tf.cast(beta, tf.float32)
+        else:
+            kl = kl_fb = beta = tf.constant(0.0)
+        loss = rec + beta * kl_fb
+        return {"loss": loss, "rec": rec, "kl": kl, "kl_fb": kl_fb, "beta": beta,
+                "n_tokens": n_tokens}
+
+
+def dummy_inputs(config: VAEConfig, batch: int = 2, length: int = 8) -> dict:
+    tokens = np.full((batch, length), 6 % config.vocab_size, np.int32)
+    tokens[:, 0], tokens[:, -1] = BOS, EOS
+    return {"tokens": tokens, "form": np.zeros((batch,), np.int32)}
+
+
+def build_vae(config: VAEConfig) -> PoemVAE:
+    """A random-init model with all weights created (one tiny forward pass)."""
+    model = PoemVAE(config)
+    model(dummy_inputs(config), training=False)
+    return model
+
+
+def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
+                      eps: tf.Tensor | None = None) -> tf.Tensor:
+    """Importance-weighted log p(x) per poem [B] (Burda et al. 2016), k posterior samples.
+
+    log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k. All k samples go
+    through the decoder as one batch of B*k rows; wrap in tf.function for speed. eps [B, k, Z]
+    fixes the standard-normal draws (tests compare bounds on the same samples).
+    """
+    tokens = tf.cast(inputs["tokens"], tf.int32)
+    form = tf.cast(inputs["form"], tf.int32)
+    targets = tokens[:, 1:]
+    if not model.config.use_latent:
+        out = model(inputs, training=False)
+        return -token_nll(out["logits"], targets)
+    mu, logvar = model.encode(tokens, form)
+    batch, zdim = tf.shape(mu)[0], tf.shape(mu)[1]
+    if eps is None:
+        eps = tf.random.normal([batch, k, zdim])
+    z = mu[:, None, :] + tf.exp(0.5 * logvar)[:, None, :] * eps          # [B, k, Z]
+    flat_z = tf.reshape(z, [batch * k, zdim])
+    rep_tokens = tf.repeat(tokens, k, axis=0)
+    rep_form = tf.repeat(form, k, axis=0)
+    logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form)
+    log_px_z = tf.reshape(-token_nll(logits, rep_tokens[:, 1:]), [batch, k])
+    log2pi = math.log(2 * math.pi)
+    log_pz = -0.5 * tf.reduce_sum(tf.square(z) + log2pi, axis=2)
+    log_qz = -0.5 * tf.reduce_sum(tf.square(eps) + logvar[:, None, :] + log2pi, axis=2)
+    return tf.reduce_logsumexp(log_px_z + log_pz - log_qz, axis=1) - math.log(k)
+
+
+# --- one folder per trained model --------------------------------------------------------------
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+WEIGHTS_FILE = "weights.npz"
+METRICS_FILE = "metrics.json"
+
+
+def save_model(model: PoemVAE, vocab: "Vocab", directory: str | Path, dtype: str = "float16",
+               metrics: dict | None = None) -> Path:
+    """Write config.json, vocab.json, weights.npz (float16 by default: half the size, same samples)
+    and metrics.json into directory; loading needs nothing else."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
+    vocab.save(directory / VOCAB_FILE)
+    arrays = {f"w{i:03d}": np.asarray(w.numpy(), dtype=dtype) for i, w in enumerate(model.weights)}
+    names = [w.path for w in model.weights]
+    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
+    np.savez(tmp, names=np.array(names), **arrays)
+    tmp.replace(directory / WEIGHTS_FILE)
+    metrics_path = directory / METRICS_FILE
+    if metrics is not None or not metrics_path.exists():
+        merged = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        merged.update(metrics or {})
+        metrics_path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    return directory
+
+
+def load_model(directory: str | Path) -> tuple[PoemVAE, "Vocab", VAEConfig]:
+    """The (model, vocab, config) saved by save_model; weights come back as float32."""
+    from model.vocab import Vocab
+
+    directory = Path(directory)
+    config = VAEConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    vocab = Vocab.load(directory / VOCAB_FILE)
+    model = build_vae(config)
+    with np.load(directory / WEIGHTS_FILE) as data:
+        names = [str(n) for n in data["names"]]
+        if len(names) != len(model.weights):
+            raise ValueError(f"{directory}: {len(names)} weight arrays, model has {len(model.weights)}")
+        for i, var in enumerate(model.weights):
+            value = data[f"w{i:03d}"]
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(f"{directory}: weight {names[i]} has shape {value.shape}, "
+                                 f"model expects {tuple(var.shape)}")
+            var.assign(value.astype(np.float32))
+    return model, vocab, config

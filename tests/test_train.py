@@ -1,0 +1,111 @@
+"""Training on the synthetic corpus with the tiny config: end to end, resume, batching, schedules.
+
+The slow test (POEMBOT_SLOW=1, needs the built corpus) checks the real config's first steps lower the loss.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from model.forms import FORM_INDEX, FORMS, classify  # noqa: E402
+from training.train import (CONFIG_DIR, LM_DIR, LOG_FILE, STATE_FILE, TrainConfig,  # noqa: E402
+                            _learning_rate, encode_split, epoch_batches, main,
+                            load_corpus_and_vocab, synthetic_corpus, train)
+
+TINY = CONFIG_DIR / "tiny.json"
+
+
+def log_rows(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_synthetic_corpus_has_all_forms_and_splits():
+    corpus = synthetic_corpus(80, seed=1)
+    assert {classify(lines) for lines in corpus.lines} == set(FORMS)
+    assert all(classify(lines) == form for lines, form in zip(corpus.lines, corpus.form))
+    assert {"train", "val", "test"} == set(corpus.split)
+    assert list(synthetic_corpus(80, seed=1).lines) == list(corpus.lines)
+
+
+def test_batches_hold_one_form_cover_the_data_and_replay():
+    cfg = TrainConfig.load(TINY)
+    corpus, vocab = load_corpus_and_vocab(cfg)
+    data = encode_split(corpus, vocab, "train")
+    for form, matrix in data.items():
+        assert matrix.shape[1] == list(FORMS.values())[form].seq_len + 2
+    def plan(epoch: int) -> list[tuple[int, tuple[int, ...]]]:
+        return [(f, tuple(rows.tolist())) for f, rows in epoch_batches(data, 16, 3, epoch)]
+
+    assert plan(0) == plan(0) and plan(0) != plan(1)
+    batches = epoch_batches(data, 16, seed=3, epoch=0)
+    seen = {f: set() for f in data}
+    for form, rows in batches:
+        assert len(rows) == 16
+        seen[form].update(rows.tolist())
+    for form, matrix in data.items():
+        assert len(seen[form]) >= len(matrix) - 15      # only a ragged tail may be left out
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(model={}, train={"lr": 1e-3, "lr_min_ratio": 0.1, "warmup_fraction": 0.1})
+    assert _learning_rate(cfg, 0.05) == pytest.approx(5e-4)
+    assert _learning_rate(cfg, 0.1) == pytest.approx(1e-3)
+    assert _learning_rate(cfg, 0.55) == pytest.approx(5.5e-4)
+    assert _learning_rate(cfg, 1.0) == pytest.approx(1e-4)
+
+
+def test_tiny_training_runs_end_to_end(tmp_path):
+    assert main(["--config", str(TINY), "--out", str(tmp_path)]) == 0
+    from model.vae import load_model
+
+    model, vocab, config = load_model(tmp_path)
+    assert config.use_latent and config.latent_dim == 32
+    lm, _, lm_config = load_model(tmp_path / LM_DIR)
+    assert not lm_config.use_latent and lm_config.word_dropout == 0.0
+    rows = log_rows(tmp_path / LOG_FILE)
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]
+    per_char = [float(r["nll_per_char"]) for r in rows]
+    assert all(np.isfinite(per_char)) and per_char[-1] < per_char[0]
+    assert {float(r["beta"]) for r in rows} != {1.0}     # the annealing schedule ran
+    lm_rows = log_rows(tmp_path / LM_DIR / LOG_FILE)
+    assert int(lm_rows[-1]["step"]) == 30                 # the LM got the VAE's step count
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train_steps"] == 30
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    train(str(TINY), str(tmp_path), resume=False, max_steps=10)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["step"] == 10
+    first_weights = (tmp_path / "weights.npz").read_bytes()
+    train(str(TINY), str(tmp_path), resume=True, max_steps=20)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["step"] == 20 and state["position"] > 0
+    assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5, 10, 15, 20]
+    assert (tmp_path / "weights.npz").read_bytes() != first_weights
+    assert json.loads((tmp_path / LM_DIR / STATE_FILE).read_text())["step"] == 20
+    # A fresh (non-resumed) run starts over.
+    train(str(TINY), str(tmp_path), resume=False, max_steps=5)
+    assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("POEMBOT_SLOW") != "1", reason="needs the built corpus; POEMBOT_SLOW=1")
+def test_real_config_first_steps_lower_the_loss(tmp_path):
+    cfg = json.loads((CONFIG_DIR / "real.json").read_text())
+    cfg["train"]["log_every"] = 10
+    cfg["lm"]["enabled"] = False
+    path = tmp_path / "real.json"
+    path.write_text(json.dumps(cfg))
+    train(str(path), str(tmp_path / "out"), max_steps=50)
+    per_char = [float(r["nll_per_char"]) for r in log_rows(tmp_path / "out" / LOG_FILE)]
+    assert per_char[-1] < per_char[0] - 0.3
+    assert FORM_INDEX["七律"] == 3

@@ -1,0 +1,506 @@
+"""Evaluate a trained poem VAE against its LM baseline: likelihoods, latent use, samples, neighbours.
+
+Writes report.md, metrics.json and PNG plots into the model folder; `python -m training.evaluate DIR`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from model.corpus import Corpus
+from model.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
+from model.vocab import BOS, EOS, PAD, UNK, Vocab
+
+FORM_ASCII = {"五绝": "wujue", "七绝": "qijue", "五律": "wulv", "七律": "qilv"}
+REPORT_FILE = "report.md"
+
+
+# --- data --------------------------------------------------------------------------------------
+def _corpus_for(model_dir: Path) -> Corpus:
+    """The corpus the model was trained on: rebuilt for a synthetic config, else the built one."""
+    from training.train import TRAIN_CONFIG_FILE, TrainConfig, load_corpus_and_vocab
+
+    cfg_path = model_dir / TRAIN_CONFIG_FILE
+    cfg = TrainConfig.load(cfg_path) if cfg_path.exists() else TrainConfig(model={})
+    corpus, _ = load_corpus_and_vocab(cfg)
+    return corpus
+
+
+def _test_rows(corpus: Corpus, limit: int, seed: int) -> list[int]:
+    rows = corpus.indices("test")
+    if len(rows) > limit:
+        rng = np.random.default_rng(seed)
+        rows = sorted(rng.choice(rows, size=limit, replace=False).tolist())
+    return rows
+
+
+def _by_form(corpus: Corpus, vocab: Vocab, rows: list[int]) -> dict[int, tuple[np.ndarray, list[int]]]:
+    """{form id: (tokens [N, T], the rows)}: one matrix per form, nothing padded."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in rows:
+        groups[FORM_INDEX[corpus.form[i]]].append(i)
+    return {f: (np.asarray([vocab.encode_lines(corpus.lines[i]) for i in rs], np.int32), rs)
+            for f, rs in sorted(groups.items())}
+
+
+# --- likelihoods and latents -------------------------------------------------------------------
+def _likelihoods(model, lm, data, iw_rows: set[int], k: int, batch: int = 128) -> dict:
+    """ELBO, IW bound and LM NLL, plus posterior means and variances per test row."""
+    import tensorflow as tf
+
+    from model.vae import kl_per_dim, log_likelihood_iw, token_nll
+
+    @tf.function(reduce_retracing=True)
+    def elbo_terms(tokens, form):
+        out = model({"tokens": tokens, "form": form}, training=False)
+        rec = token_nll(out["logits"], tokens[:, 1:])
+        return rec, kl_per_dim(out["mu"], out["logvar"]), out["mu"], out["logvar"]
+
+    @tf.function(reduce_retracing=True)
+    def iw(tokens, form):
+        return log_likelihood_iw(model, {"tokens": tokens, "form": form}, k=k)
+
+    @tf.function(reduce_retracing=True)
+    def lm_nll(tokens, form):
+        return token_nll(lm({"tokens": tokens, "form": form}, training=False)["logits"],
+                         tokens[:, 1:])
+
+    out = {"rec": [], "kl_d": [], "mu": [], "logvar": [], "chars": [], "rows": [], "form": [],
+           "iw": [], "iw_chars": [], "lm_iw": [], "lm": []}
+    iw_batch = max(1, 1024 // k)
+    for form, (tokens, rows) in data.items():
+        for s in range(0, len(rows), batch):
+            tok = tf.constant(tokens[s:s + batch])
+            fm = tf.constant(np.full(tok.shape[0], form, np.int32))
+            rec, kl_d, mu, logvar = elbo_terms(tok, fm)
+            out["rec"].append(rec.numpy())
+            out["kl_d"].append(kl_d.numpy())
+            out["mu"].append(mu.numpy())
+            out["logvar"].append(logvar.numpy())
+            out["chars"].append(np.full(tok.shape[0], tok.shape[1] - 1, np.float64))
+            out["rows"].extend(rows[s:s + batch])
+            out["form"].extend([form] * tok.shape[0])
+            if lm is not None:
+                out["lm"].append(lm_nll(tok, fm).numpy())
+        picked = [j for j, r in enumerate(rows) if r in iw_rows]
+        for s in range(0, len(picked), iw_batch):
+            idx = picked[s:s + iw_batch]
+            tok = tf.constant(tokens[idx])
+            fm = tf.constant(np.full(len(idx), form, np.int32))
+            out["iw"].append(-iw(tok, fm).numpy())
+            out["iw_chars"].append(np.full(len(idx), tokens.shape[1] - 1, np.float64))
+            if lm is not None:
+                out["lm_iw"].append(lm_nll(tok, fm).numpy())
+    cat = {k_: (np.concatenate(v) if v and isinstance(v[0], np.ndarray) else np.asarray(v))
+           for k_, v in out.items()}
+    return cat
+
+
+def mutual_info(mu: np.ndarray, logvar: np.ndarray, seed: int = 0) -> float:
+    """I(x; z) under q with the aggregate posterior estimated on these poems (Hoffman & Johnson
+    2016; as computed by He et al. 2019). Bounded above by log N."""
+    n, d = mu.shape
+    rng = np.random.default_rng(seed)
+    var = np.exp(logvar)
+    neg_entropy = np.mean(-0.5 * d * math.log(2 * math.pi) - 0.5 * np.sum(1 + logvar, axis=1))
+    z = mu + np.sqrt(var) * rng.standard_normal(mu.shape)
+    log_qz = np.empty(n)
+    const = -0.5 * d * math.log(2 * math.pi) - 0.5 * np.sum(logvar, axis=1)   # [N] over j
+    for s in range(0, n, 256):
+        diff = z[s:s + 256, None, :] - mu[None, :, :]                          # [b, N, D]
+        log_dens = const[None, :] - 0.5 * np.sum(diff ** 2 / var[None, :, :], axis=2)
+        m = log_dens.max(axis=1, keepdims=True)
+        log_qz[s:s + 256] = (m[:, 0] + np.log(np.exp(log_dens - m).sum(axis=1))) - math.log(n)
+    return float(neg_entropy - np.mean(log_qz))
+
+
+# --- neighbours -------------------------------------------------------------------------------
+def _knn(sim: np.ndarray, k: int) -> np.ndarray:
+    sim = sim.copy()
+    np.fill_diagonal(sim, -np.inf)
+    return np.argsort(-sim, axis=1)[:, :k]
+
+
+def neighbour_rates(neigh: np.ndarray, labels: list[str]) -> float:
+    lab = np.asarray(labels)
+    return float(np.mean(lab[neigh] == lab[:, None]))
+
+
+def tfidf_bigram_neighbours(texts: list[str], k: int) -> np.ndarray:
+    """k nearest by cosine of character-bigram TF-IDF (the baseline a latent space must beat).
+
+    Bigrams seen in one text only cannot make two texts similar, so after normalising they are
+    dropped: the matrix stays small and the cosines exact.
+    """
+    counts = [Counter(t[i:i + 2] for i in range(len(t) - 1)) for t in texts]
+    df = Counter(g for c in counts for g in c)
+    n = len(texts)
+    idf = {g: math.log((1 + n) / (1 + v)) + 1.0 for g, v in df.items()}   # smoothed, as sklearn
+    shared = {g: j for j, g in enumerate(g for g, v in df.items() if v >= 2)}
+    x = np.zeros((n, max(len(shared), 1)), np.float32)
+    for r, c in enumerate(counts):
+        norm = math.sqrt(sum((v * idf[g]) ** 2 for g, v in c.items())) or 1.0
+        for g, v in c.items():
+            j = shared.get(g)
+            if j is not None:
+                x[r, j] = v * idf[g] / norm
+    return _knn(x @ x.T, k)
+
+
+def latent_neighbours(mu: np.ndarray, k: int) -> np.ndarray:
+    sq = np.sum(mu ** 2, axis=1)
+    return _knn(-(sq[:, None] + sq[None, :] - 2 * mu @ mu.T), k)
+
+
+# --- sampling ----------------------------------------------------------------------------------
+def sample_poems(model, form: int, z: np.ndarray, temperature: float = 1.0, top_p: float = 0.9,
+                 greedy: bool = False, seed: int = 0) -> list[list[int]]:
+    """Plain ancestral (or nucleus, or greedy) decoding for one form; ids up to EOS per poem.
+
+    No constraint on shape: form validity then measures what the model itself learnt.
+    """
+    import tensorflow as tf
+
+    n = z.shape[0]
+    steps = FORMS[FORM_NAMES[form]].seq_len + 1
+    gen = tf.random.Generator.from_seed(seed)
+    banned = np.zeros(model.config.vocab_size, np.float32)
+    banned[[PAD, BOS, UNK]] = -1e9
+
+    @tf.function(reduce_retracing=True)
+    def step(token, state, zt, ft):
+        logits, state = model.decoder_step(token, state, zt, ft)
+        logits = logits / temperature + banned
+        if greedy:
+            return tf.argmax(logits, axis=-1, output_type=tf.int32), state
+        if top_p < 1.0:
+            sorted_logits = tf.sort(logits, direction="DESCENDING", axis=-1)
+            cum = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+            kept = tf.where(cum < top_p, sorted_logits, tf.fill(tf.shape(sorted_logits), 1e9))
+            threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
+            logits = tf.where(logits < threshold, tf.fill(tf.shape(logits), -1e9), logits)
+        seeds = gen.make_seeds(1)[:, 0]
+        nxt = tf.random.stateless_categorical(logits, 1, seed=seeds, dtype=tf.int32)[:, 0]
+        return nxt, state
+
+    zt = tf.constant(z, tf.float32)
+    ft = tf.constant(np.full(n, form, np.int32))
+    state = model.decoder_init(zt, ft)
+    token = tf.constant(np.full(n, BOS, np.int32))
+    out = np.zeros((n, steps), np.int32)
+    for t in range(steps):
+        token, state = step(token, state, zt, ft)
+        out[:, t] = token.numpy()
+        if np.all((out[:, :t + 1] == EOS).any(axis=1)):
+            break
+    return [list(row) for row in out]
+
+
+def _prosody():
+    try:
+        from model import prosody
+        return prosody.check
+    except Exception:      # the checker may be absent or its tables unbuilt: report without it
+        return None
+
+
+def generation_metrics(model, vocab: Vocab, train_lines: set[str], n: int, seed: int,
+                       temperature: float, top_p: float) -> tuple[dict, dict[str, list[str]]]:
+    check = _prosody()
+    rng = np.random.default_rng(seed)
+    poems: list[tuple[str, list[str]]] = []
+    for form in range(len(FORM_NAMES)):
+        zdim = model.config.latent_dim if model.config.use_latent else 0
+        z = rng.standard_normal((n, zdim)).astype(np.float32)
+        for ids in sample_poems(model, form, z, temperature, top_p, seed=seed + form):
+            poems.append((FORM_NAMES[form], vocab.decode_lines(ids)))
+    valid = [classify(lines) == name for name, lines in poems]
+    rhyme, tone = [], []
+    if check is not None:
+        for (name, lines), ok in zip(poems, valid):
+            if ok:
+                verdict = check(lines)
+                rhyme.append(bool(verdict.rhyme_ok))
+                tone.append(float(verdict.tone_rate))
+    chars = [c for _, lines in poems for line in lines for c in line]
+    bigrams = [line[i:i + 2] for _, lines in poems for line in lines for i in range(len(line) - 1)]
+    lines_all = [line for _, lines in poems for line in lines if line]
+    texts = ["/".join(lines) for _, lines in poems]
+    metrics = {
+        "n_generated": len(poems),
+        "form_valid_rate": float(np.mean(valid)),
+        "rhyme_rate": float(np.mean(rhyme)) if rhyme else None,
+        "tone_rate": float(np.mean(tone)) if tone else None,
+        "distinct_1": len(set(chars)) / max(len(chars), 1),
+        "distinct_2": len(set(bigrams)) / max(len(bigrams), 1),
+        "line_copy_rate": float(np.mean([line in train_lines for line in lines_all]))
+        if lines_all else 0.0,
+        "duplicate_rate": 1.0 - len(set(texts)) / max(len(texts), 1),
+        "gen_temperature": temperature, "gen_top_p": top_p,
+    }
+    examples: dict[str, list[str]] = defaultdict(list)
+    for (name, lines), ok in zip(poems, valid):
+        if len(examples[name]) < 3:
+            examples[name].append(("" if ok else "(not the form) ") + " / ".join(lines))
+    return metrics, examples
+
+
+def interpolations(model, vocab: Vocab, data, mu_by_row: dict[int, np.ndarray], corpus: Corpus,
+                   n_pairs: int = 8, seed: int = 0) -> list[dict]:
+    """Greedy decodes along the line between two test poems' posterior means, same form."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    forms = [f for f in data if len(data[f][1]) >= 2]
+    for p in range(n_pairs):
+        if not forms:
+            break
+        form = forms[p % len(forms)]
+        a, b = rng.choice(data[form][1], size=2, replace=False)
+        alphas = np.linspace(0, 1, 5)
+        z = np.stack([(1 - t) * mu_by_row[a] + t * mu_by_row[b] for t in alphas]).astype(np.float32)
+        decoded = sample_poems(model, form, z, greedy=True)
+        pairs.append({"form": FORM_NAMES[form], "a": " / ".join(corpus.lines[a]),
+                      "b": " / ".join(corpus.lines[b]),
+                      "steps": [(float(t), " / ".join(vocab.decode_lines(ids)))
+                                for t, ids in zip(alphas, decoded)]})
+    return pairs
+
+
+# --- plots ------------------------------------------------------------------------------------
+def _read_log(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        return {}
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    return {k: np.asarray([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def make_plots(model_dir: Path, mu: np.ndarray, forms: list[int], dynasties: list[str],
+               kl_dims: np.ndarray) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    log, lm_log = _read_log(model_dir / "log.csv"), _read_log(model_dir / "lm" / "log.csv")
+    if log:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        axes[0].plot(log["step"], log["rec"], label="VAE rec")
+        if lm_log:
+            axes[0].plot(lm_log["step"], lm_log["rec"], label="LM nll")
+        axes[0].set_title("reconstruction NLL (nats/poem)")
+        axes[0].legend()
+        axes[1].plot(log["step"], log["kl"], label="KL")
+        axes[1].plot(log["step"], log["kl_fb"], label="KL after free bits", alpha=0.7)
+        axes[1].set_title("KL (nats/poem)")
+        axes[1].legend()
+        axes[2].plot(log["step"], log["beta"], label="beta")
+        axes[2].plot(log["step"], log["lr"] / max(log["lr"].max(), 1e-12), label="lr (scaled)")
+        axes[2].set_title("beta and learning rate")
+        axes[2].legend()
+        for ax in axes:
+            ax.set_xlabel("step")
+        fig.tight_layout()
+        fig.savefig(model_dir / "training_curves.png", dpi=90)
+        plt.close(fig)
+        made.append("training_curves.png")
+    if mu.size and mu.shape[1] >= 2:
+        centred = mu - mu.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ vt[:2].T
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+        for f in sorted(set(forms)):
+            sel = np.asarray(forms) == f
+            axes[0].scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6,
+                            label=FORM_ASCII[FORM_NAMES[f]])
+        axes[0].set_title("test latents (PCA), by form")
+        axes[0].legend(markerscale=3)
+        for d in sorted(set(dynasties)):
+            sel = np.asarray(dynasties) == d
+            axes[1].scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=d)
+        axes[1].set_title("test latents (PCA), by dynasty")
+        axes[1].legend(markerscale=3)
+        fig.tight_layout()
+        fig.savefig(model_dir / "latents_pca.png", dpi=90)
+        plt.close(fig)
+        made.append("latents_pca.png")
+    if kl_dims.size:
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        order = np.argsort(-kl_dims)
+        ax.bar(np.arange(len(kl_dims)), kl_dims[order])
+        ax.set_title("KL per latent dim (nats, sorted)")
+        ax.set_xlabel("latent dim (sorted by KL)")
+        fig.tight_layout()
+        fig.savefig(model_dir / "kl_per_dim.png", dpi=90)
+        plt.close(fig)
+        made.append("kl_per_dim.png")
+    return made
+
+
+# --- the entry point --------------------------------------------------------------------------
+def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int = 2400,
+             iw_poems: int = 400, iw_k: int = 50, seed: int = 0, temperature: float = 1.0,
+             top_p: float = 0.9) -> dict:
+    """Evaluate the model in model_dir (and its LM baseline in model_dir/lm when present).
+
+    n poems per form are sampled from the prior; the test split is subsampled to max_test poems,
+    the importance-weighted bound to iw_poems of them (k = iw_k samples each).
+    """
+    import keras
+
+    from model.vae import load_model
+
+    t0 = time.monotonic()
+    keras.utils.set_random_seed(seed)
+    root = Path(model_dir)
+    model, vocab, config = load_model(root)
+    lm = load_model(root / "lm")[0] if (root / "lm" / "weights.npz").exists() else None
+    corpus = _corpus_for(root)
+    rows = _test_rows(corpus, max_test, seed)
+    data = _by_form(corpus, vocab, rows)
+    rng = np.random.default_rng(seed + 1)
+    iw_rows = set(rng.choice(rows, size=min(iw_poems, len(rows)), replace=False).tolist())
+
+    if not config.use_latent:
+        raise ValueError(f"{root} holds a plain LM; evaluate the VAE folder above it")
+    res = _likelihoods(model, lm, data, iw_rows, iw_k)
+    chars = res["chars"].sum()
+    kl_per_poem = res["kl_d"].sum(axis=1)
+    cov = np.var(res["mu"], axis=0)
+    metrics: dict = {
+        "n_test": int(len(res["rows"])), "n_test_iw": int(len(res["iw"])), "iw_k": iw_k,
+        "test_subsampled": len(rows) < len(corpus.indices("test")),
+        "test_nll_per_char": float((res["rec"].sum() + kl_per_poem.sum()) / chars),
+        "test_rec_per_char": float(res["rec"].sum() / chars),
+        "test_nll_per_char_iw": float(res["iw"].sum() / res["iw_chars"].sum()),
+        "lm_test_nll_per_char": float(res["lm"].sum() / chars) if lm is not None else None,
+        "lm_test_nll_per_char_iw_subset": (float(res["lm_iw"].sum() / res["iw_chars"].sum())
+                                           if lm is not None else None),
+        "kl_nats": float(kl_per_poem.mean()),
+        "active_units": int((cov > 0.01).sum()),
+        "active_units_02": int((cov > 0.2).sum()),
+        "latent_dim": int(config.latent_dim),
+        "mutual_info_nats": mutual_info(res["mu"], res["logvar"], seed),
+    }
+    if metrics["lm_test_nll_per_char_iw_subset"]:
+        metrics["iw_vs_lm_ratio"] = (metrics["test_nll_per_char_iw"]
+                                     / metrics["lm_test_nll_per_char_iw_subset"])
+
+    test_rows = [int(r) for r in res["rows"]]
+    k_nn = min(10, max(1, len(test_rows) - 1))
+    forms_lab = [corpus.form[r] for r in test_rows]
+    poets = [corpus.author[r] for r in test_rows]
+    lat = latent_neighbours(res["mu"], k_nn)
+    base = tfidf_bigram_neighbours(["，".join(corpus.lines[r]) for r in test_rows], k_nn)
+    metrics.update({
+        "neighbour_same_form@10": neighbour_rates(lat, forms_lab),
+        "neighbour_same_poet@10": neighbour_rates(lat, poets),
+        "tfidf_neighbour_same_form@10": neighbour_rates(base, forms_lab),
+        "tfidf_neighbour_same_poet@10": neighbour_rates(base, poets),
+    })
+
+    train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
+    gen, examples = generation_metrics(model, vocab, train_lines, n, seed, temperature, top_p)
+    metrics.update(gen)
+    mu_by_row = dict(zip(test_rows, res["mu"]))
+    interp = interpolations(model, vocab, data, mu_by_row, corpus, seed=seed)
+    plots = make_plots(root, res["mu"], [int(f) for f in res["form"]],
+                       [corpus.dynasty[r] for r in test_rows], res["kl_d"].mean(axis=0))
+    metrics["eval_seconds"] = round(time.monotonic() - t0, 1)
+
+    _write_report(root, metrics, examples, interp, plots, config)
+    from model.vae import METRICS_FILE
+    path = root / METRICS_FILE
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(metrics)
+    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    if as_json:
+        print(json.dumps(metrics, ensure_ascii=False))
+    return metrics
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def target_table(m: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for the project's aims."""
+    def met(cond):
+        return None if cond is None else bool(cond)
+    lm_ratio = m.get("iw_vs_lm_ratio")
+    return [
+        ("KL >= 8 nats/poem", _fmt(m["kl_nats"]), met(m["kl_nats"] >= 8)),
+        ("MI >= 3 nats", _fmt(m["mutual_info_nats"]), met(m["mutual_info_nats"] >= 3)),
+        (">= 50% active units at 0.2", f"{m['active_units_02']}/{m['latent_dim']}",
+         met(m["active_units_02"] >= 0.5 * m["latent_dim"])),
+        ("IW-NLL within 3% of LM", _fmt(lm_ratio) if lm_ratio else "no LM",
+         met(lm_ratio <= 1.03) if lm_ratio else None),
+        ("neighbour_same_form@10 above TF-IDF",
+         f"{m['neighbour_same_form@10']:.3f} vs {m['tfidf_neighbour_same_form@10']:.3f}",
+         met(m["neighbour_same_form@10"] > m["tfidf_neighbour_same_form@10"])),
+    ]
+
+
+def _write_report(root: Path, m: dict, examples: dict, interp: list[dict], plots: list[str],
+                  config) -> None:
+    lines: list[str] = [f"# Evaluation of {root.name}", "",
+             f"Model: BiGRU-{config.enc_units} encoder, GRU-{config.dec_units} decoder, "
+             f"emb {config.emb_dim}, latent {config.latent_dim}, free bits {config.free_bits}, "
+             f"word dropout {config.word_dropout}, anneal {config.anneal} "
+             f"({config.anneal_steps} steps).", "",
+             f"Test poems: {m['n_test']}" + (" (subsampled)" if m["test_subsampled"] else "")
+             + f"; importance-weighted bound on {m['n_test_iw']} of them with k={m['iw_k']}. "
+             "NLL per char counts every predicted token (characters, punctuation, EOS).", ""]
+    for name, folder in (("VAE", root), ("LM baseline", root / "lm")):
+        path = folder / "metrics.json"
+        if path.exists():
+            t = json.loads(path.read_text())
+            if "train_steps" in t:
+                lines.append(f"- {name}: {t['train_steps']} steps, {t.get('train_minutes')} min, "
+                             f"{t.get('epochs', 0):.2f} epochs of the training split.")
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, value, ok in target_table(m):
+        lines.append(f"| {name} | {value} | {'yes' if ok else ('n/a' if ok is None else 'no')} |")
+    lines += ["", "## All metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in m.items()]
+    lines += ["", f"## Samples from the prior (temperature {m['gen_temperature']}, "
+              f"top-p {m['gen_top_p']}, no constraints)", ""]
+    for form, texts in examples.items():
+        for t in texts:
+            lines.append(f"- {form}: {t}")
+    lines += ["", "## Interpolations (greedy decoding along z between two test poems)", ""]
+    for k, pair in enumerate(interp, 1):
+        lines += [f"### {k}. {pair['form']}", f"- A: {pair['a']}", f"- B: {pair['b']}"]
+        lines += [f"  - {t:.2f}: {text}" for t, text in pair["steps"]]
+        lines.append("")
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    (root / REPORT_FILE).write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir")
+    parser.add_argument("-n", type=int, default=1000, help="poems sampled per form")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument("--max-test", type=int, default=2400)
+    parser.add_argument("--iw-poems", type=int, default=400)
+    parser.add_argument("--iw-k", type=int, default=50)
+    args = parser.parse_args(argv)
+    evaluate(args.model_dir, args.n, args.json, args.max_test, args.iw_poems, args.iw_k)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

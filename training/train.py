@@ -1,0 +1,401 @@
+"""Train the poem VAE and its plain character-LM baseline under a wall-clock budget, with resume.
+
+`python -m training.train --config training/configs/real.json --out runs/real [--resume]`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from model.corpus import VOCAB_FILE as CORPUS_VOCAB_FILE
+from model.corpus import Corpus
+from model.forms import FORM_INDEX, FORM_NAMES, FORMS
+from model.paths import corpus_dir
+from model.vocab import Vocab
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "real.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+STATE_FILE = "train_state.json"
+LOG_FILE = "log.csv"
+VAL_LOG_FILE = "val.csv"
+LM_DIR = "lm"
+LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
+              "nll_per_char", "tokens_per_s")
+
+# Generic characters for the synthetic corpus: a test fixture, not poetry.
+SYNTHETIC_CHARS = "山水风月花云日夜春秋江天人心雨雪松竹石泉鸟声远近高低明暗寒暖古今来去"
+
+
+@dataclass
+class TrainConfig:
+    model: dict                     # VAEConfig fields except vocab_size
+    data: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    lm: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "TrainConfig":
+        raw = json.loads(Path(path or DEFAULT_CONFIG).read_text())
+        return cls(model=raw.get("model", {}), data=raw.get("data", {}),
+                   train=raw.get("train", {}), lm=raw.get("lm", {}))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "data": self.data, "train": self.train, "lm": self.lm}
+
+    def t(self, key: str, default):
+        return self.train.get(key, default)
+
+
+# --- data ------------------------------------------------------------------------------------
+def synthetic_corpus(n_poems: int, seed: int = 0) -> Corpus:
+    """Random poems of all four forms over a small character set, with learnable structure:
+    each poem draws its characters from one of a few overlapping 'themes', and each theme
+    belongs to one 'poet', so latents and neighbours have something to find."""
+    rng = random.Random(seed)
+    n_themes = 6
+    themes = [SYNTHETIC_CHARS[(k * 5) % len(SYNTHETIC_CHARS):][:12] or SYNTHETIC_CHARS[:12]
+              for k in range(n_themes)]
+    corpus = Corpus()
+    for i in range(n_poems):
+        form = FORMS[FORM_NAMES[i % len(FORM_NAMES)]]
+        theme = rng.randrange(n_themes)
+        chars = themes[theme]
+        lines = []
+        for k in range(form.n_lines):
+            # A repeated last character every second line: a stand-in for rhyme.
+            line = [rng.choice(chars) for _ in range(form.line_len)]
+            if k % 2 == 1:
+                line[-1] = chars[0]
+            lines.append("".join(line))
+        split = "test" if i % 10 == 0 else ("val" if i % 10 == 1 else "train")
+        corpus.append(id=f"syn{i}", dynasty="tang" if theme % 2 == 0 else "song",
+                      author=f"poet{theme}", title=f"t{i}", author_t=f"poet{theme}",
+                      title_t=f"t{i}", form=form.name, split=split, lines=lines, lines_t=lines,
+                      puncts="，。" * (form.n_lines // 2), strains=None, rank=0)
+    return corpus
+
+
+def load_corpus_and_vocab(cfg: TrainConfig) -> tuple[Corpus, Vocab]:
+    """The corpus named by the config's data section, and its vocabulary."""
+    data = cfg.data
+    if data.get("source", "corpus") == "synthetic":
+        corpus = synthetic_corpus(int(data.get("n_poems", 400)), int(data.get("seed", 0)))
+        train_rows = corpus.indices("train")
+        vocab = Vocab.build(("".join(corpus.lines[i]) for i in train_rows), min_count=1)
+        return corpus, vocab
+    directory = Path(data["corpus_dir"]) if data.get("corpus_dir") else corpus_dir()
+    corpus = Corpus.load(directory)
+    vocab_path = directory / CORPUS_VOCAB_FILE
+    if vocab_path.exists():
+        vocab = Vocab.load(vocab_path)
+    else:
+        rows = corpus.indices("train")
+        vocab = Vocab.build(("".join(corpus.lines[i]) for i in rows),
+                            max_size=int(data.get("vocab_max", 6000)))
+    return corpus, vocab
+
+
+def encode_split(corpus: Corpus, vocab: Vocab, split: str, limit: int | None = None,
+                 seed: int = 0) -> dict[int, np.ndarray]:
+    """Token matrices per form id: {form_id: [N_f, seq_len + 2] int32}, BOS..EOS, no padding."""
+    rows = corpus.indices(split)
+    if limit is not None and len(rows) > limit:
+        rows = sorted(random.Random(seed).sample(rows, limit))
+    by_form: dict[int, list[list[int]]] = {f: [] for f in range(len(FORM_NAMES))}
+    for i in rows:
+        by_form[FORM_INDEX[corpus.form[i]]].append(vocab.encode_lines(corpus.lines[i]))
+    return {f: np.asarray(seqs, np.int32).reshape(len(seqs), -1)
+            for f, seqs in by_form.items() if seqs}
+
+
+def epoch_batches(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch: int
+                  ) -> list[tuple[int, np.ndarray]]:
+    """The epoch's batches as (form, row indices); one form per batch so nothing is padded.
+
+    Deterministic in (seed, epoch), so a resumed run replays the same order.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    batches = []
+    for form, matrix in sorted(data.items()):
+        order = rng.permutation(len(matrix))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            # A ragged last batch would cost a retrace for little data; drop it unless tiny data.
+            if len(chunk) < batch_size and len(order) >= batch_size:
+                continue
+            batches.append((form, chunk))
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_stream(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch: int,
+                 position: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Endless (epoch, position, tokens, forms) from (epoch, position) on."""
+    while True:
+        batches = epoch_batches(data, batch_size, seed, epoch)
+        for pos in range(position, len(batches)):
+            form, rows = batches[pos]
+            yield epoch, pos + 1, data[form][rows], np.full(len(rows), form, np.int32)
+        epoch, position = epoch + 1, 0
+
+
+# --- the loop --------------------------------------------------------------------------------
+def _setup_tf(seed: int):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return tf, keras, gpu
+
+
+def _learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """Short linear warm-up by progress, then cosine decay to lr_min_ratio of the peak.
+
+    progress is the larger of steps done/planned and minutes used/budget, so a time-limited
+    run still ends at the low rate.
+    """
+    peak = float(cfg.t("lr", 1e-3))
+    floor = peak * float(cfg.t("lr_min_ratio", 0.1))
+    warm = float(cfg.t("warmup_fraction", 0.02))
+    if progress < warm:
+        return peak * max(progress / warm, 0.05)
+    p = min(1.0, (progress - warm) / max(1e-9, 1.0 - warm))
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p))
+
+
+def _read_state(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: dict,
+                val_data: dict, vocab: Vocab, resume: bool, max_steps: int | None,
+                max_minutes: float) -> dict:
+    """Train one model (VAE or LM) into out_dir; returns its final state dict."""
+    tf, keras, gpu = _setup_tf(int(cfg.t("seed", 1234)) + (0 if use_latent else 1))
+    from model.vae import VAEConfig, beta_at, build_vae, save_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides = {} if use_latent else cfg.lm.get("model_overrides", {})
+    mconf = VAEConfig.from_dict({**cfg.model, **overrides, "vocab_size": len(vocab),
+                                 "use_latent": use_latent})
+    model = build_vae(mconf)
+    optimizer = keras.optimizers.Adam(learning_rate=float(cfg.t("lr", 1e-3)),
+                                      global_clipnorm=float(cfg.t("grad_clip", 5.0)))
+    if gpu:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+    manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=2)
+
+    state_path = out_dir / STATE_FILE
+    state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "done": False}
+    if resume and manager.latest_checkpoint and state_path.exists():
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        state.update(_read_state(state_path))
+        print(f"[train] resumed {out_dir} at step {state['step']}", file=sys.stderr)
+    elif not resume:
+        for name in (LOG_FILE, VAL_LOG_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(tokens, forms, step, beta):
+        with tf.GradientTape() as tape:
+            terms = model.loss_terms({"tokens": tokens, "form": forms}, step, training=True,
+                                     beta=beta)
+            loss = terms["loss"]
+            if gpu:
+                loss = optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return terms
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(tokens, forms):
+        return model.loss_terms({"tokens": tokens, "form": forms}, 0, training=False, beta=1.0)
+
+    def validate() -> dict:
+        totals = {"rec": 0.0, "kl": 0.0, "chars": 0.0, "n": 0}
+        for form, matrix in sorted(val_data.items()):
+            for start in range(0, len(matrix), 256):
+                tok = matrix[start:start + 256]
+                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)))
+                totals["rec"] += float(terms["rec"]) * len(tok)
+                totals["kl"] += float(terms["kl"]) * len(tok)
+                totals["chars"] += float(terms["n_tokens"]) * len(tok)
+                totals["n"] += len(tok)
+        n = max(totals["n"], 1)
+        return {"val_rec": totals["rec"] / n, "val_kl": totals["kl"] / n,
+                "val_nll_per_char": (totals["rec"] + totals["kl"]) / max(totals["chars"], 1)}
+
+    def checkpoint(final: bool = False) -> None:
+        manager.save(checkpoint_number=int(state["step"]))
+        _write_state(state_path, state)
+        if final:
+            save_model(model, vocab, out_dir, dtype=str(cfg.t("save_dtype", "float16")),
+                       metrics={"train_steps": state["step"], "train_minutes":
+                                round(state["elapsed_s"] / 60, 2), "epochs":
+                                state["epoch"] + state["position"] / max(1, n_batches)})
+
+    batch_size = int(cfg.t("batch_size", 128))
+    seed = int(cfg.t("seed", 1234))
+    n_batches = len(epoch_batches(train_data, batch_size, seed, 0))
+    log_every = int(cfg.t("log_every", 50))
+    ckpt_every_s = float(cfg.t("ckpt_every_minutes", 5)) * 60
+    budget_s = max_minutes * 60
+    planned = max_steps or int(cfg.t("planned_steps", 10**9))
+    final_beta_from = float(cfg.t("full_beta_from", 0.8)) if use_latent else 2.0
+
+    log_new = not (out_dir / LOG_FILE).exists()
+    log_fh = open(out_dir / LOG_FILE, "a", newline="")
+    log = csv.writer(log_fh)
+    if log_new:
+        log.writerow(LOG_FIELDS)
+    val_new = not (out_dir / VAL_LOG_FILE).exists()
+    val_fh = open(out_dir / VAL_LOG_FILE, "a", newline="")
+    val_log = csv.writer(val_fh)
+    if val_new:
+        val_log.writerow(("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char"))
+
+    from tqdm import tqdm
+
+    name = "vae" if use_latent else "lm"
+    bar = tqdm(total=max_steps or None, initial=int(state["step"]), desc=name, mininterval=10,
+               file=sys.stderr, unit="step")
+    stream = batch_stream(train_data, batch_size, seed, int(state["epoch"]), int(state["position"]))
+    started = time.monotonic() - float(state["elapsed_s"])
+    last_ckpt = time.monotonic()
+    acc = {k: 0.0 for k in ("loss", "rec", "kl", "kl_fb", "beta", "n_tokens")}
+    acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
+    try:
+        while True:
+            elapsed = time.monotonic() - started
+            if state["step"] >= planned or elapsed >= budget_s:
+                break
+            progress = max(state["step"] / planned if planned < 10**9 else 0.0, elapsed / budget_s)
+            lr = _learning_rate(cfg, progress)
+            optimizer.learning_rate.assign(lr)
+            # The last stretch runs at full beta so the saved model is a proper ELBO optimum,
+            # whatever phase of the annealing cycle the budget ends in.
+            beta = (mconf.beta_max if progress >= final_beta_from
+                    else float(beta_at(mconf, state["step"])))
+            epoch, position, tokens, forms = next(stream)
+            terms = train_step(tf.constant(tokens), tf.constant(forms),
+                               tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
+            state["step"] += 1
+            state["epoch"], state["position"] = epoch, position
+            step_var.assign(state["step"])
+            for k in acc:
+                acc[k] += float(terms[k])
+            acc_n += 1
+            acc_tokens += tokens.shape[0] * (tokens.shape[1] - 1)
+            bar.update(1)
+            if not math.isfinite(float(terms["loss"])):
+                raise FloatingPointError(f"loss is {float(terms['loss'])} at step {state['step']}")
+            if state["step"] % log_every == 0:
+                mean = {k: v / acc_n for k, v in acc.items()}
+                now = time.monotonic()
+                state["elapsed_s"] = now - started
+                log.writerow([state["step"], f"{epoch + position / n_batches:.3f}",
+                              f"{state['elapsed_s']:.1f}", f"{mean['loss']:.4f}",
+                              f"{mean['rec']:.4f}", f"{mean['kl']:.4f}", f"{mean['kl_fb']:.4f}",
+                              f"{mean['beta']:.4f}", f"{lr:.6f}",
+                              f"{(mean['rec'] + mean['kl']) / max(mean['n_tokens'], 1):.4f}",
+                              f"{acc_tokens / max(now - acc_t0, 1e-9):.0f}"])
+                log_fh.flush()
+                bar.set_postfix(rec=f"{mean['rec']:.1f}", kl=f"{mean['kl']:.1f}",
+                                beta=f"{mean['beta']:.2f}", refresh=False)
+                acc = {k: 0.0 for k in acc}
+                acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
+            if time.monotonic() - last_ckpt >= ckpt_every_s:
+                state["elapsed_s"] = time.monotonic() - started
+                v = validate()
+                val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
+                                  *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl",
+                                                              "val_nll_per_char"))])
+                val_fh.flush()
+                checkpoint()
+                last_ckpt = time.monotonic()
+        state["elapsed_s"] = time.monotonic() - started
+        v = validate()
+        val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
+                          *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl", "val_nll_per_char"))])
+        state["done"] = True
+        state.update(v)
+        checkpoint(final=True)
+    finally:
+        bar.close()
+        log_fh.close()
+        val_fh.close()
+    print(f"[train] {name} done: {state['step']} steps, {state['elapsed_s'] / 60:.1f} min, "
+          f"val nll/char {state.get('val_nll_per_char', float('nan')):.4f}", file=sys.stderr)
+    return state
+
+
+def train(config_path: str | None, out_dir: str, resume: bool = False,
+          max_steps: int | None = None) -> Path:
+    """Train the VAE into out_dir and the plain LM baseline into out_dir/lm; returns out_dir.
+
+    The LM gets the same number of steps (same batches, same order) as the VAE did, unless the
+    config's lm.steps says otherwise, within its own lm.max_minutes.
+    """
+    cfg = TrainConfig.load(config_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRAIN_CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
+    t0 = time.monotonic()
+    corpus, vocab = load_corpus_and_vocab(cfg)
+    seed = int(cfg.t("seed", 1234))
+    train_data = encode_split(corpus, vocab, "train")
+    val_data = encode_split(corpus, vocab, "val", limit=int(cfg.t("val_poems", 1024)), seed=seed)
+    del corpus
+    n_train = sum(len(m) for m in train_data.values())
+    print(f"[train] {n_train} training poems, vocab {len(vocab)}, data ready in "
+          f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+    vae_state = train_phase(cfg, True, out, train_data, val_data, vocab, resume, max_steps,
+                            float(cfg.t("max_minutes", 60)))
+    if cfg.lm.get("enabled", True):
+        lm_steps = cfg.lm.get("steps", "match")
+        steps = int(vae_state["step"]) if lm_steps == "match" else int(lm_steps)
+        if max_steps is not None:
+            steps = min(steps, max_steps)
+        train_phase(cfg, False, out / LM_DIR, train_data, val_data, vocab, resume, steps,
+                    float(cfg.lm.get("max_minutes", cfg.t("max_minutes", 60))))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help=f"JSON config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--out", default="runs/real", help="output folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop each phase after this many steps (smoke tests)")
+    args = parser.parse_args(argv)
+    out = train(args.config, args.out, args.resume, args.max_steps)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
