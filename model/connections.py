@@ -1,0 +1,114 @@
+"""Redis connections and the producer side of the job protocol: enqueue, await results, see live workers.
+
+redis-py only (no TensorFlow): the bot, the worker, the tests and the benchmarks share these helpers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import redis
+
+from model import keys
+from model.jobs import Job, Result, job_fields, result_from_fields
+
+DEFAULT_URL = "redis://localhost:6379/0"
+SOCKET_TIMEOUT_S = 15.0        # above any BLOCK the worker uses, so a blocked read is not cut short
+
+
+def redis_url(url: str | None = None) -> str:
+    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+def connect(url: str | None = None, **kwargs) -> redis.Redis:
+    """A client that fails fast when Redis is gone (callers decide how to back off)."""
+    options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=3.0, health_check_interval=15)
+    options.update(kwargs)
+    return redis.Redis.from_url(redis_url(url), **options)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: 0.1 s doubling up to cap_s."""
+    base_s: float = 0.1
+    cap_s: float = 5.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap_s, self.base_s * (2 ** self.attempt))
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def ensure_group(client: redis.Redis) -> None:
+    """The workers' consumer group on the jobs stream, from the stream's start (idempotent)."""
+    try:
+        client.xgroup_create(keys.JOBS_STREAM, keys.WORKER_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def enqueue(client: redis.Redis, job: Job) -> str:
+    """XADD a job to the jobs stream; returns the entry id."""
+    entry = client.xadd(keys.JOBS_STREAM, job_fields(job), maxlen=keys.JOBS_MAXLEN, approximate=True)
+    return entry.decode() if isinstance(entry, bytes) else entry
+
+
+def read_results(client: redis.Redis, last_id: str = "0", block_ms: int | None = None,
+                 count: int = 1000) -> tuple[str, list[Result]]:
+    """Results after last_id (plain XREAD, for tools and tests); returns (new last_id, results)."""
+    reply = client.xread({keys.RESULTS_STREAM: last_id}, count=count, block=block_ms)
+    out: list[Result] = []
+    for _, entries in reply or []:
+        for entry_id, fields in entries:
+            last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            out.append(result_from_fields(fields))
+    return last_id, out
+
+
+def wait_results(client: redis.Redis, job_ids: Iterable[str], timeout_s: float = 60.0,
+                 last_id: str = "0") -> dict[str, list[Result]]:
+    """Every result for job_ids (a list per job, to let callers see duplicates), until all arrived.
+
+    Raises TimeoutError naming the missing jobs after timeout_s.
+    """
+    wanted = set(job_ids)
+    seen: dict[str, list[Result]] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if wanted <= set(seen):
+            return seen
+        if remaining_ms <= 0:
+            missing = sorted(wanted - set(seen))
+            raise TimeoutError(f"{len(missing)} results missing after {timeout_s}s: {missing[:5]}")
+        last_id, results = read_results(client, last_id, block_ms=min(remaining_ms, 1000))
+        for result in results:
+            if result.job_id in wanted:
+                seen.setdefault(result.job_id, []).append(result)
+
+
+def live_workers(client: redis.Redis) -> list[dict]:
+    """Heartbeats of workers alive now (their keys expire HEARTBEAT_TTL_S after a worker stops)."""
+    out = []
+    for key in client.scan_iter(match=keys.heartbeat_pattern(), count=100):
+        raw = client.get(key)
+        if raw:
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                continue
+    return out
+
+
+def queue_depth(client: redis.Redis) -> int:
+    """Jobs waiting or in flight: the workers delete a job's entry when its result is out."""
+    return int(client.xlen(keys.JOBS_STREAM))

@@ -1,0 +1,58 @@
+"""`poembot generate`: write poems from a model folder on this machine, without Redis or a worker.
+
+The Typer command in poembot_cli.py passes its options straight to generate_cli.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from model.jobs import GenerateJob
+from model.paths import PRETRAINED_DIR
+
+
+def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[str] = "",
+                 like: list[str] | str | None = None, n: int = 1, seed: int | None = None,
+                 traditional: bool = False, json_out: bool = False, model_dir: str | Path | None = None,
+                 tone: str = "soft", rhyme: str = "pingshui", temperature: float = 0.8, top_p: float = 0.9,
+                 max_repeat: int = 2, novelty: bool = True, fixed: dict[int, str] | None = None,
+                 out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Print n poems (plain text, or a JSON list with --json); return the process exit code.
+
+    keywords: a list, or one string split on spaces/commas into words ("春风 明月").
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    model_dir = Path(model_dir) if model_dir else PRETRAINED_DIR
+    if not (model_dir / "config.json").exists():
+        print(f"poembot: no model at {model_dir}: train one with `poembot train` "
+              f"or pass --model DIR", file=err)
+        return 2
+    if isinstance(keywords, str):
+        keywords = [k for k in keywords.replace("，", " ").replace(",", " ").split() if k]
+    if isinstance(like, str):
+        like = [like]
+    job = GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
+                      n=n, seed=seed, traditional=traditional, tone_mode=tone, rhyme=rhyme,
+                      temperature=temperature, top_p=top_p, max_repeat=max_repeat, novelty=novelty,
+                      fixed_lines=dict(fixed or {}))
+
+    from model.decode import Generator     # TensorFlow loads here, after the cheap checks
+    generator = Generator.load(model_dir)
+    result = generator.generate([job])[0]
+    if not result.ok:
+        print(f"poembot: {result.error_message}", file=err)
+        return 1
+    if json_out:
+        print(json.dumps(result.poems, ensure_ascii=False), file=out)
+        return 0
+    for k, poem in enumerate(result.poems):
+        if k:
+            print(file=out)
+        print(poem["text"], file=out)
+        notes = [poem["form"], poem.get("pattern") or "", f"押{poem['rhyme_group']}" if poem.get("rhyme_group")
+                 else "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%", f"seed {poem['seed']}#{poem['index']}"]
+        print("  — " + " · ".join(x for x in notes if x), file=out)
+    return 0

@@ -1,0 +1,350 @@
+"""The job protocol between the bot and the workers: messages, their JSON form, and request checks.
+
+No TensorFlow or Redis import here: the bot builds and validates jobs with this module alone.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Literal, Union
+
+from model.forms import FORMS, normalise_form_name
+from model.keys import JOB_FIELD, RESULT_FIELD
+
+PROTOCOL_VERSION = 1
+
+ToneMode = Literal["hard", "soft", "off"]
+RhymeMode = Literal["pingshui", "none"]
+TONE_MODES: tuple[str, ...] = ("hard", "soft", "off")
+RHYME_MODES: tuple[str, ...] = ("pingshui", "none")
+
+# Limits that keep one request from monopolising a batch or a message.
+MAX_N = 10
+MAX_KEYWORDS = 6
+MAX_LIKE_TEXTS = 8
+MAX_TEXT_CHARS = 400          # one like-text or one encode text
+MAX_ENCODE_TEXTS = 64
+MAX_REPEAT_RANGE = (1, 8)
+TEMPERATURE_RANGE = (0.05, 2.0)
+MAX_LATENT_DIM = 1024
+# Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
+IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
+
+# Error codes carried by Result.error_code; the bot maps them to user messages.
+E_INVALID = "invalid_request"       # malformed field values (bad form, n out of range, ...)
+E_IMPOSSIBLE = "impossible"         # constraints that no poem of the form can meet
+E_UNKNOWN_CHARS = "unknown_chars"   # characters the model cannot write
+E_BAD_MESSAGE = "bad_message"       # the stream entry could not be parsed (unknown version, ...)
+E_DEAD_LETTER = "dead_letter"       # failed on every delivery; moved to the dead-letter stream
+E_INTERNAL = "internal"             # the worker failed while decoding
+E_NO_MODEL = "no_model"
+
+
+class JobFormatError(ValueError):
+    """A message that cannot be read: wrong version, wrong kind or missing fields."""
+
+
+class ValidationError(ValueError):
+    """A request refused before decoding; code is one of the E_* constants."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class GenerateJob:
+    job_id: str = field(default_factory=new_job_id)
+    chat_id: int | None = None
+    user_id: int | None = None
+    form: str = "七绝"
+    acrostic: str = ""                                   # 藏头: the first char of line 1, 2, ...
+    keywords: list[str] = field(default_factory=list)    # each must appear (a word stays on one line)
+    fixed_lines: dict[int, str] = field(default_factory=dict)  # 0-based line index -> kept text
+    like_texts: list[str] = field(default_factory=list)  # latent near these poems' mean μ
+    latent: list[float] | None = None                    # an explicit z; wins over like_texts
+    tone_mode: ToneMode = "soft"
+    rhyme: RhymeMode = "pingshui"
+    novelty: bool = True                                 # no line copied from the training corpus
+    max_repeat: int = 2                                  # most times one character may appear
+    temperature: float = 0.8
+    top_p: float = 0.9
+    seed: int | None = None                              # None: the worker draws one and reports it
+    traditional: bool = False                            # reply in traditional characters
+    n: int = 1                                           # poems wanted
+    created_at: float = field(default_factory=time.time)
+    reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
+
+    kind = "generate"
+
+
+@dataclass
+class EncodeJob:
+    job_id: str = field(default_factory=new_job_id)
+    texts: list[str] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+    reply: dict[str, Any] = field(default_factory=dict)
+
+    kind = "encode"
+
+
+Job = Union[GenerateJob, EncodeJob]
+JOB_KINDS: dict[str, type] = {"generate": GenerateJob, "encode": EncodeJob}
+
+
+@dataclass
+class Result:
+    job_id: str
+    ok: bool
+    # One dict per poem: text, lines, form, rhyme_ok, tone_rate, form_ok, mu, seed (generate) ...
+    poems: list[dict[str, Any]] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    worker_id: str | None = None
+    finished_at: float = field(default_factory=time.time)
+    kind: str = "generate"
+    reply: dict[str, Any] = field(default_factory=dict)  # the job's reply metadata, echoed
+
+    @classmethod
+    def error(cls, job_id: str, code: str, message: str, **extra: Any) -> "Result":
+        return cls(job_id=job_id, ok=False, error_code=code, error_message=message, **extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialisation: JSON with a version field "v" and a "kind" field.
+
+def _payload(obj: Any, kind: str | None) -> str:
+    body = asdict(obj)
+    body["v"] = PROTOCOL_VERSION
+    if kind is not None:
+        body["kind"] = kind
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _read(text: str | bytes) -> dict[str, Any]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobFormatError(f"message is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise JobFormatError("message is not a JSON object")
+    version = body.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        raise JobFormatError(f"message has protocol version {version!r}; this build reads "
+                             f"version {PROTOCOL_VERSION} (upgrade the older side)")
+    return body
+
+
+def _build(cls: type, body: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    # Unknown fields are dropped so a newer producer can add optional fields within one version.
+    kwargs = {k: v for k, v in body.items() if k in known}
+    if "job_id" in known and not isinstance(kwargs.get("job_id"), str):
+        raise JobFormatError("message has no job_id")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise JobFormatError(f"bad {cls.__name__}: {exc}") from None
+
+
+def job_to_json(job: Job) -> str:
+    return _payload(job, job.kind)
+
+
+def job_from_json(text: str | bytes) -> Job:
+    body = _read(text)
+    kind = body.pop("kind", None)
+    if kind not in JOB_KINDS:
+        raise JobFormatError(f"unknown job kind {kind!r}")
+    job = _build(JOB_KINDS[kind], body)
+    if isinstance(job, GenerateJob):
+        # JSON object keys are strings; the line index is an int.
+        try:
+            job.fixed_lines = {int(k): str(v) for k, v in (job.fixed_lines or {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            raise JobFormatError("fixed_lines must map line numbers to text") from None
+    return job
+
+
+def result_to_json(result: Result) -> str:
+    # Result.kind is the kind of job it answers ("generate" | "encode").
+    return _payload(result, None)
+
+
+def result_from_json(text: str | bytes) -> Result:
+    return _build(Result, _read(text))
+
+
+def job_fields(job: Job) -> dict[str, str]:
+    """Fields for XADD to the jobs stream."""
+    return {JOB_FIELD: job_to_json(job)}
+
+
+def result_fields(result: Result) -> dict[str, str]:
+    """Fields for XADD to the results stream."""
+    return {RESULT_FIELD: result_to_json(result)}
+
+
+def _field(entry: dict, name: str) -> str | bytes:
+    value = entry.get(name, entry.get(name.encode()))
+    if value is None:
+        raise JobFormatError(f"stream entry has no {name!r} field")
+    return value
+
+
+def job_from_fields(entry: dict) -> Job:
+    """Parse a jobs-stream entry (str or bytes keys, as redis-py returns them)."""
+    return job_from_json(_field(entry, JOB_FIELD))
+
+
+def result_from_fields(entry: dict) -> Result:
+    return result_from_json(_field(entry, RESULT_FIELD))
+
+
+def job_id_from_fields(entry: dict) -> str | None:
+    """Best-effort job_id of an entry that may not parse, so its sender can still get an error."""
+    try:
+        raw = _field(entry, JOB_FIELD)
+        body = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+        return job_id if isinstance(job_id, str) else None
+    except (JobFormatError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def reply_from_fields(entry: dict) -> dict[str, Any]:
+    """Best-effort reply metadata of an entry that may not parse."""
+    try:
+        raw = _field(entry, JOB_FIELD)
+        body = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        reply = body.get("reply") if isinstance(body, dict) else None
+        return reply if isinstance(reply, dict) else {}
+    except (JobFormatError, ValueError, UnicodeDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: cheap checks the bot runs before enqueueing and the worker runs again before decoding.
+
+def clean_text(text: str) -> str:
+    """Characters of text with user punctuation and spaces dropped."""
+    return "".join(c for c in text if c not in IGNORED_CHARS)
+
+
+def _check(condition: bool, code: str, message: str) -> None:
+    if not condition:
+        raise ValidationError(code, message)
+
+
+def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = None,
+                      to_simplified: Callable[[str], str] | None = None) -> GenerateJob:
+    """Normalise and check a request; raise ValidationError with a user-facing message.
+
+    chars(c) says whether the model can write character c (e.g. `vocab.__contains__`); without it
+    only the shape of the request is checked. to_simplified maps user text to the model's script.
+    Returns the job with form name, acrostic, keywords and fixed lines normalised.
+    """
+    conv = to_simplified or (lambda s: s)
+    form_name = normalise_form_name(str(job.form)) if job.form is not None else None
+    _check(form_name is not None, E_INVALID,
+           f"unknown form {job.form!r}; choose one of {', '.join(FORMS)}")
+    form = FORMS[form_name]
+    job.form = form_name
+    _check(isinstance(job.n, int) and 1 <= job.n <= MAX_N, E_INVALID,
+           f"n must be between 1 and {MAX_N}")
+    _check(job.tone_mode in TONE_MODES, E_INVALID, f"tone_mode must be one of {TONE_MODES}")
+    _check(job.rhyme in RHYME_MODES, E_INVALID, f"rhyme must be one of {RHYME_MODES}")
+    lo, hi = TEMPERATURE_RANGE
+    _check(isinstance(job.temperature, (int, float)) and lo <= job.temperature <= hi, E_INVALID,
+           f"temperature must be between {lo} and {hi}")
+    _check(isinstance(job.top_p, (int, float)) and 0.0 < job.top_p <= 1.0, E_INVALID,
+           "top_p must be in (0, 1]")
+    lo_r, hi_r = MAX_REPEAT_RANGE
+    _check(isinstance(job.max_repeat, int) and lo_r <= job.max_repeat <= hi_r, E_INVALID,
+           f"max_repeat must be between {lo_r} and {hi_r}")
+    _check(job.seed is None or (isinstance(job.seed, int) and 0 <= job.seed < 2**63), E_INVALID,
+           "seed must be a non-negative integer")
+    if job.latent is not None:
+        _check(isinstance(job.latent, list) and 0 < len(job.latent) <= MAX_LATENT_DIM
+               and all(isinstance(x, (int, float)) for x in job.latent), E_INVALID,
+               "latent must be a list of numbers")
+
+    job.acrostic = conv(clean_text(job.acrostic or ""))
+    _check(len(job.acrostic) <= form.n_lines, E_IMPOSSIBLE,
+           f"an acrostic of {len(job.acrostic)} characters needs more than the "
+           f"{form.n_lines} lines of a {form.name}")
+
+    _check(len(job.keywords) <= MAX_KEYWORDS, E_INVALID, f"at most {MAX_KEYWORDS} keywords")
+    keywords = [conv(clean_text(k)) for k in job.keywords]
+    job.keywords = [k for k in keywords if k]
+    for k in job.keywords:
+        _check(len(k) <= form.line_len, E_IMPOSSIBLE,
+               f"keyword {k!r} is longer than a line of a {form.name} ({form.line_len} characters)")
+
+    fixed: dict[int, str] = {}
+    for index, text in (job.fixed_lines or {}).items():
+        try:
+            i = int(index)
+        except (TypeError, ValueError):
+            raise ValidationError(E_INVALID, f"fixed line number {index!r} is not a number") from None
+        _check(0 <= i < form.n_lines, E_IMPOSSIBLE,
+               f"a {form.name} has lines 1..{form.n_lines}; there is no line {i + 1}")
+        line = conv(clean_text(str(text)))
+        _check(len(line) == form.line_len, E_IMPOSSIBLE,
+               f"fixed line {i + 1} {line!r} has {len(line)} characters; a {form.name} line has "
+               f"{form.line_len}")
+        fixed[i] = line
+    job.fixed_lines = fixed
+    _check(len(fixed) < form.n_lines or not job.keywords, E_IMPOSSIBLE,
+           "every line is fixed: there is no room for keywords")
+    for i, ch in enumerate(job.acrostic):
+        if i in fixed:
+            _check(fixed[i][0] == ch, E_IMPOSSIBLE,
+                   f"line {i + 1} is fixed as {fixed[i]!r} but the acrostic wants it to start with {ch!r}")
+
+    free_chars = sum(form.line_len - (1 if i < len(job.acrostic) else 0)
+                     for i in range(form.n_lines) if i not in fixed)
+    kw_chars = sum(len(k) for k in job.keywords)
+    _check(kw_chars <= free_chars, E_IMPOSSIBLE,
+           f"the keywords need {kw_chars} characters but only {free_chars} are free")
+
+    _check(len(job.like_texts) <= MAX_LIKE_TEXTS, E_INVALID, f"at most {MAX_LIKE_TEXTS} example poems")
+    job.like_texts = [conv(str(t)) for t in job.like_texts]
+    for t in job.like_texts:
+        _check(len(t) <= MAX_TEXT_CHARS, E_INVALID,
+               f"an example poem may have at most {MAX_TEXT_CHARS} characters")
+
+    if chars is not None:
+        wanted = job.acrostic + "".join(job.keywords) + "".join(fixed.values())
+        unknown = sorted({c for c in wanted if not chars(c)})
+        _check(not unknown, E_UNKNOWN_CHARS,
+               f"the model cannot write {''.join(unknown)}: choose other characters")
+        if job.like_texts:
+            _check(any(any(chars(c) for c in clean_text(t)) for t in job.like_texts), E_UNKNOWN_CHARS,
+                   "the example poems have no characters the model knows")
+    return job
+
+
+def validate_encode(job: EncodeJob) -> EncodeJob:
+    _check(0 < len(job.texts) <= MAX_ENCODE_TEXTS, E_INVALID,
+           f"encode between 1 and {MAX_ENCODE_TEXTS} texts")
+    for t in job.texts:
+        _check(isinstance(t, str) and 0 < len(t) <= MAX_TEXT_CHARS, E_INVALID,
+               f"each text must have 1..{MAX_TEXT_CHARS} characters")
+    return job
+
+
+def validate_job(job: Job, chars: Callable[[str], bool] | None = None,
+                 to_simplified: Callable[[str], str] | None = None) -> Job:
+    if isinstance(job, GenerateJob):
+        return validate_generate(job, chars, to_simplified)
+    return validate_encode(job)

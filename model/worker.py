@@ -1,0 +1,414 @@
+"""The decoding worker: Redis Streams consumer group in, results stream out, dynamic batching.
+
+At-least-once delivery with exactly-once effect: a job is acked (and deleted) in the same Lua script
+that publishes its result, guarded by a SET NX key per job_id, so a re-delivered job publishes nothing new.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from model import keys
+from model.connections import Backoff, connect, ensure_group
+from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
+                        job_from_fields, job_id_from_fields, reply_from_fields, result_to_json)
+from model.metrics import WorkerMetrics
+from model.paths import PRETRAINED_DIR
+
+log = logging.getLogger("poembot.worker")
+
+CPU_BATCH, CPU_WAIT_MS = 64, 25          # 2-core CPU: batches past ~64 poems gain little throughput
+GPU_BATCH, GPU_WAIT_MS = 512, 10
+BLOCK_MS = 1000                           # longest blocking read: bounds how late a SIGTERM is seen
+VISIBILITY_MS = 60_000                    # a job pending this long on a silent consumer is taken over
+MAX_DELIVERIES = 3                        # then it goes to the dead-letter stream with an error Result
+FAULTS_ENV = "POEMBOT_FAULTS"             # "1" lets job.reply["fault"] inject failures (tests only)
+
+# Publish once, then ack and delete: all or nothing, so a crash cannot lose or double a result.
+PUBLISH_LUA = """
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if fresh then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', ARGV[4], ARGV[5])
+end
+if ARGV[7] ~= '' then
+  redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
+  redis.call('XDEL', KEYS[3], ARGV[7])
+end
+if fresh then return 1 else return 0 end
+"""
+
+
+def default_batching() -> tuple[int, int]:
+    """(max_batch, max_wait_ms) from POEMBOT_MAX_BATCH / POEMBOT_MAX_WAIT_MS, else by device."""
+    gpu = False
+    try:
+        import tensorflow as tf
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    except ImportError:
+        pass
+    batch, wait = (GPU_BATCH, GPU_WAIT_MS) if gpu else (CPU_BATCH, CPU_WAIT_MS)
+    return (int(os.environ.get("POEMBOT_MAX_BATCH", batch)), int(os.environ.get("POEMBOT_MAX_WAIT_MS", wait)))
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class WorkerSettings:
+    redis_url: str
+    max_batch: int = CPU_BATCH
+    max_wait_ms: int = CPU_WAIT_MS
+    worker_id: str = field(default_factory=new_worker_id)
+    visibility_ms: int = VISIBILITY_MS
+    max_deliveries: int = MAX_DELIVERIES
+    block_ms: int = BLOCK_MS
+    metrics_port: int | None = None
+    model_dir: str = ""
+
+    @property
+    def beat_s(self) -> float:
+        # Touching in-flight jobs well inside the visibility timeout keeps a live worker's jobs its own.
+        return min(keys.HEARTBEAT_INTERVAL_S, self.visibility_ms / 3000)
+
+
+class Worker:
+    """One consumer of the jobs stream. `run()` blocks until `stop()` (or SIGTERM via run_worker)."""
+
+    def __init__(self, settings: WorkerSettings, generator: Any) -> None:
+        self.s = settings
+        self.generator = generator
+        self.client = connect(settings.redis_url)
+        self.beat_client = connect(settings.redis_url)
+        self.publish = self.client.register_script(PUBLISH_LUA)
+        self.metrics = WorkerMetrics(settings.worker_id)
+        self.stopping = threading.Event()
+        self.in_flight: set[str] = set()          # entry ids being decoded now (kept visible to us)
+        self.lock = threading.Lock()
+        # Results decoded but not yet published: (entry id, result, job created_at).
+        self.outbox: list[tuple[str, Result, float | None]] = []
+        self.started_at = time.time()
+        self.jobs_done = 0
+        self.busy_batch = 0
+        self.faults = os.environ.get(FAULTS_ENV) == "1"
+        self._last_claim = 0.0
+        self._claim_cursor = "0-0"
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        if self.s.metrics_port is not None:
+            self.metrics.serve(self.s.metrics_port)
+        beat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        backoff = Backoff()
+        ready = False
+        log.info("worker %s: batch ≤%d, wait ≤%d ms", self.s.worker_id, self.s.max_batch, self.s.max_wait_ms)
+        while not self.stopping.is_set():
+            try:
+                if not ready:
+                    ensure_group(self.client)
+                    ready = True
+                    backoff.reset()
+                self._flush_outbox()
+                self._step()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
+                ready = False
+                self.metrics.redis_reconnects.inc()
+                delay = backoff.next_delay()
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self.stopping.wait(delay)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                ready = False            # Redis came back empty: make the group again
+        self._flush_outbox_on_exit()
+        beat.join(timeout=5)
+        try:
+            self.client.delete(keys.heartbeat_key(self.s.worker_id))
+        except redis.RedisError:
+            pass
+        log.info("worker %s stopped after %d jobs", self.s.worker_id, self.jobs_done)
+
+    # --- one iteration ------------------------------------------------------------------------
+    def _step(self) -> None:
+        entries: list[tuple[str, dict | None, int]] = []
+        now = time.monotonic()
+        if now - self._last_claim >= self.s.beat_s:
+            self._last_claim = now
+            entries += self._claim()
+        room = self.s.max_batch - len(entries)
+        if room > 0:
+            entries += self._read(room, block_ms=0 if entries else self.s.block_ms)
+        if entries:
+            self._handle(entries)
+
+    def _read(self, count: int, block_ms: int) -> list[tuple[str, dict | None, int]]:
+        """Up to count new entries: block for the first, then gather more for at most max_wait_ms."""
+        out: list[tuple[str, dict | None, int]] = []
+        first = self._xread(count, block_ms if block_ms > 0 else None)
+        out += first
+        if not out:
+            return out
+        deadline = time.monotonic() + self.s.max_wait_ms / 1000
+        while len(out) < count:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = self._xread(count - len(out), left_ms)
+            if not more:
+                break
+            out += more
+        return out
+
+    def _xread(self, count: int, block_ms: int | None) -> list[tuple[str, dict | None, int]]:
+        reply = self.client.xreadgroup(keys.WORKER_GROUP, self.s.worker_id, {keys.JOBS_STREAM: ">"},
+                                       count=count, block=block_ms)
+        return [(_s(eid), fields, 1) for _, entries in reply or [] for eid, fields in entries]
+
+    def _claim(self) -> list[tuple[str, dict | None, int]]:
+        """Jobs idle past the visibility timeout (their consumer died or gave up), with delivery counts."""
+        claimed = self.client.xautoclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
+                                         min_idle_time=self.s.visibility_ms, start_id=self._claim_cursor,
+                                         count=self.s.max_batch)
+        # Resume the scan where it stopped, so idle jobs behind many live ones are reached too.
+        self._claim_cursor = _s(claimed[0]) if claimed else "0-0"
+        entries = claimed[1] if claimed else []
+        if not entries:
+            return []
+        ids = [_s(eid) for eid, _ in entries]
+        info = self.client.xpending_range(keys.JOBS_STREAM, keys.WORKER_GROUP, min=ids[0], max=ids[-1],
+                                          count=len(ids) * 4 + 16, consumername=self.s.worker_id)
+        deliveries = {_s(p["message_id"]): int(p["times_delivered"]) for p in info}
+        self.metrics.claimed.inc(len(entries))
+        log.info("claimed %d idle jobs", len(entries))
+        return [(_s(eid), fields, deliveries.get(_s(eid), self.s.max_deliveries + 1))
+                for eid, fields in entries]
+
+    def _handle(self, entries: list[tuple[str, dict | None, int]]) -> None:
+        jobs: list[tuple[str, Job]] = []
+        for entry_id, fields, delivered in entries:
+            if not fields:                       # trimmed or deleted while pending
+                self._ack_only(entry_id)
+                continue
+            try:
+                job = job_from_fields(fields)
+            except JobFormatError as exc:
+                self._dead_letter(entry_id, fields, f"{E_BAD_MESSAGE}: {exc}", delivered,
+                                  E_BAD_MESSAGE, f"this request could not be read: {exc}")
+                continue
+            if delivered > self.s.max_deliveries:
+                self._dead_letter(entry_id, fields, f"failed {delivered - 1} deliveries", delivered,
+                                  E_DEAD_LETTER, "this request failed repeatedly and was set aside")
+                continue
+            jobs.append((entry_id, job))
+        if not jobs:
+            return
+        with self.lock:
+            self.in_flight = {eid for eid, _ in jobs}
+        self.busy_batch = len(jobs)
+        try:
+            try:
+                self._beat()                     # tell the bot we are busy now, not at the next beat
+            except redis.RedisError:
+                pass
+            started = time.perf_counter()
+            results = self._run(jobs)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(jobs))
+            for (entry_id, job), result in zip(jobs, results):
+                if result is None:
+                    continue                     # stays pending; redelivered after the visibility timeout
+                result.worker_id = self.s.worker_id
+                result.finished_at = time.time()
+                self.outbox.append((entry_id, result, getattr(job, "created_at", None)))
+            self._flush_outbox()
+        finally:
+            with self.lock:
+                self.in_flight = set()
+            self.busy_batch = 0
+
+    def _run(self, jobs: list[tuple[str, Job]]) -> list[Result | None]:
+        """Results for the batch; if the batch fails, each job alone, so one poison job fails alone."""
+        try:
+            self._inject_faults([job for _, job in jobs])
+            return list(self.generator.run([job for _, job in jobs]))
+        except Exception:                        # noqa: BLE001 - isolate the culprit below
+            if len(jobs) == 1:
+                log.exception("job %s failed", jobs[0][1].job_id)
+                self.metrics.errors.labels(code=E_INTERNAL).inc()
+                return [None]
+            log.warning("batch of %d failed; retrying its jobs one by one", len(jobs))
+        out: list[Result | None] = []
+        for item in jobs:
+            out += self._run([item])
+        return out
+
+    def _inject_faults(self, jobs: list[Job]) -> None:
+        if not self.faults:
+            return
+        for job in jobs:
+            target = job.reply.get("fault_worker")
+            if target and target != self.s.worker_id:
+                continue
+            fault = str(job.reply.get("fault", ""))
+            if fault.startswith("sleep:"):
+                self.stopping.wait(float(fault.split(":", 1)[1]))
+            elif fault == "raise":
+                raise RuntimeError(f"injected fault in job {job.job_id}")
+
+    # --- publishing -----------------------------------------------------------------------------
+    def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
+        fresh = self.publish(
+            keys=[keys.result_dedup_key(result.job_id), keys.RESULTS_STREAM, keys.JOBS_STREAM],
+            args=[self.s.worker_id, keys.RESULT_DEDUP_TTL_S, keys.RESULTS_MAXLEN, keys.RESULT_FIELD,
+                  result_to_json(result), keys.WORKER_GROUP, entry_id],
+            client=self.client)
+        kind = result.kind
+        if fresh:
+            outcome = "ok" if result.ok else "error"
+            self.metrics.jobs.labels(kind=kind, outcome=outcome).inc()
+            if not result.ok:
+                self.metrics.errors.labels(code=result.error_code or E_INTERNAL).inc()
+            if created_at:
+                self.metrics.job_latency.labels(kind=kind).observe(max(0.0, time.time() - created_at))
+            self.jobs_done += 1
+        else:
+            self.metrics.jobs.labels(kind=kind, outcome="duplicate").inc()
+        return bool(fresh)
+
+    def _flush_outbox(self) -> None:
+        while self.outbox:
+            entry_id, result, created_at = self.outbox[0]
+            self._publish(entry_id, result, created_at)
+            self.outbox.pop(0)
+
+    def _flush_outbox_on_exit(self) -> None:
+        try:
+            self._flush_outbox()
+        except redis.RedisError as exc:
+            log.warning("%d results unpublished at exit (%s); their jobs will be redone",
+                        len(self.outbox), exc)
+
+    def _ack_only(self, entry_id: str) -> None:
+        self.client.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, entry_id)
+
+    def _dead_letter(self, entry_id: str, fields: dict, reason: str, delivered: int, code: str,
+                     message: str) -> None:
+        job_id = job_id_from_fields(fields) or f"entry:{entry_id}"
+        body = {_s(k): _s(v) for k, v in fields.items()}
+        body.update({"reason": reason, "deliveries": str(delivered), "worker_id": self.s.worker_id,
+                     "entry_id": entry_id, "job_id": job_id})
+        self.client.xadd(keys.DEAD_STREAM, body, maxlen=keys.DEAD_MAXLEN, approximate=True)
+        self.metrics.dead_letters.inc()
+        log.warning("dead-lettered %s (%s)", job_id, reason)
+        result = Result.error(job_id, code, message, reply=reply_from_fields(fields),
+                              worker_id=self.s.worker_id)
+        self._publish(entry_id, result)
+
+    # --- heartbeat and visibility ---------------------------------------------------------------
+    def _beat_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._beat()
+            except redis.RedisError as exc:
+                log.debug("heartbeat failed: %s", exc)
+            self.stopping.wait(self.s.beat_s)
+
+    def _beat(self) -> None:
+        with self.lock:
+            ids = sorted(self.in_flight)
+        if ids:
+            # JUSTID re-claim by ourselves resets idle time without counting a delivery.
+            self.beat_client.xclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
+                                    min_idle_time=0, message_ids=ids, justid=True)
+        status = {"worker_id": self.s.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
+                  "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
+                  "metrics_port": getattr(self.metrics, "port", None)}
+        self.beat_client.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
+        depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
+        self.metrics.queue_depth.set(depth)
+        try:
+            summary = self.beat_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
+            self.metrics.pending.set(int(summary.get("pending", 0)))
+        except redis.ResponseError:
+            pass
+
+
+def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
+    from model.decode import Generator
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
+    if jit_compile is None:
+        jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
+    return Generator.load(model_dir, jit_compile=jit_compile)
+
+
+def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_wait_ms: int | None = None,
+               model_dir: str | Path | None = None, metrics_port: int | None = None,
+               worker_id: str | None = None, visibility_ms: int | None = None,
+               max_deliveries: int | None = None, jit_compile: bool | None = None) -> int:
+    """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code."""
+    from model.connections import redis_url as resolve_url
+    logging.basicConfig(level=os.environ.get("POEMBOT_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    model_dir = Path(model_dir or os.environ.get("POEMBOT_MODEL_DIR") or PRETRAINED_DIR)
+    try:
+        generator = load_generator(model_dir, jit_compile)
+    except FileNotFoundError as exc:
+        log.error("%s", exc)
+        return 2
+    batch, wait = default_batching()
+    port_env = os.environ.get("POEMBOT_METRICS_PORT")
+    settings = WorkerSettings(
+        redis_url=resolve_url(redis_url), max_batch=max_batch or batch,
+        max_wait_ms=wait if max_wait_ms is None else max_wait_ms,
+        worker_id=worker_id or new_worker_id(),
+        visibility_ms=visibility_ms or int(os.environ.get("POEMBOT_VISIBILITY_MS", VISIBILITY_MS)),
+        max_deliveries=max_deliveries or int(os.environ.get("POEMBOT_MAX_DELIVERIES", MAX_DELIVERIES)),
+        metrics_port=metrics_port if metrics_port is not None else (int(port_env) if port_env else None),
+        model_dir=str(model_dir))
+    worker = Worker(settings, generator)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m model.worker", description=__doc__)
+    p.add_argument("--redis-url")
+    p.add_argument("--model-dir")
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--max-wait-ms", type=int)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--worker-id")
+    p.add_argument("--visibility-ms", type=int)
+    p.add_argument("--max-deliveries", type=int)
+    a = p.parse_args(argv)
+    return run_worker(a.redis_url, a.max_batch, a.max_wait_ms, a.model_dir, a.metrics_port, a.worker_id,
+                      a.visibility_ms, a.max_deliveries)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

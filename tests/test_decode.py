@@ -1,0 +1,273 @@
+"""Constrained decoding with a random-weight model: every hard constraint holds, seeds reproduce,
+batches mix, impossible requests are refused. Constraints are checked against model.prosody directly.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from model import prosody
+from model.constraints import NoveltyTable, tone_pattern
+from model.forms import FORMS, classify
+from model.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob, Result
+
+PING_GROUPS = set(prosody.ping_groups())
+
+
+def random_request(rng: np.random.Generator, chars: list[str], seed: int) -> GenerateJob:
+    """A request with a random mix of constraints, always satisfiable by construction."""
+    form = FORMS[rng.choice(list(FORMS))]
+    job = GenerateJob(form=form.name, seed=seed, n=int(rng.integers(1, 3)),
+                      tone_mode=str(rng.choice(["hard", "soft", "off"])),
+                      rhyme=str(rng.choice(["pingshui", "none"], p=[0.8, 0.2])),
+                      max_repeat=int(rng.integers(1, 3)),
+                      temperature=float(rng.uniform(0.3, 1.5)), top_p=float(rng.uniform(0.5, 1.0)),
+                      novelty=False)
+    if rng.random() < 0.5:
+        job.acrostic = "".join(rng.choice(chars, size=int(rng.integers(1, form.n_lines + 1)), replace=False))
+    if rng.random() < 0.5:
+        words = []
+        for _ in range(int(rng.integers(1, 3))):
+            words.append("".join(rng.choice(chars, size=int(rng.integers(1, 3)), replace=False)))
+        job.keywords = words
+    if rng.random() < 0.3:
+        # Keep line 3 (odd, non-rhyming): any text fits its rhyme; respect the acrostic if there is one.
+        line = list(rng.choice(chars, size=form.line_len, replace=False))
+        if len(job.acrostic) > 2:
+            line[0] = job.acrostic[2]
+        job.fixed_lines = {2: "".join(line)}
+    return job
+
+
+def assert_satisfies(job: GenerateJob, poem: dict) -> None:
+    form = FORMS[job.form]
+    lines = poem["lines_simplified"] if job.traditional else poem["lines"]
+    assert classify(lines) == form.name, lines
+    assert poem["form"] == form.name
+    assert poem["text"].count("\n") == form.n_lines // 2 - 1
+    assert not poem["relaxed"]
+    forced_counts: Counter = Counter()
+    for i, ch in enumerate(job.acrostic):
+        assert lines[i][0] == ch, (job.acrostic, lines)
+    for i, text in job.fixed_lines.items():
+        assert lines[i] == text
+        forced_counts.update(text)
+    forced_counts.update(job.acrostic)
+    for word in job.keywords:
+        assert any(word in line for line in lines), (word, lines)
+        forced_counts.update(word)
+    counts = Counter("".join(lines))
+    for ch, n in counts.items():
+        assert n <= max(job.max_repeat, forced_counts[ch]), (ch, n, lines)
+    if job.rhyme == "pingshui":
+        ends = [lines[i][-1] for i in range(1, form.n_lines, 2)]
+        shared = set.intersection(*(set(prosody.rhyme_groups(c)) for c in ends)) & PING_GROUPS
+        assert shared, ends
+        assert len(set(ends)) == len(ends), ends          # no rhyme character twice
+        assert poem["rhyme_ok"]
+    if job.tone_mode == "hard":
+        fixed = {(i, j) for i in job.fixed_lines for j in range(form.line_len)}
+        fixed |= {(i, 0) for i in range(len(job.acrostic))}
+        for word in job.keywords:
+            for i, line in enumerate(lines):
+                k = line.find(word)
+                if k >= 0:
+                    fixed |= {(i, k + d) for d in range(len(word))}
+        # The same 2/4/6 positions as prosody's own patterns for this 起.
+        qi = poem["pattern"][0]
+        reference = prosody.named_patterns(form.name)[f"{qi}起首句不入韵"]
+        for i, line in enumerate(lines):
+            for j in (1, 3, 5):
+                if j < form.line_len and (i, j) not in fixed:
+                    assert reference[i][j] in prosody.tones(line[j]), (i, j, line, reference[i])
+            if i % 2 == 0 and i > 0 and (i, form.line_len - 1) not in fixed:
+                assert prosody.ZE in prosody.tones(line[-1]), (i, line)
+
+
+def test_tone_pattern_matches_prosody_patterns() -> None:
+    for name, form in FORMS.items():
+        for ping_first in (True, False):
+            mine = tone_pattern(form, ping_first)
+            ref = prosody.named_patterns(name)[f"{'平' if ping_first else '仄'}起首句不入韵"]
+            for (i, j), want in mine.items():
+                assert ref[i][j] == ("平" if want == 1 else "仄"), (name, i, j)
+
+
+def test_random_mixed_batch_meets_every_hard_constraint(tiny_generator) -> None:
+    rng = np.random.default_rng(7)
+    chars = [c for c in tiny_generator.vocab.chars[6:]]
+    jobs = [random_request(rng, chars, seed=k) for k in range(80)]
+    results = tiny_generator.generate(jobs)
+    n_poems = 0
+    for job, result in zip(jobs, results):
+        assert result.job_id == job.job_id
+        assert result.ok, (job, result.error_message)
+        assert len(result.poems) == job.n
+        for poem in result.poems:
+            assert_satisfies(job, poem)
+            n_poems += 1
+            assert len(poem["mu"]) == 8
+    assert n_poems >= 80
+    forms = Counter(job.form for job in jobs)
+    assert len(forms) == 4                      # the one batch really mixed forms
+
+
+def test_same_seed_same_poem_alone_or_in_a_mixed_batch(tiny_generator) -> None:
+    def req(seed: int) -> GenerateJob:
+        return GenerateJob(form="五律", acrostic="春秋", keywords=["风"], seed=seed, n=2, novelty=False)
+    alone = tiny_generator.generate([req(5)])[0]
+    again = tiny_generator.generate([req(5)])[0]
+    mixed = tiny_generator.generate([GenerateJob(form="七绝", seed=1), req(5),
+                                     GenerateJob(form="五绝", seed=2, n=3)])[1]
+    other = tiny_generator.generate([req(6)])[0]
+    texts = lambda r: [p["text"] for p in r.poems]        # noqa: E731
+    assert texts(alone) == texts(again) == texts(mixed)
+    assert texts(alone) != texts(other)
+    assert texts(alone)[0] != texts(alone)[1]            # poems of one request differ
+
+
+def test_unseeded_requests_report_a_seed_that_reproduces(tiny_generator) -> None:
+    first = tiny_generator.generate([GenerateJob(form="七绝", novelty=False)])[0]
+    seed = first.poems[0]["seed"]
+    assert isinstance(seed, int)
+    again = tiny_generator.generate([GenerateJob(form="七绝", seed=seed, novelty=False)])[0]
+    assert again.poems[0]["text"] == first.poems[0]["text"]
+
+
+@pytest.mark.parametrize("job, code", [
+    (GenerateJob(form="五绝", acrostic="春夏秋冬风"), E_IMPOSSIBLE),
+    (GenerateJob(form="七绝", acrostic="春夏鑫"), E_UNKNOWN_CHARS),
+    (GenerateJob(form="七绝", keywords=["龘"]), E_UNKNOWN_CHARS),
+    (GenerateJob(form="律诗"), E_INVALID),
+    (GenerateJob(form="七绝", latent=[0.0, 1.0]), E_INVALID),
+])
+def test_impossible_requests_are_refused_before_decoding(tiny_generator, job, code) -> None:
+    good = GenerateJob(form="五绝", seed=3)
+    results = tiny_generator.generate([job, good])
+    assert not results[0].ok and results[0].error_code == code
+    assert results[0].error_message
+    assert results[1].ok                         # one bad request does not sink the batch
+
+
+def test_fixed_lines_that_cannot_rhyme_are_refused(tiny_generator) -> None:
+    vocab = tiny_generator.vocab
+    ze = next(c for c in vocab.chars[6:] if prosody.tones(c) == frozenset({prosody.ZE})
+              and not (prosody.rhyme_groups(c) & PING_GROUPS))
+    line = (vocab.chars[6] * 4) + ze
+    result = tiny_generator.generate([GenerateJob(form="五绝", fixed_lines={1: line}, max_repeat=8)])[0]
+    assert not result.ok and result.error_code == E_IMPOSSIBLE
+    assert "平声" in result.error_message
+    ok = tiny_generator.generate([GenerateJob(form="五绝", fixed_lines={1: line}, rhyme="none",
+                                              max_repeat=8, novelty=False)])[0]
+    assert ok.ok and ok.poems[0]["lines"][1] == line
+
+
+def test_novelty_redecodes_rows_that_copy_a_corpus_line(tiny_generator) -> None:
+    job = lambda: GenerateJob(form="五绝", seed=11, n=4)   # noqa: E731
+    before = tiny_generator.generate([job()])[0]
+    copied = [p["lines"][0] for p in before.poems]
+    tiny_generator.novelty = NoveltyTable.from_lines(copied)
+    try:
+        after = tiny_generator.generate([job()])[0]
+    finally:
+        tiny_generator.novelty = None
+    for old, new in zip(before.poems, after.poems):
+        assert new["novel"] is True
+        assert not set(new["lines"]) & set(copied)
+        assert new["text"] != old["text"]
+
+
+def test_novelty_table_round_trip(tmp_path) -> None:
+    table = NoveltyTable.from_lines(["白日依山尽", "一二三四五", "一二三四五"])
+    table.save(tmp_path / "n.npy")
+    loaded = NoveltyTable.load(tmp_path / "n.npy")
+    assert len(loaded) == 2 and "白日依山尽" in loaded and "白日依山近" not in loaded
+
+
+def test_latent_sources_steer_the_poem(tiny_generator) -> None:
+    z = [3.0] * 8
+    given = tiny_generator.generate([GenerateJob(form="七绝", seed=2, latent=z, novelty=False)])[0]
+    prior = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False)])[0]
+    like = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
+                                                like_texts=["春风花月夜，秋雪冬风来"])])[0]
+    assert given.ok and prior.ok and like.ok
+    assert len({given.poems[0]["text"], prior.poems[0]["text"], like.poems[0]["text"]}) == 3
+
+
+def test_soft_tone_mode_raises_the_tone_rate(tiny_generator) -> None:
+    def rate(mode: str) -> float:
+        r = tiny_generator.generate([GenerateJob(form="七律", seed=4, n=8, tone_mode=mode, novelty=False,
+                                                 temperature=1.0, top_p=1.0)])[0]
+        return float(np.mean([p["tone_rate"] for p in r.poems]))
+    assert rate("soft") > rate("off") + 0.15
+    assert rate("hard") >= 0.99
+
+
+def test_traditional_output_and_json(tiny_generator) -> None:
+    job = GenerateJob(form="五绝", seed=8, traditional=True, novelty=False, keywords=["风"])
+    poem = tiny_generator.generate([job])[0].poems[0]
+    assert_satisfies(job, poem)
+    assert "風" in "".join(poem["lines"])
+    json.dumps(poem, ensure_ascii=False)          # JSON-safe for the results stream
+
+
+def test_encode_job_returns_mu_and_verdict(tiny_generator) -> None:
+    from model.jobs import EncodeJob
+    res = tiny_generator.run([EncodeJob(texts=["春风花月夜，秋雪冬风来。山水江天云，明日人归去。"])])
+    assert isinstance(res[0], Result) and res[0].ok and res[0].kind == "encode"
+    poem = res[0].poems[0]
+    assert poem["form"] == "五绝" and len(poem["mu"]) == 8 and "rhyme_ok" in poem
+
+
+def test_generate_cli_json(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    import io
+
+    from model.generate import generate_cli
+    monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path))      # no corpus: no theme or novelty table
+    out, err = io.StringIO(), io.StringIO()
+    code = generate_cli(form="七绝", acrostic="春夏秋冬", keywords="风", n=2, seed=3, json_out=True,
+                        model_dir=tiny_model_dir, out=out, err=err)
+    assert code == 0, err.getvalue()
+    poems = json.loads(out.getvalue())
+    assert len(poems) == 2
+    for p in poems:
+        assert {"text", "lines", "form", "rhyme_ok", "tone_rate"} <= set(p)
+        assert "".join(line[0] for line in p["lines"]) == "春夏秋冬"
+
+
+def test_generate_cli_refusals(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    import io
+
+    from model.generate import generate_cli
+    monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path))
+    err = io.StringIO()
+    assert generate_cli(model_dir=tmp_path / "nowhere", err=err) == 2
+    assert "no model at" in err.getvalue()
+    err = io.StringIO()
+    assert generate_cli(form="五绝", acrostic="春夏秋冬风", model_dir=tiny_model_dir, err=err) == 1
+    assert "acrostic" in err.getvalue()
+
+
+def test_keyword_theme_latent_comes_from_corpus_poems(tiny_generator) -> None:
+    from model.corpus import Corpus
+    corpus = Corpus()
+    for k, lines in enumerate([["春风花月夜", "秋雪冬风来", "山水江天云", "明日人归去"],
+                               ["山水江天云", "明日人归去", "春风花月夜", "秋雪冬风来"],
+                               ["明日人归去", "山水江天云", "秋雪冬云来", "春夏花月夜"]]):
+        corpus.append(id=f"p{k}", dynasty="tang", author="甲", title="乙", author_t="甲", title_t="乙",
+                      form="五绝", split="train", lines=lines, lines_t=lines, puncts="，。，。", strains=None,
+                      rank=k)
+    job = lambda: GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)   # noqa: E731
+    plain = tiny_generator.generate([job()])[0]
+    tiny_generator.corpus = corpus
+    try:
+        assert len(tiny_generator._theme_poems(["风"])) == 2          # the poems containing 风
+        themed = tiny_generator.generate([job()])[0]
+    finally:
+        tiny_generator.corpus = None
+        tiny_generator._corpus_texts = None
+    assert themed.ok and themed.poems[0]["text"] != plain.poems[0]["text"]
+    assert "风" in "".join(themed.poems[0]["lines"])

@@ -1,0 +1,198 @@
+"""The worker against a real Redis with real worker processes: round trip, takeover after kill -9,
+poison jobs, Redis restarts, graceful stop. Every wait polls real state with a deadline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from model import keys
+from model.connections import connect, enqueue, live_workers, wait_results
+from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, EncodeJob, GenerateJob, Result,
+                        job_to_json)
+from conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProc:
+    def __init__(self, redis_url: str, model_dir: Path, tmp: Path, name: str, **opts: object) -> None:
+        self.id = name
+        args = [sys.executable, "-m", "model.worker", "--redis-url", redis_url, "--model-dir", str(model_dir),
+                "--worker-id", name, "--metrics-port", "0"]
+        for k, v in opts.items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        env = dict(os.environ, POEMBOT_FAULTS="1", POEMBOT_DATA_DIR=str(tmp / "data"),
+                   TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+        self.log = tmp / f"{name}.log"
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log.open("w"),
+                                     stderr=subprocess.STDOUT)
+
+    def wait_alive(self, client, timeout: float = 90) -> dict:
+        def beat():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.id} exited:\n{self.log.read_text()[-3000:]}")
+            raw = client.get(keys.heartbeat_key(self.id))
+            return json.loads(raw) if raw else None
+        return wait_for(beat, timeout=timeout, message=f"worker {self.id} never sent a heartbeat")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+@pytest.fixture()
+def workers(tiny_model_dir, tmp_path, redis_url):
+    started: list[WorkerProc] = []
+
+    def start(name: str, **opts: object) -> WorkerProc:
+        w = WorkerProc(redis_url, tiny_model_dir, tmp_path, name, **opts)
+        started.append(w)
+        return w
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(30)
+
+
+def results_per_job(client) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, fields in client.xrange(keys.RESULTS_STREAM):
+        job_id = json.loads(fields[keys.RESULT_FIELD.encode()])["job_id"]
+        counts[job_id] = counts.get(job_id, 0) + 1
+    return counts
+
+
+def test_publish_is_once_per_job(redis_client, redis_url) -> None:
+    from model.connections import ensure_group
+    from model.worker import Worker, WorkerSettings
+    ensure_group(redis_client)
+    worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=None)
+    result = Result(job_id="j1", ok=True, poems=[{"text": "x"}])
+    assert worker._publish("", result) is True
+    assert worker._publish("", result) is False
+    assert results_per_job(redis_client) == {"j1": 1}
+    assert redis_client.ttl(keys.result_dedup_key("j1")) > 0
+
+
+def test_mixed_batch_round_trip(workers, redis_client) -> None:
+    jobs = [GenerateJob(form=f, seed=k, acrostic="春秋"[: k % 3], n=1 + k % 2, reply={"chat": k})
+            for k, f in enumerate(["五绝", "七绝", "五律", "七律"] * 3)]
+    jobs.append(EncodeJob(texts=["春风花月夜，秋雪冬风来。山水江天云，明日人归去。"]))
+    bad = GenerateJob(form="五绝", acrostic="春夏秋冬风")
+    jobs.append(bad)
+    for job in jobs:                               # all queued first, so the worker can batch them
+        enqueue(redis_client, job)
+    w = workers("rt", max_batch=64, max_wait_ms=200)
+    status = w.wait_alive(redis_client)
+    got = wait_results(redis_client, [j.job_id for j in jobs], timeout_s=120)
+    assert all(len(v) == 1 for v in got.values())
+    for job in jobs:
+        result = got[job.job_id][0]
+        assert result.worker_id == "rt"
+        if job is bad:
+            assert not result.ok and result.error_code == E_IMPOSSIBLE
+        elif isinstance(job, EncodeJob):
+            assert result.ok and result.kind == "encode" and len(result.poems[0]["mu"]) == 8
+        else:
+            assert result.ok and result.reply == job.reply and len(result.poems) == job.n
+            for poem in result.poems:
+                assert poem["form"] == job.form
+                assert "".join(line[0] for line in poem["lines"]).startswith(job.acrostic)
+    wait_for(lambda: redis_client.xlen(keys.JOBS_STREAM) == 0, timeout=10)
+    # the jobs went through in few batches, and the metrics endpoint says so
+    port = status["metrics_port"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    batches = next(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("poembot_batch_size_count"))
+    assert 1 <= batches < len(jobs) / 2
+    assert 'poembot_jobs_total{kind="generate",outcome="ok"} 12.0' in text
+    assert w.stop() == 0
+    wait_for(lambda: not live_workers(redis_client), timeout=10)    # heartbeat gone: "no worker alive"
+
+
+def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, redis_client) -> None:
+    a = workers("a", visibility_ms=1500, max_wait_ms=300)
+    a.wait_alive(redis_client)
+    jobs = [GenerateJob(form="七绝", seed=k, reply={"fault": "sleep:60", "fault_worker": "a"})
+            for k in range(6)]
+    for job in jobs:
+        enqueue(redis_client, job)
+
+    def a_holds_all() -> bool:
+        info = redis_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
+        consumers = {c["name"].decode() if isinstance(c["name"], bytes) else c["name"]: int(c["pending"])
+                     for c in info.get("consumers") or []}
+        return consumers.get("a", 0) == len(jobs)
+    wait_for(a_holds_all, timeout=30, message="worker a never took the batch")
+    a.proc.kill()                                  # SIGKILL: no cleanup, jobs stay pending on "a"
+    a.proc.wait(10)
+    b = workers("b", visibility_ms=1500)
+    b.wait_alive(redis_client)
+    got = wait_results(redis_client, [j.job_id for j in jobs], timeout_s=120)
+    assert all(len(v) == 1 and v[0].ok and v[0].worker_id == "b" for v in got.values())
+    wait_for(lambda: redis_client.xlen(keys.JOBS_STREAM) == 0, timeout=10)
+    assert results_per_job(redis_client) == {j.job_id: 1 for j in jobs}
+    assert b.stop() == 0
+
+
+def test_poison_job_goes_to_dead_letter_with_an_error_result(workers, redis_client) -> None:
+    poison = GenerateJob(form="五绝", seed=1, reply={"fault": "raise", "chat": 5})
+    good = [GenerateJob(form="五绝", seed=k) for k in range(3)]
+    unreadable = json.loads(job_to_json(GenerateJob(job_id="future-job")))
+    unreadable["v"] = 99
+    for job in [poison, *good]:
+        enqueue(redis_client, job)
+    redis_client.xadd(keys.JOBS_STREAM, {keys.JOB_FIELD: json.dumps(unreadable)})
+    w = workers("p", visibility_ms=600, max_deliveries=2, max_wait_ms=200)
+    w.wait_alive(redis_client)
+    got = wait_results(redis_client, [poison.job_id, "future-job", *(g.job_id for g in good)], timeout_s=120)
+    assert all(got[g.job_id][0].ok for g in good)
+    dead = got[poison.job_id]
+    assert len(dead) == 1 and not dead[0].ok and dead[0].error_code == E_DEAD_LETTER
+    assert dead[0].reply["chat"] == 5
+    assert got["future-job"][0].error_code == E_BAD_MESSAGE and "version 99" in got["future-job"][0].error_message
+    letters = {json.loads(f[b"job"])["job_id"]: f for _, f in redis_client.xrange(keys.DEAD_STREAM)}
+    assert set(letters) == {poison.job_id, "future-job"}
+    assert int(letters[poison.job_id][b"deliveries"]) == 3
+    wait_for(lambda: redis_client.xlen(keys.JOBS_STREAM) == 0, timeout=10)
+    assert w.stop() == 0
+
+
+def test_worker_reconnects_after_redis_restart(workers, redis_server) -> None:
+    client = connect(redis_server.url)
+    w = workers("r", max_wait_ms=50)
+    w.wait_alive(client)
+    first = GenerateJob(form="五绝", seed=1)
+    enqueue(client, first)
+    assert wait_results(client, [first.job_id], timeout_s=60)[first.job_id][0].ok
+    redis_server.restart()
+    client = connect(redis_server.url)
+    second = GenerateJob(form="七绝", seed=2)
+    enqueue(client, second)
+    assert wait_results(client, [second.job_id], timeout_s=60)[second.job_id][0].ok
+    assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:
+    w = workers("t", max_wait_ms=100)
+    w.wait_alive(redis_client)
+    job = GenerateJob(form="五绝", seed=3, reply={"fault": "sleep:3"})
+    enqueue(redis_client, job)
+    wait_for(lambda: json.loads(redis_client.get(keys.heartbeat_key("t")) or "{}").get("busy"), timeout=30,
+             message="worker never started the batch")
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(60) == 0
+    got = wait_results(redis_client, [job.job_id], timeout_s=5)
+    assert got[job.job_id][0].ok
+    assert redis_client.get(keys.heartbeat_key("t")) is None
