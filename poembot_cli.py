@@ -95,6 +95,109 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
     typer.echo(f"index written to {path}")
 
 
+@app.command("train")
+def train_cmd(config: Optional[str] = typer.Option(None, help="training config JSON "
+                                                    "(default training/configs/real.json)"),
+              out: str = typer.Option("runs/real", help="output folder"),
+              resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+              max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
+    """Train the VAE and its LM baseline on the built corpus."""
+    from training.train import train
+
+    try:
+        path = train(config, out, resume=resume, max_steps=max_steps)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(f"model saved to {path}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
+                 n: int = typer.Option(1000, "--n", help="poems generated per form"),
+                 as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Write report.md, plots and metrics.json into the model folder."""
+    from training.evaluate import evaluate
+
+    if not (Path(model) / "config.json").exists():
+        _fail(f"no model at {model}")
+    try:
+        evaluate(model, n=n, as_json=as_json)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+
+
+@app.command("generate")
+def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 七律"),
+                 acrostic: str = typer.Option("", help="藏头: first characters of the lines"),
+                 keywords: str = typer.Option("", help="theme characters or words"),
+                 like: Optional[list[str]] = typer.Option(None, help="imitate this poem's text"),
+                 n: int = typer.Option(1, "-n", help="how many poems"),
+                 seed: Optional[int] = typer.Option(None, help="same seed, same poem"),
+                 traditional: bool = typer.Option(False, "--traditional"),
+                 as_json: bool = typer.Option(False, "--json"),
+                 model: Optional[str] = typer.Option(None, help="model folder"),
+                 tone: str = typer.Option("soft", help="hard | soft | off"),
+                 temperature: float = typer.Option(0.8)) -> None:
+    """Write poems from the command line."""
+    from model.generate import generate_cli
+
+    raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
+                                  seed=seed, traditional=traditional, json_out=as_json,
+                                  model_dir=model, tone=tone, temperature=temperature))
+
+
+@app.command("worker")
+def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_BATCH"),
+               max_wait_ms: Optional[int] = typer.Option(None, help="POEMBOT_MAX_WAIT_MS"),
+               model: Optional[str] = typer.Option(None, help="POEMBOT_MODEL_DIR")) -> None:
+    """Serve generation and encode jobs from Redis (GPU when present)."""
+    from model.worker import run_worker
+
+    raise typer.Exit(run_worker(max_batch=max_batch, max_wait_ms=max_wait_ms, model_dir=model))
+
+
+@app.command("bot")
+def bot_cmd() -> None:
+    """Run the Telegram bot (webhook when WEBHOOK_URL is set, else long polling)."""
+    from bot.app import run_bot
+    from bot.config import Config, ConfigError
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        _fail(str(exc))
+    run_bot(config)
+
+
+@app.command("run")
+def run_cmd() -> None:
+    """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat)."""
+    from bot.supervisor import run
+
+    raise typer.Exit(run())
+
+
+@app.command("health")
+def health_cmd(role: str = typer.Option("bot", help="bot | worker")) -> None:
+    """Exit 0 when Redis answers (and, for a worker, this host's worker heartbeat is fresh)."""
+    import socket
+
+    from model.connections import connect, live_workers
+
+    try:
+        client = connect()
+        client.ping()
+        if role == "worker":
+            host = socket.gethostname()
+            if not any(w.get("host") == host for w in live_workers(client)):
+                _fail(f"no fresh worker heartbeat from {host}")
+    except OSError as exc:
+        _fail(f"Redis unreachable: {exc}")
+    except Exception as exc:  # redis-py's errors are not OSErrors
+        _fail(f"unhealthy: {exc}")
+    typer.echo("ok")
+
+
 def main() -> None:
     app()
 
