@@ -137,7 +137,7 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                  as_json: bool = typer.Option(False, "--json"),
                  model: Optional[str] = typer.Option(None, help="model folder"),
                  tone: str = typer.Option("soft", help="hard | soft | off"),
-                 temperature: float = typer.Option(0.8)) -> None:
+                 temperature: float = typer.Option(0.9)) -> None:
     """Write poems from the command line."""
     from model.generate import generate_cli
 
@@ -159,14 +159,9 @@ def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_B
 @app.command("bot")
 def bot_cmd() -> None:
     """Run the Telegram bot (webhook when WEBHOOK_URL is set, else long polling)."""
-    from bot.app import run_bot
-    from bot.config import Config, ConfigError
+    from bot.app import main as bot_main
 
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        _fail(str(exc))
-    run_bot(config)
+    raise typer.Exit(bot_main())
 
 
 @app.command("run")

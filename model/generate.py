@@ -16,7 +16,7 @@ from model.paths import PRETRAINED_DIR
 def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[str] = "",
                  like: list[str] | str | None = None, n: int = 1, seed: int | None = None,
                  traditional: bool = False, json_out: bool = False, model_dir: str | Path | None = None,
-                 tone: str = "soft", rhyme: str = "pingshui", temperature: float = 0.8, top_p: float = 0.9,
+                 tone: str = "soft", rhyme: str = "pingshui", temperature: float = 0.9, top_p: float = 0.95,
                  max_repeat: int = 2, novelty: bool = True, fixed: dict[int, str] | None = None,
                  out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Print n poems (plain text, or a JSON list with --json); return the process exit code.

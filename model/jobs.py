@@ -74,8 +74,8 @@ class GenerateJob:
     rhyme: RhymeMode = "pingshui"
     novelty: bool = True                                 # no line copied from the training corpus
     max_repeat: int = 2                                  # most times one character may appear
-    temperature: float = 0.8
-    top_p: float = 0.9
+    temperature: float = 0.9
+    top_p: float = 0.95
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted

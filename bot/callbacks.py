@@ -1,0 +1,113 @@
+"""callback_data for inline buttons: a short action code plus ids, never the poem itself.
+
+Telegram caps callback_data at 64 bytes and hands it back verbatim, so anything decoded here is
+untrusted: decode() rejects whatever this module could not have produced.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_BYTES = 64
+POEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,24}$")
+
+# action -> what its argument is
+LIKE, ANOTHER, SIMILAR, KEEP = "l", "a", "s", "k"
+KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL = "kt", "kg", "kx"
+SETTING, DAILY = "st", "d"
+POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL}
+MASK_ACTIONS = {KEEP_TOGGLE, KEEP_GO}
+SETTING_VALUES = {"script": {"s", "t"}, "form": {"0", "1", "2", "3"}, "cr": {"0", "1", "2"}}
+MAX_MASK = 0xFF   # one bit per line; a 律诗 has 8
+
+
+class CallbackError(ValueError):
+    """callback_data this bot did not produce (forged, or from an older version)."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    action: str
+    poem_id: str = ""
+    mask: int = 0          # keep-lines selection, bit i = line i
+    key: str = ""          # settings key, or "1"/"0" for daily
+    value: str = ""
+
+
+def encode(cb: Callback) -> str:
+    if cb.action in MASK_ACTIONS:
+        data = f"{cb.action}:{cb.poem_id}:{cb.mask:x}"
+    elif cb.action in POEM_ACTIONS:
+        data = f"{cb.action}:{cb.poem_id}"
+    elif cb.action == SETTING:
+        data = f"{SETTING}:{cb.key}:{cb.value}"
+    elif cb.action == DAILY:
+        data = f"{DAILY}:{cb.key}"
+    else:
+        raise ValueError(f"unknown callback action {cb.action!r}")
+    if len(data.encode()) > MAX_BYTES:
+        raise ValueError(f"callback_data over {MAX_BYTES} bytes: {data!r}")
+    return data
+
+
+def decode(data: str | None) -> Callback:
+    if not data or len(data.encode()) > MAX_BYTES:
+        raise CallbackError("empty or oversized callback data")
+    parts = data.split(":")
+    action = parts[0]
+    if action in MASK_ACTIONS and len(parts) == 3:
+        _, poem_id, mask_hex = parts
+        if not POEM_ID_RE.match(poem_id) or not re.fullmatch(r"[0-9a-f]{1,2}", mask_hex):
+            raise CallbackError(f"bad {action} data")
+        mask = int(mask_hex, 16)
+        if mask > MAX_MASK:
+            raise CallbackError("mask out of range")
+        return Callback(action, poem_id=poem_id, mask=mask)
+    if action in POEM_ACTIONS - MASK_ACTIONS and len(parts) == 2:
+        if not POEM_ID_RE.match(parts[1]):
+            raise CallbackError(f"bad poem id in {action} data")
+        return Callback(action, poem_id=parts[1])
+    if action == SETTING and len(parts) == 3:
+        key, value = parts[1], parts[2]
+        if value not in SETTING_VALUES.get(key, set()):
+            raise CallbackError("unknown setting")
+        return Callback(action, key=key, value=value)
+    if action == DAILY and len(parts) == 2 and parts[1] in ("0", "1"):
+        return Callback(action, key=parts[1])
+    raise CallbackError(f"unknown callback data {data[:20]!r}")
+
+
+def like(poem_id: str) -> str:
+    return encode(Callback(LIKE, poem_id))
+
+
+def another(poem_id: str) -> str:
+    return encode(Callback(ANOTHER, poem_id))
+
+
+def similar(poem_id: str) -> str:
+    return encode(Callback(SIMILAR, poem_id))
+
+
+def keep(poem_id: str) -> str:
+    return encode(Callback(KEEP, poem_id))
+
+
+def keep_toggle(poem_id: str, mask: int) -> str:
+    return encode(Callback(KEEP_TOGGLE, poem_id, mask=mask))
+
+
+def keep_go(poem_id: str, mask: int) -> str:
+    return encode(Callback(KEEP_GO, poem_id, mask=mask))
+
+
+def keep_cancel(poem_id: str) -> str:
+    return encode(Callback(KEEP_CANCEL, poem_id))
+
+
+def setting(key: str, value: str) -> str:
+    return encode(Callback(SETTING, key=key, value=value))
+
+
+def daily(subscribe: bool) -> str:
+    return encode(Callback(DAILY, key="1" if subscribe else "0"))

@@ -1,0 +1,83 @@
+"""The daily poem: when it is due, the once-per-day claim, and the job that writes it.
+
+fire_daily() takes the time as an argument so tests (and a replica catching up on a missed slot at
+start-up) can call it directly; the JobQueue calls it at DAILY_TIME in TZ.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from telegram.ext import Application, ContextTypes
+
+from bot.runtime import Runtime
+from model.forms import FORM_NAMES
+from model.jobs import GenerateJob
+
+log = logging.getLogger(__name__)
+
+DAILY_JOB_NAME = "daily-poem"
+
+
+def slot_on(day: date, rt: Runtime) -> datetime:
+    return datetime.combine(day, rt.config.daily_time, tzinfo=rt.config.zone)
+
+
+def due_slot(rt: Runtime, now: datetime) -> datetime | None:
+    """The slot (today's, or yesterday's when the window runs past midnight) that now falls in
+    the grace window of, else None."""
+    local = now.astimezone(rt.config.zone)
+    grace = timedelta(seconds=rt.config.daily_grace_s)
+    for day in (local.date(), local.date() - timedelta(days=1)):
+        slot = slot_on(day, rt)
+        if slot <= local <= slot + grace:
+            return slot
+    return None
+
+
+def daily_job(day: date, forced: bool = False) -> GenerateJob:
+    # The form rotates with the date so subscribers see all four over a week.
+    form = FORM_NAMES[day.toordinal() % len(FORM_NAMES)]
+    return GenerateJob(form=form, temperature=0.9,
+                       reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
+                              "request": {"form": form, "keywords": [], "acrostic": "", "like_texts": []}})
+
+
+async def fire_daily(rt: Runtime, now: datetime | None = None, force: bool = False) -> bool:
+    """Enqueue today's daily poem if it is due and no replica has done so; True if this call did.
+
+    force (the /daily_now command) skips both the time check and the once-per-day claim.
+    """
+    now = now or datetime.now(rt.config.zone)
+    if force:
+        day = now.astimezone(rt.config.zone).date()
+    else:
+        slot = due_slot(rt, now)
+        if slot is None:
+            return False
+        day = slot.date()
+        if not await rt.state.claim_daily(day.isoformat(), rt.consumer):
+            return False
+    job = daily_job(day, forced=force)
+    await rt.submit(job, None, limited=False)
+    log.info("daily poem for %s enqueued as %s", day, job.job_id)
+    return True
+
+
+async def daily_callback(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """JobQueue entry point."""
+    rt: Runtime = context.application.bot_data["rt"]
+    try:
+        await fire_daily(rt)
+    except Exception:
+        log.exception("daily poem could not be scheduled")
+
+
+def schedule_daily(application: Application, rt: Runtime) -> None:
+    job_queue = application.job_queue
+    if job_queue is None:
+        raise RuntimeError("python-telegram-bot was installed without the job-queue extra")
+    for job in job_queue.get_jobs_by_name(DAILY_JOB_NAME):
+        job.schedule_removal()
+    job_queue.run_daily(daily_callback, time=rt.config.daily_time.replace(tzinfo=rt.config.zone),
+                        name=DAILY_JOB_NAME)

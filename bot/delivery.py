@@ -1,0 +1,215 @@
+"""The bot side of the results stream: a consumer-group reader that turns Results into replies.
+
+Replicas share one group, so each result reaches one of them; a per-job SET NX lease makes the
+reply go out once even when a result is re-read after a crash; a failed send is retried later.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+from telegram import Bot, ReplyParameters
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+
+from bot.render import format_poem, format_similar, poem_keyboard
+from bot.runtime import Runtime
+from bot.state import PoemRecord, new_poem_id
+from bot.texts import error_text, t
+from model.jobs import JobFormatError, Result, result_from_fields
+
+log = logging.getLogger(__name__)
+
+SIMILAR_K = 5
+
+
+def reply_params(message_id: int | None) -> ReplyParameters | None:
+    # The request may have been deleted meanwhile; answer anyway rather than fail.
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True) if message_id else None
+
+
+class RetryLater(Exception):
+    """A send failed for a transient reason; leave the result unacknowledged so it is re-read."""
+
+
+async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | None, lang: str,
+                       traditional: bool, vector: Any, reply_to: int | None, header_key: str) -> None:
+    """Send the corpus poems nearest to vector (popular poems when None), skipping ones shown before."""
+    if rt.index is None:
+        await bot.send_message(chat_id, t(lang, "similar_unavailable"), reply_parameters=reply_params(reply_to))
+        return
+    exclude = await rt.state.shown(user_id) if user_id is not None else set()
+    try:
+        if vector is None:
+            items = await asyncio.to_thread(rt.index.popular, SIMILAR_K, exclude)
+            header_key = "similar_new_user"
+        else:
+            items = await asyncio.to_thread(rt.index.search, list(vector), SIMILAR_K, exclude)
+    except ValueError as exc:
+        # A μ from another model than the index was built with (different size).
+        log.error("latent index cannot answer: %s", exc)
+        await bot.send_message(chat_id, t(lang, "similar_unavailable"), reply_parameters=reply_params(reply_to))
+        return
+    if not items:
+        await bot.send_message(chat_id, t(lang, "similar_none"), reply_parameters=reply_params(reply_to))
+        return
+    await bot.send_message(chat_id, format_similar(items, lang, traditional, header_key),
+                           parse_mode=ParseMode.HTML, reply_parameters=reply_params(reply_to))
+    if user_id is not None:
+        await rt.state.mark_shown(user_id, [str(item["id"]) for item in items])
+
+
+class ResultConsumer:
+    def __init__(self, rt: Runtime, bot: Bot, block_ms: int = 1000) -> None:
+        self.rt = rt
+        self.bot = bot
+        self.block_ms = block_ms
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        claim_every = max(0.2, self.rt.claim_idle_ms / 2000)
+        next_claim = loop.time()
+        while True:
+            try:
+                entries = []
+                if loop.time() >= next_claim:
+                    entries += await self.rt.state.claim_stale_results(self.rt.consumer, self.rt.claim_idle_ms)
+                    next_claim = loop.time() + claim_every
+                entries += await self.rt.state.read_results(self.rt.consumer, self.block_ms)
+                for entry_id, entry in entries:
+                    await self.handle(entry_id, entry)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                # Redis is down or failing over: back off instead of spinning.
+                log.warning("results stream unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("results consumer error")
+                await asyncio.sleep(0.2)
+
+    async def handle(self, entry_id: str, entry: dict) -> None:
+        state = self.rt.state
+        try:
+            result = result_from_fields(entry)
+        except JobFormatError as exc:
+            log.error("dropping unreadable result %s: %s", entry_id, exc)
+            await state.ack_result(entry_id)
+            return
+        if not isinstance(result.reply, dict) or not result.reply.get("purpose"):
+            await state.ack_result(entry_id)      # a job some other client submitted
+            return
+        claim = await state.begin_delivery(result.job_id, self.rt.consumer)
+        if claim == "busy":
+            return                                # another replica is sending it; re-read later
+        if claim == "sent":
+            await state.ack_result(entry_id)
+            self.rt.job_done(result.job_id)
+            return
+        try:
+            await self.deliver(result)
+        except (RetryLater, NetworkError, RedisError) as exc:
+            log.warning("delivery of %s failed, will retry: %s", result.job_id, exc)
+            await state.abort_delivery(result.job_id)
+            return
+        except Exception:
+            log.exception("delivery of %s failed; giving up", result.job_id)
+        await state.finish_delivery(result.job_id)
+        await state.ack_result(entry_id)
+        self.rt.job_done(result.job_id)
+
+    async def deliver(self, result: Result) -> None:
+        purpose = result.reply.get("purpose")
+        if purpose == "daily":
+            await self.deliver_daily(result)
+        elif purpose == "similar":
+            await self.deliver_similar(result)
+        else:
+            await self.deliver_poem(result)
+
+    async def _send_error(self, result: Result) -> None:
+        reply = result.reply
+        lang = reply.get("lang", "zh")
+        try:
+            await self.bot.send_message(int(reply["chat_id"]),
+                                        error_text(lang, result.error_code, result.error_message),
+                                        reply_parameters=reply_params(reply.get("reply_to")))
+        except (Forbidden, BadRequest) as exc:
+            log.info("could not report error to chat: %s", exc)
+
+    def _record(self, result: Result, owner_id: int | None, chat_id: int) -> PoemRecord:
+        poem: dict[str, Any] = result.poems[0]
+        request = dict(result.reply.get("request") or {})
+        lines = [str(x) for x in poem.get("lines") or []]
+        return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id,
+                          form=str(poem.get("form") or request.get("form") or ""), lines=lines,
+                          request=request, mu=poem.get("mu"), seed=poem.get("seed"),
+                          rhyme_ok=poem.get("rhyme_ok"), tone_rate=poem.get("tone_rate"))
+
+    async def deliver_poem(self, result: Result) -> None:
+        reply = result.reply
+        chat_id, user_id = int(reply["chat_id"]), reply.get("user_id")
+        lang, trad = reply.get("lang", "zh"), bool(reply.get("trad"))
+        if not result.ok or not result.poems or not result.poems[0].get("lines"):
+            await self._send_error(result)
+            return
+        record = self._record(result, user_id, chat_id)
+        await self.rt.state.save_poem(record)      # before sending: buttons must work at once
+        try:
+            message = await self.bot.send_message(
+                chat_id, format_poem(record.lines, record.form, lang, trad, record.request, result.poems[0]),
+                parse_mode=ParseMode.HTML, reply_markup=poem_keyboard(record.poem_id, lang),
+                reply_parameters=reply_params(reply.get("reply_to")))
+        except (Forbidden, BadRequest) as exc:
+            log.info("poem for a chat that cannot receive it: %s", exc)
+            return
+        await self.rt.state.remember_message(chat_id, message.message_id, record.poem_id)
+        if user_id is not None:
+            await self.rt.state.add_history(int(user_id), record.poem_id, record.mu)
+
+    async def deliver_similar(self, result: Result) -> None:
+        reply = result.reply
+        if not result.ok or not result.poems or not result.poems[0].get("mu"):
+            await self._send_error(result)
+            return
+        await send_similar(self.rt, self.bot, chat_id=int(reply["chat_id"]), user_id=reply.get("user_id"),
+                           lang=reply.get("lang", "zh"), traditional=bool(reply.get("trad")),
+                           vector=result.poems[0]["mu"], reply_to=reply.get("reply_to"),
+                           header_key="similar_poem_title")
+
+    async def deliver_daily(self, result: Result) -> None:
+        """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
+        state = self.rt.state
+        if not result.ok or not result.poems or not result.poems[0].get("lines"):
+            log.error("daily poem failed: %s %s", result.error_code, result.error_message)
+            return
+        recipients = await state.subscribers()
+        if self.rt.config.daily_chat_id is not None:
+            recipients.setdefault(self.rt.config.daily_chat_id, "zh")
+        record = self._record(result, None, self.rt.config.daily_chat_id or 0)
+        await state.save_poem(record)
+        date = str(result.reply.get("date") or "")
+        transient = False
+        for chat_id, lang in sorted(recipients.items()):
+            if not await state.claim_recipient(result.job_id, chat_id):
+                continue
+            text = format_poem(record.lines, record.form, lang, False, record.request, result.poems[0],
+                               heading=t(lang, "daily_title", date=date))
+            try:
+                message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                                      reply_markup=poem_keyboard(record.poem_id, lang))
+            except (Forbidden, BadRequest) as exc:
+                # Blocked, kicked or deleted: stop sending there.
+                log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)
+                await state.unsubscribe(chat_id)
+                continue
+            except (NetworkError, TelegramError) as exc:
+                log.warning("daily poem to one chat failed, will retry: %s", exc)
+                await state.release_recipient(result.job_id, chat_id)
+                transient = True
+                continue
+            await state.remember_message(chat_id, message.message_id, record.poem_id)
+        if transient:
+            raise RetryLater("some daily recipients failed")

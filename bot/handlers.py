@@ -1,0 +1,395 @@
+"""Telegram update handlers: commands, inline buttons, and polite answers to input we cannot use.
+
+Each handler is wrapped by @guarded, which turns expected failures into a message in the user's
+language and unexpected ones into a logged error plus a short apology.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Awaitable, Callable
+
+from redis.exceptions import RedisError
+from telegram import Message, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from bot import callbacks
+from bot.callbacks import CallbackError
+from bot.daily import fire_daily
+from bot.delivery import send_similar
+from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
+from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_keyboard,
+                        settings_text)
+from bot.runtime import Outcome, Runtime
+from bot.script import to_simplified
+from bot.similar import taste_vector
+from bot.state import PoemRecord
+from bot.texts import error_text, lang_of, t
+from model.forms import FORM_NAMES, FORMS, classify
+from model.jobs import EncodeJob, ValidationError, validate_encode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+SUBSCRIBE_WORDS = {"on", "1", "subscribe", "订阅", "訂閱", "开", "開"}
+UNSUBSCRIBE_WORDS = {"off", "0", "unsubscribe", "退订", "退訂", "关", "關"}
+
+
+def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
+    return context.application.bot_data["rt"]
+
+
+def user_lang(update: Update) -> str:
+    user = update.effective_user
+    return lang_of(user.language_code if user else None)
+
+
+async def tell(update: Update, text: str) -> None:
+    """Answer where the update came from: an alert for a button, a reply for a message."""
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(text[:200], show_alert=True)
+        elif update.effective_message is not None:
+            await update.effective_message.reply_text(text)
+    except TelegramError as exc:
+        log.warning("could not answer the user: %s", exc)
+
+
+def guarded(func: Handler) -> Handler:
+    @functools.wraps(func)
+    async def wrapper(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        lang = user_lang(update)
+        try:
+            await func(update, context)
+        except ParseError as exc:
+            await tell(update, t(lang, exc.key, **exc.values))
+        except ValidationError as exc:
+            await tell(update, error_text(lang, exc.code, exc.message))
+        except RedisError:
+            log.exception("redis failed in %s", func.__name__)
+            await tell(update, t(lang, "redis_down"))
+        except Exception:
+            log.exception("handler %s failed", func.__name__)
+            await tell(update, t(lang, "error"))
+    return wrapper
+
+
+async def answer_outcome(message: Message | None, outcome: Outcome, lang: str) -> None:
+    if message is None or outcome.status == "queued":
+        return      # the typing indicator is the answer until the poem arrives
+    if outcome.status == "no_worker":
+        await message.reply_text(t(lang, "queued_no_worker"))
+    elif outcome.status == "rate_limited":
+        await message.reply_text(t(lang, "rate_limited", seconds=outcome.retry_after))
+    else:
+        await message.reply_text(t(lang, "busy", seconds=outcome.retry_after))
+
+
+def outcome_alert(outcome: Outcome, lang: str, ok_key: str) -> str:
+    if outcome.status == "rate_limited":
+        return t(lang, "rate_limited", seconds=outcome.retry_after)
+    if outcome.status == "busy":
+        return t(lang, "busy", seconds=outcome.retry_after)
+    if outcome.status == "no_worker":
+        return t(lang, "queued_no_worker")
+    return t(lang, ok_key)
+
+
+def command_args(message: Message) -> str:
+    parts = (message.text or "").split(maxsplit=1)
+    return parts[1] if len(parts) > 1 else ""
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+@guarded
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    lang = user_lang(update)
+    name = update.effective_user.first_name if update.effective_user else ""
+    await update.effective_message.reply_text(t(lang, "start", name=name, help=t(lang, "help")))
+
+
+@guarded
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await update.effective_message.reply_text(t(user_lang(update), "help"))
+
+
+async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request: PoemRequest) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    settings = await rt.state.settings(user.id)
+    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
+                               reply_to=message.message_id)
+    outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
+    await answer_outcome(message, outcome, lang)
+
+
+@guarded
+async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    request = parse_poem_args(command_args(message))
+    replied = message.reply_to_message
+    if replied is not None and not request.acrostic:
+        lines = extract_poem_lines(replied.text or replied.caption)
+        if lines:
+            request.like_texts = [poem_text(lines)]
+            if request.form is None and classify(lines) in FORMS:
+                request.form = classify(lines)
+    await _generate(update, context, request)
+
+
+@guarded
+async def acrostic(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    request = parse_poem_args(command_args(update.effective_message), acrostic_command=True)
+    await _generate(update, context, request)
+
+
+@guarded
+async def similar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    settings = await rt.state.settings(user.id)
+    replied = message.reply_to_message
+    if replied is None:
+        vector = taste_vector(await rt.state.history(user.id), await rt.state.likes(user.id))
+        await send_similar(rt, context.bot, chat_id=chat.id, user_id=user.id, lang=lang,
+                           traditional=settings.traditional, vector=vector,
+                           reply_to=message.message_id, header_key="similar_title")
+        return
+    record = await rt.state.poem_for_message(chat.id, replied.message_id)
+    lines = record.lines if record else extract_poem_lines(replied.text or replied.caption)
+    if not lines:
+        await message.reply_text(t(lang, "similar_not_poem"))
+        return
+    await _similar_to(update, context, record, lines, message.message_id, message)
+
+
+async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord | None,
+                      lines: list[str], reply_to: int, answer_to: Message | None) -> str | None:
+    """Neighbours of one poem: straight from its stored μ, or via an EncodeJob through a worker.
+
+    Returns the text for a button's alert when the request was refused, else None.
+    """
+    rt, lang = runtime(context), user_lang(update)
+    user, chat = update.effective_user, update.effective_chat
+    settings = await rt.state.settings(user.id)
+    if rt.index is None:
+        text = t(lang, "similar_unavailable")
+        if answer_to is not None:
+            await answer_to.reply_text(text)
+        return text
+    if record is not None and record.mu:
+        await send_similar(rt, context.bot, chat_id=chat.id, user_id=user.id, lang=lang,
+                           traditional=settings.traditional, vector=record.mu, reply_to=reply_to,
+                           header_key="similar_poem_title")
+        return None
+    job = validate_encode(EncodeJob(
+        texts=[to_simplified(poem_text(lines))],
+        reply={"purpose": "similar", "chat_id": chat.id, "user_id": user.id, "lang": lang,
+               "reply_to": reply_to, "trad": settings.traditional}))
+    outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
+    if answer_to is not None:
+        await answer_outcome(answer_to, outcome, lang)
+        return None
+    return None if outcome.status == "queued" else outcome_alert(outcome, lang, "similar_started")
+
+
+@guarded
+async def daily(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    message, chat = update.effective_message, update.effective_chat
+    arg = command_args(message).strip().lower()
+    when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
+    if arg in SUBSCRIBE_WORDS:
+        await rt.state.subscribe(chat.id, lang)
+        await message.reply_text(t(lang, "daily_on", **when))
+    elif arg in UNSUBSCRIBE_WORDS:
+        await rt.state.unsubscribe(chat.id)
+        await message.reply_text(t(lang, "daily_off"))
+    elif arg:
+        await message.reply_text(t(lang, "daily_bad_arg"))
+    else:
+        subscribed = await rt.state.is_subscribed(chat.id)
+        await message.reply_text(t(lang, "daily_status_on" if subscribed else "daily_status_off", **when),
+                                 reply_markup=daily_keyboard(subscribed, lang))
+
+
+@guarded
+async def daily_now(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    if update.effective_user is None or update.effective_user.id not in rt.config.admin_ids:
+        await update.effective_message.reply_text(t(lang, "admin_only"))
+        return
+    await fire_daily(rt, force=True)
+    await update.effective_message.reply_text(t(lang, "daily_now_started"))
+
+
+@guarded
+async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    settings = await rt.state.settings(update.effective_user.id)
+    await update.effective_message.reply_text(
+        settings_text(settings, rt.config.default_form, lang), parse_mode=ParseMode.HTML,
+        reply_markup=settings_keyboard(settings, rt.config.default_form, lang))
+
+
+# --- buttons -------------------------------------------------------------------------------------
+
+def request_of(record: PoemRecord) -> PoemRequest:
+    """The request that produced record, to ask again (🔄) or with some lines kept (✏️)."""
+    req = record.request or {}
+    return PoemRequest(form=record.form if record.form in FORMS else req.get("form") or None,
+                       keywords=list(req.get("keywords") or []), acrostic=str(req.get("acrostic") or ""),
+                       like_texts=list(req.get("like_texts") or []))
+
+
+async def _edit_markup(update: Update, markup: Any) -> None:
+    try:
+        await update.callback_query.edit_message_reply_markup(reply_markup=markup)
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise
+
+
+@guarded
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    query, user = update.callback_query, update.effective_user
+    try:
+        cb = callbacks.decode(query.data)
+    except CallbackError:
+        await query.answer(t(lang, "cb_invalid"), show_alert=True)
+        return
+
+    if cb.action == callbacks.SETTING:
+        await rt.state.set_setting(user.id, cb.key, FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value)
+        settings = await rt.state.settings(user.id)
+        if isinstance(query.message, Message):
+            try:
+                await query.edit_message_text(settings_text(settings, rt.config.default_form, lang),
+                                              parse_mode=ParseMode.HTML,
+                                              reply_markup=settings_keyboard(settings, rt.config.default_form, lang))
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():
+                    raise
+        await query.answer(t(lang, "settings_saved"))
+        return
+
+    if cb.action == callbacks.DAILY:
+        chat_id = update.effective_chat.id
+        subscribe = cb.key == "1"
+        if subscribe:
+            await rt.state.subscribe(chat_id, lang)
+        else:
+            await rt.state.unsubscribe(chat_id)
+        when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
+        await _edit_markup(update, daily_keyboard(subscribe, lang))
+        await query.answer(t(lang, "daily_on", **when) if subscribe else t(lang, "daily_off"))
+        return
+
+    record = await rt.state.load_poem(cb.poem_id)
+    if record is None:
+        await query.answer(t(lang, "cb_stale"), show_alert=True)
+        return
+    owner_only = cb.action in (callbacks.LIKE, callbacks.KEEP, callbacks.KEEP_TOGGLE,
+                               callbacks.KEEP_GO, callbacks.KEEP_CANCEL)
+    if owner_only and record.owner_id is not None and record.owner_id != user.id:
+        await query.answer(t(lang, "not_yours"), show_alert=True)
+        return
+    settings = await rt.state.settings(user.id)
+    n_lines = len(record.lines)
+    if cb.action in callbacks.MASK_ACTIONS and cb.mask >= 1 << n_lines:
+        await query.answer(t(lang, "cb_invalid"), show_alert=True)
+        return
+    message_id = query.message.message_id if query.message is not None else None
+
+    if cb.action == callbacks.LIKE:
+        added = await rt.state.add_like(user.id, record.poem_id, record.mu)
+        await query.answer(t(lang, "liked" if added else "already_liked"))
+    elif cb.action == callbacks.ANOTHER:
+        request = request_of(record)
+        job = rt.make_generate_job(request, settings, chat_id=update.effective_chat.id, user_id=user.id,
+                                   lang=lang, reply_to=message_id)
+        outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=update.effective_chat.id)
+        await query.answer(outcome_alert(outcome, lang, "another_started"),
+                           show_alert=not outcome.accepted)
+    elif cb.action == callbacks.SIMILAR:
+        refused = await _similar_to(update, context, record, record.lines, message_id, None)
+        await query.answer(refused or t(lang, "similar_started"), show_alert=refused is not None)
+    elif cb.action == callbacks.KEEP:
+        await _edit_markup(update, keep_keyboard(record.poem_id, record.lines, 0, lang, settings.traditional))
+        await query.answer(t(lang, "keep_prompt"))
+    elif cb.action == callbacks.KEEP_TOGGLE:
+        await _edit_markup(update, keep_keyboard(record.poem_id, record.lines, cb.mask, lang,
+                                                 settings.traditional))
+        await query.answer()
+    elif cb.action == callbacks.KEEP_CANCEL:
+        await _edit_markup(update, poem_keyboard(record.poem_id, lang))
+        await query.answer()
+    elif cb.action == callbacks.KEEP_GO:
+        await _keep_go(update, context, record, cb.mask, message_id)
+
+
+async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord, mask: int,
+                   message_id: int | None) -> None:
+    rt, lang = runtime(context), user_lang(update)
+    query, user, chat = update.callback_query, update.effective_user, update.effective_chat
+    n_lines = len(record.lines)
+    if mask == 0:
+        await query.answer(t(lang, "keep_none"), show_alert=True)
+        return
+    if mask == (1 << n_lines) - 1:
+        await query.answer(t(lang, "keep_all"), show_alert=True)
+        return
+    fixed = {i: record.lines[i] for i in range(n_lines) if mask >> i & 1}
+    kept_text = "".join(fixed.values())
+    request = request_of(record)
+    # A theme word already in a kept line is satisfied; asking for it again only wastes room.
+    request.keywords = [k for k in request.keywords if k not in kept_text]
+    settings = await rt.state.settings(user.id)
+    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
+                               reply_to=message_id, fixed_lines=fixed)
+    outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
+    if outcome.accepted:
+        await _edit_markup(update, poem_keyboard(record.poem_id, lang))
+    await query.answer(outcome_alert(outcome, lang, "keep_started"), show_alert=not outcome.accepted)
+
+
+# --- everything else -----------------------------------------------------------------------------
+
+def _addressed_to_me(message: Message, username: str | None) -> bool:
+    """A command in a group counts only without @suffix or with this bot's @username."""
+    text = message.text or ""
+    if not text.startswith("/"):
+        return False
+    head = text.split()[0]
+    return "@" not in head or (username is not None and head.lower().endswith("@" + username.lower()))
+
+
+@guarded
+async def edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.edited_message
+    if message is None:
+        return
+    if message.chat.type != ChatType.PRIVATE and not _addressed_to_me(message, context.bot.username):
+        return      # group chatter, edited or not, is none of our business
+    await message.reply_text(t(user_lang(update), "edited"))
+
+
+@guarded
+async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await update.effective_message.reply_text(t(user_lang(update), "chatter_hint"))
+
+
+@guarded
+async def private_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await update.effective_message.reply_text(t(user_lang(update), "not_text"))
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Last resort for errors outside the guarded handlers (e.g. in the JobQueue)."""
+    log.error("unhandled error", exc_info=context.error)
+    if isinstance(update, Update):
+        await tell(update, t(user_lang(update), "error"))

@@ -1,0 +1,138 @@
+"""How messages look: poems, prosody notes, lists of similar poems, and the inline keyboards.
+
+Everything goes out as Telegram HTML; every value from users, the model or the corpus is escaped here.
+"""
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot import callbacks
+from bot.script import for_script
+from bot.state import CREATIVITY_TEMPERATURES, UserSettings
+from bot.texts import EN, t
+from model.forms import FORM_NAMES
+
+DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
+MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
+
+
+def h(value: object) -> str:
+    return escape(str(value), quote=False)
+
+
+def verse(lines: list[str]) -> str:
+    """One line per row, with the ，/。 the model writes after odd and even lines."""
+    return "\n".join(line + ("，" if i % 2 == 0 else "。") for i, line in enumerate(lines))
+
+
+def prosody_note(poem: dict[str, Any], lang: str) -> str:
+    """One line on form, rhyme and tones from the worker's verdict, e.g. 平起 · 押平水韵（一東） · 平仄合律 92%."""
+    parts = []
+    if poem.get("form_ok") is False:
+        parts.append(t(lang, "form_bad"))
+    if poem.get("pattern") in ("平起", "仄起"):
+        parts.append(poem["pattern"])
+    if poem.get("rhyme_ok") and poem.get("rhyme_group"):
+        parts.append(t(lang, "rhyme_ok_group", group=poem["rhyme_group"]))
+    elif poem.get("rhyme_ok") is not None:
+        parts.append(t(lang, "rhyme_ok" if poem["rhyme_ok"] else "rhyme_bad"))
+    rate = poem.get("tone_rate")
+    if isinstance(rate, (int, float)):
+        parts.append(t(lang, "tone_rate", pct=round(100 * float(rate))))
+    return " · ".join(parts)
+
+
+def request_label(request: dict[str, Any], lang: str) -> str:
+    """What was asked for, shown after the form: the theme words, the acrostic, or 仿作."""
+    if request.get("acrostic"):
+        return ("藏头「" if lang != EN else "acrostic “") + request["acrostic"] + ("」" if lang != EN else "”")
+    if request.get("keywords"):
+        return " ".join(request["keywords"])
+    if request.get("like_texts"):
+        return t(lang, "imitate_note")
+    return ""
+
+
+def format_poem(lines: list[str], form: str, lang: str, traditional: bool = False,
+                request: dict[str, Any] | None = None, poem: dict[str, Any] | None = None,
+                heading: str | None = None) -> str:
+    title = h(form)
+    label = request_label(request or {}, lang)
+    if label:
+        title += " · " + h(for_script(label, traditional))
+    parts = [f"<b>{h(heading)}</b>"] if heading else []
+    parts += [f"<b>{title}</b>", h(for_script(verse(lines), traditional))]
+    text = "\n".join(parts)
+    note = prosody_note(poem or {}, lang)
+    return f"{text}\n\n<i>{h(note)}</i>" if note else text
+
+
+def poem_keyboard(poem_id: str, lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(t(lang, "btn_like"), callback_data=callbacks.like(poem_id)),
+        InlineKeyboardButton(t(lang, "btn_another"), callback_data=callbacks.another(poem_id)),
+        InlineKeyboardButton(t(lang, "btn_similar"), callback_data=callbacks.similar(poem_id)),
+        InlineKeyboardButton(t(lang, "btn_keep"), callback_data=callbacks.keep(poem_id)),
+    ]])
+
+
+def keep_keyboard(poem_id: str, lines: list[str], mask: int, lang: str,
+                  traditional: bool = False) -> InlineKeyboardMarkup:
+    """One toggle per line (its callback carries the mask after the toggle), then go / cancel."""
+    rows = []
+    for i, line in enumerate(lines):
+        mark = "✅" if mask >> i & 1 else "▫️"
+        rows.append([InlineKeyboardButton(f"{mark} {i + 1}. {for_script(line, traditional)}",
+                                          callback_data=callbacks.keep_toggle(poem_id, mask ^ (1 << i)))])
+    rows.append([InlineKeyboardButton(t(lang, "btn_rewrite"), callback_data=callbacks.keep_go(poem_id, mask)),
+                 InlineKeyboardButton(t(lang, "btn_cancel"), callback_data=callbacks.keep_cancel(poem_id))])
+    return InlineKeyboardMarkup(rows)
+
+
+def format_corpus_poem(n: int, item: dict[str, Any], lang: str, traditional: bool) -> str:
+    dynasty = DYNASTIES.get(lang, DYNASTIES["zh"]).get(str(item.get("dynasty", "")), item.get("dynasty", ""))
+    title = item.get("title") or t(lang, "untitled")
+    author = item.get("author") or ""
+    head = f"{n}. <b>{h(for_script(str(title), traditional))}</b>"
+    if author:
+        byline = f"{author}（{dynasty}）" if dynasty and lang != EN else (f"{author} ({dynasty})" if dynasty else author)
+        head += " — " + h(for_script(byline, traditional))
+    text = str(item.get("text") or "")[:MAX_ITEM_CHARS]
+    return head + "\n" + h(for_script(text, traditional))
+
+
+def format_similar(items: list[dict[str, Any]], lang: str, traditional: bool, header_key: str) -> str:
+    blocks = [h(t(lang, header_key))]
+    blocks += [format_corpus_poem(i + 1, item, lang, traditional) for i, item in enumerate(items)]
+    return "\n\n".join(blocks)
+
+
+def settings_text(settings: UserSettings, default_form: str, lang: str) -> str:
+    return h(t(lang, "settings", script=t(lang, f"script_{settings.script}"),
+               form=settings.form or default_form,
+               creativity=t(lang, f"creativity_{settings.creativity}")))
+
+
+def settings_keyboard(settings: UserSettings, default_form: str, lang: str) -> InlineKeyboardMarkup:
+    def mark(on: bool, label: str) -> str:
+        return f"• {label} •" if on else label
+
+    form = settings.form or default_form
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(mark(settings.script == s, t(lang, f"script_{s}")),
+                              callback_data=callbacks.setting("script", s)) for s in ("s", "t")],
+        [InlineKeyboardButton(mark(form == name, name), callback_data=callbacks.setting("form", str(i)))
+         for i, name in enumerate(FORM_NAMES)],
+        [InlineKeyboardButton(mark(settings.creativity == c, t(lang, f"creativity_{c}")),
+                              callback_data=callbacks.setting("cr", str(c)))
+         for c in range(len(CREATIVITY_TEMPERATURES))],
+    ])
+
+
+def daily_keyboard(subscribed: bool, lang: str) -> InlineKeyboardMarkup:
+    key = "daily_unsubscribe" if subscribed else "daily_subscribe"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(t(lang, key),
+                                                       callback_data=callbacks.daily(not subscribed))]])

@@ -1,0 +1,163 @@
+"""The per-process services handlers share: state, index, vocabulary, and submitting jobs.
+
+submit() applies the per-user rate limit and the global queue cap, enqueues, tells whether a worker
+is alive, and keeps the typing indicator up until the reply is delivered (by any replica).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from telegram import Bot
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+
+from bot.config import Config
+from bot.parsing import PoemRequest, check_keywords_fit
+from bot.script import to_simplified
+from bot.similar import Index
+from bot.state import State, UserSettings
+from model.jobs import GenerateJob, Job, validate_generate
+
+log = logging.getLogger(__name__)
+
+TYPING_REFRESH_S = 4.5    # Telegram shows "typing…" for about 5 s per sendChatAction
+ALIVE_CACHE_S = 2.0       # heartbeats are found by SCAN over the keyspace: not on every request
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["queued", "no_worker", "rate_limited", "busy"]
+    retry_after: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ("queued", "no_worker")
+
+
+def load_chars(path: Path) -> frozenset[str]:
+    """Characters the model can write, from a vocab.json ({"chars": [...]}, specials first)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    chars = data["chars"] if isinstance(data, dict) else data
+    return frozenset(c for c in chars if len(c) == 1 and c not in "，。")
+
+
+class Runtime:
+    def __init__(self, config: Config, state: State, index: Index | None = None,
+                 chars: frozenset[str] | None = None, claim_idle_ms: int = 60_000) -> None:
+        self.config = config
+        self.state = state
+        self.index = index
+        self.chars = chars
+        self.consumer = config.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
+        self._done: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._alive_at = float("-inf")
+
+    def can_write(self, char: str) -> bool:
+        return self.chars is None or char in self.chars
+
+    # --- jobs --------------------------------------------------------------------------------
+    def make_generate_job(self, request: PoemRequest, settings: UserSettings, *, chat_id: int,
+                          user_id: int | None, lang: str, reply_to: int | None = None,
+                          fixed_lines: dict[int, str] | None = None, seed: int | None = None,
+                          purpose: str = "poem", extra: dict[str, Any] | None = None) -> GenerateJob:
+        """A validated job for request; raises ParseError or model.jobs.ValidationError."""
+        form = request.resolved_form(settings.form or self.config.default_form)
+        check_keywords_fit(request, form)
+        job = GenerateJob(chat_id=chat_id, user_id=user_id, form=form, acrostic=request.acrostic,
+                          keywords=list(request.keywords), fixed_lines=dict(fixed_lines or {}),
+                          like_texts=list(request.like_texts), temperature=settings.temperature,
+                          seed=seed)
+        validate_generate(job, chars=self.can_write if self.chars is not None else None,
+                          to_simplified=to_simplified)
+        job.reply = {"chat_id": chat_id, "user_id": user_id, "lang": lang, "reply_to": reply_to,
+                     "purpose": purpose, "trad": settings.traditional,
+                     "request": {"form": job.form, "keywords": job.keywords, "acrostic": job.acrostic,
+                                 "like_texts": job.like_texts},
+                     **(extra or {})}
+        return job
+
+    async def submit(self, job: Job, bot: Bot | None, *, user_id: int | None = None,
+                     chat_id: int | None = None, limited: bool = True) -> Outcome:
+        """Enqueue job unless a limit says no; show typing in chat_id while it is worked on."""
+        if limited and user_id is not None:
+            wait = await self.state.check_rate(user_id, self.config.rate_per_min)
+            if wait > 0:
+                return Outcome("rate_limited", max(1, round(wait + 0.5)))
+        if limited and not await self.state.reserve_slot(job.job_id, self.config.queue_cap):
+            return Outcome("busy", self.config.busy_retry_s)
+        if not limited:
+            # System jobs (the daily poem) are never refused but still count against the cap.
+            await self.state.track_inflight(job.job_id)
+        self._done[job.job_id] = asyncio.Event()
+        await self.state.enqueue(job)
+        if not await self.worker_alive():
+            # The job stays on the stream; whichever worker starts next will serve it.
+            self._done.pop(job.job_id, None)
+            return Outcome("no_worker")
+        if bot is not None and chat_id is not None:
+            self.spawn(self._typing(bot, chat_id, job.job_id))
+        else:
+            self._done.pop(job.job_id, None)
+        return Outcome("queued")
+
+    async def worker_alive(self) -> bool:
+        """Whether any worker's heartbeat is live; a yes is trusted for ALIVE_CACHE_S, a no never."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._alive_at < ALIVE_CACHE_S:
+            return True
+        if await self.state.workers_alive() > 0:
+            self._alive_at = loop.time()
+            return True
+        return False
+
+    def job_done(self, job_id: str) -> None:
+        event = self._done.get(job_id)
+        if event is not None:
+            event.set()
+
+    async def _typing(self, bot: Bot, chat_id: int, job_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.typing_max_s
+        done = self._done.get(job_id) or asyncio.Event()
+        try:
+            while loop.time() < deadline and not done.is_set():
+                try:
+                    await bot.send_chat_action(chat_id, ChatAction.TYPING)
+                except TelegramError as exc:
+                    log.debug("typing indicator failed: %s", exc)
+                try:
+                    await asyncio.wait_for(done.wait(), TYPING_REFRESH_S)
+                except TimeoutError:
+                    # Another replica may have delivered it.
+                    if await self.state.is_delivered(job_id):
+                        return
+        finally:
+            self._done.pop(job_id, None)
+
+    # --- background tasks ---------------------------------------------------------------------
+    def spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def stop_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()

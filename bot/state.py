@@ -1,0 +1,314 @@
+"""Everything the bot keeps in Redis: poems by id, user history, likes, settings, subscribers, limits.
+
+All bot key names live here (stream names come from model.keys); every replica shares this state.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from model.forms import FORM_NAMES
+from model.jobs import Job, job_fields
+from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, WORKER_GROUP,
+                        heartbeat_pattern)
+
+BOT = f"{PREFIX}:bot"
+RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
+SUBSCRIBERS_KEY = f"{BOT}:subscribers"     # hash chat_id -> language
+INFLIGHT_KEY = f"{BOT}:inflight"       # zset job_id -> enqueue time, for the global queue cap
+INFLIGHT_STALE_S = 3600                # a job this old no longer counts against the cap
+DELIVERY_LEASE_S = 60                  # a replica that dies mid-send loses its claim after this
+DELIVERED_TTL_S = 24 * 3600
+DAILY_TTL_S = 3 * 24 * 3600
+SHOWN_CAP = 500
+LIKES_CAP = 200
+CREATIVITY_TEMPERATURES = (0.7, 0.9, 1.0)   # 稳 中 奇 (0.9 with top-p 0.95 is the evaluated default)
+
+
+def poem_key(poem_id: str) -> str:
+    return f"{BOT}:poem:{poem_id}"
+
+
+def user_key(user_id: int, what: str) -> str:
+    return f"{BOT}:user:{user_id}:{what}"
+
+
+def rate_key(user_id: int) -> str:
+    return f"{BOT}:rate:{user_id}"
+
+
+def delivered_key(job_id: str) -> str:
+    return f"{BOT}:delivered:{job_id}"
+
+
+def daily_key(date: str) -> str:
+    return f"{BOT}:daily:{date}"
+
+
+def message_key(chat_id: int, message_id: int) -> str:
+    return f"{BOT}:msg:{chat_id}:{message_id}"
+
+
+def new_poem_id() -> str:
+    return secrets.token_urlsafe(9)    # 12 characters of [A-Za-z0-9_-]
+
+
+@dataclass
+class PoemRecord:
+    """A poem the bot sent, kept so its buttons can act on it without carrying it in callback_data."""
+    poem_id: str
+    owner_id: int | None               # None: public (the daily poem); anyone may like it
+    chat_id: int
+    form: str
+    lines: list[str]                   # simplified, without punctuation
+    request: dict[str, Any] = field(default_factory=dict)   # form/keywords/acrostic/like_texts
+    mu: list[float] | None = None
+    seed: int | None = None
+    rhyme_ok: bool | None = None
+    tone_rate: float | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "PoemRecord":
+        body = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in body.items() if k in known})
+
+
+@dataclass
+class UserSettings:
+    script: str = "s"                  # "s" simplified | "t" traditional
+    form: str | None = None            # None: the bot's default form
+    creativity: int = 1                # index into CREATIVITY_TEMPERATURES
+
+    @property
+    def traditional(self) -> bool:
+        return self.script == "t"
+
+    @property
+    def temperature(self) -> float:
+        return CREATIVITY_TEMPERATURES[self.creativity]
+
+
+# Sliding-window limiter: drop old entries, count, and either refuse with the wait or record.
+_RATE_LUA = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('EXPIRE', key, math.ceil(window) + 1)
+return '0'
+"""
+
+# Global cap on jobs in flight: same shape, keyed by job id, entries leave on delivery.
+_RESERVE_LUA = """
+local key, now, stale, cap = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - stale)
+if redis.call('ZCARD', key) >= cap then return 0 end
+redis.call('ZADD', key, now, ARGV[4])
+return 1
+"""
+
+
+class State:
+    """Async access to the bot's Redis state; one instance per process, shared by handlers."""
+
+    def __init__(self, redis: aioredis.Redis, poem_ttl_s: int = 7 * 24 * 3600,
+                 history_cap: int = 50) -> None:
+        self.redis = redis
+        self.poem_ttl_s = poem_ttl_s
+        self.history_cap = history_cap
+        self._rate = redis.register_script(_RATE_LUA)
+        self._reserve = redis.register_script(_RESERVE_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "State":
+        return cls(aioredis.from_url(url, decode_responses=True), **kwargs)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # --- streams -----------------------------------------------------------------------
+    async def ensure_groups(self) -> None:
+        """Create the worker group (from the start of the stream, so jobs queued before any worker
+        ran are still served) and the bots' results group (new results only)."""
+        for stream, group, start in ((JOBS_STREAM, WORKER_GROUP, "0"), (RESULTS_STREAM, RESULTS_GROUP, "$")):
+            try:
+                await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def enqueue(self, job: Job) -> str:
+        return await self.redis.xadd(JOBS_STREAM, job_fields(job), maxlen=JOBS_MAXLEN, approximate=True)
+
+    async def workers_alive(self) -> int:
+        """Workers whose heartbeat key has not expired."""
+        n = 0
+        async for _ in self.redis.scan_iter(match=heartbeat_pattern(), count=100):
+            n += 1
+        return n
+
+    async def read_results(self, consumer: str, block_ms: int, count: int = 16) -> list[tuple[str, dict]]:
+        reply = await self.redis.xreadgroup(RESULTS_GROUP, consumer, {RESULTS_STREAM: ">"},
+                                            count=count, block=block_ms)
+        return [(entry_id, entry) for _, entries in reply or [] for entry_id, entry in entries]
+
+    async def claim_stale_results(self, consumer: str, min_idle_ms: int,
+                                  count: int = 16) -> list[tuple[str, dict]]:
+        """Results another replica read but never acknowledged (it died): take them over."""
+        reply = await self.redis.xautoclaim(RESULTS_STREAM, RESULTS_GROUP, consumer,
+                                            min_idle_time=min_idle_ms, start_id="0-0", count=count)
+        entries = reply[1] if reply else []
+        return [(entry_id, entry) for entry_id, entry in entries if entry]
+
+    async def ack_result(self, entry_id: str) -> None:
+        await self.redis.xack(RESULTS_STREAM, RESULTS_GROUP, entry_id)
+
+    # --- delivery exactly once -------------------------------------------------------------
+    async def begin_delivery(self, job_id: str, consumer: str) -> str:
+        """Claim the right to send job_id's reply: "mine", "sent" (done before) or "busy"
+        (another replica holds the lease right now)."""
+        if await self.redis.set(delivered_key(job_id), f"sending:{consumer}", nx=True, ex=DELIVERY_LEASE_S):
+            return "mine"
+        return "sent" if await self.redis.get(delivered_key(job_id)) == "sent" else "busy"
+
+    async def finish_delivery(self, job_id: str) -> None:
+        await self.redis.set(delivered_key(job_id), "sent", ex=DELIVERED_TTL_S)
+        await self.redis.zrem(INFLIGHT_KEY, job_id)
+
+    async def abort_delivery(self, job_id: str) -> None:
+        await self.redis.delete(delivered_key(job_id))
+
+    async def is_delivered(self, job_id: str) -> bool:
+        return await self.redis.get(delivered_key(job_id)) == "sent"
+
+    # --- limits ----------------------------------------------------------------------------
+    async def check_rate(self, user_id: int, per_min: int, now: float | None = None) -> float:
+        """Record one request; 0 when allowed, else seconds until the user may ask again."""
+        now = time.time() if now is None else now
+        member = f"{now:.6f}-{secrets.token_hex(3)}"
+        wait = await self._rate(keys=[rate_key(user_id)], args=[now, 60, per_min, member])
+        return max(0.0, float(wait))
+
+    async def reserve_slot(self, job_id: str, cap: int, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return bool(await self._reserve(keys=[INFLIGHT_KEY], args=[now, INFLIGHT_STALE_S, cap, job_id]))
+
+    async def track_inflight(self, job_id: str, now: float | None = None) -> None:
+        """Count a job against the cap without asking (for jobs that must not be refused)."""
+        await self.redis.zadd(INFLIGHT_KEY, {job_id: time.time() if now is None else now})
+
+    async def release_slot(self, job_id: str) -> None:
+        await self.redis.zrem(INFLIGHT_KEY, job_id)
+
+    async def inflight(self) -> int:
+        return int(await self.redis.zcard(INFLIGHT_KEY))
+
+    # --- poems -----------------------------------------------------------------------------
+    async def save_poem(self, record: PoemRecord) -> None:
+        await self.redis.set(poem_key(record.poem_id), record.to_json(), ex=self.poem_ttl_s)
+
+    async def load_poem(self, poem_id: str) -> PoemRecord | None:
+        text = await self.redis.get(poem_key(poem_id))
+        return PoemRecord.from_json(text) if text else None
+
+    async def remember_message(self, chat_id: int, message_id: int, poem_id: str) -> None:
+        await self.redis.set(message_key(chat_id, message_id), poem_id, ex=self.poem_ttl_s)
+
+    async def poem_for_message(self, chat_id: int, message_id: int) -> PoemRecord | None:
+        poem_id = await self.redis.get(message_key(chat_id, message_id))
+        return await self.load_poem(poem_id) if poem_id else None
+
+    # --- history and likes -------------------------------------------------------------------
+    async def add_history(self, user_id: int, poem_id: str, mu: list[float] | None) -> None:
+        key = user_key(user_id, "history")
+        entry = json.dumps({"pid": poem_id, "mu": mu}, separators=(",", ":"))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, entry)
+            pipe.ltrim(key, 0, self.history_cap - 1)
+            await pipe.execute()
+
+    async def history(self, user_id: int) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in await self.redis.lrange(user_key(user_id, "history"), 0, -1)]
+
+    async def add_like(self, user_id: int, poem_id: str, mu: list[float] | None) -> bool:
+        """True when newly liked; the oldest likes go once there are LIKES_CAP of them."""
+        key = user_key(user_id, "likes")
+        entry = json.dumps({"mu": mu, "at": time.time()}, separators=(",", ":"))
+        added = bool(await self.redis.hsetnx(key, poem_id, entry))
+        if added and await self.redis.hlen(key) > LIKES_CAP:
+            likes = await self.redis.hgetall(key)
+            oldest = sorted(likes, key=lambda pid: json.loads(likes[pid]).get("at", 0))
+            await self.redis.hdel(key, *oldest[: len(likes) - LIKES_CAP])
+        return added
+
+    async def likes(self, user_id: int) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(user_key(user_id, "likes"))
+        return {pid: json.loads(v) for pid, v in raw.items()}
+
+    async def mark_shown(self, user_id: int, corpus_ids: list[str]) -> None:
+        if not corpus_ids:
+            return
+        key = user_key(user_id, "shown")
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {cid: now for cid in corpus_ids})
+            pipe.zremrangebyrank(key, 0, -SHOWN_CAP - 1)
+            await pipe.execute()
+
+    async def shown(self, user_id: int) -> set[str]:
+        return set(await self.redis.zrange(user_key(user_id, "shown"), 0, -1))
+
+    # --- settings ----------------------------------------------------------------------------
+    async def settings(self, user_id: int) -> UserSettings:
+        raw = await self.redis.hgetall(user_key(user_id, "settings"))
+        s = UserSettings()
+        if raw.get("script") in ("s", "t"):
+            s.script = raw["script"]
+        if raw.get("form") in FORM_NAMES:
+            s.form = raw["form"]
+        if raw.get("cr", "").isdigit() and int(raw["cr"]) < len(CREATIVITY_TEMPERATURES):
+            s.creativity = int(raw["cr"])
+        return s
+
+    async def set_setting(self, user_id: int, key: str, value: str) -> None:
+        await self.redis.hset(user_key(user_id, "settings"), key, value)
+
+    # --- daily -------------------------------------------------------------------------------
+    async def subscribe(self, chat_id: int, lang: str) -> bool:
+        return bool(await self.redis.hset(SUBSCRIBERS_KEY, str(chat_id), lang))
+
+    async def unsubscribe(self, chat_id: int) -> bool:
+        return bool(await self.redis.hdel(SUBSCRIBERS_KEY, str(chat_id)))
+
+    async def is_subscribed(self, chat_id: int) -> bool:
+        return bool(await self.redis.hexists(SUBSCRIBERS_KEY, str(chat_id)))
+
+    async def subscribers(self) -> dict[int, str]:
+        """Subscribed chat id -> the language the subscriber used."""
+        return {int(c): lang for c, lang in (await self.redis.hgetall(SUBSCRIBERS_KEY)).items()}
+
+    async def claim_recipient(self, job_id: str, chat_id: int) -> bool:
+        """True once per (job, chat): a broadcast resumed by another replica skips chats already sent."""
+        return bool(await self.redis.set(f"{delivered_key(job_id)}:{chat_id}", "1", nx=True,
+                                         ex=DELIVERED_TTL_S))
+
+    async def release_recipient(self, job_id: str, chat_id: int) -> None:
+        await self.redis.delete(f"{delivered_key(job_id)}:{chat_id}")
+
+    async def claim_daily(self, date: str, owner: str) -> bool:
+        """True for exactly one caller per date, across replicas and restarts."""
+        return bool(await self.redis.set(daily_key(date), owner, nx=True, ex=DAILY_TTL_S))

@@ -1,0 +1,224 @@
+"""Every user-facing sentence in Chinese and English, and how a user's language is chosen.
+
+Texts are plain strings with {placeholders}; callers escape values for HTML before formatting.
+"""
+from __future__ import annotations
+
+import re
+
+from model.jobs import E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS
+
+ZH, EN = "zh", "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    ZH: {
+        "start": "你好，{name}！我会写五绝、七绝、五律、七律。\n\n{help}",
+        "help": (
+            "/poem — 随机写一首七绝（或你在 /settings 里选的诗体）\n"
+            "/poem 春风 — 按主题写\n"
+            "/poem 五律 明月 — 指定诗体和主题（五绝 七绝 五律 七律）\n"
+            "/poem 藏头 春夏秋冬 或 /acrostic 春夏秋冬 — 藏头诗\n"
+            "回复一首诗发 /poem — 仿写那首诗\n"
+            "/similar — 找与你口味相近的古诗；回复一首诗发 /similar — 找与它相近的诗\n"
+            "/daily — 订阅或退订每日一诗\n"
+            "/settings — 简繁、默认诗体、创意程度\n\n"
+            "诗下的按钮：❤️ 收藏，🔄 再来一首，🔍 相似的诗，✏️ 保留几句、其余重写。"
+        ),
+        "cmd_start": "开始",
+        "cmd_help": "用法说明",
+        "cmd_poem": "写一首诗：/poem [诗体] [主题]",
+        "cmd_acrostic": "藏头诗：/acrostic 春夏秋冬",
+        "cmd_similar": "找相近的古诗",
+        "cmd_daily": "订阅或退订每日一诗",
+        "cmd_settings": "简繁、默认诗体、创意",
+        "queued_no_worker": "写诗的服务暂时不在线。你的请求已经排队，服务恢复后会自动送到。",
+        "rate_limited": "写得太快啦，请 {seconds} 秒后再试。",
+        "busy": "现在请求太多，请 {seconds} 秒后再试。",
+        "unknown_form": "不认识的诗体「{form}」。可选：五绝、七绝、五律、七律。",
+        "too_long": "输入太长了：最多 {limit} 个字。",
+        "too_many_keywords": "主题词太多了：最多 {limit} 个。",
+        "keyword_too_long": "主题词「{word}」比一句诗（{n} 个字）还长，拆成几个词试试，例如 /poem 春风 明月。",
+        "unknown_chars": "模型不会写这些字：{chars}。换几个字试试。",
+        "not_chinese": "主题、藏头和保留的句子只能用汉字：{chars} 不行。",
+        "acrostic_missing": "藏头诗要给出藏头的字，例如 /acrostic 春夏秋冬",
+        "acrostic_too_long": "藏头最多 {limit} 个字（七律、五律有 8 句）。",
+        "impossible": "这个要求写不出来：{detail}",
+        "invalid": "请求有误：{detail}",
+        "internal": "写诗时出了点问题，请再试一次。",
+        "no_model": "模型还没准备好，请稍后再试。",
+        "not_text": "我只看得懂文字消息。试试 /poem 春风",
+        "chatter_hint": "想写诗吗？发送 /poem 加主题，例如 /poem 春风。/help 查看全部用法。",
+        "edited": "我不处理修改过的消息，请重新发送一条。",
+        "error": "出错了，请稍后再试。",
+        "redis_down": "服务暂时不可用，请稍后再试。",
+        "cb_invalid": "这个按钮无效。",
+        "cb_stale": "这首诗已过期。发送 /poem 再写一首吧。",
+        "not_yours": "这是别人的诗，只有作者本人能点这个按钮。",
+        "liked": "已收藏 ❤️",
+        "already_liked": "已经收藏过了。",
+        "keep_prompt": "点选要保留的句子，再按「重写其余」。",
+        "keep_none": "请至少选一句保留。",
+        "keep_all": "全部保留就不用重写了。",
+        "keep_started": "好，保留所选的句子，其余重写。",
+        "another_started": "好，再写一首。",
+        "similar_started": "找相近的诗……",
+        "similar_title": "与你的口味相近的诗：",
+        "similar_poem_title": "与这首诗相近的诗：",
+        "similar_new_user": "你还没有写诗或收藏的记录，先读读这些常被传诵的诗。\n给喜欢的诗点 ❤️，/similar 会越来越懂你。",
+        "similar_unavailable": "相似诗搜索暂不可用。",
+        "similar_none": "没有找到更多相近的诗。",
+        "similar_not_poem": "回复的消息里没有找到诗句。",
+        "imitate_note": "仿作",
+        "daily_on": "已订阅每日一诗，每天 {time}（{tz}）送到。",
+        "daily_off": "已退订每日一诗。",
+        "daily_status_on": "你已订阅每日一诗（每天 {time}，{tz}）。",
+        "daily_status_off": "你还没有订阅每日一诗（每天 {time}，{tz}）。",
+        "daily_subscribe": "🔔 订阅",
+        "daily_unsubscribe": "🔕 退订",
+        "daily_title": "每日一诗 · {date}",
+        "daily_bad_arg": "用法：/daily on 订阅，/daily off 退订。",
+        "admin_only": "只有管理员能用这个命令。",
+        "daily_now_started": "已安排一首每日诗，生成后会发出。",
+        "settings": "设置\n字体：{script}\n默认诗体：{form}\n创意：{creativity}",
+        "settings_saved": "已保存。",
+        "script_s": "简体",
+        "script_t": "繁體",
+        "creativity_0": "稳",
+        "creativity_1": "中",
+        "creativity_2": "奇",
+        "btn_like": "❤️ 喜欢",
+        "btn_another": "🔄 再来",
+        "btn_similar": "🔍 相似",
+        "btn_keep": "✏️ 保留",
+        "btn_rewrite": "✅ 重写其余",
+        "btn_cancel": "↩️ 取消",
+        "rhyme_ok": "押平水韵",
+        "rhyme_ok_group": "押平水韵（{group}）",
+        "rhyme_bad": "韵脚欠工",
+        "tone_rate": "平仄合律 {pct}%",
+        "form_bad": "句式不整",
+        "untitled": "无题",
+    },
+    EN: {
+        "start": "Hello, {name}! I write classical Chinese poems: 五绝, 七绝, 五律 and 七律.\n\n{help}",
+        "help": (
+            "/poem — a random 七绝 (or the form chosen in /settings)\n"
+            "/poem 春风 — a poem on a theme\n"
+            "/poem 五律 明月 — form and theme (五绝 七绝 五律 七律)\n"
+            "/poem 藏头 春夏秋冬 or /acrostic 春夏秋冬 — an acrostic\n"
+            "Reply /poem to a poem — imitate it\n"
+            "/similar — classical poems close to your taste; reply /similar to a poem — poems close to it\n"
+            "/daily — subscribe to or leave the daily poem\n"
+            "/settings — script, default form, creativity\n\n"
+            "Buttons under a poem: ❤️ like, 🔄 another, 🔍 similar poems, ✏️ keep lines and rewrite the rest."
+        ),
+        "cmd_start": "Start",
+        "cmd_help": "How to use the bot",
+        "cmd_poem": "Write a poem: /poem [form] [theme]",
+        "cmd_acrostic": "Acrostic: /acrostic 春夏秋冬",
+        "cmd_similar": "Classical poems close to your taste",
+        "cmd_daily": "Subscribe to the daily poem",
+        "cmd_settings": "Script, default form, creativity",
+        "queued_no_worker": "The poem writer is offline right now. Your request is queued and will be answered when it is back.",
+        "rate_limited": "Slow down a little: try again in {seconds} s.",
+        "busy": "I am busy right now: try again in {seconds} s.",
+        "unknown_form": "Unknown form “{form}”. Choose 五绝, 七绝, 五律 or 七律.",
+        "too_long": "That is too long: at most {limit} characters.",
+        "too_many_keywords": "Too many theme words: at most {limit}.",
+        "keyword_too_long": "The theme word “{word}” is longer than a line ({n} characters); split it, e.g. /poem 春风 明月.",
+        "unknown_chars": "The model cannot write these characters: {chars}. Try others.",
+        "not_chinese": "Themes, acrostics and kept lines must be Chinese characters: {chars} are not.",
+        "acrostic_missing": "An acrostic needs its characters, e.g. /acrostic 春夏秋冬",
+        "acrostic_too_long": "An acrostic has at most {limit} characters (a 律诗 has 8 lines).",
+        "impossible": "No poem can meet that request: {detail}",
+        "invalid": "Bad request: {detail}",
+        "internal": "Something went wrong while writing; please try again.",
+        "no_model": "The model is not ready yet; please try again later.",
+        "not_text": "I only read text messages. Try /poem 春风",
+        "chatter_hint": "Want a poem? Send /poem with a theme, e.g. /poem 春风. /help lists everything.",
+        "edited": "I do not act on edited messages; please send a new one.",
+        "error": "Something went wrong; please try again later.",
+        "redis_down": "The service is unavailable right now; please try again later.",
+        "cb_invalid": "This button is not valid.",
+        "cb_stale": "This poem has expired. Send /poem for a new one.",
+        "not_yours": "This is someone else's poem: only its author can press this.",
+        "liked": "Liked ❤️",
+        "already_liked": "You already liked it.",
+        "keep_prompt": "Tap the lines to keep, then “Rewrite the rest”.",
+        "keep_none": "Choose at least one line to keep.",
+        "keep_all": "Keeping every line leaves nothing to rewrite.",
+        "keep_started": "OK: keeping those lines and rewriting the rest.",
+        "another_started": "OK, another one.",
+        "similar_started": "Looking for similar poems…",
+        "similar_title": "Poems close to your taste:",
+        "similar_poem_title": "Poems close to this one:",
+        "similar_new_user": "No poems or likes from you yet, so here are some well-loved poems.\nLike poems with ❤️ and /similar will learn your taste.",
+        "similar_unavailable": "Similar-poem search is not available right now.",
+        "similar_none": "No more similar poems found.",
+        "similar_not_poem": "I found no poem in the message you replied to.",
+        "imitate_note": "imitation",
+        "daily_on": "Subscribed: a poem every day at {time} ({tz}).",
+        "daily_off": "Unsubscribed from the daily poem.",
+        "daily_status_on": "You get the daily poem (every day at {time}, {tz}).",
+        "daily_status_off": "You do not get the daily poem (every day at {time}, {tz}).",
+        "daily_subscribe": "🔔 Subscribe",
+        "daily_unsubscribe": "🔕 Unsubscribe",
+        "daily_title": "Poem of the day · {date}",
+        "daily_bad_arg": "Usage: /daily on to subscribe, /daily off to leave.",
+        "admin_only": "Only admins can use this command.",
+        "daily_now_started": "A daily poem is on its way.",
+        "settings": "Settings\nScript: {script}\nDefault form: {form}\nCreativity: {creativity}",
+        "settings_saved": "Saved.",
+        "script_s": "简体 simplified",
+        "script_t": "繁體 traditional",
+        "creativity_0": "calm",
+        "creativity_1": "balanced",
+        "creativity_2": "wild",
+        "btn_like": "❤️ Like",
+        "btn_another": "🔄 Another",
+        "btn_similar": "🔍 Similar",
+        "btn_keep": "✏️ Keep",
+        "btn_rewrite": "✅ Rewrite the rest",
+        "btn_cancel": "↩️ Cancel",
+        "rhyme_ok": "rhymes (平水韵)",
+        "rhyme_ok_group": "rhymes (平水韵 {group})",
+        "rhyme_bad": "rhyme imperfect",
+        "tone_rate": "tones {pct}% regular",
+        "form_bad": "irregular lines",
+        "untitled": "untitled",
+    },
+}
+
+# Worker error codes -> text keys; anything else is reported as an internal error.
+ERROR_KEYS: dict[str, str] = {
+    E_INVALID: "invalid",
+    E_IMPOSSIBLE: "impossible",
+    E_UNKNOWN_CHARS: "unknown_chars",
+    E_NO_MODEL: "no_model",
+    E_INTERNAL: "internal",
+    E_DEAD_LETTER: "internal",
+}
+
+
+def lang_of(language_code: str | None) -> str:
+    """English for users whose Telegram language is English, Chinese for everyone else."""
+    return EN if (language_code or "").lower().startswith("en") else ZH
+
+
+def t(lang: str, key: str, **values: object) -> str:
+    table = TEXTS.get(lang, TEXTS[ZH])
+    template = table.get(key, TEXTS[ZH][key])
+    return template.format(**values) if values else template
+
+
+def error_text(lang: str, code: str | None, message: str | None) -> str:
+    """A worker or validation error (model.jobs E_* code and English detail) for this user."""
+    key = ERROR_KEYS.get(code or "", "internal")
+    detail = message or ""
+    if key == "unknown_chars":
+        # The detail reads "the model cannot write XYZ: ..."; show the characters, not the English.
+        match = re.search(r"cannot write (\S+?):", detail)
+        return t(lang, key, chars=" ".join(match[1]) if match else "?")
+    if key in ("invalid", "impossible"):
+        return t(lang, key, detail=detail)
+    return t(lang, key)

@@ -1,0 +1,224 @@
+"""Helpers for the bot's tests: a config pointing at the emulator, a running bot, a synthetic index.
+
+Also StandInWorker: a worker double without TensorFlow that answers jobs from the real stream with
+deterministic poems, for tests about the bot's own logic; test_bot_e2e.py uses the real worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import socket
+import time
+from dataclasses import replace
+from datetime import time as dtime
+from datetime import timedelta
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import Config
+from bot.state import RESULTS_GROUP, State
+from emulator import BotApiEmulator
+from model.forms import FORMS
+from model.index import Index as LatentIndex
+from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
+                        result_fields)
+from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
+                        heartbeat_key)
+
+LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
+SHUTDOWN_TIMEOUT_S = 30
+# Synthetic verse material: common characters in arbitrary order, no real poem.
+FILLER = "山水云风月花江天人日春秋夜雨青白高远长清明红千万一"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
+    """A Config for the emulator whose daily slot is an hour away, so start-up never posts."""
+    now = time.localtime()
+    base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url,
+                  daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min), tz="UTC",
+                  admin_ids=frozenset({900}), typing_max_s=20)
+    return replace(base, **overrides)
+
+
+def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> LatentIndex:
+    """A real model.index.Index over made-up poems c0..c{n-1}; popularity follows the id order."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    meta = []
+    for i in range(n):
+        line = "".join(FILLER[(i * 7 + k * 3) % len(FILLER)] for k in range(5))
+        meta.append({"title": f"试题{i}", "author": f"作者{i}", "dynasty": "tang" if i % 2 else "song",
+                     "form": "五绝", "text": f"{line}，{line[::-1]}。\n{line}，{line[::-1]}。",
+                     "rank": n - i})
+    return LatentIndex("test", [f"c{i}" for i in range(n)], vectors, meta, np.arange(n))
+
+
+@contextlib.asynccontextmanager
+async def running_bot(config: Config, *, index: Any = None, chars: frozenset[str] | None = None,
+                      webhook_port: int | None = None, claim_idle_ms: int = 60_000) -> AsyncIterator[Application]:
+    """The real Application, started the way run_polling / run_webhook start it, then stopped."""
+    app = build_application(config, index=index, chars=chars, claim_idle_ms=claim_idle_ms)
+    await app.initialize()
+    await app.post_init(app)
+    if webhook_port is not None:
+        await app.updater.start_webhook(listen="127.0.0.1", port=webhook_port, url_path=config.webhook_path,
+                                        webhook_url=config.webhook_url, secret_token=config.webhook_secret)
+    else:
+        await app.updater.start_polling(poll_interval=0, timeout=timedelta(seconds=2))
+    await app.start()
+    try:
+        yield app
+    finally:
+        # Bounded, so a stuck shutdown fails the test with the step's name instead of hanging the run.
+        steps = [("updater.stop", app.updater.stop)] if app.updater.running else []
+        steps += [("stop", app.stop), ("post_stop", lambda: app.post_stop(app)),
+                  ("shutdown", app.shutdown), ("post_shutdown", lambda: app.post_shutdown(app))]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step(), SHUTDOWN_TIMEOUT_S)
+            except TimeoutError:
+                raise AssertionError(f"bot shutdown step {name} took over {SHUTDOWN_TIMEOUT_S}s") from None
+
+
+def fake_mu(text: str, dim: int = LATENT_DIM) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(b - 128) / 128 for b in digest[:dim]]
+
+
+def stand_in_poem(job: GenerateJob, seed: int) -> list[str]:
+    """Lines meeting the job's acrostic, keywords and fixed lines, filled with FILLER characters."""
+    form = FORMS[job.form]
+    keywords = list(job.keywords)
+    lines = []
+    for i in range(form.n_lines):
+        if i in job.fixed_lines:
+            lines.append(job.fixed_lines[i])
+            continue
+        line = job.acrostic[i] if i < len(job.acrostic) else ""
+        if keywords and len(line) + len(keywords[0]) <= form.line_len:
+            line += keywords.pop(0)
+        k = seed + i * 5
+        while len(line) < form.line_len:
+            line += FILLER[k % len(FILLER)]
+            k += 1
+        lines.append(line)
+    return lines
+
+
+class StandInWorker:
+    """Serves the jobs stream like model.worker does (same group, heartbeat and Result format)."""
+
+    def __init__(self, redis_url: str, worker_id: str = "stand-in", unknown: str = "") -> None:
+        self.redis = aioredis.from_url(redis_url, decode_responses=True)
+        self.worker_id = worker_id
+        self.unknown = set(unknown)         # characters this "model" cannot write
+        self.jobs: list[Any] = []
+        self._task: asyncio.Task | None = None
+        self._seed = 1
+
+    async def start(self) -> "StandInWorker":
+        try:
+            await self.redis.xgroup_create(JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await self._beat()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, SHUTDOWN_TIMEOUT_S)
+        await self.redis.delete(heartbeat_key(self.worker_id))
+        await self.redis.aclose()
+
+    async def _beat(self) -> None:
+        await self.redis.set(heartbeat_key(self.worker_id), json.dumps({"at": time.time()}), ex=HEARTBEAT_TTL_S)
+
+    async def _run(self) -> None:
+        while True:
+            await self._beat()
+            reply = await self.redis.xreadgroup(WORKER_GROUP, self.worker_id, {JOBS_STREAM: ">"},
+                                                count=8, block=200)
+            for _, entries in reply or []:
+                for entry_id, entry in entries:
+                    await self._serve(entry)
+                    await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
+
+    async def _serve(self, entry: dict) -> None:
+        try:
+            job = job_from_fields(entry)
+        except JobFormatError:
+            return
+        self.jobs.append(job)
+        if isinstance(job, EncodeJob):
+            result = Result(job_id=job.job_id, ok=True, kind="encode", worker_id=self.worker_id,
+                            poems=[{"mu": fake_mu(t)} for t in job.texts], reply=job.reply)
+        else:
+            wanted = set(job.acrostic + "".join(job.keywords))
+            if wanted & self.unknown:
+                result = Result.error(job.job_id, E_UNKNOWN_CHARS,
+                                      f"the model cannot write {''.join(sorted(wanted & self.unknown))}: "
+                                      "choose other characters", reply=job.reply, worker_id=self.worker_id)
+            else:
+                seed = job.seed if job.seed is not None else self._seed
+                self._seed += 1
+                lines = stand_in_poem(job, seed)
+                text = "".join(l + ("，" if i % 2 == 0 else "。") for i, l in enumerate(lines))
+                result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply,
+                                poems=[{"text": text, "lines": lines, "form": job.form, "rhyme_ok": True,
+                                        "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text),
+                                        "seed": seed}])
+        await self.redis.xadd(RESULTS_STREAM, result_fields(result), maxlen=RESULTS_MAXLEN, approximate=True)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool],
+                     timeout: float = 10.0, every: float = 0.05) -> Any:
+    """Poll probe() until ok(value) holds; AssertionError with the last value after timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
+        await asyncio.sleep(every)
+
+
+async def results_pending(state: State) -> int:
+    """Results read by a bot replica but not yet acknowledged."""
+    info = await state.redis.xpending(RESULTS_STREAM, RESULTS_GROUP)
+    return int(info["pending"])
+
+
+# --- fixtures (import them into a test module by name; Redis comes from conftest's redis_url) -------
+
+@pytest.fixture
+async def emu() -> AsyncIterator[BotApiEmulator]:
+    async with BotApiEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def stand_in(redis_url: str) -> AsyncIterator[StandInWorker]:
+    worker = await StandInWorker(redis_url).start()
+    yield worker
+    await worker.stop()

@@ -1,0 +1,153 @@
+"""The daily poem: subscription, firing at an injected time, once per day across replicas and restarts.
+
+Real bot code against the emulator, real Redis, and the stand-in worker for the poems.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.daily import DAILY_JOB_NAME, due_slot, fire_daily
+from bot.state import State
+from botkit import (emu, make_config, running_bot, stand_in,  # noqa: F401
+                    eventually)
+from emulator import BotApiEmulator, check_html
+from model.keys import JOBS_STREAM
+
+ALICE = BotApiEmulator.user(2001, "Alice")
+BOB = BotApiEmulator.user(2002, "Bob", language_code="en")
+CAROL = BotApiEmulator.user(2003, "Carol")
+ADMIN = BotApiEmulator.user(900, "Admin")
+CHANNEL = -100777
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Two hours from the real now, so a bot starting during the test never finds the slot due.
+SLOT = (datetime.now(SHANGHAI) + timedelta(hours=2)).time().replace(second=0, microsecond=0)
+
+
+def at(minutes_after_slot: int, day: int = 15) -> datetime:
+    """An injected 'now': minutes after (or before, if negative) the slot on 2026-05-day, Shanghai."""
+    return datetime.combine(datetime(2026, 5, day).date(), SLOT, tzinfo=SHANGHAI) + timedelta(minutes=minutes_after_slot)
+
+
+async def jobs_in_stream(state: State) -> int:
+    return int(await state.redis.xlen(JOBS_STREAM))
+
+
+async def test_due_slot_and_firing_with_injected_time(emu, redis_url) -> None:
+    config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_grace_s=3600)
+    async with running_bot(config) as app:
+        rt = app.bot_data["rt"]
+        job = app.job_queue.get_jobs_by_name(DAILY_JOB_NAME)[0]
+        assert job.next_t.astimezone(SHANGHAI).time() == SLOT
+
+        assert due_slot(rt, at(-1)) is None
+        assert due_slot(rt, at(0)) == at(0)
+        assert due_slot(rt, at(60)) == at(0)      # within the grace window
+        assert due_slot(rt, at(61)) is None
+        # The same instant written in UTC is the same slot.
+        assert due_slot(rt, at(15).astimezone(ZoneInfo("UTC"))) == at(0)
+        # A grace window that runs past midnight still belongs to the day before.
+        rt.config = replace(rt.config, daily_grace_s=26 * 3600)
+        assert due_slot(rt, at(24 * 60 - 1)) == at(0)
+        rt.config = replace(rt.config, daily_grace_s=3600)
+
+        state = rt.state
+        before = await jobs_in_stream(state)
+        assert await fire_daily(rt, at(-1)) is False
+        assert await fire_daily(rt, at(0)) is True
+        assert await fire_daily(rt, at(1)) is False          # claimed already today
+        assert await fire_daily(rt, at(0, day=16)) is True    # tomorrow is a new day
+        assert await fire_daily(rt, at(90, day=17)) is False    # too late: past the grace window
+        assert await jobs_in_stream(state) == before + 2
+
+
+async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, stand_in) -> None:
+    config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
+    async with running_bot(config) as app:
+        await emu.send_text(ALICE, "/daily on")
+        assert f"已订阅每日一诗，每天 {SLOT:%H:%M}" in (await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])).text
+
+        await emu.send_text(BOB, "/daily")
+        status = await emu.wait_for_call("sendMessage", chat_id=BOB["id"])
+        assert "do not get" in status.text
+        answer = await emu.press_and_answer(BOB, status, status.button("Subscribe")["callback_data"])
+        assert "Subscribed" in answer.params["text"]
+
+        # Carol subscribes, then blocks the bot: she is dropped at the first failed delivery.
+        await emu.send_text(CAROL, "/daily 订阅")
+        await emu.wait_for_call("sendMessage", chat_id=CAROL["id"])
+        emu.blocked_chats.add(CAROL["id"])
+        rt = app.bot_data["rt"]
+        assert set(await rt.state.subscribers()) == {ALICE["id"], BOB["id"], CAROL["id"]}
+
+        since = emu.mark()
+        assert await fire_daily(rt, at(0, day=20)) is True
+        posts = await emu.wait_for_calls("sendMessage", 3, since=since)
+        by_chat = {c.params["chat_id"]: c for c in posts}
+        assert set(by_chat) == {ALICE["id"], BOB["id"], CHANNEL}
+        assert "每日一诗 · 2026-05-20" in by_chat[ALICE["id"]].text
+        assert "Poem of the day · 2026-05-20" in by_chat[BOB["id"]].text
+        assert all(check_html(c.text) is None for c in posts)
+        assert by_chat[ALICE["id"]].text.split("\n", 1)[1] == by_chat[CHANNEL].text.split("\n", 1)[1]
+        await eventually(rt.state.subscribers, lambda subs: CAROL["id"] not in subs)
+
+        # Anyone may like the daily poem (it belongs to no one).
+        answer = await emu.press_and_answer(ALICE, by_chat[ALICE["id"]],
+                                            by_chat[ALICE["id"]].button("喜欢")["callback_data"])
+        assert answer.params["text"] == "已收藏 ❤️"
+
+        await emu.send_text(ALICE, "/daily off")
+        assert "已退订" in (await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])).text
+        assert ALICE["id"] not in await rt.state.subscribers()
+
+
+async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand_in) -> None:
+    base = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
+    async with running_bot(replace(base, consumer_name="replica-a")) as a, \
+            running_bot(replace(base, consumer_name="replica-b")) as b:
+        since = emu.mark()
+        fired = await asyncio.gather(fire_daily(a.bot_data["rt"], at(0, day=21)),
+                                     fire_daily(b.bot_data["rt"], at(1, day=21)),
+                                     fire_daily(b.bot_data["rt"], at(0, day=21)))
+        assert sorted(fired) == [False, False, True]
+        await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        # Both consumers drained the results stream before we count.
+        state = a.bot_data["rt"].state
+        await eventually(lambda: state.redis.xpending("poembot:results", "bots"), lambda p: p["pending"] == 0)
+        assert len(emu.find_calls("sendMessage", since, chat_id=CHANNEL)) == 1
+        assert len([j for j in stand_in.jobs if j.reply.get("purpose") == "daily"]) == 1
+
+
+async def test_replica_started_after_a_missed_slot_posts_once(emu, redis_url, stand_in) -> None:
+    # A zone where it is daytime now, so "ten minutes ago" is still today.
+    now_utc = datetime.now(ZoneInfo("UTC"))
+    tz = next(z for z in ("UTC", "Etc/GMT-12", "Etc/GMT+12")
+              if 1 <= now_utc.astimezone(ZoneInfo(z)).hour <= 22)
+    missed = (now_utc.astimezone(ZoneInfo(tz)) - timedelta(minutes=10)).time().replace(second=0, microsecond=0)
+    config = make_config(emu, redis_url, daily_time=missed, tz=tz, daily_chat_id=CHANNEL)
+    since = emu.mark()
+    async with running_bot(config):
+        post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        assert "每日一诗" in post.text
+    # A restart the same day does not post again.
+    async with running_bot(config) as app:
+        rt = app.bot_data["rt"]
+        assert await fire_daily(rt) is False
+    assert len(emu.find_calls("sendMessage", since, chat_id=CHANNEL)) == 1
+    assert len([j for j in stand_in.jobs if j.reply.get("purpose") == "daily"]) == 1
+
+
+async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in) -> None:
+    config = make_config(emu, redis_url, daily_chat_id=CHANNEL)
+    async with running_bot(config):
+        await emu.send_text(ALICE, "/daily_now")
+        assert "只有管理员" in (await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])).text
+        assert not stand_in.jobs
+
+        since = emu.mark()
+        await emu.send_text(ADMIN, "/daily_now")
+        assert "已安排" in (await emu.wait_for_call("sendMessage", since=since, chat_id=ADMIN["id"])).text
+        post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        assert "每日一诗" in post.text

@@ -1,0 +1,306 @@
+"""The bot's pieces one at a time: config, parsing, callback data, rendering, redaction, taste, Redis state."""
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+from datetime import time as dtime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot import callbacks
+from bot.callbacks import Callback, CallbackError
+from bot.config import Config, ConfigError
+from bot.parsing import ParseError, extract_poem_lines, parse_poem_args, poem_text
+from bot.redact import RedactToken
+from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
+from bot.similar import taste_vector
+from bot.state import CREATIVITY_TEMPERATURES, LIKES_CAP, PoemRecord, State
+from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
+from emulator import check_html
+from model.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
+
+TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
+
+
+# --- config --------------------------------------------------------------------------------------
+
+def test_config_from_env_defaults_and_values() -> None:
+    config = Config.from_env({"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert config.api_url == "https://api.telegram.org" and config.tz == "Asia/Shanghai"
+    assert not config.webhook_mode and config.rate_per_min == 10 and config.daily_chat_id is None
+    config = Config.from_env({
+        "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "http://localhost:8081/", "REDIS_URL": "redis://r:6379/2",
+        "DAILY_CHAT_ID": "-100123", "DAILY_TIME": "7:05", "TZ": "Europe/Berlin", "ADMIN_IDS": "1, 2 3",
+        "POEMBOT_RATE_PER_MIN": "3", "POEMBOT_QUEUE_CAP": "9", "POEMBOT_DEFAULT_FORM": "五律"})
+    assert config.api_url == "http://localhost:8081" and config.redis_url == "redis://r:6379/2"
+    assert config.daily_chat_id == -100123 and config.daily_time == dtime(7, 5)
+    assert config.zone.key == "Europe/Berlin" and config.admin_ids == {1, 2, 3}
+    assert (config.rate_per_min, config.queue_cap, config.default_form) == (3, 9, "五律")
+
+
+@pytest.mark.parametrize("env, names", [
+    ({}, "TELEGRAM_BOT_TOKEN"),
+    ({"TELEGRAM_BOT_TOKEN": "nope"}, "TELEGRAM_BOT_TOKEN"),
+    ({"DAILY_TIME": "25:00"}, "DAILY_TIME"),
+    ({"TZ": "Mars/Olympus"}, "TZ"),
+    ({"ADMIN_IDS": "root"}, "ADMIN_IDS"),
+    ({"POEMBOT_RATE_PER_MIN": "0"}, "POEMBOT_RATE_PER_MIN"),
+    ({"DAILY_CHAT_ID": "@channel"}, "DAILY_CHAT_ID"),
+    ({"WEBHOOK_URL": "https://x.example/hook"}, "WEBHOOK_SECRET"),
+])
+def test_config_errors_name_the_variable_and_never_the_token(env: dict, names: str) -> None:
+    full = {"TELEGRAM_BOT_TOKEN": TOKEN, **env} if "TELEGRAM_BOT_TOKEN" not in env and env else env
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(full)
+    assert names in str(info.value) and "secret_part" not in str(info.value)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, form, keywords, acrostic", [
+    ("", None, [], ""),
+    ("春风", None, ["春风"], ""),
+    ("五律 明月", "五律", ["明月"], ""),
+    ("明月，清风", None, ["明月", "清风"], ""),
+    ("七律 藏头 春夏秋冬", "七律", [], "春夏秋冬"),
+    ("藏头:春夏秋冬", None, [], "春夏秋冬"),
+    ("五言绝句 山", "五绝", ["山"], ""),
+    ("qijue 江", "七绝", ["江"], ""),
+    ("五絕 雪", "五绝", ["雪"], ""),
+])
+def test_parse_poem_args(args: str, form: str | None, keywords: list[str], acrostic: str) -> None:
+    request = parse_poem_args(args)
+    assert (request.form, request.keywords, request.acrostic) == (form, keywords, acrostic)
+
+
+@pytest.mark.parametrize("args, key", [
+    ("七古 春", "unknown_form"), ("词", "unknown_form"), ("五言排律 春", "unknown_form"),
+    ("春" * 41, "too_long"), ("spring", "not_chinese"), ("春 😀", "not_chinese"),
+    ("藏头", "acrostic_missing"), ("五绝 藏头 一二三四五", "acrostic_too_long"),
+    ("藏头 一二三四五六七八九", "acrostic_too_long"), ("一 二 三 四 五 六 七", "too_many_keywords"),
+])
+def test_parse_poem_args_refusals(args: str, key: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_poem_args(args)
+    assert info.value.key == key
+    assert t(ZH, key, **info.value.values) and t(EN, key, **info.value.values)
+
+
+def test_acrostic_command_and_form_inference() -> None:
+    request = parse_poem_args("春夏 秋冬", acrostic_command=True)
+    assert request.acrostic == "春夏秋冬" and request.resolved_form("七绝") == "七绝"
+    request = parse_poem_args("一二三四五六", acrostic_command=True)
+    assert request.resolved_form("七绝") == "七律" and request.resolved_form("五绝") == "五律"
+
+
+def test_extract_poem_lines_reads_our_messages_and_pastes() -> None:
+    ours = format_poem(["春风吹柳绿", "明月照江流", "山水云风月", "花江天人日"], "五绝", ZH,
+                       request={"keywords": ["春风"]}, poem={"rhyme_ok": True, "tone_rate": 0.9})
+    assert extract_poem_lines(ours) == ["春风吹柳绿", "明月照江流", "山水云风月", "花江天人日"]
+    assert extract_poem_lines("山水云风月，花江天人日。") == ["山水云风月", "花江天人日"]
+    assert extract_poem_lines("你好") == [] and extract_poem_lines(None) == []
+    assert poem_text(["一二三四五", "六七八九十"]) == "一二三四五，六七八九十。"
+
+
+# --- callback data -------------------------------------------------------------------------------
+
+def test_callback_round_trips_and_stays_under_64_bytes() -> None:
+    pid = "Ab3_-xyz0123"
+    for data in (callbacks.like(pid), callbacks.another(pid), callbacks.similar(pid), callbacks.keep(pid),
+                 callbacks.keep_toggle(pid, 0xFF), callbacks.keep_go(pid, 5), callbacks.keep_cancel(pid),
+                 callbacks.setting("script", "t"), callbacks.setting("form", "3"), callbacks.daily(True)):
+        assert len(data.encode()) <= 64
+        assert callbacks.encode(callbacks.decode(data)) == data
+    assert callbacks.decode(callbacks.keep_go(pid, 5)) == Callback("kg", pid, mask=5)
+
+
+@given(st.text(max_size=80))
+def test_decode_rejects_anything_it_did_not_produce(data: str) -> None:
+    try:
+        cb = callbacks.decode(data)
+    except CallbackError:
+        return
+    assert callbacks.encode(cb) == data
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def test_rendered_messages_are_valid_telegram_html_even_with_hostile_text() -> None:
+    poem = format_poem(["一二三四五"] * 4, "五绝", EN, request={"keywords": ["<b>&"]},
+                       poem={"rhyme_ok": False, "tone_rate": 0.5, "form_ok": False})
+    assert check_html(poem) is None and "&lt;b&gt;&amp;" in poem
+    assert "rhyme imperfect" in poem and "50%" in poem and "irregular" in poem
+    note = format_poem(["一二三四五"] * 4, "五绝", ZH,
+                       poem={"rhyme_ok": True, "rhyme_group": "一東", "pattern": "仄起", "tone_rate": 0.92})
+    assert note.endswith("<i>仄起 · 押平水韵（一東） · 平仄合律 92%</i>")
+    hostile = [{"id": "x", "title": "<script>", "author": "A&B", "dynasty": "tang", "text": "a<b"}]
+    assert check_html(format_similar(hostile, ZH, True, "similar_title")) is None
+    assert check_html("<b>unclosed") and check_html("a < b") and check_html("<div>x</div>")
+
+
+def test_traditional_rendering_and_keyboards() -> None:
+    text = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True)
+    assert "春風吹柳綠" in text
+    buttons = [b for row in poem_keyboard("pid12345", EN).inline_keyboard for b in row]
+    assert [b.text for b in buttons] == ["❤️ Like", "🔄 Another", "🔍 Similar", "✏️ Keep"]
+    rows = keep_keyboard("pid12345", ["一二三四五"] * 8, 0b10000001, ZH).inline_keyboard
+    assert len(rows) == 9 and rows[0][0].text.startswith("✅") and rows[1][0].text.startswith("▫️")
+    # Each toggle carries the mask after pressing it.
+    assert callbacks.decode(rows[0][0].callback_data).mask == 0b10000000
+    assert callbacks.decode(rows[1][0].callback_data).mask == 0b10000011
+
+
+def test_texts_exist_in_both_languages_and_errors_are_localised() -> None:
+    assert set(TEXTS[ZH]) == set(TEXTS[EN])
+    assert lang_of("en-GB") == EN and lang_of("zh-hant") == ZH and lang_of(None) == ZH
+    assert error_text(ZH, E_UNKNOWN_CHARS, "the model cannot write 龘靐: choose other characters") == \
+        "模型不会写这些字：龘 靐。换几个字试试。"
+    assert "no room" in error_text(EN, E_IMPOSSIBLE, "no room")
+    assert error_text(ZH, "something new", None) == t(ZH, "internal")
+
+
+# --- redaction -----------------------------------------------------------------------------------
+
+def test_redaction_filter_removes_the_token_from_messages_args_and_tracebacks() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("test.redact")
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactToken(TOKEN))
+    logger.addHandler(handler)
+    try:
+        logger.warning("GET https://api.telegram.org/bot%s/getMe", TOKEN)
+        try:
+            raise RuntimeError(f"failed at /bot{TOKEN}/sendMessage")
+        except RuntimeError:
+            logger.exception("boom")
+        logger.warning("only the secret half: %s", TOKEN.split(":")[1])
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "secret_part" not in out and out.count("<token>") == 3 and "RuntimeError" in out
+
+
+def test_install_redaction_covers_root_handlers_in_a_fresh_process() -> None:
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "from bot.redact import install_redaction\n"
+        f"install_redaction({TOKEN!r})\n"
+        f"logging.getLogger('httpx').info('HTTP Request: POST http://x/bot{TOKEN}/getUpdates')\n"
+        f"logging.getLogger('telegram.ext.Updater').info('url /bot{TOKEN}/x')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "secret_part" not in out and out.count("<token>") == 2
+
+
+def test_bot_modules_do_not_import_tensorflow() -> None:
+    code = "import sys, bot.app; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- taste ---------------------------------------------------------------------------------------
+
+def test_taste_vector_weights_likes_and_ignores_bad_vectors() -> None:
+    assert taste_vector([], {}) is None
+    assert taste_vector([{"mu": None}, {"mu": [0, 0]}], {}) is None
+    history = [{"mu": [1.0, 0.0]}, {"mu": [1.0, 0.0]}]
+    likes = {"p": {"mu": [0.0, 5.0]}}
+    v = taste_vector(history, likes)
+    assert v is not None and abs(float((v ** 2).sum()) - 1) < 1e-5
+    assert v[1] > v[0]                     # one like (weight 3) outweighs two plain poems
+    odd = taste_vector(history + [{"mu": [1.0, 2.0, 3.0]}], {})
+    assert odd is not None and odd.shape == (2,)
+
+
+# --- Redis state ---------------------------------------------------------------------------------
+
+async def test_rate_limit_is_a_sliding_window(redis_url: str) -> None:
+    state = State.from_url(redis_url)
+    try:
+        assert [await state.check_rate(7, 3, now=100.0 + i) for i in range(3)] == [0, 0, 0]
+        assert await state.check_rate(7, 3, now=110.0) == pytest.approx(50.0)   # the first expires at 160
+        assert await state.check_rate(8, 3, now=110.0) == 0                     # per user
+        assert await state.check_rate(7, 3, now=160.5) == 0
+    finally:
+        await state.close()
+
+
+async def test_queue_cap_delivery_claims_and_daily_claims(redis_url: str) -> None:
+    state = State.from_url(redis_url)
+    try:
+        assert await state.reserve_slot("j1", 2) and await state.reserve_slot("j2", 2)
+        assert not await state.reserve_slot("j3", 2)
+        await state.finish_delivery("j1")
+        assert await state.reserve_slot("j3", 2)
+        assert await state.reserve_slot("j4", 2, now=10**10)          # the old entries went stale
+
+        assert await state.begin_delivery("j9", "a") == "mine"
+        assert await state.begin_delivery("j9", "b") == "busy"
+        await state.abort_delivery("j9")
+        assert await state.begin_delivery("j9", "b") == "mine"
+        await state.finish_delivery("j9")
+        assert await state.begin_delivery("j9", "a") == "sent" and await state.is_delivered("j9")
+
+        assert await state.claim_daily("2026-05-01", "a") and not await state.claim_daily("2026-05-01", "b")
+        assert await state.claim_recipient("j9", 5) and not await state.claim_recipient("j9", 5)
+    finally:
+        await state.close()
+
+
+async def test_poems_history_likes_settings(redis_url: str) -> None:
+    state = State.from_url(redis_url, poem_ttl_s=120, history_cap=3)
+    try:
+        record = PoemRecord("pid12345", 7, 7, "五绝", ["一二三四五"] * 4, {"keywords": ["春"]}, [0.1, 0.2])
+        await state.save_poem(record)
+        assert await state.load_poem("pid12345") == record
+        assert 0 < await state.redis.ttl("poembot:bot:poem:pid12345") <= 120
+        for i in range(5):
+            await state.add_history(7, f"p{i}", [float(i)])
+        assert [h["pid"] for h in await state.history(7)] == ["p4", "p3", "p2"]
+        for i in range(LIKES_CAP + 2):
+            await state.add_like(7, f"l{i}", None)
+        likes = await state.likes(7)
+        assert len(likes) == LIKES_CAP and "l0" not in likes and f"l{LIKES_CAP + 1}" in likes
+        assert (await state.settings(7)).temperature == CREATIVITY_TEMPERATURES[1]
+        await state.set_setting(7, "cr", "0")
+        await state.set_setting(7, "script", "t")
+        await state.set_setting(7, "form", "bogus")          # ignored on read
+        s = await state.settings(7)
+        assert (s.temperature, s.traditional, s.form) == (CREATIVITY_TEMPERATURES[0], True, None)
+    finally:
+        await state.close()
+
+
+# --- model files the bot reads -------------------------------------------------------------------
+
+def test_index_and_vocabulary_are_found_next_to_the_model(tmp_path, monkeypatch) -> None:
+    from bot.app import build_application
+    from bot.similar import find_index
+    from botkit import synthetic_index
+    from model.index import default_index_dir, model_version
+
+    monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path / "data"))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "vocab.json").write_text('{"version": 1, "chars": ["<pad>", "<bos>", "<eos>", "<unk>", "，", "。", "春", "风"]}')
+    assert find_index(model_dir, None) is None                       # not built yet: /similar is off
+
+    index = synthetic_index()
+    index.version = model_version(model_dir)
+    index.save(default_index_dir(index.version))
+    found = find_index(model_dir, None)
+    assert found is not None and len(found) == len(index)
+
+    (model_dir / "config.json").write_text('{"changed": true}')      # another model: refuse the index
+    assert find_index(model_dir, None) is None
+    assert find_index(None, default_index_dir(index.version)) is not None
+
+    config = Config(token=TOKEN, redis_url="redis://localhost:1/0", model_dir=model_dir)
+    app = build_application(config)
+    assert app.bot_data["rt"].chars == frozenset("春风")
