@@ -22,9 +22,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 ENV POEMBOT_DATA_DIR=/build-data PATH=/opt/venv/bin:$PATH
+# The novelty table (hashes of corpus lines) goes into the installed model folder of this venv.
 RUN poembot corpus fetch \
     && poembot corpus build \
     && poembot index build --out /index \
+    && python -c "import model.decode as d, model.paths as p; d.load_novelty(p.PRETRAINED_DIR, d._try_corpus()).save(p.PRETRAINED_DIR / d.NOVELTY_FILE)" \
     && rm -rf /build-data/download
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -32,7 +34,7 @@ LABEL org.opencontainers.image.title="poembot" \
       org.opencontainers.image.licenses="MIT"
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin poembot \
     && mkdir -p /data && chown poembot /data
-COPY --from=build /opt/venv /opt/venv
+COPY --from=index /opt/venv /opt/venv
 COPY --from=index /index /opt/poembot/index
 COPY --from=index /build-data/corpus/vocab.json /opt/poembot/corpus/vocab.json
 COPY docker/entrypoint.sh /usr/local/bin/poembot-entrypoint

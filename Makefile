@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install corpus clean-venv
+.PHONY: run test install corpus index clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,11 @@ corpus: install
 	$(VENV)/bin/poembot corpus fetch
 	$(VENV)/bin/poembot corpus build --if-stale
 
-run: corpus
-	$(VENV)/bin/poembot corpus stats
+index: corpus
+	$(VENV)/bin/poembot index build --if-stale
+
+run: index
+	$(VENV)/bin/poembot run
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

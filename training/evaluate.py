@@ -166,6 +166,10 @@ def latent_neighbours(mu: np.ndarray, k: int) -> np.ndarray:
 
 
 # --- sampling ----------------------------------------------------------------------------------
+def _cite(corpus, i: int) -> str:
+    return f"《{corpus.title[i]}》 {corpus.author[i]} (corpus id {corpus.id[i]})"
+
+
 def sample_poems(model, form: int, z: np.ndarray, temperature: float = 1.0, top_p: float = 0.9,
                  greedy: bool = False, seed: int = 0) -> list[list[int]]:
     """Plain ancestral (or nucleus, or greedy) decoding for one form; ids up to EOS per poem.
@@ -272,8 +276,8 @@ def interpolations(model, vocab: Vocab, data, mu_by_row: dict[int, np.ndarray], 
         alphas = np.linspace(0, 1, 5)
         z = np.stack([(1 - t) * mu_by_row[a] + t * mu_by_row[b] for t in alphas]).astype(np.float32)
         decoded = sample_poems(model, form, z, greedy=True)
-        pairs.append({"form": FORM_NAMES[form], "a": " / ".join(corpus.lines[a]),
-                      "b": " / ".join(corpus.lines[b]),
+        # The report is committed with the model, so the real poems are cited, not copied.
+        pairs.append({"form": FORM_NAMES[form], "a": _cite(corpus, a), "b": _cite(corpus, b),
                       "steps": [(float(t), " / ".join(vocab.decode_lines(ids)))
                                 for t, ids in zip(alphas, decoded)]})
     return pairs
