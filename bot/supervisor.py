@@ -13,6 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from bot.sandbox import EmulatorThread
 
 log = logging.getLogger("poembot.run")
 
@@ -109,16 +113,35 @@ def poembot_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "poembot_cli", *args]
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = None) -> int:
-    """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped."""
+    """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped.
+
+    Without TELEGRAM_BOT_TOKEN the bot talks to a local Bot API emulator and this terminal becomes
+    the sandbox chat (bot.sandbox); the children then log to files so the chat stays readable.
+    """
     from model.paths import data_dir
 
     env = dict(os.environ)
+    sandbox = with_bot and not env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if sandbox and log_dir is None:
+        log_dir = data_dir() / "logs"
     redis = None
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(data_dir() / "redis")
         env["REDIS_URL"] = redis.url
         log.info("embedded Redis at %s", redis.url)
+    emulator = None
+    if sandbox:
+        from bot.sandbox import EmulatorThread
+
+        emulator = EmulatorThread()
+        emulator.start()
+        env.update(emulator.env())
+        env.pop("WEBHOOK_URL", None)     # the emulator delivers by long polling
     children = []
     if with_worker:
         children.append(Child("worker", poembot_argv("worker"), env,
@@ -127,13 +150,48 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
         children.append(Child("bot", poembot_argv("bot"), env,
                               log_path=log_dir / "bot.log" if log_dir else None))
     supervisor = Supervisor(children)
-    previous = {sig: signal.signal(sig, lambda *_: supervisor.stopping.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def stop(*_: object) -> None:
+        supervisor.stopping.set()
+
     try:
-        supervisor.run()
+        if emulator is None:
+            for sig in signals:
+                signal.signal(sig, stop)
+            supervisor.run()
+        else:
+            _chat(supervisor, emulator, log_dir, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if emulator is not None:
+            emulator.stop()
         if redis is not None:
             redis.close()
     return 0
+
+
+def _chat(supervisor: Supervisor, emulator: "EmulatorThread", log_dir: Path | None,
+          stop: Callable[..., None]) -> None:
+    """The sandbox: the chat reads this terminal on the main thread while the group runs on another."""
+    from bot.sandbox import repl
+
+    # Ctrl-C and SIGTERM interrupt the blocking read; leaving the chat stops the group.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
+    thread.start()
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")      # a non-UTF-8 terminal shows '?' instead of crashing
+    note = ("第一首诗要等模型加载，可能需要一两分钟 / the first poem waits for the model to load (a minute or two)."
+            + (f"\n日志 / logs: {log_dir}" if log_dir else ""))
+    try:
+        repl(emulator.emu, emulator.loop, sys.stdin, sys.stdout, note=note)
+    finally:
+        # A second Ctrl-C during shutdown must not abandon the children half-stopped.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
+        supervisor.stopping.set()
+        thread.join()
