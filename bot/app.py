@@ -5,23 +5,29 @@ lives in post_init so run_polling, run_webhook and tests all go through the same
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from telegram import BotCommand, Update
+from telegram.error import TelegramError
 from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler,
-                          MessageHandler, filters)
+                          MessageHandler, TypeHandler, filters)
 
-from bot import handlers
+from bot import handlers, ingest
 from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
+from bot.ingest import Poller, UpdateConsumer
 from bot.redact import install_redaction
 from bot.runtime import Runtime, load_chars
 from bot.similar import Index, find_index
 from bot.state import State
 from bot.texts import EN, ZH, t
+from model.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +45,42 @@ async def _post_init(app: Application) -> None:
     await rt.state.ensure_groups()
     consumer = ResultConsumer(rt, app.bot)
     app.bot_data["consumer_task"] = rt.spawn(consumer.run())
+    updates = UpdateConsumer(app, rt.state, rt.consumer, claim_idle_ms=rt.claim_idle_ms)
+    app.bot_data["updates"] = updates
+    app.bot_data["updates_task"] = rt.spawn(updates.run())
+    if not rt.config.webhook_mode:
+        poller = Poller(app, rt.state, rt.consumer, timeout_s=rt.config.poll_timeout_s)
+        app.bot_data["poller"] = poller
+        app.bot_data["poller_task"] = rt.spawn(poller.run())
     schedule_daily(app, rt)
+    if rt.config.metrics_port is not None:
+        rt.metrics.serve(rt.config.metrics_port)
+        rt.spawn(rt.metrics.refresh_loop(rt.state))
     # A replica that starts after today's slot (deploy, crash) still posts within the grace window.
     if await fire_daily(rt):
         log.info("posted a daily poem missed while no replica was running")
 
 
 async def _post_stop(app: Application) -> None:
+    """Stop taking updates, let those in hand finish, then stop the rest."""
+    poller: Poller | None = app.bot_data.get("poller")
+    if poller is not None:
+        app.bot_data["poller_task"].cancel()
+        await poller.release()
+    updates: UpdateConsumer | None = app.bot_data.get("updates")
+    if updates is not None:
+        updates.stop()
+        await asyncio.gather(app.bot_data["updates_task"], return_exceptions=True)
     await app.bot_data["rt"].stop_tasks()
 
 
 async def _post_shutdown(app: Application) -> None:
+    app.bot_data["rt"].metrics.close()
     await app.bot_data["rt"].state.close()
 
 
 def build_application(config: Config, *, state: State | None = None, index: Index | None = None,
-                      chars: frozenset[str] | None = None, claim_idle_ms: int = 60_000) -> Application:
+                      chars: frozenset[str] | None = None) -> Application:
     """The one place the Application is assembled; tests pass a state/index, production passes none."""
     install_redaction(config.token, *(s for s in [config.webhook_secret] if s))
     if index is None and (config.index_path or config.model_dir):
@@ -63,6 +89,7 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     if chars is None and vocab is not None and vocab.exists():
         chars = load_chars(vocab)
     state = state or State.from_url(config.redis_url, poem_ttl_s=config.poem_ttl_s,
+                                    delivery_lease_s=config.delivery_lease_s,
                                     history_cap=config.history_cap)
     app = (Application.builder()
            .token(config.token)
@@ -75,7 +102,10 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
            .post_stop(_post_stop)
            .post_shutdown(_post_shutdown)
            .build())
-    app.bot_data["rt"] = Runtime(config, state, index=index, chars=chars, claim_idle_ms=claim_idle_ms)
+    app.bot_data["rt"] = Runtime(config, state, index=index, chars=chars)
+
+    # Webhook updates go to the durable stream first; handlers run when bot.ingest reads them back.
+    app.add_handler(TypeHandler(Update, ingest.intercept), group=-1000)
 
     # Only new messages run commands: an edited "/poem" must not write a second poem.
     new = filters.UpdateType.MESSAGE
@@ -89,26 +119,64 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     app.add_handler(CommandHandler("settings", handlers.settings_command, filters=new))
     app.add_handler(CallbackQueryHandler(handlers.button))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, handlers.edited))
+    # After every CommandHandler: catches only commands none of them took.
+    app.add_handler(MessageHandler(filters.COMMAND & new, handlers.unknown_command))
     private = filters.ChatType.PRIVATE & new
     app.add_handler(MessageHandler(private & filters.TEXT, handlers.private_text))
     app.add_handler(MessageHandler(private & ~filters.TEXT, handlers.private_other))
     app.add_error_handler(handlers.on_error)
+    _add_metrics_handlers(app)
     return app
+
+
+def _add_metrics_handlers(app: Application) -> None:
+    """Count every update (in a group of its own, so it never stops the real handlers) and API errors."""
+    metrics = app.bot_data["rt"].metrics
+    known = frozenset(COMMANDS) | {"daily_now"}
+
+    async def count_update(update: object, _context: object) -> None:
+        metrics.update(update, known)
+
+    async def count_error(_update: object, context: Any) -> None:
+        if isinstance(context.error, TelegramError):
+            metrics.telegram_error(context.error)
+
+    app.add_handler(TypeHandler(Update, count_update), group=-100)
+    app.add_error_handler(count_error)
 
 
 def run_bot(config: Config) -> None:
     """`poembot bot`: long polling, or a webhook server when WEBHOOK_URL is set. Blocks."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # httpx logs every request URL at INFO, and the URL holds the token: keep it at WARNING
-    # (the redaction filter is the second line of defence).
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Also keeps httpx at WARNING: its INFO lines are request URLs holding the token (the redaction
+    # filter build_application installs is the second line of defence).
+    setup_logging("bot")
     app = build_application(config)
     if config.webhook_mode:
         app.run_webhook(listen=config.webhook_listen, port=config.webhook_port,
                         url_path=config.webhook_path, webhook_url=config.webhook_url,
                         secret_token=config.webhook_secret, allowed_updates=Update.ALL_TYPES)
     else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+        # bot.ingest's Poller (started in post_init) replaces PTB's: it confirms updates only once stored.
+        asyncio.run(serve(app))
+
+
+async def serve(app: Application) -> None:
+    """Run app until SIGINT/SIGTERM, the way run_polling would but without PTB's updater."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.initialize()
+    try:
+        await app.post_init(app)
+        await app.start()
+        await stop.wait()
+    finally:
+        if app.running:
+            await app.stop()
+        await app.post_stop(app)
+        await app.shutdown()
+        await app.post_shutdown(app)
 
 
 def main() -> int:

@@ -50,6 +50,14 @@ class Config:
     vocab_path: Path | None = None         # characters the model can write (default: model's vocab.json)
     typing_max_s: int = 120                # stop the typing indicator after this long
     consumer_name: str | None = None       # results consumer name; defaults to host-pid
+    claim_idle_ms: int = 30_000            # work a replica left unfinished this long is taken over
+    poll_timeout_s: int = 10               # getUpdates long-poll length (polling mode)
+
+    @property
+    def delivery_lease_s(self) -> int:
+        """How long one replica may hold the right to send a reply before another may try."""
+        return max(5, -(-self.claim_idle_ms // 1000))
+    metrics_port: int | None = None        # Prometheus /metrics of this replica; None: off
 
     @property
     def zone(self) -> ZoneInfo:
@@ -163,4 +171,7 @@ class Config:
             vocab_path=path("POEMBOT_VOCAB_PATH"),
             typing_max_s=integer("POEMBOT_TYPING_MAX_S", 120, 1),
             consumer_name=get("POEMBOT_CONSUMER_NAME"),
+            claim_idle_ms=integer("POEMBOT_CLAIM_IDLE_MS", 30_000, 100),
+            poll_timeout_s=integer("POEMBOT_POLL_TIMEOUT_S", 10, 1),
+            metrics_port=integer("POEMBOT_BOT_METRICS_PORT", 0) if get("POEMBOT_BOT_METRICS_PORT") else None,
         )

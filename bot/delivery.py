@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -101,35 +102,45 @@ class ResultConsumer:
         if not isinstance(result.reply, dict) or not result.reply.get("purpose"):
             await state.ack_result(entry_id)      # a job some other client submitted
             return
+        metrics, purpose = self.rt.metrics, result.reply.get("purpose")
         claim = await state.begin_delivery(result.job_id, self.rt.consumer)
         if claim == "busy":
             return                                # another replica is sending it; re-read later
         if claim == "sent":
+            metrics.result(purpose, "duplicate_skipped")
             await state.ack_result(entry_id)
             self.rt.job_done(result.job_id)
             return
         try:
-            await self.deliver(result)
+            outcome = await self.deliver(result)
         except (RetryLater, NetworkError, RedisError) as exc:
-            log.warning("delivery of %s failed, will retry: %s", result.job_id, exc)
+            log.warning("delivery of %s failed, will retry: %s", result.job_id, exc,
+                        extra={"job_id": result.job_id})
+            if isinstance(exc, TelegramError):
+                metrics.telegram_error(exc)
+            metrics.result(purpose, "retry")
             await state.abort_delivery(result.job_id)
             return
-        except Exception:
-            log.exception("delivery of %s failed; giving up", result.job_id)
+        except Exception as exc:
+            log.exception("delivery of %s failed; giving up", result.job_id, extra={"job_id": result.job_id})
+            if isinstance(exc, TelegramError):
+                metrics.telegram_error(exc)
+            outcome = "failed"
+        metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
         await state.finish_delivery(result.job_id)
         await state.ack_result(entry_id)
         self.rt.job_done(result.job_id)
 
-    async def deliver(self, result: Result) -> None:
+    async def deliver(self, result: Result) -> str:
+        """Send the reply for result; the outcome: sent, error_reply or failed."""
         purpose = result.reply.get("purpose")
         if purpose == "daily":
-            await self.deliver_daily(result)
-        elif purpose == "similar":
-            await self.deliver_similar(result)
-        else:
-            await self.deliver_poem(result)
+            return await self.deliver_daily(result)
+        if purpose == "similar":
+            return await self.deliver_similar(result)
+        return await self.deliver_poem(result)
 
-    async def _send_error(self, result: Result) -> None:
+    async def _send_error(self, result: Result) -> str:
         reply = result.reply
         lang = reply.get("lang", "zh")
         try:
@@ -138,6 +149,9 @@ class ResultConsumer:
                                         reply_parameters=reply_params(reply.get("reply_to")))
         except (Forbidden, BadRequest) as exc:
             log.info("could not report error to chat: %s", exc)
+            self.rt.metrics.telegram_error(exc)
+            return "failed"
+        return "error_reply"
 
     def _record(self, result: Result, owner_id: int | None, chat_id: int) -> PoemRecord:
         poem: dict[str, Any] = result.poems[0]
@@ -148,13 +162,12 @@ class ResultConsumer:
                           request=request, mu=poem.get("mu"), seed=poem.get("seed"),
                           rhyme_ok=poem.get("rhyme_ok"), tone_rate=poem.get("tone_rate"))
 
-    async def deliver_poem(self, result: Result) -> None:
+    async def deliver_poem(self, result: Result) -> str:
         reply = result.reply
         chat_id, user_id = int(reply["chat_id"]), reply.get("user_id")
         lang, trad = reply.get("lang", "zh"), bool(reply.get("trad"))
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
-            await self._send_error(result)
-            return
+            return await self._send_error(result)
         record = self._record(result, user_id, chat_id)
         await self.rt.state.save_poem(record)      # before sending: buttons must work at once
         try:
@@ -164,27 +177,29 @@ class ResultConsumer:
                 reply_parameters=reply_params(reply.get("reply_to")))
         except (Forbidden, BadRequest) as exc:
             log.info("poem for a chat that cannot receive it: %s", exc)
-            return
+            self.rt.metrics.telegram_error(exc)
+            return "failed"
         await self.rt.state.remember_message(chat_id, message.message_id, record.poem_id)
         if user_id is not None:
             await self.rt.state.add_history(int(user_id), record.poem_id, record.mu)
+        return "sent"
 
-    async def deliver_similar(self, result: Result) -> None:
+    async def deliver_similar(self, result: Result) -> str:
         reply = result.reply
         if not result.ok or not result.poems or not result.poems[0].get("mu"):
-            await self._send_error(result)
-            return
+            return await self._send_error(result)
         await send_similar(self.rt, self.bot, chat_id=int(reply["chat_id"]), user_id=reply.get("user_id"),
                            lang=reply.get("lang", "zh"), traditional=bool(reply.get("trad")),
                            vector=result.poems[0]["mu"], reply_to=reply.get("reply_to"),
                            header_key="similar_poem_title")
+        return "sent"
 
-    async def deliver_daily(self, result: Result) -> None:
+    async def deliver_daily(self, result: Result) -> str:
         """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
         state = self.rt.state
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             log.error("daily poem failed: %s %s", result.error_code, result.error_message)
-            return
+            return "failed"
         recipients = await state.subscribers()
         if self.rt.config.daily_chat_id is not None:
             recipients.setdefault(self.rt.config.daily_chat_id, "zh")
@@ -203,13 +218,16 @@ class ResultConsumer:
             except (Forbidden, BadRequest) as exc:
                 # Blocked, kicked or deleted: stop sending there.
                 log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)
+                self.rt.metrics.telegram_error(exc)
                 await state.unsubscribe(chat_id)
                 continue
             except (NetworkError, TelegramError) as exc:
                 log.warning("daily poem to one chat failed, will retry: %s", exc)
+                self.rt.metrics.telegram_error(exc)
                 await state.release_recipient(result.job_id, chat_id)
                 transient = True
                 continue
             await state.remember_message(chat_id, message.message_id, record.poem_id)
         if transient:
             raise RetryLater("some daily recipients failed")
+        return "sent"

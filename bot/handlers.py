@@ -19,6 +19,7 @@ from bot import callbacks
 from bot.callbacks import CallbackError
 from bot.daily import fire_daily
 from bot.delivery import send_similar
+from bot.ingest import current_attempt
 from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
 from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
@@ -67,7 +68,13 @@ def guarded(func: Handler) -> Handler:
             await tell(update, t(lang, exc.key, **exc.values))
         except ValidationError as exc:
             await tell(update, error_text(lang, exc.code, exc.message))
-        except RedisError:
+        except RedisError as exc:
+            attempt = current_attempt()
+            if attempt is not None:
+                # The update stays in the stream and runs again once Redis answers: no apology needed.
+                log.warning("redis failed in %s; the update will run again: %s", func.__name__, exc)
+                attempt.redis_failed = True
+                return
             log.exception("redis failed in %s", func.__name__)
             await tell(update, t(lang, "redis_down"))
         except Exception:
@@ -378,6 +385,26 @@ async def edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_text(t(user_lang(update), "edited"))
 
 
+MAX_SHOWN_COMMAND = 40     # a typed "/command" echoed back in unknown_command; Telegram's own cap is 32
+
+
+@guarded
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command we do not have: named back in private chats, and in groups when sent as /x@thisbot.
+
+    A bare /x in a group is left alone: it is most likely meant for another bot there.
+    """
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    head = message.text.split()[0]
+    username = (context.bot.username or "").lower()
+    if message.chat.type != ChatType.PRIVATE and not (username and head.lower().endswith("@" + username)):
+        return
+    shown = head if len(head) <= MAX_SHOWN_COMMAND else head[:MAX_SHOWN_COMMAND] + "…"
+    await message.reply_text(t(user_lang(update), "unknown_command", command=shown))
+
+
 @guarded
 async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(t(user_lang(update), "chatter_hint"))
@@ -390,6 +417,11 @@ async def private_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Last resort for errors outside the guarded handlers (e.g. in the JobQueue)."""
+    attempt = current_attempt()
+    if isinstance(context.error, RedisError) and attempt is not None:
+        log.warning("redis failed; the update will run again: %s", context.error)
+        attempt.redis_failed = True
+        return
     log.error("unhandled error", exc_info=context.error)
     if isinstance(update, Update):
         await tell(update, t(user_lang(update), "error"))

@@ -5,6 +5,7 @@ Errors are ParseError(key, values) so the handler can answer in the user's langu
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from model.forms import FORMS, normalise_form_name
@@ -59,11 +60,18 @@ def form_of_token(token: str) -> str | None:
     return normalise_form_name(token) or LONG_FORMS.get(token) or PINYIN_FORMS.get(token.lower())
 
 
+def _shown(char: str) -> str:
+    """A character as a reply can show it: invisible ones (controls, spaces, combining marks) by code point."""
+    return f"U+{ord(char):04X}" if unicodedata.category(char)[0] in "CZM" else char
+
+
 def _han_only(text: str) -> str:
-    cleaned = "".join(c for c in text if c not in IGNORED_CHARS)
+    # Format characters (zero-width spaces and joiners, direction marks and overrides, BOM) are
+    # invisible and come with pasted text; dropping them keeps "春\u200b风" the 春风 the user sees.
+    cleaned = "".join(c for c in text if c not in IGNORED_CHARS and unicodedata.category(c) != "Cf")
     bad = sorted({c for c in cleaned if not is_han(c)})
     if bad:
-        raise ParseError("not_chinese", chars=" ".join(bad))
+        raise ParseError("not_chinese", chars=" ".join(_shown(c) for c in bad))
     return cleaned
 
 

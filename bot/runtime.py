@@ -19,6 +19,8 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot.config import Config
+from bot.metrics import BotMetrics
+from bot.ingest import current_attempt
 from bot.parsing import PoemRequest, check_keywords_fit
 from bot.script import to_simplified
 from bot.similar import Index
@@ -50,16 +52,18 @@ def load_chars(path: Path) -> frozenset[str]:
 
 class Runtime:
     def __init__(self, config: Config, state: State, index: Index | None = None,
-                 chars: frozenset[str] | None = None, claim_idle_ms: int = 60_000) -> None:
+                 chars: frozenset[str] | None = None) -> None:
         self.config = config
         self.state = state
         self.index = index
         self.chars = chars
         self.consumer = config.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
-        self.claim_idle_ms = claim_idle_ms
+        # Updates and results another replica left unacknowledged this long are taken over.
+        self.claim_idle_ms = config.claim_idle_ms
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
         self._alive_at = float("-inf")
+        self.metrics = BotMetrics()
 
     def can_write(self, char: str) -> bool:
         return self.chars is None or char in self.chars
@@ -87,27 +91,39 @@ class Runtime:
 
     async def submit(self, job: Job, bot: Bot | None, *, user_id: int | None = None,
                      chat_id: int | None = None, limited: bool = True) -> Outcome:
-        """Enqueue job unless a limit says no; show typing in chat_id while it is worked on."""
+        """Enqueue job unless a limit says no; show typing in chat_id while it is worked on.
+
+        Inside a handler run from the updates stream the job id comes from the update, so running
+        the update again (after a crash or a Redis failure) neither counts nor enqueues it twice."""
+        attempt = current_attempt()
+        if attempt is not None:
+            job.job_id = attempt.next_job_id()
         if limited and user_id is not None:
-            wait = await self.state.check_rate(user_id, self.config.rate_per_min)
+            wait = await self.state.check_rate(user_id, self.config.rate_per_min, request_id=job.job_id)
             if wait > 0:
-                return Outcome("rate_limited", max(1, round(wait + 0.5)))
+                return self._counted(Outcome("rate_limited", max(1, round(wait + 0.5))))
         if limited and not await self.state.reserve_slot(job.job_id, self.config.queue_cap):
-            return Outcome("busy", self.config.busy_retry_s)
+            return self._counted(Outcome("busy", self.config.busy_retry_s))
         if not limited:
             # System jobs (the daily poem) are never refused but still count against the cap.
             await self.state.track_inflight(job.job_id)
         self._done[job.job_id] = asyncio.Event()
+        # Echoed back in the Result, so whichever replica delivers can measure the latency.
+        job.reply.setdefault("created_at", job.created_at)
         await self.state.enqueue(job)
         if not await self.worker_alive():
             # The job stays on the stream; whichever worker starts next will serve it.
             self._done.pop(job.job_id, None)
-            return Outcome("no_worker")
+            return self._counted(Outcome("no_worker"))
         if bot is not None and chat_id is not None:
             self.spawn(self._typing(bot, chat_id, job.job_id))
         else:
             self._done.pop(job.job_id, None)
-        return Outcome("queued")
+        return self._counted(Outcome("queued"))
+
+    def _counted(self, outcome: Outcome) -> Outcome:
+        self.metrics.submitted.labels(outcome=outcome.status).inc()
+        return outcome
 
     async def worker_alive(self) -> bool:
         """Whether any worker's heartbeat is live; a yes is trusted for ALIVE_CACHE_S, a no never."""
@@ -157,7 +173,11 @@ class Runtime:
 
     async def stop_tasks(self) -> None:
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while tasks:
+            # Cancel again until done: a cancel landing inside redis-py's read can be swallowed,
+            # and the task then simply reads on.
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=1.0)
+            tasks = [task for task in tasks if not task.done()]
         self._tasks.clear()

@@ -20,10 +20,15 @@ from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, WORKER
 
 BOT = f"{PREFIX}:bot"
 RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
+UPDATES_STREAM = f"{BOT}:updates"      # Telegram updates, stored before they are confirmed (bot.ingest)
+UPDATES_GROUP = "bots"                 # consumer group of the bot replicas on UPDATES_STREAM
+UPDATES_MAXLEN = 100_000
+UPDATE_SEEN_TTL_S = 24 * 3600          # Telegram re-sends an unconfirmed update; it is stored once
+POLLER_KEY = f"{BOT}:poller"           # the one replica allowed to call getUpdates (a lease)
+ENQUEUED_TTL_S = 24 * 3600             # a job id re-submitted by a re-run update is enqueued once
 SUBSCRIBERS_KEY = f"{BOT}:subscribers"     # hash chat_id -> language
 INFLIGHT_KEY = f"{BOT}:inflight"       # zset job_id -> enqueue time, for the global queue cap
 INFLIGHT_STALE_S = 3600                # a job this old no longer counts against the cap
-DELIVERY_LEASE_S = 60                  # a replica that dies mid-send loses its claim after this
 DELIVERED_TTL_S = 24 * 3600
 DAILY_TTL_S = 3 * 24 * 3600
 SHOWN_CAP = 500
@@ -45,6 +50,13 @@ def rate_key(user_id: int) -> str:
 
 def delivered_key(job_id: str) -> str:
     return f"{BOT}:delivered:{job_id}"
+
+
+SEEN_PREFIX = f"{BOT}:seen:"           # + bot.ingest.update_key: one stored update
+
+
+def enqueued_key(job_id: str) -> str:
+    return f"{BOT}:enqueued:{job_id}"
 
 
 def daily_key(date: str) -> str:
@@ -103,6 +115,7 @@ class UserSettings:
 _RATE_LUA = """
 local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZSCORE', key, ARGV[4]) then return '0' end
 if redis.call('ZCARD', key) >= limit then
   local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   return tostring(tonumber(oldest[2]) + window - now)
@@ -116,9 +129,43 @@ return '0'
 _RESERVE_LUA = """
 local key, now, stale, cap = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - stale)
+if redis.call('ZSCORE', key, ARGV[4]) then return 1 end
 if redis.call('ZCARD', key) >= cap then return 0 end
 redis.call('ZADD', key, now, ARGV[4])
 return 1
+"""
+
+# Store each update once (Telegram re-sends unconfirmed ones): the seen mark and the entry together.
+_INGEST_LUA = """
+for i = 1, #ARGV, 2 do
+  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', tonumber(KEYS[3])) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', KEYS[4], '*', 'update', ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+# A job is XADDed once per job id, however often the update that made it is re-run.
+_ENQUEUE_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
+end
+return false
+"""
+
+# The poller lease: take it when free, extend it when ours.
+_LEASE_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -126,12 +173,17 @@ class State:
     """Async access to the bot's Redis state; one instance per process, shared by handlers."""
 
     def __init__(self, redis: aioredis.Redis, poem_ttl_s: int = 7 * 24 * 3600,
-                 history_cap: int = 50) -> None:
+                 history_cap: int = 50, delivery_lease_s: int = 30) -> None:
         self.redis = redis
+        self.delivery_lease_s = delivery_lease_s   # a replica that dies mid-send loses its claim after this
         self.poem_ttl_s = poem_ttl_s
         self.history_cap = history_cap
         self._rate = redis.register_script(_RATE_LUA)
         self._reserve = redis.register_script(_RESERVE_LUA)
+        self._ingest = redis.register_script(_INGEST_LUA)
+        self._enqueue = redis.register_script(_ENQUEUE_LUA)
+        self._lease = redis.register_script(_LEASE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "State":
@@ -144,15 +196,67 @@ class State:
     async def ensure_groups(self) -> None:
         """Create the worker group (from the start of the stream, so jobs queued before any worker
         ran are still served) and the bots' results group (new results only)."""
-        for stream, group, start in ((JOBS_STREAM, WORKER_GROUP, "0"), (RESULTS_STREAM, RESULTS_GROUP, "$")):
+        for stream, group, start in ((JOBS_STREAM, WORKER_GROUP, "0"), (RESULTS_STREAM, RESULTS_GROUP, "$"),
+                                     (UPDATES_STREAM, UPDATES_GROUP, "0")):
             try:
                 await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def enqueue(self, job: Job) -> str:
-        return await self.redis.xadd(JOBS_STREAM, job_fields(job), maxlen=JOBS_MAXLEN, approximate=True)
+    async def enqueue(self, job: Job) -> str | None:
+        """XADD job unless a job with its id was enqueued before (then None)."""
+        (name, value), = job_fields(job).items()
+        return await self._enqueue(keys=[JOBS_STREAM, enqueued_key(job.job_id)],
+                                   args=[ENQUEUED_TTL_S, JOBS_MAXLEN, name, value])
+
+    # --- updates (bot.ingest) ------------------------------------------------------------
+    async def ingest_updates(self, updates: list[tuple[str, str]]) -> None:
+        """Store (key, JSON) pairs (bot.ingest.stored) in the updates stream, each key once."""
+        if not updates:
+            return
+        args = [x for key, data in updates for x in (key, data)]
+        await self._ingest(keys=[UPDATES_STREAM, SEEN_PREFIX, UPDATE_SEEN_TTL_S, UPDATES_MAXLEN], args=args)
+
+    async def read_updates(self, consumer: str, block_ms: int, count: int = 16) -> list[tuple[str, dict]]:
+        reply = await self.redis.xreadgroup(UPDATES_GROUP, consumer, {UPDATES_STREAM: ">"},
+                                            count=count, block=block_ms)
+        return [(entry_id, entry) for _, entries in reply or [] for entry_id, entry in entries]
+
+    async def claim_stale_updates(self, consumer: str, min_idle_ms: int,
+                                  count: int = 16) -> list[tuple[str, dict, int]]:
+        """Updates a replica took and never acknowledged (it died, or Redis failed under it), with
+        how many times each has now been handed out."""
+        reply = await self.redis.xautoclaim(UPDATES_STREAM, UPDATES_GROUP, consumer,
+                                            min_idle_time=min_idle_ms, start_id="0-0", count=count)
+        claimed = []
+        for entry_id, entry in (reply[1] if reply else []):
+            if not entry:
+                await self.ack_update(entry_id)       # trimmed away meanwhile
+                continue
+            delivered = await self.update_deliveries(entry_id)
+            if delivered:
+                claimed.append((entry_id, entry, delivered))
+        return claimed
+
+    async def update_deliveries(self, entry_id: str) -> int:
+        """How often a pending update entry was handed out; 0 once it is acknowledged."""
+        info = await self.redis.xpending_range(UPDATES_STREAM, UPDATES_GROUP, min=entry_id,
+                                               max=entry_id, count=1)
+        return int(info[0]["times_delivered"]) if info else 0
+
+    async def ack_update(self, entry_id: str) -> None:
+        await self.redis.xack(UPDATES_STREAM, UPDATES_GROUP, entry_id)
+
+    async def updates_pending(self) -> int:
+        info = await self.redis.xpending(UPDATES_STREAM, UPDATES_GROUP)
+        return int(info["pending"])
+
+    async def hold_poller_lease(self, owner: str, lease_ms: int) -> bool:
+        return bool(await self._lease(keys=[POLLER_KEY], args=[owner, lease_ms]))
+
+    async def release_poller_lease(self, owner: str) -> None:
+        await self._release(keys=[POLLER_KEY], args=[owner])
 
     async def workers_alive(self) -> int:
         """Workers whose heartbeat key has not expired."""
@@ -181,7 +285,7 @@ class State:
     async def begin_delivery(self, job_id: str, consumer: str) -> str:
         """Claim the right to send job_id's reply: "mine", "sent" (done before) or "busy"
         (another replica holds the lease right now)."""
-        if await self.redis.set(delivered_key(job_id), f"sending:{consumer}", nx=True, ex=DELIVERY_LEASE_S):
+        if await self.redis.set(delivered_key(job_id), f"sending:{consumer}", nx=True, ex=self.delivery_lease_s):
             return "mine"
         return "sent" if await self.redis.get(delivered_key(job_id)) == "sent" else "busy"
 
@@ -196,10 +300,13 @@ class State:
         return await self.redis.get(delivered_key(job_id)) == "sent"
 
     # --- limits ----------------------------------------------------------------------------
-    async def check_rate(self, user_id: int, per_min: int, now: float | None = None) -> float:
-        """Record one request; 0 when allowed, else seconds until the user may ask again."""
+    async def check_rate(self, user_id: int, per_min: int, now: float | None = None,
+                         request_id: str | None = None) -> float:
+        """Record one request; 0 when allowed, else seconds until the user may ask again.
+
+        A request_id already counted (the same update run again) is allowed without counting twice."""
         now = time.time() if now is None else now
-        member = f"{now:.6f}-{secrets.token_hex(3)}"
+        member = request_id or f"{now:.6f}-{secrets.token_hex(3)}"
         wait = await self._rate(keys=[rate_key(user_id)], args=[now, 60, per_min, member])
         return max(0.0, float(wait))
 

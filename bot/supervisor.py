@@ -129,6 +129,13 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
     sandbox = with_bot and not env.get("TELEGRAM_BOT_TOKEN", "").strip()
     if sandbox and log_dir is None:
         log_dir = data_dir() / "logs"
+    if sandbox:
+        # The children's log files are read by the person in the sandbox chat, not by a shipper.
+        env.setdefault("POEMBOT_LOG_FORMAT", "text")
+    else:
+        # In the sandbox this terminal is the chat, so the supervisor's own lines stay out of it.
+        from model.logs import setup_logging
+        setup_logging("run")
     redis = None
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(data_dir() / "redis")

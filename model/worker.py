@@ -370,8 +370,8 @@ def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_w
                max_deliveries: int | None = None, jit_compile: bool | None = None) -> int:
     """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code."""
     from model.connections import redis_url as resolve_url
-    logging.basicConfig(level=os.environ.get("POEMBOT_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from model.logs import setup_logging
+    setup_logging("worker")
     model_dir = Path(model_dir or os.environ.get("POEMBOT_MODEL_DIR") or PRETRAINED_DIR)
     try:
         generator = load_generator(model_dir, jit_compile)

@@ -13,7 +13,6 @@ import socket
 import time
 from dataclasses import replace
 from datetime import time as dtime
-from datetime import timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import numpy as np
@@ -50,7 +49,7 @@ def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config
     now = time.localtime()
     base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url,
                   daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min), tz="UTC",
-                  admin_ids=frozenset({900}), typing_max_s=20)
+                  admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
     return replace(base, **overrides)
 
 
@@ -70,16 +69,14 @@ def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> Latent
 
 @contextlib.asynccontextmanager
 async def running_bot(config: Config, *, index: Any = None, chars: frozenset[str] | None = None,
-                      webhook_port: int | None = None, claim_idle_ms: int = 60_000) -> AsyncIterator[Application]:
-    """The real Application, started the way run_polling / run_webhook start it, then stopped."""
-    app = build_application(config, index=index, chars=chars, claim_idle_ms=claim_idle_ms)
+                      webhook_port: int | None = None) -> AsyncIterator[Application]:
+    """The real Application, started the way bot.app.serve / run_webhook start it, then stopped."""
+    app = build_application(config, index=index, chars=chars)
     await app.initialize()
     await app.post_init(app)
     if webhook_port is not None:
         await app.updater.start_webhook(listen="127.0.0.1", port=webhook_port, url_path=config.webhook_path,
                                         webhook_url=config.webhook_url, secret_token=config.webhook_secret)
-    else:
-        await app.updater.start_polling(poll_interval=0, timeout=timedelta(seconds=2))
     await app.start()
     try:
         yield app

@@ -321,7 +321,7 @@ async def test_no_worker_queues_the_job_and_a_later_worker_answers(emu, redis_ur
 
 
 async def test_429_is_retried_and_a_failed_send_is_redelivered_once(emu, redis_url, stand_in) -> None:
-    async with running_bot(make_config(emu, redis_url), claim_idle_ms=300):
+    async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
         emu.fail_next("sendMessage", code=429, retry_after=1)
         _, call = await ask_poem(emu, ALICE, "/start")
         assert "你好" in call.text

@@ -1,0 +1,260 @@
+"""Durable update intake: every Telegram update is written to a Redis stream before it is confirmed,
+and handlers run from that stream, so a killed bot replica or a Redis restart loses no request.
+
+Polling: one replica at a time (a Redis lease) calls getUpdates and confirms an offset only after the
+updates are in the stream. Webhook: PTB's server receives them and intercept() moves them to the stream.
+Every replica consumes the stream in one consumer group; an update is acknowledged after its handlers
+ran, re-run after a Redis failure, and taken over from a replica that died holding it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+from telegram import Update
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+
+from bot.state import State
+
+log = logging.getLogger(__name__)
+
+LEASE_PER_POLL = 3            # the polling lease lasts this many long-polls: renewed before each
+MAX_ATTEMPTS = 5              # runs of one update before it is dropped as poison
+RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30)   # while Redis is failing, within one run
+DRAIN_S = 10.0                # at shutdown, how long updates in hand may take to finish
+CONCURRENCY = 64              # updates handled at once per replica (PTB's own default is 256)
+
+
+def update_key(update_id: int, data: str) -> str:
+    """Names one update: its id plus a digest, because ids restart (a new emulator, a week of silence)."""
+    return f"{update_id}-{hashlib.sha1(data.encode()).hexdigest()[:10]}"
+
+
+def stored(update: Update) -> tuple[str, str]:
+    data = json.dumps(update.to_dict(), ensure_ascii=False, sort_keys=True)
+    return update_key(update.update_id, data), data
+
+
+@dataclass
+class Attempt:
+    """One run of the handlers for one update; handlers see it through current_attempt()."""
+    key: str
+    submits: int = 0
+    redis_failed: bool = False
+
+    def next_job_id(self) -> str:
+        """Deterministic per update, so a re-run enqueues the same job ids (and the stream drops them)."""
+        self.submits += 1
+        return f"u{self.key}.{self.submits}"
+
+
+_attempt: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("poembot_attempt", default=None)
+
+
+def current_attempt() -> Attempt | None:
+    return _attempt.get()
+
+
+def backoff(attempt: int) -> float:
+    delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+    return random.uniform(delay / 2, delay)
+
+
+async def intercept(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """TypeHandler in the first group: updates that did not come from the stream go into it.
+
+    Only webhook updates take this path (the poller writes to the stream itself). Redis may be down
+    for a moment: keep the update in memory and retry rather than drop it.
+    """
+    if current_attempt() is not None or not isinstance(update, Update):
+        return
+    state: State = context.application.bot_data["rt"].state
+    tries = 0
+    while True:
+        try:
+            await state.ingest_updates([stored(update)])
+            break
+        except RedisError as exc:
+            log.warning("could not store webhook update %s yet: %s", update.update_id, exc)
+            await asyncio.sleep(backoff(tries))
+            tries += 1
+    raise ApplicationHandlerStop
+
+
+class Poller:
+    """getUpdates → stream, confirming each batch only once it is stored; one polling replica at a time."""
+
+    def __init__(self, app: Application, state: State, owner: str, timeout_s: int = 10) -> None:
+        self.app = app
+        self.state = state
+        self.owner = owner
+        self.timeout_s = timeout_s
+        # A replica that dies while polling hands over after lease_ms; standbys look this often.
+        self.lease_ms = LEASE_PER_POLL * max(1, timeout_s) * 1000
+        self.standby_s = max(1.0, timeout_s / 2)
+        self.offset = 0
+
+    async def run(self) -> None:
+        tries = 0
+        webhook_cleared = False
+        while True:
+            try:
+                if not await self.state.hold_poller_lease(self.owner, self.lease_ms):
+                    await asyncio.sleep(self.standby_s)
+                    continue
+                if not webhook_cleared:
+                    # getUpdates answers 409 while a webhook is set (e.g. left over from webhook mode).
+                    await self.app.bot.delete_webhook()
+                    webhook_cleared = True
+                updates = await self.app.bot.get_updates(
+                    offset=self.offset, timeout=self.timeout_s, allowed_updates=Update.ALL_TYPES,
+                    read_timeout=self.timeout_s + 10)
+                if updates:
+                    await self.state.ingest_updates([stored(u) for u in updates])
+                    # Only now may Telegram forget them: the next call confirms this offset.
+                    self.offset = updates[-1].update_id + 1
+                tries = 0
+            except asyncio.CancelledError:
+                raise
+            except InvalidToken:
+                log.critical("Telegram rejected the bot token; polling stops")
+                raise
+            except RetryAfter as exc:
+                await asyncio.sleep(float(exc.retry_after if isinstance(exc.retry_after, (int, float))
+                                          else exc.retry_after.total_seconds()))
+            except Conflict as exc:
+                # Another process polls with this token (or a webhook was set meanwhile).
+                log.warning("getUpdates conflict: %s", exc)
+                webhook_cleared = False
+                await asyncio.sleep(backoff(tries))
+                tries += 1
+            except (NetworkError, TelegramError, RedisError) as exc:
+                log.warning("polling failed, retrying: %s", exc)
+                await asyncio.sleep(backoff(tries))
+                tries += 1
+
+    async def release(self) -> None:
+        try:
+            await self.state.release_poller_lease(self.owner)
+        except RedisError:
+            pass     # it expires on its own
+
+
+class UpdateConsumer:
+    """Runs the Application's handlers for updates from the stream and acknowledges them after."""
+
+    def __init__(self, app: Application, state: State, consumer: str, block_ms: int = 1000,
+                 claim_idle_ms: int = 30_000, concurrency: int = CONCURRENCY) -> None:
+        self.app = app
+        self.state = state
+        self.consumer = consumer
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.concurrency = concurrency
+        self.slots = asyncio.Semaphore(concurrency)
+        self.running: set[asyncio.Task] = set()
+        self.in_hand: set[str] = set()       # entry ids being handled here; never claimed twice
+        self.stopping = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        claim_every = max(0.2, self.claim_idle_ms / 2000)
+        next_claim = loop.time()
+        tries = 0
+        try:
+            while not self.stopping:
+                try:
+                    entries: list[tuple[str, dict, int]] = []
+                    if loop.time() >= next_claim:
+                        entries += await self.state.claim_stale_updates(self.consumer, self.claim_idle_ms)
+                        next_claim = loop.time() + claim_every
+                    free = max(1, self.concurrency - len(self.running))   # no more than we can start
+                    entries += [(e, f, 1) for e, f in
+                                await self.state.read_updates(self.consumer, self.block_ms, count=free)]
+                    tries = 0
+                except RedisError as exc:
+                    if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                        await self.state.ensure_groups()     # Redis came back empty
+                        continue
+                    log.warning("updates stream unavailable: %s", exc)
+                    await asyncio.sleep(backoff(tries))
+                    tries += 1
+                    continue
+                for entry_id, fields, deliveries in entries:
+                    if entry_id in self.in_hand:
+                        continue
+                    await self.slots.acquire()
+                    self.in_hand.add(entry_id)
+                    task = loop.create_task(self._handle(entry_id, fields, deliveries))
+                    self.running.add(task)
+                    task.add_done_callback(self.running.discard)
+            if self.running:
+                # Shutting down: let updates in hand finish; what does not is re-run by another replica.
+                await asyncio.wait(set(self.running), timeout=DRAIN_S)
+        finally:
+            for task in list(self.running):
+                task.cancel()
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Read no more updates; run() returns once those in hand are done (or DRAIN_S passed)."""
+        self.stopping = True
+
+    async def _handle(self, entry_id: str, fields: dict, deliveries: int) -> None:
+        try:
+            if deliveries > 1 and not await self.state.update_deliveries(entry_id):
+                return          # its first run (here) finished after the claim: nothing left to do
+            if deliveries > MAX_ATTEMPTS:
+                log.error("dropping update entry %s after %d runs", entry_id, deliveries - 1)
+                await self._ack(entry_id)
+                return
+            try:
+                data = fields["update"]
+                update = Update.de_json(json.loads(data), self.app.bot)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.error("dropping unreadable update entry %s: %s", entry_id, exc)
+                await self._ack(entry_id)
+                return
+            if await self.process(update, update_key(update.update_id, data)):
+                await self._ack(entry_id)
+            # else: left pending; another run (here or on another replica) takes it after claim_idle_ms
+        except RedisError as exc:
+            log.warning("update entry %s stays pending: %s", entry_id, exc)
+        finally:
+            self.in_hand.discard(entry_id)
+            self.slots.release()
+
+    async def process(self, update: Update, key: str) -> bool:
+        """Run the handlers, re-running while they fail on Redis; True when the update is done."""
+        for attempt_no in range(len(RETRY_DELAYS_S) + 1):
+            attempt = Attempt(key)
+            token = _attempt.set(attempt)
+            try:
+                await self.app.process_update(update)
+            finally:
+                _attempt.reset(token)
+            if not attempt.redis_failed:
+                return True
+            await asyncio.sleep(backoff(attempt_no))
+        return False
+
+    async def _ack(self, entry_id: str) -> None:
+        tries = 0
+        while True:
+            try:
+                await self.state.ack_update(entry_id)
+                return
+            except RedisError as exc:
+                if tries >= len(RETRY_DELAYS_S):
+                    raise
+                log.warning("could not acknowledge update entry %s yet: %s", entry_id, exc)
+                await asyncio.sleep(backoff(tries))
+                tries += 1
