@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install corpus index clean-venv
+.PHONY: run test reliability install corpus index clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ run: index
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The robustness suite alone, writing its figures to docs/reliability.md (make test writes runs/).
+reliability: install
+	POEMBOT_RELIABILITY_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/robustness $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from redis.exceptions import RedisError
 from telegram import Bot, ReplyParameters
@@ -29,6 +29,26 @@ SIMILAR_K = 5
 def reply_params(message_id: int | None) -> ReplyParameters | None:
     # The request may have been deleted meanwhile; answer anyway rather than fail.
     return ReplyParameters(message_id=message_id, allow_sending_without_reply=True) if message_id else None
+
+
+SETTLE_PATIENCE_S = 120      # how long Redis may stay away while a sent reply is being recorded
+
+
+async def settle(step: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Record something about a reply that has gone out: retried while Redis is away, because letting
+    the result be re-read instead would send the reply a second time."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + SETTLE_PATIENCE_S, 0.1
+    while True:
+        try:
+            await step()
+            return
+        except RedisError as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("could not record %s yet: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 class RetryLater(Exception):
@@ -59,7 +79,8 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
     await bot.send_message(chat_id, format_similar(items, lang, traditional, header_key),
                            parse_mode=ParseMode.HTML, reply_parameters=reply_params(reply_to))
     if user_id is not None:
-        await rt.state.mark_shown(user_id, [str(item["id"]) for item in items])
+        shown = [str(item["id"]) for item in items]
+        await settle(lambda: rt.state.mark_shown(user_id, shown), "poems shown")
 
 
 class ResultConsumer:
@@ -127,8 +148,8 @@ class ResultConsumer:
                 metrics.telegram_error(exc)
             outcome = "failed"
         metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
-        await state.finish_delivery(result.job_id)
-        await state.ack_result(entry_id)
+        await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
+        await settle(lambda: state.ack_result(entry_id), "a delivery's acknowledgement")
         self.rt.job_done(result.job_id)
 
     async def deliver(self, result: Result) -> str:
@@ -179,9 +200,10 @@ class ResultConsumer:
             log.info("poem for a chat that cannot receive it: %s", exc)
             self.rt.metrics.telegram_error(exc)
             return "failed"
-        await self.rt.state.remember_message(chat_id, message.message_id, record.poem_id)
+        await settle(lambda: self.rt.state.remember_message(chat_id, message.message_id, record.poem_id),
+                     "the poem's message")
         if user_id is not None:
-            await self.rt.state.add_history(int(user_id), record.poem_id, record.mu)
+            await settle(lambda: self.rt.state.add_history(int(user_id), record.poem_id, record.mu), "history")
         return "sent"
 
     async def deliver_similar(self, result: Result) -> str:
@@ -227,7 +249,8 @@ class ResultConsumer:
                 await state.release_recipient(result.job_id, chat_id)
                 transient = True
                 continue
-            await state.remember_message(chat_id, message.message_id, record.poem_id)
+            await settle(lambda: state.remember_message(chat_id, message.message_id, record.poem_id),
+                         "the daily poem's message")
         if transient:
             raise RetryLater("some daily recipients failed")
         return "sent"

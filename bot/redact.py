@@ -6,6 +6,7 @@ this every INFO line of a polling bot would leak the credential.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 
 REDACTED = "<token>"
@@ -25,11 +26,13 @@ class RedactToken(logging.Filter):
                 if ":" in s:
                     parts.add(s.split(":", 1)[1])
         self.secrets = sorted(parts, key=len, reverse=True)
+        # Case-insensitive: PTB capitalises error descriptions (str.capitalize lowercases the rest), so a
+        # token Telegram echoes in an error reaches the log as "123:abc..." instead of "123:AbC...".
+        self._pattern = (re.compile("|".join(re.escape(s) for s in self.secrets), re.IGNORECASE)
+                         if self.secrets else None)
 
     def redact(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, REDACTED)
-        return text
+        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

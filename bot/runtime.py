@@ -30,6 +30,8 @@ from model.jobs import GenerateJob, Job, validate_generate
 log = logging.getLogger(__name__)
 
 TYPING_REFRESH_S = 4.5    # Telegram shows "typing…" for about 5 s per sendChatAction
+# Telegram allows a bot about 30 requests a second and chat actions count: under load, poems first.
+TYPING_MAX_ACTIVE = 16
 ALIVE_CACHE_S = 2.0       # heartbeats are found by SCAN over the keyspace: not on every request
 
 
@@ -63,6 +65,7 @@ class Runtime:
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
         self._alive_at = float("-inf")
+        self._typing_jobs: set[str] = set()
         self.metrics = BotMetrics()
 
     def can_write(self, char: str) -> bool:
@@ -116,7 +119,11 @@ class Runtime:
             self._done.pop(job.job_id, None)
             return self._counted(Outcome("no_worker"))
         if bot is not None and chat_id is not None:
-            self.spawn(self._typing(bot, chat_id, job.job_id))
+            if len(self._typing_jobs) < TYPING_MAX_ACTIVE:
+                self._typing_jobs.add(job.job_id)
+                self.spawn(self._typing(bot, chat_id, job.job_id))
+            else:
+                self._done.pop(job.job_id, None)
         else:
             self._done.pop(job.job_id, None)
         return self._counted(Outcome("queued"))
@@ -158,6 +165,7 @@ class Runtime:
                         return
         finally:
             self._done.pop(job_id, None)
+            self._typing_jobs.discard(job_id)
 
     # --- background tasks ---------------------------------------------------------------------
     def spawn(self, coro: Any) -> asyncio.Task:

@@ -18,7 +18,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -127,6 +128,7 @@ class StandInWorker:
         self.jobs: list[Any] = []
         self._task: asyncio.Task | None = None
         self._seed = 1
+        self._stopping = False
 
     async def start(self) -> "StandInWorker":
         try:
@@ -140,6 +142,11 @@ class StandInWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # Let the loop end between reads first: a cancel that lands as a redis-py read completes can
+            # be swallowed (redis-py 8, Python 3.11) and leave the connection out of step, so the next
+            # XREADGROUP never returns and the cancel below would wait out SHUTDOWN_TIMEOUT_S.
+            self._stopping = True
+            await asyncio.wait({self._task}, timeout=5)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, SHUTDOWN_TIMEOUT_S)
@@ -150,14 +157,21 @@ class StandInWorker:
         await self.redis.set(heartbeat_key(self.worker_id), json.dumps({"at": time.time()}), ex=HEARTBEAT_TTL_S)
 
     async def _run(self) -> None:
-        while True:
-            await self._beat()
-            reply = await self.redis.xreadgroup(WORKER_GROUP, self.worker_id, {JOBS_STREAM: ">"},
-                                                count=8, block=200)
-            for _, entries in reply or []:
-                for entry_id, entry in entries:
-                    await self._serve(entry)
-                    await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
+        while not self._stopping:
+            try:
+                await self._beat()
+                reply = await self.redis.xreadgroup(WORKER_GROUP, self.worker_id, {JOBS_STREAM: "0"},
+                                                    count=8)       # own pending first (after an outage)
+                if not reply or not reply[0][1]:
+                    reply = await self.redis.xreadgroup(WORKER_GROUP, self.worker_id, {JOBS_STREAM: ">"},
+                                                        count=8, block=200)
+                for _, entries in reply or []:
+                    for entry_id, entry in entries:
+                        await self._serve(entry)
+                        await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
+            except (RedisConnectionError, BusyLoadingError):
+                # Redis restarting: wait for it like model.worker does.
+                await asyncio.sleep(0.2)
 
     async def _serve(self, entry: dict) -> None:
         try:

