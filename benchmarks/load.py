@@ -388,7 +388,9 @@ def summary(result: dict[str, Any]) -> str:
     return (f"load: {result['answered']}/{result['requests']} answered, {result['duplicates']} twice, "
             f"p50 {lat['p50']}s p99 {lat['p99']}s, {result['throughput_per_s']}/s "
             f"({result.get('bot_api_sends_per_s')} Bot API sends/s), "
-            f"peak queue {result['peak_queue_depth']}, faults {len(result['faults'])}")
+            f"peak queue {result['peak_queue_depth']}, faults {len(result['faults'])}"
+            + (f"; one user alone: p50 {result['baseline_one_user_latency_s']['p50']}s"
+               if "baseline_one_user_latency_s" in result else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,8 +411,14 @@ def main(argv: list[str] | None = None) -> int:
 
     async def go() -> dict[str, Any]:
         async with Cluster(a.model_dir, a.workers, a.index, max_batch=a.max_batch) as cluster:
-            return await run_load(cluster, a.users, a.per_user, faults=standard_faults() if a.faults else [],
-                                  seed=a.seed, timeout=a.timeout)
+            # The baseline, in the same run: one user alone, so the load's cost shows as a ratio.
+            idle = await run_load(cluster, 1, a.per_user, seed=a.seed + 1, timeout=a.timeout)
+            result = await run_load(cluster, a.users, a.per_user, faults=standard_faults() if a.faults else [],
+                                    seed=a.seed, timeout=a.timeout)
+        result["baseline_one_user_latency_s"] = idle["latency_s"]
+        if idle["latency_s"]["p50"] and result["latency_s"]["p50"]:
+            result["p50_vs_one_user"] = round(result["latency_s"]["p50"] / idle["latency_s"]["p50"], 1)
+        return result
 
     result = asyncio.run(go())
     print(json.dumps(result, ensure_ascii=False))

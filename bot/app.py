@@ -1,7 +1,7 @@
 """Wiring: build_application() makes the whole bot from a Config; run_bot() runs it (polling or webhook).
 
-Start-up work (command list, consumer groups, results consumer, daily schedule and missed-slot catch-up)
-lives in post_init so run_polling, run_webhook and tests all go through the same code.
+Start-up work (command list, consumer groups, update intake, results consumer, daily schedule and
+missed-slot catch-up) lives in post_init so serve(), run_webhook and tests all go through the same code.
 """
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 from telegram import Update
