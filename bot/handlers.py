@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 from typing import Any, Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -56,6 +57,17 @@ async def tell(update: Update, text: str) -> None:
             await update.effective_message.reply_text(text)
     except TelegramError as exc:
         log.warning("could not answer the user: %s", exc)
+
+
+RTL_OR_CONTROL = {"R", "AL", "RLE", "LRE", "RLO", "LRO", "PDF", "RLI", "LRI", "FSI", "PDI"}
+
+
+def isolate(name: str) -> str:
+    """A user-chosen name wrapped in a first-strong isolate when it holds right-to-left text or direction
+    controls, so it cannot reorder the sentence around it (names are the user's, greetings are ours)."""
+    if any(unicodedata.bidirectional(c) in RTL_OR_CONTROL for c in name):
+        return f"\u2068{name}\u2069"
+    return name
 
 
 def guarded(func: Handler) -> Handler:
@@ -115,7 +127,7 @@ def command_args(message: Message) -> str:
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     lang = user_lang(update)
     name = update.effective_user.first_name if update.effective_user else ""
-    await update.effective_message.reply_text(t(lang, "start", name=name, help=t(lang, "help")))
+    await update.effective_message.reply_text(t(lang, "start", name=isolate(name), help=t(lang, "help")))
 
 
 @guarded

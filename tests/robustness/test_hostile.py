@@ -214,7 +214,7 @@ CASES: list[Case] = [
     Case("rtl_arabic_theme", text(BOB, "/poem مرحبا"), "must be Chinese characters", shows="م"),
     Case("control_char_theme", text(ALICE, "/poem 春\x07风"), "只能用汉字：U+0007 不行"),
     Case("combining_mark_theme", text(ALICE, "/poem 春\u0301"), "只能用汉字：U+0301 不行"),
-    Case("rtl_name_start", text(RTL_NAME, "/start"), "你好，\u202eevil\u202c！", shows="\u202eevil"),
+    Case("rtl_name_start", text(RTL_NAME, "/start"), "你好，\u2068\u202eevil\u202c\u2069！", shows="\u202eevil"),
     # HTML and Markdown injection
     Case("html_in_theme", text(ALICE, "/poem <b>春</b>"), "只能用汉字", shows="/ < > b"),
     Case("html_in_form_name", text(BOB, "/poem 七言<script>alert(1)</script>"), "Unknown form",
