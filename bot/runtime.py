@@ -19,8 +19,8 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bot.config import Config
-from bot.metrics import BotMetrics
 from bot.ingest import current_attempt
+from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit
 from bot.script import to_simplified
 from bot.similar import Index
@@ -118,12 +118,9 @@ class Runtime:
             # The job stays on the stream; whichever worker starts next will serve it.
             self._done.pop(job.job_id, None)
             return self._counted(Outcome("no_worker"))
-        if bot is not None and chat_id is not None:
-            if len(self._typing_jobs) < TYPING_MAX_ACTIVE:
-                self._typing_jobs.add(job.job_id)
-                self.spawn(self._typing(bot, chat_id, job.job_id))
-            else:
-                self._done.pop(job.job_id, None)
+        if bot is not None and chat_id is not None and len(self._typing_jobs) < TYPING_MAX_ACTIVE:
+            self._typing_jobs.add(job.job_id)
+            self.spawn(self._typing(bot, chat_id, job.job_id))
         else:
             self._done.pop(job.job_id, None)
         return self._counted(Outcome("queued"))
