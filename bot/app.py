@@ -1,7 +1,7 @@
 """Wiring: build_application() makes the whole bot from a Config; run_bot() runs it (polling or webhook).
 
 Start-up work (command list, consumer groups, update intake, results consumer, daily schedule and
-missed-slot catch-up) lives in post_init so serve(), run_webhook and tests all go through the same code.
+missed-slot catch-up) lives in post_init so serve() and the tests go through the same code.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from telegram.error import TelegramError
 from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler,
                           MessageHandler, TypeHandler, filters)
 
-from bot import handlers, ingest
+from bot import handlers
 from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
@@ -27,6 +27,7 @@ from bot.runtime import Runtime, load_chars
 from bot.similar import Index, find_index
 from bot.state import State
 from bot.texts import EN, ZH, t
+from bot.webhook import WebhookServer
 from model.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,16 @@ async def _post_init(app: Application) -> None:
     updates = UpdateConsumer(app, rt.state, rt.consumer, claim_idle_ms=rt.claim_idle_ms)
     app.bot_data["updates"] = updates
     app.bot_data["updates_task"] = rt.spawn(updates.run())
-    if not rt.config.webhook_mode:
-        poller = Poller(app, rt.state, rt.consumer, timeout_s=rt.config.poll_timeout_s)
+    config = rt.config
+    if config.webhook_mode:
+        hook = WebhookServer(app, rt.state, config.webhook_secret or "", config.webhook_path,
+                             config.webhook_listen, config.webhook_port)
+        await hook.start()
+        app.bot_data["webhook"] = hook
+        await app.bot.set_webhook(config.webhook_url, secret_token=config.webhook_secret,
+                                  allowed_updates=Update.ALL_TYPES)
+    else:
+        poller = Poller(app, rt.state, rt.consumer, timeout_s=config.poll_timeout_s)
         app.bot_data["poller"] = poller
         app.bot_data["poller_task"] = rt.spawn(poller.run())
     schedule_daily(app, rt)
@@ -67,6 +76,9 @@ async def _post_stop(app: Application) -> None:
     if poller is not None:
         app.bot_data["poller_task"].cancel()
         await poller.release()
+    hook: WebhookServer | None = app.bot_data.get("webhook")
+    if hook is not None:
+        await hook.stop()
     updates: UpdateConsumer | None = app.bot_data.get("updates")
     if updates is not None:
         updates.stop()
@@ -93,6 +105,7 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
                                     history_cap=config.history_cap)
     app = (Application.builder()
            .token(config.token)
+           .updater(None)
            .base_url(f"{config.api_url}/bot")
            .base_file_url(f"{config.api_url}/file/bot")
            # Retries 429s after the server's retry_after and paces broadcasts (daily poem).
@@ -103,9 +116,6 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
            .post_shutdown(_post_shutdown)
            .build())
     app.bot_data["rt"] = Runtime(config, state, index=index, chars=chars)
-
-    # Webhook updates go to the durable stream first; handlers run when bot.ingest reads them back.
-    app.add_handler(TypeHandler(Update, ingest.intercept), group=-1000)
 
     # Only new messages run commands: an edited "/poem" must not write a second poem.
     new = filters.UpdateType.MESSAGE
@@ -150,18 +160,13 @@ def run_bot(config: Config) -> None:
     # Also keeps httpx at WARNING: its INFO lines are request URLs holding the token (the redaction
     # filter build_application installs is the second line of defence).
     setup_logging("bot")
-    app = build_application(config)
-    if config.webhook_mode:
-        app.run_webhook(listen=config.webhook_listen, port=config.webhook_port,
-                        url_path=config.webhook_path, webhook_url=config.webhook_url,
-                        secret_token=config.webhook_secret, allowed_updates=Update.ALL_TYPES)
-    else:
-        # bot.ingest's Poller (started in post_init) replaces PTB's: it confirms updates only once stored.
-        asyncio.run(serve(app))
+    # Either way updates reach the handlers through bot.ingest (post_init starts the poller or the
+    # webhook server): PTB's own updater would acknowledge updates before they are stored.
+    asyncio.run(serve(build_application(config)))
 
 
 async def serve(app: Application) -> None:
-    """Run app until SIGINT/SIGTERM, the way run_polling would but without PTB's updater."""
+    """Run app until SIGINT/SIGTERM, the way run_polling / run_webhook would, without PTB's updater."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,7 @@
 and handlers run from that stream, so a killed bot replica or a Redis restart loses no request.
 
 Polling: one replica at a time (a Redis lease) calls getUpdates and confirms an offset only after the
-updates are in the stream. Webhook: PTB's server receives them and intercept() moves them to the stream.
+updates are in the stream. Webhook: bot/webhook.py stores each POST before it answers 200.
 Every replica consumes the stream in one consumer group; an update is acknowledged after its handlers
 ran, re-run after a Redis failure, and taken over from a replica that died holding it.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError, ResponseError
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+from telegram.ext import Application
 
 from bot.state import State
 
@@ -65,27 +65,6 @@ def current_attempt() -> Attempt | None:
 def backoff(attempt: int) -> float:
     delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
     return random.uniform(delay / 2, delay)
-
-
-async def intercept(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """TypeHandler in the first group: updates that did not come from the stream go into it.
-
-    Only webhook updates take this path (the poller writes to the stream itself). Redis may be down
-    for a moment: keep the update in memory and retry rather than drop it.
-    """
-    if current_attempt() is not None or not isinstance(update, Update):
-        return
-    state: State = context.application.bot_data["rt"].state
-    tries = 0
-    while True:
-        try:
-            await state.ingest_updates([stored(update)])
-            break
-        except RedisError as exc:
-            log.warning("could not store webhook update %s yet: %s", update.update_id, exc)
-            await asyncio.sleep(backoff(tries))
-            tries += 1
-    raise ApplicationHandlerStop
 
 
 class Poller:

@@ -70,22 +70,19 @@ def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> Latent
 
 @contextlib.asynccontextmanager
 async def running_bot(config: Config, *, index: Any = None, chars: frozenset[str] | None = None,
-                      webhook_port: int | None = None) -> AsyncIterator[Application]:
-    """The real Application, started the way bot.app.serve / run_webhook start it, then stopped."""
+                      ) -> AsyncIterator[Application]:
+    """The real Application, started and stopped the way bot.app.serve does (polling, or the webhook
+    server when config has a webhook_url), then stopped."""
     app = build_application(config, index=index, chars=chars)
     await app.initialize()
     await app.post_init(app)
-    if webhook_port is not None:
-        await app.updater.start_webhook(listen="127.0.0.1", port=webhook_port, url_path=config.webhook_path,
-                                        webhook_url=config.webhook_url, secret_token=config.webhook_secret)
     await app.start()
     try:
         yield app
     finally:
         # Bounded, so a stuck shutdown fails the test with the step's name instead of hanging the run.
-        steps = [("updater.stop", app.updater.stop)] if app.updater.running else []
-        steps += [("stop", app.stop), ("post_stop", lambda: app.post_stop(app)),
-                  ("shutdown", app.shutdown), ("post_shutdown", lambda: app.post_shutdown(app))]
+        steps = [("stop", app.stop), ("post_stop", lambda: app.post_stop(app)),
+                 ("shutdown", app.shutdown), ("post_shutdown", lambda: app.post_shutdown(app))]
         for name, step in steps:
             try:
                 await asyncio.wait_for(step(), SHUTDOWN_TIMEOUT_S)

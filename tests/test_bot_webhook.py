@@ -19,9 +19,10 @@ SECRET = "s3cret_Token-42"
 async def test_webhook_with_secret_token(emu, redis_url, stand_in) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/tg-hook"
-    config = make_config(emu, redis_url, webhook_url=url, webhook_secret=SECRET)
+    config = make_config(emu, redis_url, webhook_url=url, webhook_secret=SECRET, webhook_listen="127.0.0.1",
+                         webhook_port=port)
     assert config.webhook_mode and config.webhook_path == "tg-hook"
-    async with running_bot(config, webhook_port=port):
+    async with running_bot(config):
         registered = emu.find_calls("setWebhook")[-1]
         assert registered.params["url"] == url and registered.params["secret_token"] == SECRET
 
@@ -53,3 +54,29 @@ def test_webhook_config_from_env_requires_a_valid_secret() -> None:
             assert "WEBHOOK_SECRET" in str(exc)
         else:
             assert ok and config.webhook_secret == secret and config.webhook_path == "hook"
+
+
+async def test_an_update_the_bot_cannot_store_is_refused_so_telegram_sends_it_again(emu, redis_server,
+                                                                                   stand_in) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    config = make_config(emu, redis_server.url, webhook_url=url, webhook_secret=SECRET,
+                         webhook_listen="127.0.0.1", webhook_port=port)
+    update = {"update_id": 500, "message": {
+        "message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(ALICE), "from": ALICE,
+        "text": "/poem 秋月", "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    async with running_bot(config), aiohttp.ClientSession() as session:
+        redis_server.stop()
+        async with session.post(url, data=json.dumps(update), headers=headers) as resp:
+            assert resp.status == 503              # not stored, so not acknowledged
+        redis_server.start()
+        for _ in range(2):                         # Telegram's retry, then a duplicate delivery of it
+            async with session.post(url, data=json.dumps(update), headers=headers) as resp:
+                assert resp.status == 200
+        poem = await emu.wait_for_call("sendMessage", chat_id=ALICE["id"], timeout=60)
+        assert "秋月" in poem.text
+        since = emu.mark()
+        await emu.send_text(ALICE, "/help")        # answered after anything the duplicate could cause
+        await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], timeout=30)
+    assert len([c for c in emu.find_calls("sendMessage", chat_id=ALICE["id"]) if c.buttons]) == 1

@@ -290,8 +290,9 @@ async def test_webhook_requests_without_the_secret_are_rejected_and_not_processe
             "message_id": update_id, "date": int(time.time()), "chat": chat, "from": sender, "text": text,
             "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]}})
 
-    config = make_config(emu, redis_url, webhook_url=url, webhook_secret=WEBHOOK_SECRET)
-    async with running_bot(config, webhook_port=port):
+    config = make_config(emu, redis_url, webhook_url=url, webhook_secret=WEBHOOK_SECRET,
+                         webhook_listen="127.0.0.1", webhook_port=port)
+    async with running_bot(config):
         assert emu.find_calls("setWebhook")[-1].params["secret_token"] == WEBHOOK_SECRET
         async with aiohttp.ClientSession() as session:
             for n, secret in enumerate([None, "wrong", WEBHOOK_SECRET.upper(), WEBHOOK_SECRET[:-1], ""]):
