@@ -17,7 +17,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
 from bot.render import format_poem, format_similar, poem_keyboard
 from bot.runtime import Runtime
-from bot.state import PoemRecord, new_poem_id
+from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.texts import error_text, t
 from model.jobs import JobFormatError, Result, result_from_fields
 
@@ -37,18 +37,7 @@ SETTLE_PATIENCE_S = 120      # how long Redis may stay away while a sent reply i
 async def settle(step: Callable[[], Awaitable[Any]], what: str) -> None:
     """Record something about a reply that has gone out: retried while Redis is away, because letting
     the result be re-read instead would send the reply a second time."""
-    loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + SETTLE_PATIENCE_S, 0.1
-    while True:
-        try:
-            await step()
-            return
-        except RedisError as exc:
-            if loop.time() > deadline:
-                raise
-            log.warning("could not record %s yet: %s", what, exc)
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 5.0)
+    await retry_redis(step, what, SETTLE_PATIENCE_S)
 
 
 class RetryLater(Exception):

@@ -13,7 +13,6 @@ import contextvars
 import hashlib
 import json
 import logging
-import random
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError, ResponseError
@@ -21,13 +20,15 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
 
-from bot.state import State
+from bot.state import State, retry_redis
+from model.connections import Backoff
 
 log = logging.getLogger(__name__)
 
 LEASE_PER_POLL = 3            # the polling lease lasts this many long-polls: renewed before each
 MAX_ATTEMPTS = 5              # runs of one update before it is dropped as poison
-RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30)   # while Redis is failing, within one run
+REDIS_RERUNS = 7              # re-runs of the handlers while they fail on Redis, backing off to 30 s
+ACK_PATIENCE_S = 60.0         # how long Redis may stay away while a handled update is acknowledged
 DRAIN_S = 10.0                # at shutdown, how long updates in hand may take to finish
 CONCURRENCY = 64              # updates handled at once per replica (PTB's own default is 256)
 
@@ -62,9 +63,8 @@ def current_attempt() -> Attempt | None:
     return _attempt.get()
 
 
-def backoff(attempt: int) -> float:
-    delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
-    return random.uniform(delay / 2, delay)
+def redis_backoff() -> Backoff:
+    return Backoff(base_s=0.5, cap_s=30.0)
 
 
 class Poller:
@@ -81,7 +81,7 @@ class Poller:
         self.offset = 0
 
     async def run(self) -> None:
-        tries = 0
+        delays = redis_backoff()
         webhook_cleared = False
         while True:
             try:
@@ -99,7 +99,7 @@ class Poller:
                     await self.state.ingest_updates([stored(u) for u in updates])
                     # Only now may Telegram forget them: the next call confirms this offset.
                     self.offset = updates[-1].update_id + 1
-                tries = 0
+                delays.reset()
             except asyncio.CancelledError:
                 raise
             except InvalidToken:
@@ -112,12 +112,10 @@ class Poller:
                 # Another process polls with this token (or a webhook was set meanwhile).
                 log.warning("getUpdates conflict: %s", exc)
                 webhook_cleared = False
-                await asyncio.sleep(backoff(tries))
-                tries += 1
+                await asyncio.sleep(delays.next_delay())
             except (NetworkError, TelegramError, RedisError) as exc:
                 log.warning("polling failed, retrying: %s", exc)
-                await asyncio.sleep(backoff(tries))
-                tries += 1
+                await asyncio.sleep(delays.next_delay())
 
     async def release(self) -> None:
         try:
@@ -146,7 +144,7 @@ class UpdateConsumer:
         loop = asyncio.get_running_loop()
         claim_every = max(0.2, self.claim_idle_ms / 2000)
         next_claim = loop.time()
-        tries = 0
+        delays = redis_backoff()
         try:
             while not self.stopping:
                 try:
@@ -157,14 +155,13 @@ class UpdateConsumer:
                     free = max(1, self.concurrency - len(self.running))   # no more than we can start
                     entries += [(e, f, 1) for e, f in
                                 await self.state.read_updates(self.consumer, self.block_ms, count=free)]
-                    tries = 0
+                    delays.reset()
                 except RedisError as exc:
                     if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                         await self.state.ensure_groups()     # Redis came back empty
                         continue
                     log.warning("updates stream unavailable: %s", exc)
-                    await asyncio.sleep(backoff(tries))
-                    tries += 1
+                    await asyncio.sleep(delays.next_delay())
                     continue
                 for entry_id, fields, deliveries in entries:
                     if entry_id in self.in_hand:
@@ -212,7 +209,8 @@ class UpdateConsumer:
 
     async def process(self, update: Update, key: str) -> bool:
         """Run the handlers, re-running while they fail on Redis; True when the update is done."""
-        for attempt_no in range(len(RETRY_DELAYS_S) + 1):
+        delays = redis_backoff()
+        for _ in range(REDIS_RERUNS + 1):
             attempt = Attempt(key)
             token = _attempt.set(attempt)
             try:
@@ -221,18 +219,9 @@ class UpdateConsumer:
                 _attempt.reset(token)
             if not attempt.redis_failed:
                 return True
-            await asyncio.sleep(backoff(attempt_no))
+            await asyncio.sleep(delays.next_delay())
         return False
 
     async def _ack(self, entry_id: str) -> None:
-        tries = 0
-        while True:
-            try:
-                await self.state.ack_update(entry_id)
-                return
-            except RedisError as exc:
-                if tries >= len(RETRY_DELAYS_S):
-                    raise
-                log.warning("could not acknowledge update entry %s yet: %s", entry_id, exc)
-                await asyncio.sleep(backoff(tries))
-                tries += 1
+        await retry_redis(lambda: self.state.ack_update(entry_id), f"update entry {entry_id} as handled",
+                          ACK_PATIENCE_S)

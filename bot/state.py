@@ -4,19 +4,24 @@ All bot key names live here (stream names come from model.keys); every replica s
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from model.connections import Backoff
 from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
 from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, WORKER_GROUP,
                         heartbeat_pattern)
+
+log = logging.getLogger(__name__)
 
 BOT = f"{PREFIX}:bot"
 RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
@@ -167,6 +172,24 @@ _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+async def retry_redis(step: Callable[[], Awaitable[Any]], what: str, patience_s: float) -> None:
+    """Run step, retrying while Redis is away for up to patience_s, then give up with its error.
+
+    For writes that must not be skipped and must not cause the work before them to be redone:
+    recording a reply that has gone out, acknowledging an update whose handlers ran."""
+    loop = asyncio.get_running_loop()
+    deadline, delays = loop.time() + patience_s, Backoff()
+    while True:
+        try:
+            await step()
+            return
+        except RedisError as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("could not record %s yet: %s", what, exc)
+            await asyncio.sleep(delays.next_delay())
 
 
 class State:
