@@ -117,6 +117,11 @@ def check_html(text: str) -> str | None:
     return None
 
 
+def command_entities(text: str) -> list[dict[str, Any]]:
+    """The entities Telegram attaches to a text that starts with a /command (its first word)."""
+    return [{"type": "bot_command", "offset": 0, "length": utf16_len(text.split()[0])}]
+
+
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -215,8 +220,7 @@ class BotApiEmulator:
         chat = chat or self.private_chat(user)
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
-            command = text.split()[0]
-            content["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
+            content["entities"] = command_entities(text)
         if reply_to is not None:
             content["reply_to_message"] = reply_to
         message = self._message(chat, user, **content)
@@ -235,8 +239,7 @@ class BotApiEmulator:
         """Inject an edited_message update: the user changed the text of one of their messages."""
         edited = dict(message, text=text, edit_date=int(time.time()))
         if text.startswith("/"):
-            edited["entities"] = [{"type": "bot_command", "offset": 0,
-                                   "length": utf16_len(text.split()[0])}]
+            edited["entities"] = command_entities(text)
         self.messages[(message["chat"]["id"], message["message_id"])] = edited
         await self.inject({"edited_message": edited})
         return edited

@@ -10,10 +10,11 @@ import contextlib
 import hashlib
 import json
 import socket
+import threading
 import time
 from dataclasses import replace
 from datetime import time as dtime
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -230,3 +231,27 @@ async def stand_in(redis_url: str) -> AsyncIterator[StandInWorker]:
     worker = await StandInWorker(redis_url).start()
     yield worker
     await worker.stop()
+
+
+@pytest.fixture
+def start_worker(redis_url: str, tiny_generator: Any) -> Iterator[Callable[[], Any]]:
+    """Starts real workers on threads (call it when the test wants one); stops them afterwards."""
+    from model.worker import Worker, WorkerSettings
+
+    running: list[tuple[Any, threading.Thread]] = []
+
+    def start() -> Any:
+        settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, block_ms=100,
+                                  worker_id=f"test-worker-{len(running)}")
+        worker = Worker(settings, tiny_generator)
+        thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.stop()
+    for worker, thread in running:
+        thread.join(30)
+        assert not thread.is_alive(), "worker did not stop"

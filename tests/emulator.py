@@ -3,4 +3,4 @@
 Kept as a module so tests keep importing `from emulator import ...`.
 """
 from bot.emulator import *  # noqa: F401,F403
-from bot.emulator import ApiCall, ApiError, BotApiEmulator, check_html, utf16_len  # noqa: F401
+from bot.emulator import ApiCall, ApiError, BotApiEmulator, check_html, command_entities, utf16_len  # noqa: F401

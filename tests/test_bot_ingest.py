@@ -13,7 +13,7 @@ from telegram import Update
 from bot.ingest import update_key
 from bot.state import UPDATES_GROUP, UPDATES_STREAM, State
 from botkit import emu, make_config, running_bot, stand_in  # noqa: F401
-from emulator import BotApiEmulator
+from emulator import BotApiEmulator, command_entities
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 
@@ -57,7 +57,7 @@ async def test_an_update_a_dead_replica_held_is_taken_over(emu, redis_url, stand
     state = State.from_url(redis_url)
     await state.ensure_groups()
     message = {"message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(ALICE), "from": ALICE,
-               "text": "/poem 明月", "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}
+               "text": "/poem 明月", "entities": command_entities("/poem 明月")}
     data = json.dumps({"update_id": 99, "message": message})
     await state.ingest_updates([(update_key(99, data), data)])
     # A replica read it and died before acknowledging it.

@@ -10,7 +10,7 @@ import aiohttp
 from bot.config import Config
 from botkit import (emu, free_port, make_config, running_bot,  # noqa: F401
                     stand_in)
-from emulator import BotApiEmulator
+from emulator import BotApiEmulator, command_entities
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 SECRET = "s3cret_Token-42"
@@ -64,7 +64,7 @@ async def test_an_update_the_bot_cannot_store_is_refused_so_telegram_sends_it_ag
                          webhook_listen="127.0.0.1", webhook_port=port)
     update = {"update_id": 500, "message": {
         "message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(ALICE), "from": ALICE,
-        "text": "/poem 秋月", "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+        "text": "/poem 秋月", "entities": command_entities("/poem 秋月")}}
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
     async with running_bot(config), aiohttp.ClientSession() as session:
         redis_server.stop()

