@@ -99,14 +99,17 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
 def train_cmd(config: Optional[str] = typer.Option(None, help="training config JSON "
                                                     "(default training/configs/real.json)"),
               out: str = typer.Option("runs/real", help="output folder"),
-              resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+              resume: bool = typer.Option(False, "--resume", help="continue from the last "
+                                          "checkpoint, or from the weights saved in --out"),
+              init: Optional[str] = typer.Option(None, help="start from this trained model "
+                                                 "folder (e.g. model/pretrained)"),
               max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
     """Train the VAE and its LM baseline on the built corpus."""
     from training.train import train
 
     try:
-        path = train(config, out, resume=resume, max_steps=max_steps)
-    except FileNotFoundError as exc:
+        path = train(config, out, resume=resume, max_steps=max_steps, init=init)
+    except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"model saved to {path}")
 

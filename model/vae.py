@@ -87,6 +87,59 @@ def free_bits_kl(kl: tf.Tensor, free_bits: float) -> tf.Tensor:
     return tf.reduce_sum(per_dim)
 
 
+def log_uniform_candidates(num_sampled: int, vocab_size: int | tf.Tensor
+                           ) -> tuple[tf.Tensor, tf.Tensor]:
+    """num_sampled ids drawn with replacement from the Zipfian (log-uniform) distribution
+    P(c) = log((c + 2) / (c + 1)) / log(V + 1), and each one's log expected count.
+
+    The distribution tf.nn's samplers use; it fits because vocabulary ids are sorted by corpus
+    frequency (Vocab.build). Written with plain ops, unlike tf.random.log_uniform_candidate_sampler,
+    so the training step compiles with XLA.
+    """
+    log_range = tf.math.log(tf.cast(vocab_size, tf.float32) + 1.0)
+    u = tf.random.uniform([num_sampled])
+    ids = tf.cast(tf.floor(tf.exp(u * log_range)), tf.int32) - 1
+    ids = tf.clip_by_value(ids, 0, tf.cast(vocab_size, tf.int32) - 1)
+    return ids, log_expected_count(ids, num_sampled, log_range)
+
+
+def log_expected_count(ids: tf.Tensor, num_sampled: int, log_range: tf.Tensor) -> tf.Tensor:
+    """log(num_sampled * P(id)) under the log-uniform sampler of log_uniform_candidates."""
+    f = tf.cast(ids, tf.float32)
+    p = (tf.math.log(f + 2.0) - tf.math.log(f + 1.0)) / log_range
+    return tf.math.log(float(num_sampled) * p)
+
+
+def sampled_token_nll(hidden: tf.Tensor, targets: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
+                      num_sampled: int) -> tf.Tensor:
+    """NLL per poem [B] under a sampled softmax (Jean et al. 2015) — a training-time estimate.
+
+    Each target competes with num_sampled negatives shared by the batch, every logit corrected
+    by its log expected count, so only [N, S] logits are computed instead of [N, V]. The output
+    layer is unchanged: evaluation and decoding use the exact softmax of the same weights.
+    hidden [B, T, H], targets [B, T], kernel [H, V], bias [V].
+    """
+    units = tf.shape(hidden)[-1]
+    h = tf.reshape(tf.cast(hidden, tf.float32), [-1, units])                  # [N, H]
+    t = tf.reshape(tf.cast(targets, tf.int32), [-1])                           # [N]
+    vocab_size = tf.shape(kernel)[1]
+    log_range = tf.math.log(tf.cast(vocab_size, tf.float32) + 1.0)
+    sampled, sampled_logq = log_uniform_candidates(num_sampled, vocab_size)
+    kernel_t = tf.transpose(tf.cast(kernel, tf.float32))                       # [V, H]
+    bias = tf.cast(bias, tf.float32)
+    true_logit = (tf.reduce_sum(h * tf.gather(kernel_t, t), axis=-1) + tf.gather(bias, t)
+                  - log_expected_count(t, num_sampled, log_range))             # [N]
+    neg_logits = (tf.matmul(h, tf.gather(kernel_t, sampled), transpose_b=True)
+                  + tf.gather(bias, sampled) - sampled_logq)                   # [N, S]
+    # A negative that happens to be the target is not a negative ("accidental hit").
+    hit = tf.equal(t[:, None], sampled[None, :])
+    neg_logits = tf.where(hit, tf.fill(tf.shape(neg_logits), -1e9), neg_logits)
+    all_logits = tf.concat([true_logit[:, None], neg_logits], axis=1)
+    nll = tf.reduce_logsumexp(all_logits, axis=1) - true_logit
+    mask = tf.cast(tf.not_equal(t, PAD), tf.float32)
+    return tf.reduce_sum(tf.reshape(nll * mask, tf.shape(targets)), axis=1)
+
+
 def token_nll(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     """NLL per poem, [B], summed over non-pad target tokens."""
     logits = tf.cast(logits, tf.float32)
@@ -150,16 +203,21 @@ class PoemVAE(keras.Model):
         h, _ = self.decoder.cell(x, [state])
         return tf.cast(self.out(h), tf.float32), h
 
-    def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                              training: bool = False) -> tf.Tensor:
-        """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
+    def decode_hidden(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
+                      training: bool = False) -> tf.Tensor:
+        """Decoder states [B, T, H] for decoder inputs [B, T] (the poem shifted right, from BOS)."""
         x = self.embed(inputs)
         cond = tf.cast(self._conditioning(z, form), x.dtype)
         cond = tf.tile(cond[:, None, :], [1, tf.shape(inputs)[1], 1])
         x = tf.concat([x, cond], axis=-1)
         h0 = self.decoder_init(z, form)
         seq, _ = self.decoder(x, initial_state=h0, training=training)
-        return self.out(seq)
+        return seq
+
+    def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
+                              training: bool = False) -> tf.Tensor:
+        """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
+        return self.out(self.decode_hidden(inputs, z, form, training=training))
 
     # --- training ---------------------------------------------------------------------------
     def word_dropout(self, inputs: tf.Tensor, rate: float) -> tf.Tensor:
@@ -178,10 +236,12 @@ class PoemVAE(keras.Model):
         eps = tf.random.normal(tf.shape(mu))
         return mu + tf.exp(0.5 * logvar) * eps
 
-    def call(self, inputs: dict, training: bool = False) -> dict:
+    def call(self, inputs: dict, training: bool = False, hidden_only: bool = False) -> dict:
         """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32}.
 
         Returns logits [B, T-1, V] for targets tokens[:, 1:], plus mu, logvar, z ([B, 0] for the LM).
+        With hidden_only the decoder states [B, T-1, H] come back as "hidden" instead of logits
+        (the sampled-softmax loss projects only the classes it needs).
         """
         tokens = tf.cast(inputs["tokens"], tf.int32)
         form = tf.cast(inputs["form"], tf.int32)
@@ -194,19 +254,28 @@ class PoemVAE(keras.Model):
         else:
             batch = tf.shape(tokens)[0]
             mu = logvar = z = tf.zeros([batch, 0], tf.float32)
+        if hidden_only:
+            hidden = self.decode_hidden(dec_in, z, form, training=training)
+            return {"hidden": hidden, "mu": mu, "logvar": logvar, "z": z}
         logits = self.decode_teacher_forced(dec_in, z, form, training=training)
         return {"logits": logits, "mu": mu, "logvar": logvar, "z": z}
 
     def loss_terms(self, inputs: dict, step: int | tf.Tensor, training: bool = False,
-                   beta: float | tf.Tensor | None = None) -> dict:
+                   beta: float | tf.Tensor | None = None, num_sampled: int = 0) -> dict:
         """Loss and its parts, per poem averaged over the batch (nats).
 
         loss = rec + beta * KL_free_bits; "kl" is the true KL, "n_tokens" the targets per poem.
-        beta defaults to the annealing schedule at step.
+        beta defaults to the annealing schedule at step. num_sampled > 0 estimates rec with a
+        sampled softmax of that many negatives (training only: it is not the exact likelihood).
         """
-        out = self(inputs, training=training)
         targets = tf.cast(inputs["tokens"], tf.int32)[:, 1:]
-        rec = tf.reduce_mean(token_nll(out["logits"], targets))
+        if num_sampled > 0:
+            out = self(inputs, training=training, hidden_only=True)
+            rec = tf.reduce_mean(sampled_token_nll(out["hidden"], targets, self.out.kernel,
+                                                   self.out.bias, num_sampled))
+        else:
+            out = self(inputs, training=training)
+            rec = tf.reduce_mean(token_nll(out["logits"], targets))
         n_tokens = tf.reduce_mean(tf.reduce_sum(tf.cast(tf.not_equal(targets, PAD), tf.float32), 1))
         if self.config.use_latent:
             kl_d = kl_per_dim(out["mu"], out["logvar"])

@@ -16,7 +16,7 @@ pytest.importorskip("tensorflow")
 
 from model.forms import FORM_INDEX, FORMS, classify  # noqa: E402
 from training.train import (CONFIG_DIR, LM_DIR, LOG_FILE, STATE_FILE, TrainConfig,  # noqa: E402
-                            _learning_rate, encode_split, epoch_batches, main,
+                            _learning_rate, encode_split, epoch_batches,
                             load_corpus_and_vocab, synthetic_corpus, train)
 
 TINY = CONFIG_DIR / "tiny.json"
@@ -63,7 +63,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
 
 
 def test_tiny_training_runs_end_to_end(tmp_path):
-    assert main(["--config", str(TINY), "--out", str(tmp_path)]) == 0
+    assert train(str(TINY), str(tmp_path)) == tmp_path
     from model.vae import load_model
 
     model, vocab, config = load_model(tmp_path)
@@ -95,6 +95,50 @@ def test_resume_continues_where_it_stopped(tmp_path):
     # A fresh (non-resumed) run starts over.
     train(str(TINY), str(tmp_path), resume=False, max_steps=5)
     assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5]
+
+
+def _tiny_variant(tmp_path: Path, **train_overrides) -> Path:
+    cfg = json.loads(TINY.read_text())
+    cfg["train"].update(train_overrides)
+    cfg["lm"]["enabled"] = False
+    path = tmp_path / "variant.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tmp_path):
+    base = tmp_path / "base"
+    train(str(TINY), str(base), max_steps=10)
+    base_state = json.loads((base / STATE_FILE).read_text())
+    config = _tiny_variant(tmp_path, num_sampled=8, exact_from=0.5)
+    from model.vae import load_model
+    from training.train import VAL_LOG_FILE
+
+    # Two steps at a tiny learning rate: the validation loss stays where the base model's was,
+    # which a random initialisation would not.
+    cfg = json.loads(config.read_text())
+    cfg["train"]["lr"] = 1e-9
+    config.write_text(json.dumps(cfg))
+    out = tmp_path / "continued"
+    train(str(config), str(out), max_steps=2, init=str(base))
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["init_from"] == str(base) and state["step"] == 2
+    assert state["cumulative_hours"] > base_state["cumulative_hours"]
+    assert state["val_nll_per_char"] == pytest.approx(base_state["val_nll_per_char"], abs=0.02)
+    rows = log_rows(out / VAL_LOG_FILE)
+    assert float(rows[-1]["cumulative_hours"]) >= base_state["cumulative_hours"]
+    load_model(out)  # saved as a normal model folder
+
+
+def test_resume_on_a_folder_with_weights_but_no_checkpoint_starts_from_them(tmp_path):
+    train(str(TINY), str(tmp_path), max_steps=4)
+    import shutil
+    shutil.rmtree(tmp_path / "ckpt")
+    before = json.loads((tmp_path / STATE_FILE).read_text())
+    train(str(_tiny_variant(tmp_path, num_sampled=8)), str(tmp_path), resume=True, max_steps=3)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["init_from"] == str(tmp_path) and state["step"] == 3
+    assert state["base_hours"] == pytest.approx(before["cumulative_hours"])
 
 
 @pytest.mark.slow

@@ -13,8 +13,10 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from model.forms import FORM_INDEX, FORMS  # noqa: E402
-from model.vae import (VAEConfig, beta_at, build_vae, free_bits_kl, kl_per_dim,  # noqa: E402
-                       load_model, log_likelihood_iw, save_model, token_nll)
+import keras  # noqa: E402
+
+from model.vae import (VAEConfig, beta_at, build_vae, dummy_inputs, free_bits_kl,  # noqa: E402
+                       kl_per_dim, load_model, log_likelihood_iw, save_model, token_nll)
 from model.vocab import BOS, COMMA, EOS, PERIOD, SPECIALS, UNK, Vocab  # noqa: E402
 
 CHARS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
@@ -228,3 +230,53 @@ def test_importance_weighted_bound_is_tighter_than_the_elbo():
                         for j in range(20)], axis=1)
     assert np.all(iw >= singles.mean(axis=1) - 1e-4)
     assert np.all(iw <= singles.max(axis=1) + 1e-4)
+
+
+def test_log_uniform_candidates_follow_the_zipf_law():
+    from model.vae import log_uniform_candidates
+
+    tf.random.set_seed(0)
+    vocab = 100
+    ids, logq = log_uniform_candidates(200_000, vocab)
+    ids = ids.numpy()
+    assert ids.min() >= 0 and ids.max() < vocab
+    expected = np.log(np.arange(2, vocab + 2) / np.arange(1, vocab + 1)) / np.log(vocab + 1)
+    observed = np.bincount(ids, minlength=vocab) / len(ids)
+    np.testing.assert_allclose(observed[:5], expected[:5], rtol=0.05)
+    np.testing.assert_allclose(np.exp(logq.numpy()[:50]) / 200_000, expected[ids[:50]], rtol=1e-4)
+
+
+def test_sampled_softmax_training_lowers_the_exact_nll():
+    """The estimator is only worth its speed if descending it descends the exact loss."""
+    from model.vae import sampled_token_nll, token_nll
+
+    tf.random.set_seed(1)
+    rng = np.random.default_rng(1)
+    vocab, units = 400, 16
+    hidden = tf.constant(rng.normal(size=(32, 6, units)), tf.float32)
+    # Targets a fixed linear map would explain, so the exact NLL can fall far below log V.
+    truth = rng.normal(size=(units, vocab))
+    targets = tf.constant(np.argmax(hidden.numpy() @ truth, axis=-1), tf.int32)
+    kernel = tf.Variable(tf.zeros([units, vocab]))
+    bias = tf.Variable(tf.zeros([vocab]))
+
+    def exact() -> float:
+        logits = tf.einsum("bth,hv->btv", hidden, kernel) + bias
+        return float(tf.reduce_mean(token_nll(logits, targets)))
+
+    before = exact()
+    opt = keras.optimizers.Adam(0.05)
+    for _ in range(150):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(sampled_token_nll(hidden, targets, kernel, bias, 64))
+        opt.apply(tape.gradient(loss, [kernel, bias]), [kernel, bias])
+    assert np.isfinite(float(loss))
+    assert exact() < 0.5 * before
+
+
+def test_sampled_loss_terms_skip_the_full_projection(model):
+    inputs = dummy_inputs(model.config, batch=4, length=10)
+    terms = model.loss_terms(inputs, 0, training=True, num_sampled=16)
+    assert np.isfinite(float(terms["loss"])) and float(terms["rec"]) > 0
+    out = model(inputs, training=False, hidden_only=True)
+    assert "logits" not in out and out["hidden"].shape == (4, 9, model.config.dec_units)

@@ -1,10 +1,16 @@
 """Train the poem VAE and its plain character-LM baseline under a wall-clock budget, with resume.
 
-`python -m training.train --config training/configs/real.json --out runs/real [--resume]`.
+`poembot train --config training/configs/real.json --out runs/real [--resume] [--init DIR]`.
+
+A run can start from a trained model folder (`--init model/pretrained`, or `--resume` on a folder
+that holds weights but no checkpoint): its weights are loaded, the optimizer starts fresh with a
+short warm-up, and the cumulative training hours carry over, so later runs keep improving the
+same model. `train.num_sampled` > 0 trains with a sampled softmax (about 2x the tokens/s here,
+benchmarks/train_step.py) until `train.exact_from` of the budget, then with the exact softmax so
+the saved model's normaliser is tuned on the loss it is evaluated with.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -32,6 +38,10 @@ VAL_LOG_FILE = "val.csv"
 LM_DIR = "lm"
 LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
               "nll_per_char", "tokens_per_s")
+VAL_FIELDS = ("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char", "cumulative_hours")
+# Training hours of the shipped model before hours were recorded in train_state.json
+# (40 minutes of the VAE, model/pretrained/MODEL_CARD.md).
+LEGACY_HOURS = 40 / 60
 
 # Generic characters for the synthetic corpus: a test fixture, not poetry.
 SYNTHETIC_CHARS = "山水风月花云日夜春秋江天人心雨雪松竹石泉鸟声远近高低明暗寒暖古今来去"
@@ -187,10 +197,35 @@ def _write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def prior_hours(directory: Path) -> float:
+    """Cumulative training hours of the model saved in directory (0 if none)."""
+    state = _read_state(directory / STATE_FILE)
+    if "cumulative_hours" in state:
+        return float(state["cumulative_hours"])
+    if (directory / "weights.npz").exists():
+        return float(state.get("elapsed_s", LEGACY_HOURS * 3600)) / 3600
+    return 0.0
+
+
+def init_from_folder(model, source: Path) -> None:
+    """Load a saved model's weights into model (same architecture and vocabulary)."""
+    from model.vae import load_model
+
+    loaded, _, config = load_model(source)
+    if config.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{source}: vocabulary of {config.vocab_size}, the corpus has "
+                         f"{model.config.vocab_size}; rebuild with the same vocabulary")
+    for var, value in zip(model.weights, loaded.weights):
+        var.assign(value)
+
+
 def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: dict,
                 val_data: dict, vocab: Vocab, resume: bool, max_steps: int | None,
-                max_minutes: float) -> dict:
-    """Train one model (VAE or LM) into out_dir; returns its final state dict."""
+                max_minutes: float, init: Path | None = None) -> dict:
+    """Train one model (VAE or LM) into out_dir; returns its final state dict.
+
+    init: a saved model folder to start from when there is no checkpoint to resume.
+    """
     tf, keras, gpu = _setup_tf(int(cfg.t("seed", 1234)) + (0 if use_latent else 1))
     from model.vae import VAEConfig, beta_at, build_vae, save_model
 
@@ -214,25 +249,42 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         ckpt.restore(manager.latest_checkpoint).expect_partial()
         state.update(_read_state(state_path))
         print(f"[train] resumed {out_dir} at step {state['step']}", file=sys.stderr)
-    elif not resume:
+    else:
+        if resume and init is None and (out_dir / "weights.npz").exists():
+            init = out_dir
+        if init is not None:
+            # A new run on a trained model: fresh optimizer and schedule, hours carried over.
+            init_from_folder(model, init)
+            state["base_hours"] = prior_hours(init)
+            state["init_from"] = str(init)
+            print(f"[train] starting from the weights of {init} "
+                  f"({state['base_hours']:.2f} h of training so far)", file=sys.stderr)
         for name in (LOG_FILE, VAL_LOG_FILE):
             (out_dir / name).unlink(missing_ok=True)
+    base_hours = float(state.get("base_hours", 0.0))
 
-    @tf.function(reduce_retracing=True)
-    def train_step(tokens, forms, step, beta):
-        with tf.GradientTape() as tape:
-            terms = model.loss_terms({"tokens": tokens, "form": forms}, step, training=True,
-                                     beta=beta)
-            loss = terms["loss"]
-            if gpu:
-                loss = optimizer.scale_loss(loss)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return terms
+    def make_train_step(num_sampled: int):
+        @tf.function(reduce_retracing=True, jit_compile=bool(cfg.t("xla", False)))
+        def train_step(tokens, forms, step, beta):
+            with tf.GradientTape() as tape:
+                terms = model.loss_terms({"tokens": tokens, "form": forms}, step, training=True,
+                                         beta=beta, num_sampled=num_sampled)
+                loss = terms["loss"]
+                if gpu:
+                    loss = optimizer.scale_loss(loss)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            return terms
+        return train_step
+
+    sampled_step = make_train_step(int(cfg.t("num_sampled", 0)))
+    exact_step = make_train_step(0) if int(cfg.t("num_sampled", 0)) > 0 else sampled_step
+    exact_from = float(cfg.t("exact_from", 0.9))
 
     @tf.function(reduce_retracing=True)
     def eval_step(tokens, forms):
         return model.loss_terms({"tokens": tokens, "form": forms}, 0, training=False, beta=1.0)
+
 
     def validate() -> dict:
         totals = {"rec": 0.0, "kl": 0.0, "chars": 0.0, "n": 0}
@@ -249,13 +301,15 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                 "val_nll_per_char": (totals["rec"] + totals["kl"]) / max(totals["chars"], 1)}
 
     def checkpoint(final: bool = False) -> None:
+        state["cumulative_hours"] = round(base_hours + state["elapsed_s"] / 3600, 4)
         manager.save(checkpoint_number=int(state["step"]))
         _write_state(state_path, state)
         if final:
             save_model(model, vocab, out_dir, dtype=str(cfg.t("save_dtype", "float16")),
                        metrics={"train_steps": state["step"], "train_minutes":
                                 round(state["elapsed_s"] / 60, 2), "epochs":
-                                state["epoch"] + state["position"] / max(1, n_batches)})
+                                state["epoch"] + state["position"] / max(1, n_batches),
+                                "cumulative_train_hours": state["cumulative_hours"]})
 
     batch_size = int(cfg.t("batch_size", 128))
     seed = int(cfg.t("seed", 1234))
@@ -275,7 +329,14 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     val_fh = open(out_dir / VAL_LOG_FILE, "a", newline="")
     val_log = csv.writer(val_fh)
     if val_new:
-        val_log.writerow(("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char"))
+        val_log.writerow(VAL_FIELDS)
+
+    def val_row(v: dict) -> None:
+        hours = base_hours + state["elapsed_s"] / 3600
+        val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
+                          *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl", "val_nll_per_char")),
+                          f"{hours:.4f}"])
+        val_fh.flush()
 
     from tqdm import tqdm
 
@@ -300,8 +361,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
             beta = (mconf.beta_max if progress >= final_beta_from
                     else float(beta_at(mconf, state["step"])))
             epoch, position, tokens, forms = next(stream)
-            terms = train_step(tf.constant(tokens), tf.constant(forms),
-                               tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
+            step_fn = exact_step if progress >= exact_from else sampled_step
+            terms = step_fn(tf.constant(tokens), tf.constant(forms),
+                            tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
             state["step"] += 1
             state["epoch"], state["position"] = epoch, position
             step_var.assign(state["step"])
@@ -329,17 +391,12 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                 acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
             if time.monotonic() - last_ckpt >= ckpt_every_s:
                 state["elapsed_s"] = time.monotonic() - started
-                v = validate()
-                val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
-                                  *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl",
-                                                              "val_nll_per_char"))])
-                val_fh.flush()
+                val_row(validate())
                 checkpoint()
                 last_ckpt = time.monotonic()
         state["elapsed_s"] = time.monotonic() - started
         v = validate()
-        val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
-                          *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl", "val_nll_per_char"))])
+        val_row(v)
         state["done"] = True
         state.update(v)
         checkpoint(final=True)
@@ -353,7 +410,7 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
 
 
 def train(config_path: str | None, out_dir: str, resume: bool = False,
-          max_steps: int | None = None) -> Path:
+          max_steps: int | None = None, init: str | None = None) -> Path:
     """Train the VAE into out_dir and the plain LM baseline into out_dir/lm; returns out_dir.
 
     The LM gets the same number of steps (same batches, same order) as the VAE did, unless the
@@ -367,13 +424,15 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
     corpus, vocab = load_corpus_and_vocab(cfg)
     seed = int(cfg.t("seed", 1234))
     train_data = encode_split(corpus, vocab, "train")
-    val_data = encode_split(corpus, vocab, "val", limit=int(cfg.t("val_poems", 1024)), seed=seed)
+    # val_seed fixes the validation poems across runs, so the curves of continued runs line up.
+    val_data = encode_split(corpus, vocab, "val", limit=int(cfg.t("val_poems", 1024)),
+                            seed=int(cfg.t("val_seed", seed)))
     del corpus
     n_train = sum(len(m) for m in train_data.values())
     print(f"[train] {n_train} training poems, vocab {len(vocab)}, data ready in "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     vae_state = train_phase(cfg, True, out, train_data, val_data, vocab, resume, max_steps,
-                            float(cfg.t("max_minutes", 60)))
+                            float(cfg.t("max_minutes", 60)), init=Path(init) if init else None)
     if cfg.lm.get("enabled", True):
         lm_steps = cfg.lm.get("steps", "match")
         steps = int(vae_state["step"]) if lm_steps == "match" else int(lm_steps)
@@ -383,19 +442,3 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
                     float(cfg.lm.get("max_minutes", cfg.t("max_minutes", 60))))
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help=f"JSON config (default {DEFAULT_CONFIG})")
-    parser.add_argument("--out", default="runs/real", help="output folder")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop each phase after this many steps (smoke tests)")
-    args = parser.parse_args(argv)
-    out = train(args.config, args.out, args.resume, args.max_steps)
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
