@@ -27,18 +27,26 @@ class ProsodyTables:
     tone: np.ndarray          # int8[V]: bit PING 平, bit ZE 仄 (both: either reading; 0: unknown)
     rhyme: np.ndarray         # bool[G, V]: 平声 rhyme groups of 平水韵
     groups: list[str]         # group names, len G
+    # bool[V]: characters a free position may write — those outside GBK (which phone fonts draw
+    # as empty boxes) appear only where the user typed them (forced positions). None: all.
+    writable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tone = np.asarray(self.tone, np.int8)
         self.rhyme = np.asarray(self.rhyme, bool)
-        if self.rhyme.shape[1] != self.tone.shape[0] or len(self.groups) != self.rhyme.shape[0]:
-            raise ValueError("tone, rhyme and groups tables disagree in size")
+        if self.writable is None:
+            self.writable = np.ones(self.tone.shape[0], bool)
+        self.writable = np.asarray(self.writable, bool)
+        if (self.rhyme.shape[1] != self.tone.shape[0] or len(self.groups) != self.rhyme.shape[0]
+                or self.writable.shape != self.tone.shape):
+            raise ValueError("tone, rhyme, writable and groups tables disagree in size")
 
     @classmethod
     def from_vocab(cls, vocab: Vocab) -> "ProsodyTables":
         from model import prosody     # the prosody helper's tables (no TensorFlow)
         groups, member = prosody.ping_rhyme_table(vocab)
-        return cls(tone=prosody.tone_mask(vocab), rhyme=member, groups=list(groups))
+        return cls(tone=prosody.tone_mask(vocab), rhyme=member, groups=list(groups),
+                   writable=np.array(vocab.readable_mask()))
 
     def groups_of(self, token: int) -> np.ndarray:
         return self.rhyme[:, token]

@@ -13,7 +13,7 @@ from pathlib import Path
 from model.forms import FORMS
 from model.paths import corpus_dir
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: characters outside GBK keep their traditional form
 POEMS_FILE = "poems.json.gz"
 VOCAB_FILE = "vocab.json"
 TONES_FILE = "tones.tsv"

@@ -66,7 +66,7 @@ class ConstrainedDecoder:
         vocab_size = int(tables.tone.shape[0])
         self.vocab_size = vocab_size
         self.n_groups = int(tables.rhyme.shape[0])
-        self.is_char = tf.constant(np.arange(vocab_size) >= N_SPECIALS)
+        self.is_char = tf.constant((np.arange(vocab_size) >= N_SPECIALS) & tables.writable)
         self.ping = tf.constant((tables.tone & PING) > 0)
         self.ze = tf.constant((tables.tone & ZE) > 0)
         self.rhyme = tf.constant(tables.rhyme.astype(np.float32))            # [G, V]

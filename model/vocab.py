@@ -15,6 +15,27 @@ SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>", "，", "。")
 N_SPECIALS = len(SPECIALS)
 
 
+def in_gbk(char: str) -> bool:
+    """True for a character of GBK (21,886 characters): what Chinese phone and desktop fonts can
+    be relied on to draw. OpenCC's t2s maps some rare traditional characters to newer simplified
+    forms outside it (鑪 → 𬬻), which most fonts show as an empty box."""
+    try:
+        char.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def readable_form(simplified: str, traditional: str) -> str:
+    """simplified, except that each character outside GBK keeps its traditional spelling from the
+    aligned traditional text when that one is in GBK (𬬻 → 鑪). Texts of unequal length (a phrase
+    conversion) are returned as simplified."""
+    if len(simplified) != len(traditional) or all(in_gbk(c) for c in simplified):
+        return simplified
+    return "".join(s if in_gbk(s) or not in_gbk(t) else t
+                   for s, t in zip(simplified, traditional))
+
+
 @dataclass
 class Vocab:
     chars: list[str]                      # index -> token (SPECIALS first)
@@ -71,6 +92,27 @@ class Vocab:
         if current:
             lines.append("".join(current))
         return lines
+
+    def readable_mask(self) -> "list[bool]":
+        """Per id: a character most fonts can draw (in GBK). Specials count as not readable."""
+        return [i >= N_SPECIALS and in_gbk(c) for i, c in enumerate(self.chars)]
+
+    def readable(self) -> tuple["Vocab", dict[str, str]]:
+        """The same ids with each character outside GBK renamed to its traditional form (OpenCC
+        s2t) when that one is in GBK and not already here — what readable_form makes of the
+        corpus — so a model trained on the older spelling keeps its weights. Returns the new
+        vocabulary and the renames."""
+        import opencc
+
+        s2t = opencc.OpenCC("s2t").convert
+        chars, renames = list(self.chars), {}
+        for i, c in enumerate(chars[N_SPECIALS:], start=N_SPECIALS):
+            if in_gbk(c):
+                continue
+            t = s2t(c)
+            if len(t) == 1 and in_gbk(t) and t not in self.index and t not in renames.values():
+                chars[i] = renames[c] = t
+        return Vocab(chars), renames
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of text (ignoring punctuation and spaces) the model cannot write."""

@@ -271,3 +271,29 @@ def test_keyword_theme_latent_comes_from_corpus_poems(tiny_generator) -> None:
         tiny_generator._corpus_texts = None
     assert themed.ok and themed.poems[0]["text"] != plain.poems[0]["text"]
     assert "风" in "".join(themed.poems[0]["lines"])
+
+
+def test_characters_outside_the_writable_set_appear_only_where_the_user_typed_them(tiny_generator) -> None:
+    """Stands in for characters outside GBK: half the vocabulary is made unwritable."""
+    from dataclasses import replace
+
+    from model.decode import Generator
+
+    vocab = tiny_generator.vocab
+    writable = tiny_generator.tables.writable.copy()
+    banned_ids = [i for i in range(6, len(vocab)) if i % 2 == 0]
+    writable[banned_ids] = False
+    tables = replace(tiny_generator.tables, writable=writable)
+    gen = Generator(tiny_generator.model, vocab, tiny_generator.config, tables=tables)
+    banned = {vocab.chars[i] for i in banned_ids}
+    typed = next(c for c in sorted(banned) if prosody.tones(c))
+    jobs = [GenerateJob(form=f, seed=k, n=5, novelty=False) for k, f in enumerate(FORMS)]
+    jobs.append(GenerateJob(form="七绝", seed=9, n=5, keywords=[typed], novelty=False))
+    results = gen.generate(jobs)
+    assert all(r.ok for r in results), [r.error_message for r in results]
+    for job, result in zip(jobs, results):
+        for poem in result.poems:
+            used = Counter("".join(poem["lines"]))
+            allowed = Counter("".join(job.keywords))
+            assert all(used[c] <= allowed[c] for c in banned if c in used), (poem["lines"], job)
+    assert any(typed in "".join(p["lines"]) for p in results[-1].poems)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
 from model.forms import FORMS, classify
 from model.paths import corpus_dir
-from model.vocab import Vocab
+from model.vocab import Vocab, readable_form
 from training.fetch import corpus_root
 
 SEPARATORS = "，。？！；"
@@ -152,7 +152,9 @@ def build(root: Path | None = None, out: Path | None = None) -> dict:
     flat = [line for _, lines, _ in cleaned for line in lines]
     flat += [p.author for p, _, _ in cleaned] + [p.title for p, _, _ in cleaned]
     simple = iter(_t2s_many(flat, converter))
-    simplified_lines = [[next(simple) for _ in lines] for _, lines, _ in cleaned]
+    # A rare character that t2s turns into a form outside GBK keeps its traditional spelling.
+    simplified_lines = [[readable_form(next(simple), line) for line in lines]
+                        for _, lines, _ in cleaned]
     authors = [next(simple) for _ in cleaned]
     titles = [next(simple) for _ in cleaned]
 

@@ -422,6 +422,12 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
     (out / TRAIN_CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
     t0 = time.monotonic()
     corpus, vocab = load_corpus_and_vocab(cfg)
+    if init:
+        # A continued model keeps its vocabulary (its ids are its weights' rows), with characters
+        # outside GBK renamed to the readable forms the corpus now spells them with.
+        vocab, renames = Vocab.load(Path(init) / CORPUS_VOCAB_FILE).readable()
+        if renames:
+            print(f"[train] {len(renames)} characters renamed to readable forms", file=sys.stderr)
     seed = int(cfg.t("seed", 1234))
     train_data = encode_split(corpus, vocab, "train")
     # val_seed fixes the validation poems across runs, so the curves of continued runs line up.
