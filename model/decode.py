@@ -32,6 +32,13 @@ THEME_POEMS = 16            # corpus poems whose mean μ stands for a keyword th
 NOVELTY_RETRIES = 4         # re-decodes of a row that copied a corpus line
 NOVELTY_FILE = "novelty.npy"
 MU_DECIMALS = 4
+# Best-of-K score = mean log-probability per written character (the decoder's own)
+#   - REPEAT_PENALTY per repeated character - THEME... see Generator._score. A repeat costs about
+#   what a tenth of a nat per character does; 叠字 such as 萧萧 are still possible.
+REPEAT_PENALTY = 0.1
+THEME_WEIGHT = 1.0          # times the cosine between a themed candidate's μ and the theme centre
+RELAXED_PENALTY = 10.0      # a candidate whose constraints had to be relaxed loses to any other
+COPY_PENALTY = 10.0         # so does one that copied a corpus line (when novelty is asked for)
 
 
 def _bucket(n: int) -> int:
@@ -88,9 +95,10 @@ class ConstrainedDecoder:
         self.jit_compile = jit_compile
         self._fn = tf.function(self._decode, input_signature=spec, jit_compile=jit_compile)
 
-    def __call__(self, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tokens, relaxed = self._fn(**arrays)
-        return tokens.numpy(), relaxed.numpy()
+    def __call__(self, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens [B, T], relaxed [B], mean log-probability per written character [B])."""
+        tokens, relaxed, logp = self._fn(**arrays)
+        return tokens.numpy(), relaxed.numpy(), logp.numpy()
 
     def _nucleus(self, lp: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
         """Tokens of the nucleus: the most likely ones whose mass first reaches top_p, per row.
@@ -141,10 +149,12 @@ class ConstrainedDecoder:
         relaxed0 = tf.zeros([B], tf.bool)
         groups0 = tf.cast(groups, tf.float32)
         neg_inf = tf.constant(-1e9, tf.float32)
+        logp0 = tf.zeros([B], tf.float32)
 
-        def sample(t, prev, state, counts, used, grp, relaxed):
+        def sample(t, prev, state, counts, used, grp, relaxed, logp):
             """One step where at least one row writes a character."""
             logits, state = self.model.decoder_step(prev, state, z, form)
+            raw, raw_norm = logits, tf.reduce_logsumexp(logits, axis=1)
             f = forced[:, t]
             free = f == FREE
             req = tone_req[:, t]
@@ -178,6 +188,9 @@ class ConstrainedDecoder:
             noisy = tf.where(keep, lp + row_gumbel(seeds, t, V), neg_inf)
             sampled = tf.argmax(noisy, axis=1, output_type=tf.int32)
             tok = tf.where(free, sampled, f)
+            # The model's own log-probability of what it wrote (before masks and temperature):
+            # best-of-K ranks candidates by its mean.
+            logp = logp + tf.where(free, tf.gather(raw, tok, batch_dims=1) - raw_norm, 0.0)
 
             hot = tf.one_hot(tok, V, on_value=True, off_value=False)
             counts = counts + tf.cast(hot & free[:, None], tf.int32)
@@ -185,30 +198,31 @@ class ConstrainedDecoder:
             joins = rp | (opt & tf.reduce_any(hot & fresh_rhyme, axis=1))
             used = used | (hot & (free & joins)[:, None])
             grp = tf.where(joins[:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, counts, used, grp, relaxed
+            return tok, state, counts, used, grp, relaxed, logp
 
-        def copy(t, prev, state, counts, used, grp, relaxed):
+        def copy(t, prev, state, counts, used, grp, relaxed, logp):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
             _, state = self.model.decoder_step(prev, state, z, form)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, counts, used, grp, relaxed
+            return tok, state, counts, used, grp, relaxed, logp
 
-        def body(t, prev, state, counts, used, grp, relaxed, out):
-            args = (t, prev, state, counts, used, grp, relaxed)
-            tok, state, counts, used, grp, relaxed = tf.cond(
+        def body(t, prev, state, counts, used, grp, relaxed, logp, out):
+            args = (t, prev, state, counts, used, grp, relaxed, logp)
+            tok, state, counts, used, grp, relaxed, logp = tf.cond(
                 tf.reduce_any(forced[:, t] == FREE), lambda: sample(*args), lambda: copy(*args))
-            return t + 1, tok, state, counts, used, grp, relaxed, out.write(t, tok)
+            return t + 1, tok, state, counts, used, grp, relaxed, logp, out.write(t, tok)
 
-        _, _, _, _, _, _, relaxed, out = tf.while_loop(
+        _, _, _, _, _, _, relaxed, logp, out = tf.while_loop(
             lambda t, *_: t < T, body,
-            (tf.constant(0), prev0, state0, counts0, used0, groups0, relaxed0, out0))
-        return tf.transpose(out.stack()), relaxed
+            (tf.constant(0), prev0, state0, counts0, used0, groups0, relaxed0, logp0, out0))
+        n_free = tf.reduce_sum(tf.cast(forced == FREE, tf.float32), axis=1)
+        return tf.transpose(out.stack()), relaxed, logp / tf.maximum(n_free, 1.0)
 
 
 @dataclass
 class Row:
-    """One poem to decode: its plan plus sampling settings."""
+    """One candidate poem to decode: its plan plus sampling settings."""
     job_index: int
     poem_index: int
     plan: RowPlan
@@ -219,10 +233,21 @@ class Row:
     tone_mode: str
     seed: int
     novelty: bool = True
+    candidate: int = 0                  # 0..K-1 of best-of-K; candidate 0 is the K=1 poem
+    theme: np.ndarray | None = None     # the theme's mean μ, when the latent came from one
 
 
-def row_seeds(seed: int, poem_index: int, attempt: int) -> np.ndarray:
-    return np.random.SeedSequence([seed, poem_index, attempt]).generate_state(2, np.uint32)
+@dataclass
+class Decoded:
+    """What decode_rows returns, one entry per row."""
+    tokens: np.ndarray                  # int32 [N, T]
+    relaxed: np.ndarray                 # bool [N]: a constraint had to give way
+    logp: np.ndarray                    # float32 [N]: mean log-probability per written character
+
+
+def row_seeds(seed: int, poem_index: int, attempt: int, candidate: int = 0) -> np.ndarray:
+    key = [seed, poem_index, attempt] + ([candidate] if candidate else [])
+    return np.random.SeedSequence(key).generate_state(2, np.uint32)
 
 
 def poem_text(lines: list[str]) -> str:
@@ -313,7 +338,7 @@ class Generator:
         """Validate, choose latents and lay out every poem; refused jobs get an error Result."""
         results: list[Result | None] = [None] * len(jobs)
         rows: list[Row] = []
-        latents = self._latents(jobs, results)
+        latents, centres = self._latents(jobs, results)
         for ji, job in enumerate(jobs):
             if results[ji] is not None:
                 continue
@@ -321,8 +346,10 @@ class Generator:
                 mine = []
                 for k in range(job.n):
                     plan = plan_poem(job, self.vocab, self.tables, np.random.default_rng([job.seed, k, 11]))
-                    mine.append(Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
-                                    float(job.top_p), job.tone_mode, job.seed, job.novelty))
+                    # The K candidates share the plan and the latent; only the draws differ.
+                    mine += [Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
+                                 float(job.top_p), job.tone_mode, job.seed, job.novelty,
+                                 candidate=c, theme=centres.get(ji)) for c in range(job.best_of)]
                 rows += mine
             except ValidationError as exc:
                 results[ji] = Result.error(job.job_id, exc.code, exc.message, reply=job.reply)
@@ -332,15 +359,18 @@ class Generator:
         """One Result per job; all rows of all valid jobs decode together."""
         rows, results = self.plan(jobs)
         if rows:
-            tokens, relaxed = self.decode_rows(rows, attempts=[0] * len(rows))
-            lines = [self.vocab.decode_lines(t) for t in tokens]
+            decoded = self.decode_rows(rows, attempts=[0] * len(rows))
+            lines = [self.vocab.decode_lines(t) for t in decoded.tokens]
+            keep, scores = self._select(rows, lines, decoded)
+            rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+            relaxed = decoded.relaxed[keep]
             novel = self._enforce_novelty(rows, lines, relaxed)
             mus = self.encode_lines(lines, [r.plan.form.name for r in rows]) if self.latent_dim else None
             by_job: dict[int, list[dict]] = {}
             for i, row in enumerate(rows):
                 by_job.setdefault(row.job_index, []).append(
                     self._poem(jobs[row.job_index], row, lines[i], bool(relaxed[i]), novel[i],
-                               None if mus is None else mus[i]))
+                               None if mus is None else mus[i], float(scores[i])))
             for ji, poems in by_job.items():
                 job = jobs[ji]
                 results[ji] = Result(job_id=job.job_id, ok=True, poems=poems, reply=job.reply)
@@ -348,8 +378,46 @@ class Generator:
                 for i, r in enumerate(results)]
 
     # --- pieces ------------------------------------------------------------------------------
-    def _latents(self, jobs: Sequence[GenerateJob], results: list[Result | None]) -> list[list[np.ndarray]]:
-        """z for every poem of every job; validation failures become error Results."""
+    def _select(self, rows: list[Row], lines: list[list[str]], decoded: Decoded
+                ) -> tuple[list[int], np.ndarray]:
+        """Index of the best-scoring candidate of each (job, poem), in row order, and its score."""
+        scores = self._score(rows, lines, decoded)
+        best: dict[tuple[int, int], int] = {}
+        for i, row in enumerate(rows):
+            key = (row.job_index, row.poem_index)
+            if key not in best or scores[i] > scores[best[key]]:
+                best[key] = i
+        keep = sorted(best.values())
+        return keep, scores[keep]
+
+    def _score(self, rows: list[Row], lines: list[list[str]], decoded: Decoded) -> np.ndarray:
+        """Best-of-K score per row: the decoder's mean log-probability per written character,
+        less REPEAT_PENALTY per repeated character, plus THEME_WEIGHT times the cosine between a
+        themed candidate's μ and its theme; relaxed or copied candidates lose to any other.
+
+        The LM baseline is deliberately not part of it: it is the judge of judge_nll_gen, and a
+        selection by the judge would flatter the measure rather than the poems."""
+        scores = decoded.logp.astype(np.float64).copy()
+        for i, (row, ls) in enumerate(zip(rows, lines)):
+            text = "".join(ls)
+            scores[i] -= REPEAT_PENALTY * (len(text) - len(set(text)))
+            if decoded.relaxed[i]:
+                scores[i] -= RELAXED_PENALTY
+            if row.novelty and self._copied(row, ls):
+                scores[i] -= COPY_PENALTY
+        themed = [i for i, r in enumerate(rows) if r.theme is not None]
+        if themed and self.latent_dim:
+            mus = self.encode_lines([lines[i] for i in themed], [rows[i].plan.form.name for i in themed])
+            for k, i in enumerate(themed):
+                centre = rows[i].theme
+                cos = float(mus[k] @ centre / (np.linalg.norm(mus[k]) * np.linalg.norm(centre) + 1e-9))
+                scores[i] += THEME_WEIGHT * cos
+        return scores
+
+    def _latents(self, jobs: Sequence[GenerateJob], results: list[Result | None]
+                 ) -> tuple[list[list[np.ndarray]], dict[int, np.ndarray]]:
+        """z for every poem of every job, and the theme centre of jobs whose z came from one;
+        validation failures become error Results."""
         out: list[list[np.ndarray]] = [[] for _ in jobs]
         wanted: list[tuple[int, list[str]]] = []
         for ji, job in enumerate(jobs):
@@ -391,7 +459,7 @@ class Generator:
                 else:
                     z = rng.standard_normal(self.latent_dim)
                 out[ji].append(np.asarray(z, np.float32))
-        return out
+        return out, centres
 
     def _theme_poems(self, keywords: list[str]) -> list[str]:
         """Up to THEME_POEMS corpus poems containing every keyword, most popular first."""
@@ -437,21 +505,24 @@ class Generator:
             out.append(mu[:len(chunk)])
         return np.concatenate(out, axis=0)
 
-    def decode_rows(self, rows: list[Row], attempts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids [N, T] (T = the longest row) and a relaxed flag per row."""
+    def decode_rows(self, rows: list[Row], attempts: list[int]) -> Decoded:
+        """Token ids [N, T] (T = the longest row), a relaxed flag and a mean log-prob per row."""
         T_all = max(r.plan.length for r in rows)
         toks = np.full((len(rows), T_all), PAD, np.int32)
         relaxed = np.zeros(len(rows), bool)
+        logp = np.zeros(len(rows), np.float32)
         # Rows of one length decode together, so a chunk of short forms does not run long forms' steps.
         order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
         for start in range(0, len(order), self.max_rows):
             idx = order[start:start + self.max_rows]
-            t, rel = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx])
+            t, rel, lp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx])
             toks[idx, :t.shape[1]] = t
             relaxed[idx] = rel
-        return toks, relaxed
+            logp[idx] = lp
+        return Decoded(toks, relaxed, logp)
 
-    def _decode_chunk(self, chunk: list[Row], attempts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_chunk(self, chunk: list[Row], attempts: list[int]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(chunk)
         B = _bucket(n)
         padded = chunk + [chunk[-1]] * (B - n)        # copies of a real row: always satisfiable
@@ -469,10 +540,11 @@ class Generator:
             cap=np.array([r.cap for r in padded], np.int32),
             temperature=np.array([r.temperature for r in padded], np.float32),
             top_p=np.array([r.top_p for r in padded], np.float32),
-            seeds=np.stack([row_seeds(r.seed, r.poem_index, a) for r, a in zip(padded, att)]),
+            seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate)
+                            for r, a in zip(padded, att)]),
         )
-        t, rel = self.decoder(**feeds)
-        return t[:n], rel[:n]
+        t, rel, lp = self.decoder(**feeds)
+        return t[:n], rel[:n], lp[:n]
 
     def _copied(self, row: Row, lines: list[str]) -> bool:
         if self.novelty is None:
@@ -493,10 +565,10 @@ class Generator:
         for attempt in range(1, NOVELTY_RETRIES + 1):
             if not bad:
                 break
-            toks, rel = self.decode_rows([rows[i] for i in bad], attempts=[attempt] * len(bad))
+            redo = self.decode_rows([rows[i] for i in bad], attempts=[attempt] * len(bad))
             for k, i in enumerate(bad):
-                lines[i] = self.vocab.decode_lines(toks[k])
-                relaxed[i] = rel[k]
+                lines[i] = self.vocab.decode_lines(redo.tokens[k])
+                relaxed[i] = redo.relaxed[k]
             bad = [i for i in bad if self._copied(rows[i], lines[i])]
         return [not self._copied(r, lines[i]) if r.novelty else None for i, r in enumerate(rows)]
 
@@ -511,7 +583,7 @@ class Generator:
             return {"form_ok": classify(lines) != OTHER, "rhyme_ok": None, "tone_rate": None}
 
     def _poem(self, job: GenerateJob, row: Row, lines: list[str], relaxed: bool, novel: bool | None,
-              mu: np.ndarray | None) -> dict[str, Any]:
+              mu: np.ndarray | None, score: float) -> dict[str, Any]:
         verdict = self.verdict(lines)
         shown = [self.to_traditional(line) for line in lines] if job.traditional else lines
         out = {"text": poem_text(shown), "lines": shown, "form": row.plan.form.name,
@@ -519,6 +591,7 @@ class Generator:
                "pattern": "平起" if row.plan.ping_first else "仄起",
                "rhyme_group": self._rhyme_group(lines, row) if job.rhyme == "pingshui" else None,
                "novel": novel, "relaxed": relaxed, **verdict,
+               "score": round(score, 4), "best_of": job.best_of,
                "mu": [] if mu is None else [round(float(x), MU_DECIMALS) for x in mu]}
         if job.traditional:
             out["lines_simplified"] = lines

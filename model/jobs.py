@@ -22,6 +22,11 @@ RHYME_MODES: tuple[str, ...] = ("pingshui", "none")
 
 # Limits that keep one request from monopolising a batch or a message.
 MAX_N = 10
+# Best-of-K: each poem is sampled K times in the same batch and the best candidate kept
+# (model/decode.py, Generator._select). The default comes from the quality/throughput curve in
+# benchmarks/README.md; a job may ask for 1 (fastest) up to MAX_BEST_OF.
+DEFAULT_BEST_OF = 4
+MAX_BEST_OF = 16
 MAX_KEYWORDS = 6
 MAX_LIKE_TEXTS = 8
 MAX_TEXT_CHARS = 400          # one like-text or one encode text
@@ -79,6 +84,7 @@ class GenerateJob:
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted
+    best_of: int = DEFAULT_BEST_OF                       # candidates sampled per poem (best kept)
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
 
@@ -261,6 +267,8 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
     job.form = form_name
     _check(isinstance(job.n, int) and 1 <= job.n <= MAX_N, E_INVALID,
            f"n must be between 1 and {MAX_N}")
+    _check(isinstance(job.best_of, int) and 1 <= job.best_of <= MAX_BEST_OF, E_INVALID,
+           f"best_of must be between 1 and {MAX_BEST_OF}")
     _check(job.tone_mode in TONE_MODES, E_INVALID, f"tone_mode must be one of {TONE_MODES}")
     _check(job.rhyme in RHYME_MODES, E_INVALID, f"rhyme must be one of {RHYME_MODES}")
     lo, hi = TEMPERATURE_RANGE

@@ -297,3 +297,24 @@ def test_characters_outside_the_writable_set_appear_only_where_the_user_typed_th
             allowed = Counter("".join(job.keywords))
             assert all(used[c] <= allowed[c] for c in banned if c in used), (poem["lines"], job)
     assert any(typed in "".join(p["lines"]) for p in results[-1].poems)
+
+
+def test_best_of_k_keeps_the_best_candidate(tiny_generator) -> None:
+    """Candidate 0 of K is the K=1 poem, so the kept poem scores at least as well as it."""
+    forms = list(FORMS)
+    one = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=1, novelty=False) for k in range(24)]
+    four = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=4, novelty=False) for k in range(24)]
+    r1, r4 = tiny_generator.generate(one), tiny_generator.generate(four)
+    s1 = [r.poems[0]["score"] for r in r1]
+    s4 = [r.poems[0]["score"] for r in r4]
+    assert all(b >= a - 1e-4 for a, b in zip(s1, s4)), list(zip(s1, s4))
+    assert sum(b > a + 1e-4 for a, b in zip(s1, s4)) >= 12       # usually another one wins
+    assert all(r.poems[0]["best_of"] == 4 for r in r4)
+    for job, result in zip(four, r4):
+        assert_satisfies(job, result.poems[0])
+
+
+def test_best_of_k_is_validated(tiny_generator) -> None:
+    for bad in (0, 17, "4"):
+        result = tiny_generator.generate([GenerateJob(form="五绝", best_of=bad)])[0]
+        assert not result.ok and result.error_code == E_INVALID and "best_of" in result.error_message
