@@ -117,14 +117,24 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
 @app.command("evaluate")
 def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                  n: int = typer.Option(1000, "--n", help="poems generated per form"),
-                 as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
-    """Write report.md, plots and metrics.json into the model folder."""
-    from training.evaluate import evaluate
+                 as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+                 best_of: Optional[int] = typer.Option(None, help="candidates per poem "
+                                                       "(default: GenerateJob's)"),
+                 meaning_only: bool = typer.Option(False, "--meaning-only", help="only the "
+                                                   "constrained poems, c2st and judge NLL; prints "
+                                                   "JSON, writes nothing"),
+                 judge: Optional[str] = typer.Option(None, help="LM folder judging the poems "
+                                                     "(default MODEL/lm)")) -> None:
+    """Write report.md, samples.md, plots and metrics.json into the model folder."""
+    from training.evaluate import evaluate, evaluate_meaning
 
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}")
     try:
-        evaluate(model, n=n, as_json=as_json)
+        if meaning_only:
+            evaluate_meaning(model, n=n, best_of=best_of, judge=judge)
+        else:
+            evaluate(model, n=n, as_json=as_json, best_of=best_of)
     except FileNotFoundError as exc:
         _fail(str(exc))
 

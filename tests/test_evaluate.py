@@ -75,6 +75,14 @@ def test_evaluate_reports_every_key(tiny_run, capsys):
     acrostic = section[section.index("## Acrostic samples"):section.index("## All metrics")]
     assert acrostic.count("\n- ") == 4 and acrostic.count("藏头「") == 4
 
+    # Measures that see meaning, and the unselected samples beside the report.
+    assert 0.0 <= printed["c2st_acc"] <= 1.0 and printed["c2st_n_test"] > 0
+    assert printed["judge_nll_gen"] > 0 and printed["judge_nll_real"] > 0
+    assert metrics["constrained_non_gbk_chars"] == 0 and metrics["constrained_best_of"] >= 1
+    assert "c2st_acc <= 0.75" in report and "(samples.md)" in report
+    samples_md = (tiny_run / "samples.md").read_text()
+    assert all(f"## {f}" in samples_md for f in FORM_NAMES) and samples_md.count("「") == 8
+
 
 def test_constrained_metrics_on_the_prosody_model(tiny_generator):
     """With real rhyme groups in the vocabulary, rhyme and acrostics hold; copies and references count."""

@@ -19,7 +19,7 @@ import numpy as np
 from model.corpus import Corpus
 from model.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
 from model.jobs import MAX_N, GenerateJob, Result
-from model.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab
+from model.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk
 
 if TYPE_CHECKING:
     from model.decode import Generator
@@ -357,11 +357,14 @@ def constrained_generator(model, vocab: Vocab, config, model_dir: Path, corpus: 
 
 
 def _jobs(form: str, count: int, rng: np.random.Generator, per_job: int,
-          acrostics: list[str] | None = None) -> list[GenerateJob]:
-    """Seeded requests with default settings for count poems, per_job (or fewer) each."""
+          acrostics: list[str] | None = None, best_of: int | None = None) -> list[GenerateJob]:
+    """Seeded requests with default settings (best_of: K if given) for count poems, per_job
+    (or fewer) each."""
     jobs = []
     for k in range(0, count, per_job):
         job = GenerateJob(form=form, n=min(per_job, count - k), seed=int(rng.integers(2 ** 62)))
+        if best_of is not None:
+            job.best_of = best_of
         if acrostics is not None:
             job.acrostic = acrostics[k // per_job]
         jobs.append(job)
@@ -384,20 +387,22 @@ def _show(form: str, poem: dict, acrostic: str = "") -> str:
 
 
 def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lines: set[str] | None = None,
-                        reference: list[tuple[str, list[str]]] | None = None
-                        ) -> tuple[dict, dict[str, list]]:
+                        reference: list[tuple[str, list[str]]] | None = None,
+                        best_of: int | None = None) -> tuple[dict, dict[str, list]]:
     """Quality of the constrained decoder with default GenerateJob settings, keys prefixed constrained_.
 
     n poems per form from the prior in batches of generator.max_rows, then n // 4 (at least 1) acrostic
     requests per form with random acrostics of frequent characters. train_lines None: the copy rate is
     None. reference: real (form, lines) poems for the same text statistics. Returns the metrics and
     samples {"poems": 2 per form, "acrostic": 1 per form (both as report lines), "lines": every poem's
-    lines in request order, form by form (None for a refused one)}.
+    lines in request order, form by form (None for a refused one), "generated": (form, lines) of
+    every poem, "acrostics": (form, lines, acrostic) of every acrostic}. best_of: K for every
+    request (None: the default).
     """
     rng = np.random.default_rng([seed, 2024])
     # One poem per form first, so that tracing the decoding loop does not count against poems/s.
     generator.generate([job for form in FORM_NAMES for job in _jobs(form, 1, np.random.default_rng(seed), 1)])
-    jobs = [job for form in FORM_NAMES for job in _jobs(form, n, rng, MAX_N)]
+    jobs = [job for form in FORM_NAMES for job in _jobs(form, n, rng, MAX_N, best_of=best_of)]
     t0 = time.monotonic()
     results = generator.generate(jobs)
     seconds = time.monotonic() - t0
@@ -409,7 +414,7 @@ def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lin
     for form in FORM_NAMES:
         k = FORMS[form].n_lines
         acrostics = ["".join(rng.choice(pool, size=min(k, len(pool)), replace=False)) for _ in range(n_acro)]
-        acro_jobs += _jobs(form, n_acro, rng, 1, acrostics)
+        acro_jobs += _jobs(form, n_acro, rng, 1, acrostics, best_of=best_of)
     acro = _poems_of(acro_jobs, generator.generate(acro_jobs))
 
     valid, rhyme, line_fit = [], [], []
@@ -487,6 +492,9 @@ def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lin
         "constrained_acrostic_n": len(acro),
         "constrained_acrostic_success_rate": _rate(acro_ok),
         "constrained_acrostic_rhyme_rate": _rate(acro_rhyme),
+        "constrained_best_of": jobs[0].best_of if jobs else None,
+        "constrained_non_gbk_chars": sum(not in_gbk(c) for _, p, _ in poems + acro if p is not None
+                                         for c in "".join(p["lines"])),
         "constrained_poems_per_second": len(poems) / max(seconds, 1e-9),
         "constrained_generate_seconds": round(seconds, 1),
     })
@@ -505,8 +513,11 @@ def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lin
             "constrained_ref_line_tone_rate": _rate([x for form, lines, v in verdicts
                                                      for x in line_tone_fits(lines, form, v.pattern)]),
         })
-    samples: dict[str, list] = {"poems": [], "acrostic": [],
-                                "lines": [p["lines"] if p is not None else None for _, p, _ in poems]}
+    samples: dict[str, list] = {
+        "poems": [], "acrostic": [],
+        "lines": [p["lines"] if p is not None else None for _, p, _ in poems],
+        "generated": [(f, p["lines"]) for f, p, _ in poems if p is not None],
+        "acrostics": [(f, p["lines"], a) for f, p, a in acro if p is not None]}
     for form in FORM_NAMES:
         samples["poems"] += [_show(f, p) for f, p, _ in poems if f == form and p is not None][:2]
         samples["acrostic"] += [_show(f, p, a) for f, p, a in acro if f == form and p is not None][:1]
@@ -552,9 +563,10 @@ def _reference_poems(corpus: Corpus, n: int, seed: int) -> list[tuple[str, list[
 
 
 def constrained_section(model, vocab: Vocab, config, model_dir: Path, corpus: Corpus | None, n: int,
-                        seed: int = 0, train_lines: set[str] | None = None
-                        ) -> tuple[dict, dict[str, list]]:
-    """The constrained decoder's metrics for evaluate(): generator, copy lines and real reference."""
+                        seed: int = 0, train_lines: set[str] | None = None,
+                        best_of: int | None = None) -> tuple[dict, dict[str, list]]:
+    """The constrained decoder's metrics for evaluate(): generator, copy lines and real reference
+    (also returned as samples["reference"])."""
     t0 = time.monotonic()
     generator = constrained_generator(model, vocab, config, model_dir, corpus)
     if corpus is not None and train_lines is None:
@@ -563,9 +575,42 @@ def constrained_section(model, vocab: Vocab, config, model_dir: Path, corpus: Co
         print("[evaluate] no corpus: constrained_line_copy_rate and the real references are None",
               file=sys.stderr)
     reference = _reference_poems(corpus, n, seed) if corpus is not None else None
-    m, samples = constrained_metrics(generator, n, seed, train_lines, reference)
+    m, samples = constrained_metrics(generator, n, seed, train_lines, reference, best_of)
     m["constrained_seconds"] = round(time.monotonic() - t0, 1)
+    samples["reference"] = reference or []
     return m, samples
+
+
+def meaning_section(root: Path, vocab: Vocab, samples: dict[str, list], seed: int = 0,
+                    judge: Path | None = None, write: bool = True) -> dict:
+    """c2st and judge NLL of the constrained poems against the real reference (training/meaning.py);
+    writes samples.md into root unless write is False. judge: the LM folder (default root/lm)."""
+    from model.vae import load_model
+    from training import meaning
+
+    judge = judge or root / "lm"
+    lm = load_model(judge)[0] if (judge / "weights.npz").exists() else None
+    m = meaning.meaning_metrics(lm, vocab, samples["reference"], samples["generated"], seed)
+    if write:
+        meaning.write_samples(root / meaning.SAMPLES_FILE, samples["generated"],
+                              samples["acrostics"], title=root.name)
+    return m
+
+
+def evaluate_meaning(model_dir: str, n: int = 1000, seed: int = 0, best_of: int | None = None,
+                     judge: str | None = None) -> dict:
+    """The constrained section plus c2st and judge NLL; prints JSON and writes nothing — how an
+    older model is measured beside a new one (same classifier recipe, same judge)."""
+    from model.vae import load_model
+
+    root = Path(model_dir)
+    model, vocab, config = load_model(root)
+    corpus = _corpus_for(root)
+    m, samples = constrained_section(model, vocab, config, root, corpus, n, seed, best_of=best_of)
+    m.update(meaning_section(root, vocab, samples, seed, Path(judge) if judge else None,
+                             write=False))
+    print(json.dumps(m, ensure_ascii=False))
+    return m
 
 
 def evaluate_constrained(model_dir: str, n: int = 1000, seed: int = 0, as_json: bool = False) -> dict:
@@ -662,7 +707,7 @@ def make_plots(model_dir: Path, mu: np.ndarray, forms: list[int], dynasties: lis
 # --- the entry point --------------------------------------------------------------------------
 def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int = 2400,
              iw_poems: int = 400, iw_k: int = 50, seed: int = 0, temperature: float = 1.0,
-             top_p: float = 0.9) -> dict:
+             top_p: float = 0.9, best_of: int | None = None) -> dict:
     """Evaluate the model in model_dir (and its LM baseline in model_dir/lm when present).
 
     n poems per form are sampled from the prior; the test split is subsampled to max_test poems,
@@ -725,8 +770,9 @@ def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int
     gen, examples = generation_metrics(model, vocab, train_lines, n, seed, temperature, top_p)
     metrics.update(gen)
     constrained, constrained_samples = constrained_section(model, vocab, config, root, corpus, n, seed,
-                                                           train_lines)
+                                                           train_lines, best_of=best_of)
     metrics.update(constrained)
+    metrics.update(meaning_section(root, vocab, constrained_samples, seed))
     mu_by_row = dict(zip(test_rows, res["mu"]))
     interp = interpolations(model, vocab, data, mu_by_row, corpus, seed=seed)
     plots = make_plots(root, res["mu"], [int(f) for f in res["form"]],
@@ -765,7 +811,24 @@ def target_table(m: dict) -> list[tuple[str, str, bool | None]]:
         ("neighbour_same_form@10 above TF-IDF",
          f"{m['neighbour_same_form@10']:.3f} vs {m['tfidf_neighbour_same_form@10']:.3f}",
          met(m["neighbour_same_form@10"] > m["tfidf_neighbour_same_form@10"])),
-    ]
+    ] + meaning_targets(m)
+
+
+def meaning_targets(m: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for the measures of training/meaning.py present in m."""
+    rows = []
+    if "c2st_acc" in m:
+        rows.append(("c2st_acc <= 0.75 (0.5: real and generated cannot be told apart)",
+                     f"{m['c2st_acc']:.3f} on {m['c2st_n_test']} held-out poems",
+                     m["c2st_acc"] <= 0.75))
+    if m.get("judge_nll_gen") is not None:
+        rows.append(("judge_nll_gen within ±5% of judge_nll_real",
+                     f"{m['judge_nll_gen']:.3f} vs {m['judge_nll_real']:.3f} "
+                     f"({100 * (m['judge_ratio'] - 1):+.1f}%)", abs(m["judge_ratio"] - 1) <= 0.05))
+    if "constrained_non_gbk_chars" in m:
+        rows.append(("no character outside GBK", str(m["constrained_non_gbk_chars"]),
+                     m["constrained_non_gbk_chars"] == 0))
+    return rows
 
 
 def _write_report(root: Path, m: dict, examples: dict, interp: list[dict], plots: list[str],
@@ -790,6 +853,8 @@ def _write_report(root: Path, m: dict, examples: dict, interp: list[dict], plots
         lines.append(f"| {name} | {value} | {'yes' if ok else ('n/a' if ok is None else 'no')} |")
     if "constrained_form_valid_rate" in m:
         lines += _constrained_report(m, constrained_samples or {})
+    if (root / "samples.md").exists():
+        lines += ["", "Unselected samples at default settings: [samples.md](samples.md)."]
     lines += ["", "## All metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in m.items()]
     lines += ["", f"## Samples from the prior (temperature {m['gen_temperature']}, "
