@@ -114,6 +114,30 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
     typer.echo(f"model saved to {path}")
 
 
+@app.command("finetune")
+def finetune_cmd(init: str = typer.Option(DEFAULT_MODEL, help="the trained model to start from"),
+                 out: str = typer.Option("runs/canon", help="output model folder"),
+                 canon: bool = typer.Option(True, "--canon/--no-canon", help="唐诗三百首, 千家诗 "
+                                            "and the most popular poems"),
+                 top_rank: int = typer.Option(3000, help="popular corpus poems added to the canon"),
+                 file: Optional[str] = typer.Option(None, help="poems to fine-tune on, one a line"),
+                 config: Optional[str] = typer.Option(None, help="fine-tune config JSON "
+                                                      "(default training/configs/finetune.json)"),
+                 max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")
+                 ) -> None:
+    """Fine-tune (微调) a trained model on a set of poems, with early stopping on a held-out tenth."""
+    from training.finetune import finetune
+
+    if not (Path(init) / "config.json").exists():
+        _fail(f"no model at {init}")
+    try:
+        path = finetune(init, out, canon=canon and not file, top_rank=top_rank, file=file,
+                        config=config, max_steps=max_steps)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"fine-tuned model saved to {path}")
+
+
 @app.command("evaluate")
 def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                  n: int = typer.Option(1000, "--n", help="poems generated per form"),

@@ -104,3 +104,15 @@ def test_samples_file_lists_the_first_poems_unselected(tmp_path):
     first = "，".join(gen[0][1][:2])
     assert first in text                                          # in request order
     assert "## 藏头" in text and "「山水风月」" in text
+
+
+def test_char_embeddings_put_characters_that_share_company_together():
+    # Two families of characters that never meet: vectors within a family are closer.
+    family_a, family_b = CHARS[:12], CHARS[12:24]
+    corpus = [lines for _, lines in poems(400, family_a, 1)] + [lines for _, lines in poems(400, family_b, 2)]
+    emb = meaning.char_embeddings(corpus, VOCAB, dim=8)
+    a = [VOCAB.id(c) for c in family_a]
+    b = [VOCAB.id(c) for c in family_b]
+    within = np.mean(emb[a] @ emb[a].T)
+    across = np.mean(emb[a] @ emb[b].T)
+    assert emb.shape == (len(VOCAB), 8) and within > across + 0.3

@@ -581,8 +581,8 @@ def constrained_section(model, vocab: Vocab, config, model_dir: Path, corpus: Co
     return m, samples
 
 
-def meaning_section(root: Path, vocab: Vocab, samples: dict[str, list], seed: int = 0,
-                    judge: Path | None = None, write: bool = True) -> dict:
+def meaning_section(root: Path, vocab: Vocab, samples: dict[str, list], corpus: Corpus,
+                    seed: int = 0, judge: Path | None = None, write: bool = True) -> dict:
     """c2st and judge NLL of the constrained poems against the real reference (training/meaning.py);
     writes samples.md into root unless write is False. judge: the LM folder (default root/lm)."""
     from model.vae import load_model
@@ -590,7 +590,9 @@ def meaning_section(root: Path, vocab: Vocab, samples: dict[str, list], seed: in
 
     judge = judge or root / "lm"
     lm = load_model(judge)[0] if (judge / "weights.npz").exists() else None
-    m = meaning.meaning_metrics(lm, vocab, samples["reference"], samples["generated"], seed)
+    embeddings = meaning.char_embeddings([corpus.lines[i] for i in corpus.indices("train")], vocab)
+    m = meaning.meaning_metrics(lm, vocab, samples["reference"], samples["generated"], seed,
+                                embeddings)
     if write:
         meaning.write_samples(root / meaning.SAMPLES_FILE, samples["generated"],
                               samples["acrostics"], title=root.name)
@@ -607,7 +609,7 @@ def evaluate_meaning(model_dir: str, n: int = 1000, seed: int = 0, best_of: int 
     model, vocab, config = load_model(root)
     corpus = _corpus_for(root)
     m, samples = constrained_section(model, vocab, config, root, corpus, n, seed, best_of=best_of)
-    m.update(meaning_section(root, vocab, samples, seed, Path(judge) if judge else None,
+    m.update(meaning_section(root, vocab, samples, corpus, seed, Path(judge) if judge else None,
                              write=False))
     print(json.dumps(m, ensure_ascii=False))
     return m
@@ -767,12 +769,15 @@ def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int
     })
 
     train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
+    from training.finetune import FINETUNE_LINES_FILE
+    if (root / FINETUNE_LINES_FILE).exists():        # a fine-tune must not copy its own set either
+        train_lines |= set((root / FINETUNE_LINES_FILE).read_text(encoding="utf-8").split())
     gen, examples = generation_metrics(model, vocab, train_lines, n, seed, temperature, top_p)
     metrics.update(gen)
     constrained, constrained_samples = constrained_section(model, vocab, config, root, corpus, n, seed,
                                                            train_lines, best_of=best_of)
     metrics.update(constrained)
-    metrics.update(meaning_section(root, vocab, constrained_samples, seed))
+    metrics.update(meaning_section(root, vocab, constrained_samples, corpus, seed))
     mu_by_row = dict(zip(test_rows, res["mu"]))
     interp = interpolations(model, vocab, data, mu_by_row, corpus, seed=seed)
     plots = make_plots(root, res["mu"], [int(f) for f in res["form"]],

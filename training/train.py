@@ -348,6 +348,11 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     last_ckpt = time.monotonic()
     acc = {k: 0.0 for k in ("loss", "rec", "kl", "kl_fb", "beta", "n_tokens")}
     acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
+    # Early stopping (fine-tuning): validate every val_every_steps, keep the best weights, stop
+    # after `patience` validations without improvement.
+    val_every = int(cfg.t("val_every_steps", 0))
+    patience = int(cfg.t("patience", 0))
+    best: dict = {"nll": math.inf, "weights": None, "step": 0, "stale": 0}
     try:
         while True:
             elapsed = time.monotonic() - started
@@ -389,6 +394,19 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                                 beta=f"{mean['beta']:.2f}", refresh=False)
                 acc = {k: 0.0 for k in acc}
                 acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
+            if val_every and state["step"] % val_every == 0:
+                state["elapsed_s"] = time.monotonic() - started
+                v = validate()
+                val_row(v)
+                if v["val_nll_per_char"] < best["nll"] - 1e-4:
+                    best.update(nll=v["val_nll_per_char"], step=state["step"], stale=0,
+                                weights=[w.numpy() for w in model.weights])
+                else:
+                    best["stale"] += 1
+                    if patience and best["stale"] >= patience:
+                        print(f"[train] early stop at step {state['step']}: no better than step "
+                              f"{best['step']} for {patience} validations", file=sys.stderr)
+                        break
             if time.monotonic() - last_ckpt >= ckpt_every_s:
                 state["elapsed_s"] = time.monotonic() - started
                 val_row(validate())
@@ -396,6 +414,11 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                 last_ckpt = time.monotonic()
         state["elapsed_s"] = time.monotonic() - started
         v = validate()
+        if best["weights"] is not None and v["val_nll_per_char"] > best["nll"]:
+            for var, value in zip(model.weights, best["weights"]):
+                var.assign(value)
+            v = validate()
+            state["best_step"] = best["step"]
         val_row(v)
         state["done"] = True
         state.update(v)
