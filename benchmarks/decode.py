@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, vocab, config = random_setup(a.vocab_size)
     tables = ProsodyTables.from_vocab(vocab)
     gens = {"graph": Generator(model, vocab, config, tables=tables),
-            # The sampler before the top-k prefilter: histogram nucleus and noise over [B, V].
-            "histogram": Generator(model, vocab, config, tables=tables, top_k=0)}
+            # The nucleus drawn from a top-k prefilter instead of a histogram over [B, V].
+            "topk512": Generator(model, vocab, config, tables=tables, top_k=512)}
     if a.xla:
         gens["xla"] = Generator(model, vocab, config, tables=tables, jit_compile=True)
     form = FORMS[a.form]
