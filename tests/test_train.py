@@ -128,6 +128,11 @@ def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tmp_path):
     rows = log_rows(out / VAL_LOG_FILE)
     assert float(rows[-1]["cumulative_hours"]) >= base_state["cumulative_hours"]
     load_model(out)  # saved as a normal model folder
+    # The history holds the base run's validations, then this run's, hours increasing.
+    history = log_rows(out / "val_history.csv")
+    assert [r["run"] for r in history] == ["base"] * len(log_rows(base / VAL_LOG_FILE)) + ["continued"]
+    hours = [float(r["cumulative_hours"]) for r in history]
+    assert hours == sorted(hours)
 
 
 def test_resume_on_a_folder_with_weights_but_no_checkpoint_starts_from_them(tmp_path):

@@ -673,6 +673,23 @@ def make_plots(model_dir: Path, mu: np.ndarray, forms: list[int], dynasties: lis
         fig.savefig(model_dir / "training_curves.png", dpi=90)
         plt.close(fig)
         made.append("training_curves.png")
+    history = model_dir / "val_history.csv"
+    if history.exists():
+        with open(history) as fh:
+            rows = list(csv.DictReader(fh))
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for run in dict.fromkeys(r["run"] for r in rows):
+            mine = [r for r in rows if r["run"] == run]
+            ax.plot([float(r["cumulative_hours"]) for r in mine],
+                    [float(r["val_nll_per_char"]) for r in mine], marker="o", ms=3, label=run)
+        ax.set_xlabel("cumulative training hours (2-core CPU)")
+        ax.set_ylabel("validation NLL (nats/char)")
+        ax.set_title("validation NLL against training hours, across continued runs")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(model_dir / "nll_vs_hours.png", dpi=90)
+        plt.close(fig)
+        made.append("nll_vs_hours.png")
     if mu.size and mu.shape[1] >= 2:
         centred = mu - mu.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)

@@ -39,6 +39,9 @@ LM_DIR = "lm"
 LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
               "nll_per_char", "tokens_per_s")
 VAL_FIELDS = ("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char", "cumulative_hours")
+# Every validation of a model and of the models it was continued from: (run, hours, nll).
+HISTORY_FILE = "val_history.csv"
+HISTORY_FIELDS = ("run", "cumulative_hours", "val_nll_per_char")
 # Training hours of the shipped model before hours were recorded in train_state.json
 # (40 minutes of the VAE, model/pretrained/MODEL_CARD.md).
 LEGACY_HOURS = 40 / 60
@@ -205,6 +208,33 @@ def prior_hours(directory: Path) -> float:
     if (directory / "weights.npz").exists():
         return float(state.get("elapsed_s", LEGACY_HOURS * 3600)) / 3600
     return 0.0
+
+
+def write_history(out_dir: Path, init: Path | None) -> Path:
+    """val_history.csv in out_dir: init's history (or its val.csv), then this run's val.csv.
+
+    The validation poems are the same across continued runs (train.val_seed), so the file is the
+    curve of validation NLL against cumulative training hours the model card shows."""
+    rows: list[tuple[str, float, float]] = []
+    if init is not None and (init / HISTORY_FILE).exists():
+        with open(init / HISTORY_FILE) as fh:
+            rows += [(r["run"], float(r["cumulative_hours"]), float(r["val_nll_per_char"]))
+                     for r in csv.DictReader(fh)]
+    elif init is not None and (init / VAL_LOG_FILE).exists():
+        with open(init / VAL_LOG_FILE) as fh:
+            rows += [(init.name, float(r["elapsed_s"]) / 3600, float(r["val_nll_per_char"]))
+                     for r in csv.DictReader(fh)]
+    with open(out_dir / VAL_LOG_FILE) as fh:
+        mine = list(csv.DictReader(fh))
+    run = _read_state(out_dir / STATE_FILE).get("run_name", out_dir.name)
+    rows += [(run, float(r["cumulative_hours"]) if r.get("cumulative_hours")
+              else float(r["elapsed_s"]) / 3600, float(r["val_nll_per_char"])) for r in mine]
+    path = out_dir / HISTORY_FILE
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HISTORY_FIELDS)
+        writer.writerows((r, f"{h:.4f}", f"{v:.4f}") for r, h, v in rows)
+    return path
 
 
 def init_from_folder(model, source: Path) -> None:
@@ -423,6 +453,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         state["done"] = True
         state.update(v)
         checkpoint(final=True)
+        if use_latent:
+            init_dir = Path(state["init_from"]) if state.get("init_from") else None
+            write_history(out_dir, init_dir)
     finally:
         bar.close()
         log_fh.close()
