@@ -132,9 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         model, vocab, config = random_setup(a.vocab_size)
     tables = ProsodyTables.from_vocab(vocab)
-    gens = {"graph": Generator(model, vocab, config, tables=tables),
-            # The nucleus drawn from a top-k prefilter instead of a histogram over [B, V].
-            "topk512": Generator(model, vocab, config, tables=tables, top_k=512)}
+    gens = {"graph": Generator(model, vocab, config, tables=tables)}
     if a.xla:
         gens["xla"] = Generator(model, vocab, config, tables=tables, jit_compile=True)
     form = FORMS[a.form]

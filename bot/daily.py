@@ -38,7 +38,7 @@ def due_slot(rt: Runtime, now: datetime) -> datetime | None:
 def daily_job(day: date, forced: bool = False) -> GenerateJob:
     # The form rotates with the date so subscribers see all four over a week.
     form = FORM_NAMES[day.toordinal() % len(FORM_NAMES)]
-    return GenerateJob(form=form, temperature=0.9,
+    return GenerateJob(form=form,
                        reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
                               "request": {"form": form, "keywords": [], "acrostic": "", "like_texts": []}})
 

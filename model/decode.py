@@ -25,11 +25,6 @@ from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 
 log = logging.getLogger(__name__)
 
-# Candidates per step the nucleus is drawn from; 0: the whole vocabulary (histogram nucleus).
-# A top-64 prefilter measured much blander on the shipped model (distinct-2 0.68 vs 0.81 at K=1,
-# benchmarks/README.md): at temperature ~1 a line's next-character nucleus often holds hundreds of
-# characters. It stays available for the decode benchmark's same-run comparison.
-TOP_K = 0
 NUCLEUS_BINS = 128          # histogram bins that locate the top-p threshold (see _nucleus)
 NUCLEUS_RANGE = 16.0        # nats below the best token the histogram covers (> log V)
 LIKE_NOISE = 0.5            # std of the noise added to a "near these poems" latent
@@ -46,7 +41,7 @@ REPEAT_PENALTY = 0.1
 # The score therefore also credits RARITY_WEIGHT x the mean log frequency-rank of the characters
 # (vocabulary ids are sorted by corpus frequency, so log rank stands in for -log frequency): the
 # kept candidate is the one most likely *for its words*, an MMI-style anti-blandness term.
-RARITY_WEIGHT = 0.3
+RARITY_WEIGHT = 0.6
 THEME_WEIGHT = 1.0          # times the cosine between a themed candidate's μ and the theme centre
 RELAXED_PENALTY = 10.0      # a candidate whose constraints had to be relaxed loses to any other
 COPY_PENALTY = 10.0         # so does one that copied a corpus line (when novelty is asked for)
@@ -66,17 +61,12 @@ def _mix32(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
 
 
-def row_gumbel(seeds: tf.Tensor, step: tf.Tensor, tokens: tf.Tensor | int) -> tf.Tensor:
-    """Gumbel noise from (row seed, step, token id) alone, so a row's draws ignore its batch.
-
-    tokens: ids [B, k] (noise for those candidates) or a vocabulary size V (noise [B, V]).
-    """
+def row_gumbel(seeds: tf.Tensor, step: tf.Tensor, vocab_size: int) -> tf.Tensor:
+    """Gumbel noise [B, V] from (row seed, step, token) alone, so a row's draws ignore its batch."""
     t = tf.cast(step, tf.uint32) * tf.constant(0x9E3779B9, tf.uint32)
     row = tf.bitwise.bitwise_xor(_mix32(seeds[:, 0] + t), seeds[:, 1])
-    if isinstance(tokens, int):
-        tokens = tf.range(tokens)[None, :]
-    token = tf.cast(tokens, tf.uint32) * tf.constant(0x85EBCA6B, tf.uint32)
-    h = _mix32(tf.bitwise.bitwise_xor(row[:, None], token))
+    token = tf.cast(tf.range(vocab_size), tf.uint32) * tf.constant(0x85EBCA6B, tf.uint32)
+    h = _mix32(tf.bitwise.bitwise_xor(row[:, None], token[None, :]))
     u = (tf.cast(tf.bitwise.right_shift(h, tf.constant(8, tf.uint32)), tf.float32) + 0.5) / float(1 << 24)
     return -tf.math.log(-tf.math.log(u))
 
@@ -84,10 +74,8 @@ def row_gumbel(seeds: tf.Tensor, step: tf.Tensor, tokens: tf.Tensor | int) -> tf
 class ConstrainedDecoder:
     """The compiled decoding loop over a PoemVAE's decoder_step, with prosody tables as constants."""
 
-    def __init__(self, model: Any, tables: ProsodyTables, jit_compile: bool = False,
-                 top_k: int = TOP_K) -> None:
+    def __init__(self, model: Any, tables: ProsodyTables, jit_compile: bool = False) -> None:
         self.model = model
-        self.top_k = min(top_k, int(tables.tone.shape[0]))
         vocab_size = int(tables.tone.shape[0])
         self.vocab_size = vocab_size
         self.n_groups = int(tables.rhyme.shape[0])
@@ -146,22 +134,6 @@ class ConstrainedDecoder:
             keep = bins < n_bins[:, None]
         return keep | (top_p >= 1.0)[:, None]
 
-    def _sample_top_k(self, logits: tf.Tensor, top_p: tf.Tensor, seeds: tf.Tensor,
-                      t: tf.Tensor) -> tf.Tensor:
-        """A draw from the nucleus within the top_k most likely allowed tokens, per row.
-
-        One partial sort of k out of V replaces the histogram, the full log-softmax and the hashed
-        noise over [B, V]: after the top-k everything runs on [B, k]. The nucleus keeps the most
-        likely tokens until their mass (under the full softmax) first reaches top_p.
-        """
-        top, ids = tf.math.top_k(logits, k=self.top_k, sorted=True)
-        lp = top - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
-        before = tf.math.cumsum(tf.exp(lp), axis=1, exclusive=True)
-        keep = ((before < top_p[:, None]) | (top_p >= 1.0)[:, None]) & (top > -1e8)
-        noisy = tf.where(keep, lp + row_gumbel(seeds, t, ids), -1e9)
-        pick = tf.argmax(noisy, axis=1, output_type=tf.int32)
-        return tf.gather(ids, pick, batch_dims=1)
-
     def _decode(self, z, form, forced, tone_req, tone_hard, tone_soft, rhyme_pos, groups, cap,
                 temperature, top_p, seeds):
         B = tf.shape(forced)[0]
@@ -217,13 +189,10 @@ class ConstrainedDecoder:
             logits = tf.where(mask, logits, neg_inf)
             # Gumbel-max with per-(row, step, token) hashed noise: an exact categorical draw whose
             # randomness depends on the row's seed only, never on its batch neighbours.
-            if self.top_k:
-                sampled = self._sample_top_k(logits, top_p, seeds, t)
-            else:
-                lp = tf.nn.log_softmax(logits, axis=-1)
-                keep = mask & self._nucleus(lp, top_p)
-                noisy = tf.where(keep, lp + row_gumbel(seeds, t, V), neg_inf)
-                sampled = tf.argmax(noisy, axis=1, output_type=tf.int32)
+            lp = tf.nn.log_softmax(logits, axis=-1)
+            keep = mask & self._nucleus(lp, top_p)
+            noisy = tf.where(keep, lp + row_gumbel(seeds, t, V), neg_inf)
+            sampled = tf.argmax(noisy, axis=1, output_type=tf.int32)
             tok = tf.where(free, sampled, f)
             # The model's own log-probability of what it wrote (before masks and temperature):
             # best-of-K ranks candidates by its mean.
@@ -301,7 +270,7 @@ class Generator:
 
     def __init__(self, model: Any, vocab: Vocab, config: Any, tables: ProsodyTables | None = None,
                  novelty: NoveltyTable | None = None, corpus: Any = None, jit_compile: bool = False,
-                 max_rows: int = 1024, top_k: int = TOP_K) -> None:
+                 max_rows: int = 1024) -> None:
         self.model = model
         self.vocab = vocab
         self.config = config
@@ -310,7 +279,7 @@ class Generator:
         self.corpus = corpus
         self.max_rows = max_rows
         self.latent_dim = int(config.latent_dim) if getattr(config, "use_latent", True) else 0
-        self.decoder = ConstrainedDecoder(model, self.tables, jit_compile=jit_compile, top_k=top_k)
+        self.decoder = ConstrainedDecoder(model, self.tables, jit_compile=jit_compile)
         self._encode_fn = tf.function(
             lambda tokens, form: model.encode(tokens, form)[0],
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])

@@ -79,7 +79,7 @@ class GenerateJob:
     rhyme: RhymeMode = "pingshui"
     novelty: bool = True                                 # no line copied from the training corpus
     max_repeat: int = 2                                  # most times one character may appear
-    temperature: float = 0.9
+    temperature: float = 1.0          # with best-of-K (benchmarks/README.md: the measured default)
     top_p: float = 0.95
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters

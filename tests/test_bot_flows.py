@@ -9,7 +9,7 @@ import logging
 import re
 
 from bot import callbacks
-from bot.state import State, poem_key
+from bot.state import CREATIVITY_TEMPERATURES, State, poem_key
 from botkit import (emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker, eventually, results_pending, synthetic_index)
 from emulator import BotApiEmulator, check_html
@@ -228,7 +228,7 @@ async def test_settings_buttons_change_script_form_and_creativity(emu, redis_url
 
         _, call = await ask_poem(emu, ALICE, "/poem 春风")
         assert len(verse_lines(call.text)) == 8 and "春風" in call.text      # 五律, traditional output
-    assert stand_in.jobs[-1].form == "五律" and stand_in.jobs[-1].temperature == 1.0
+    assert stand_in.jobs[-1].form == "五律" and stand_in.jobs[-1].temperature == CREATIVITY_TEMPERATURES[2]
 
 
 async def test_bad_inputs_get_answers_in_the_users_language(emu, redis_url, stand_in) -> None:
