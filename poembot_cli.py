@@ -119,7 +119,7 @@ def finetune_cmd(init: str = typer.Option(DEFAULT_MODEL, help="the trained model
                  out: str = typer.Option("runs/canon", help="output model folder"),
                  canon: bool = typer.Option(True, "--canon/--no-canon", help="唐诗三百首, 千家诗 "
                                             "and the most popular poems"),
-                 top_rank: int = typer.Option(3000, help="popular corpus poems added to the canon"),
+                 top_rank: int = typer.Option(1000, help="popular corpus poems added to the canon"),
                  file: Optional[str] = typer.Option(None, help="poems to fine-tune on, one a line"),
                  config: Optional[str] = typer.Option(None, help="fine-tune config JSON "
                                                       "(default training/configs/finetune.json)"),

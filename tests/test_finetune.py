@@ -87,8 +87,11 @@ def test_canon_files_are_read_as_regular_poems(tmp_path):
     folder.mkdir(parents=True)
     body = {"content": [{"type": "五言絕句", "content": [
         {"chapter": "登鸛雀樓", "author": "王之渙", "paragraphs": ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"]},
-        {"chapter": "x", "author": "y", "paragraphs": ["不是诗。"]}]}]}
+        {"chapter": "x", "author": "y", "paragraphs": ["不是诗。"]},
+        {"chapter": "相思", "author": "王維", "paragraphs": [
+            {"subchapter": "其一", "paragraphs": ["紅豆生南國，春來發幾枝。", "願君多采擷，此物最相思。"]}]}]}]}
     for name in ("tangshisanbaishou.json", "qianjiashi.json"):
         (folder / name).write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
     poems = canon_poems(tmp_path)
-    assert poems == [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]] * 2
+    assert poems == [["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"],
+                     ["红豆生南国", "春来发几枝", "愿君多采撷", "此物最相思"]] * 2

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ CANON_FILES = ("tangshisanbaishou.json", "qianjiashi.json")   # under dist/mengx
 FINETUNE_LINES_FILE = "finetune_lines.txt"
 FINETUNE_SET_FILE = "finetune_set.json"
 MIN_POEMS = 50                     # fewer cannot hold out a tenth and still learn anything
-DEFAULT_TOP_RANK = 3000
+DEFAULT_TOP_RANK = 1000           # the rank counts are noisy (shared/README.md): a few only
 
 
 def _to_lines(text: str, t2s) -> list[str]:
@@ -50,16 +51,32 @@ def canon_poems(root: Path) -> list[list[str]]:
         data = json.loads((found[0] / name).read_text(encoding="utf-8"))
         for section in data.get("content", []):
             for item in section.get("content", []):
-                lines = _to_lines("".join(item.get("paragraphs") or []), t2s)
-                if classify(lines) != OTHER:
-                    out.append(lines)
+                for text in _texts(item):
+                    lines = _to_lines(text, t2s)
+                    if classify(lines) != OTHER:
+                        out.append(lines)
     return out
 
 
+def _texts(item: dict) -> list[str]:
+    """The poem texts of one entry: its paragraphs, or each part of a series (其一, 其二 …)."""
+    paragraphs = item.get("paragraphs") or []
+    if all(isinstance(p, str) for p in paragraphs):
+        return ["".join(paragraphs)]
+    return [text for part in paragraphs if isinstance(part, dict) for text in _texts(part)]
+
+
 def popular_poems(corpus: Corpus, top: int) -> list[list[str]]:
-    """The top regular-form poems of the corpus by the rank hit counts."""
-    rows = sorted(corpus.indices(), key=lambda i: -corpus.rank[i])[:top]
-    return [list(corpus.lines[i]) for i in rows]
+    """The top regular-form poems of the corpus by the rank hit counts.
+
+    The counts belong to an (author, title) pair, so a title an author used for dozens of poems
+    (陆游's 夏日) lends each of them the hits of the famous one: the count is shared out among
+    the poems with that pair before ranking.
+    """
+    rows = corpus.indices()
+    same = Counter((corpus.author[i], corpus.title[i]) for i in rows)
+    rows = sorted(rows, key=lambda i: -corpus.rank[i] / same[(corpus.author[i], corpus.title[i])])
+    return [list(corpus.lines[i]) for i in rows[:top]]
 
 
 def file_poems(path: Path) -> list[list[str]]:
