@@ -114,6 +114,19 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
     typer.echo(f"model saved to {path}")
 
 
+@app.command("gloss")
+def gloss_cmd(text: str = typer.Argument(..., help="a poem, lines separated by any punctuation"),
+              english: bool = typer.Option(False, "--english", help="English layout")) -> None:
+    """A reading aid: each line with its pinyin and a word-by-word English gloss."""
+    from model.jobs import split_lines
+    from reading.gloss import gloss, render
+
+    lines = split_lines(text)
+    if not lines:
+        _fail("no Chinese text to gloss")
+    typer.echo(render(gloss(lines), english=english))
+
+
 @app.command("finetune")
 def finetune_cmd(init: str = typer.Option(DEFAULT_MODEL, help="the trained model to start from"),
                  out: str = typer.Option("runs/canon", help="output model folder"),

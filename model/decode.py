@@ -19,8 +19,8 @@ import tensorflow as tf
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
 from model.forms import FORM_INDEX, OTHER, classify
-from model.jobs import (E_INTERNAL, EncodeJob, GenerateJob, Job, Result, ValidationError, clean_text,
-                        validate_encode, validate_generate)
+from model.jobs import (E_INTERNAL, EncodeJob, GenerateJob, Job, Result, ValidationError,
+                        split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 
 log = logging.getLogger(__name__)
@@ -614,21 +614,6 @@ class Generator:
                 member &= self.tables.groups_of(self.vocab.id(lines[i][-1]))
         hits = [g for g, ok in zip(self.tables.groups, member) if ok]
         return hits[0] if hits else None
-
-
-def split_lines(text: str) -> list[str]:
-    """A poem typed with any punctuation or line breaks → its lines."""
-    out, cur = [], []
-    for c in text:
-        if c in "，。、？！；：,.?!;:\n\r":
-            if cur:
-                out.append("".join(cur))
-            cur = []
-        elif c.strip():
-            cur.append(c)
-    if cur:
-        out.append("".join(cur))
-    return [clean_text(line) for line in out if clean_text(line)]
 
 
 def _opencc(config: str) -> Callable[[str], str]:

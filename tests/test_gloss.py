@@ -1,0 +1,66 @@
+"""The reading aid with the real CC-CEDICT file: readings in context, short glosses, one message."""
+from __future__ import annotations
+
+import pytest
+
+from reading.gloss import CREDIT, CREDIT_ZH, dictionary, gloss, render
+
+TELEGRAM_MESSAGE_CHARS = 4096
+
+
+def words(line: str) -> list[tuple[str, str]]:
+    return [(w.text, w.pinyin) for w in gloss([line]).lines[0]]
+
+
+@pytest.mark.parametrize("line, word, reading", [
+    ("长安一片月", "长安", "cháng ān"),
+    ("少年长大", "长大", "zhǎng dà"),
+    ("明月几时还", "还", "huán"),
+    ("还家", "还", "huán"),
+    ("白日依山尽", "尽", "jìn"),
+    ("还是春风", "还是", "hái shì"),
+])
+def test_polyphonic_characters_read_as_their_context_asks(line, word, reading):
+    assert (word, reading) in words(line)
+
+
+def test_words_are_found_by_longest_match_and_glossed_briefly():
+    row = gloss(["床前明月光"]).lines[0]
+    assert [w.text for w in row] == ["床", "前", "明月", "光"]
+    moon = row[2]
+    assert moon.pinyin == "míng yuè" and moon.gloss.startswith("bright moon")
+    assert all(len(part) <= 36 for w in row for part in (w.gloss or "").split("; "))
+    assert all(w.gloss.count(";") <= 1 for w in row)
+
+
+def test_single_characters_prefer_senses_marked_literary():
+    # 俱: "entirely / without exception / (literary) to be together" — verse means the last.
+    assert gloss(["俱"]).lines[0][0].gloss.startswith("to be together")
+
+
+def test_a_qilv_fits_one_message_in_both_languages():
+    poem = ["昔人已乘黄鹤去", "此地空余黄鹤楼", "黄鹤一去不复返", "白云千载空悠悠",
+            "晴川历历汉阳树", "芳草萋萋鹦鹉洲", "日暮乡关何处是", "烟波江上使人愁"]
+    g = gloss(poem)
+    for english in (False, True):
+        text = render(g, english=english)
+        assert len(text) < TELEGRAM_MESSAGE_CHARS
+        assert text.endswith(CREDIT if english else CREDIT_ZH)
+    glossed, total = g.coverage()
+    assert total == 56 and glossed >= 54
+
+
+def test_chinese_layout_puts_the_reading_under_the_line():
+    text = render(gloss(["春风又绿江南岸"]))
+    lines = text.splitlines()
+    assert lines[0] == "春风又绿江南岸" and lines[1].startswith("chūn fēng")
+
+
+def test_cli_glosses_pasted_text():
+    from typer.testing import CliRunner
+
+    from poembot_cli import app
+
+    result = CliRunner().invoke(app, ["gloss", "白日依山尽，黄河入海流。", "--english"])
+    assert result.exit_code == 0, result.output
+    assert "黄河 huáng hé — Yellow River" in result.output and CREDIT in result.output
