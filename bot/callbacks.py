@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 MAX_BYTES = 64
 POEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,24}$")
+CORPUS_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")     # chinese-poetry ids are UUIDs
 
 # action -> what its argument is
 LIKE, ANOTHER, SIMILAR, KEEP = "l", "a", "s", "k"
 KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL = "kt", "kg", "kx"
 SETTING, DAILY = "st", "d"
-POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL}
+GLOSS = "g"                # 📖 under one of our poems: its reading aid
+GLOSS_CORPUS = "gc"        # 📖 under a /similar answer: the reading aid of a corpus poem
+POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL, GLOSS}
 MASK_ACTIONS = {KEEP_TOGGLE, KEEP_GO}
 SETTING_VALUES = {"script": {"s", "t"}, "form": {"0", "1", "2", "3"}, "cr": {"0", "1", "2"}}
 MAX_MASK = 0xFF   # one bit per line; a 律诗 has 8
@@ -43,6 +46,8 @@ def encode(cb: Callback) -> str:
         data = f"{SETTING}:{cb.key}:{cb.value}"
     elif cb.action == DAILY:
         data = f"{DAILY}:{cb.key}"
+    elif cb.action == GLOSS_CORPUS:
+        data = f"{GLOSS_CORPUS}:{cb.key}"
     else:
         raise ValueError(f"unknown callback action {cb.action!r}")
     if len(data.encode()) > MAX_BYTES:
@@ -74,6 +79,8 @@ def decode(data: str | None) -> Callback:
         return Callback(action, key=key, value=value)
     if action == DAILY and len(parts) == 2 and parts[1] in ("0", "1"):
         return Callback(action, key=parts[1])
+    if action == GLOSS_CORPUS and len(parts) == 2 and CORPUS_ID_RE.match(parts[1]):
+        return Callback(action, key=parts[1])
     raise CallbackError(f"unknown callback data {data[:20]!r}")
 
 
@@ -87,6 +94,14 @@ def another(poem_id: str) -> str:
 
 def similar(poem_id: str) -> str:
     return encode(Callback(SIMILAR, poem_id))
+
+
+def gloss(poem_id: str) -> str:
+    return encode(Callback(GLOSS, poem_id))
+
+
+def gloss_corpus(corpus_id: str) -> str:
+    return encode(Callback(GLOSS_CORPUS, key=corpus_id))
 
 
 def keep(poem_id: str) -> str:

@@ -15,7 +15,7 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
-from bot.render import format_poem, format_similar, poem_keyboard
+from bot.render import format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
 from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.texts import error_text, t
@@ -66,7 +66,8 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
         await bot.send_message(chat_id, t(lang, "similar_none"), reply_parameters=reply_params(reply_to))
         return
     await bot.send_message(chat_id, format_similar(items, lang, traditional, header_key),
-                           parse_mode=ParseMode.HTML, reply_parameters=reply_params(reply_to))
+                           parse_mode=ParseMode.HTML, reply_parameters=reply_params(reply_to),
+                           reply_markup=similar_keyboard(items, lang))
     if user_id is not None:
         shown = [str(item["id"]) for item in items]
         await settle(lambda: rt.state.mark_shown(user_id, shown), "poems shown")

@@ -5,6 +5,7 @@ language and unexpected ones into a logged error plus a short apology.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import unicodedata
@@ -19,7 +20,7 @@ from telegram.ext import ContextTypes
 from bot import callbacks
 from bot.callbacks import CallbackError
 from bot.daily import fire_daily
-from bot.delivery import send_similar
+from bot.delivery import reply_params, send_similar
 from bot.ingest import current_attempt
 from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
 from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_keyboard,
@@ -31,6 +32,7 @@ from bot.state import PoemRecord
 from bot.texts import error_text, lang_of, t
 from model.forms import FORM_NAMES, FORMS, classify
 from model.jobs import EncodeJob, ValidationError, validate_encode
+from reading.gloss import gloss, render
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +298,16 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer(t(lang, "settings_saved"))
         return
 
+    if cb.action == callbacks.GLOSS_CORPUS:
+        entry = rt.index.get(cb.key) if rt.index is not None else None
+        if entry is None:
+            await query.answer(t(lang, "gloss_gone"), show_alert=True)
+            return
+        await _send_gloss(update, context, extract_poem_lines(entry["text"]),
+                          query.message.message_id if query.message is not None else None)
+        await query.answer()
+        return
+
     if cb.action == callbacks.DAILY:
         chat_id = update.effective_chat.id
         subscribe = cb.key == "1"
@@ -349,6 +361,17 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer()
     elif cb.action == callbacks.KEEP_GO:
         await _keep_go(update, context, record, cb.mask, message_id)
+    elif cb.action == callbacks.GLOSS:
+        await _send_gloss(update, context, record.lines, message_id)
+        await query.answer()
+
+
+async def _send_gloss(update: Update, context: ContextTypes.DEFAULT_TYPE, lines: list[str],
+                      reply_to: int | None) -> None:
+    """The reading aid of a poem (simplified lines), as plain text under it."""
+    english = user_lang(update) == "en"
+    text = await asyncio.to_thread(lambda: render(gloss(lines), english=english))
+    await context.bot.send_message(update.effective_chat.id, text, reply_parameters=reply_params(reply_to))
 
 
 async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord, mask: int,

@@ -76,6 +76,8 @@ def poem_keyboard(poem_id: str, lang: str) -> InlineKeyboardMarkup:
         InlineKeyboardButton(t(lang, "btn_another"), callback_data=callbacks.another(poem_id)),
         InlineKeyboardButton(t(lang, "btn_similar"), callback_data=callbacks.similar(poem_id)),
         InlineKeyboardButton(t(lang, "btn_keep"), callback_data=callbacks.keep(poem_id)),
+    ], [
+        InlineKeyboardButton(t(lang, "btn_gloss"), callback_data=callbacks.gloss(poem_id)),
     ]])
 
 
@@ -102,6 +104,13 @@ def format_corpus_poem(n: int, item: dict[str, Any], lang: str, traditional: boo
         head += " — " + h(for_script(byline, traditional))
     text = str(item.get("text") or "")[:MAX_ITEM_CHARS]
     return head + "\n" + h(for_script(text, traditional))
+
+
+def similar_keyboard(items: list[dict[str, Any]], lang: str) -> InlineKeyboardMarkup:
+    """📖 1 … 📖 5: the reading aid of each poem of a /similar answer."""
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(f"📖 {i + 1}", callback_data=callbacks.gloss_corpus(str(item["id"])))
+        for i, item in enumerate(items)]])
 
 
 def format_similar(items: list[dict[str, Any]], lang: str, traditional: bool, header_key: str) -> str:

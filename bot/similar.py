@@ -29,6 +29,8 @@ class Index(Protocol):
 
     def popular(self, k: int, exclude_ids: Collection[str] = ()) -> list[dict[str, Any]]: ...
 
+    def get(self, poem_id: str) -> dict[str, Any] | None: ...
+
 
 def load_index(path: Path, expect_version: str | None = None) -> Index:
     """Load the index directory written by `poembot index build` (model.index: numpy, no TensorFlow).

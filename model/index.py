@@ -57,6 +57,11 @@ class Index:
     def _rows(self, ids: Iterable[str]) -> list[int]:
         return [self.row[i] for i in ids if i in self.row]
 
+    def get(self, poem_id: str) -> dict | None:
+        """The entry of one poem by id, or None."""
+        k = self.row.get(poem_id)
+        return None if k is None else self.entry(k)
+
     def vector_of(self, poem_id: str) -> np.ndarray | None:
         k = self.row.get(poem_id)
         return None if k is None else self.vectors[k]

@@ -30,6 +30,7 @@ _SKIP_SENSE = re.compile(r"^(CL:|surname |(old |archaic )?variant of |also pr\. 
                          r"see [^ ]+\[|abbr\. for |used in )")
 _CLASSICAL = re.compile(r"\((literary|classical)\)")
 _LINE = re.compile(r"^(\S+) (\S+) \[([^\]]+)\] /(.*)/$")
+_VARIANT = re.compile(r"^(?:old |archaic )?variant of (?:[^\s|\[]+\|)?([^\s|\[]+)\[")
 _PINYIN_REF = re.compile(r"\[[A-Za-z0-9: ]+\]")     # 西安[Xi1 an1] → 西安
 _TRAD_PAIR = re.compile(r"[^\s|/]+\|")              # 長安區|长安区 → 长安区
 
@@ -38,6 +39,7 @@ _TRAD_PAIR = re.compile(r"[^\s|/]+\|")              # 長安區|长安区 → �
 class Entry:
     pinyin: str                  # numbered, lower case, space-separated: "huan2"
     senses: tuple[str, ...]
+    proper: bool = False         # a name (长安, 清 the dynasty): after common words of one reading
 
 
 @dataclass
@@ -60,25 +62,39 @@ class Gloss:
 class Dictionary:
     """Simplified headword → entries, read once from the CC-CEDICT file."""
 
-    def __init__(self, words: dict[str, list[Entry]]) -> None:
+    def __init__(self, words: dict[str, list[Entry]], variants: dict[str, str] | None = None) -> None:
         self.words = words
+        self.variants = variants or {}       # 疎 → 疏: a variant form glossed as its standard one
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Dictionary":
         text = (path.read_text(encoding="utf-8") if path is not None
                 else resources.files(CEDICT_PACKAGE).joinpath(CEDICT_FILE).read_text(encoding="utf-8"))
         words: dict[str, list[Entry]] = {}
+        traditional: dict[str, list[Entry]] = {}
+        variants: dict[str, str] = {}
         for line in text.splitlines():
             m = _LINE.match(line)
             if not m or line.startswith("#"):
                 continue
-            _, simp, pinyin, senses = m.groups()
+            trad, simp, pinyin, senses = m.groups()
             if len(simp) > MAX_WORD:
                 continue
             kept = tuple(s for s in senses.split("/") if s and not _SKIP_SENSE.match(s))
             if kept:
-                words.setdefault(simp, []).append(Entry(pinyin.lower(), kept))
-        return cls(words)
+                entry = Entry(pinyin.lower(), kept, proper=pinyin[:1].isupper())
+                words.setdefault(simp, []).append(entry)
+                if trad != simp:
+                    # Old spellings t2s leaves alone (疎, 鴈) appear in simplified text as they are.
+                    traditional.setdefault(trad, []).append(entry)
+            for s in senses.split("/"):
+                m = _VARIANT.match(s)
+                for key in (simp, trad):           # 疎 疏 "variant of 疏": 疎 reads as 疏
+                    if m and m.group(1) != key:
+                        variants.setdefault(key, m.group(1))
+        for trad, entries in traditional.items():
+            words.setdefault(trad, entries)
+        return cls(words, variants)
 
     def segment(self, line: str) -> list[str]:
         """Longest match from the left; a character the dictionary lacks stands alone."""
@@ -96,8 +112,12 @@ class Dictionary:
         single character the senses the dictionary marks literary or classical come first."""
         entries = self.words.get(word)
         if not entries:
+            standard = self.variants.get(word)
+            if standard and standard in self.words:
+                return f"= {standard}: " + (self.senses(standard, numbered) or "")
             return None
-        entry = next((e for e in entries if e.pinyin == numbered), entries[0])
+        ranked = sorted(entries, key=lambda e: (e.pinyin != numbered, e.proper))
+        entry = ranked[0]
         senses = list(entry.senses)
         if len(word) == 1:
             senses.sort(key=lambda s: not _CLASSICAL.search(s))

@@ -69,7 +69,7 @@ async def test_poem_shows_typing_then_replies_with_buttons(emu, redis_url, stand
         assert "七绝" in call.text and "押平水韵" in call.text and "88%" in call.text
         assert call.params["reply_parameters"]["message_id"] == message["message_id"]
         labels = [b["text"] for b in call.buttons]
-        assert labels == ["❤️ 喜欢", "🔄 再来", "🔍 相似", "✏️ 保留"]
+        assert labels == ["❤️ 喜欢", "🔄 再来", "🔍 相似", "✏️ 保留", "📖 注音释义"]
         assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
         poem_id = callbacks.decode(call.buttons[0]["callback_data"]).poem_id
         state = State.from_url(redis_url)
@@ -350,3 +350,41 @@ async def test_token_never_reaches_the_logs(emu, redis_url, stand_in, caplog) ->
     text = caplog.text
     assert "sendMessage" in text and "<token>" in text
     assert emu.token not in text and emu.token.split(":")[1] not in text
+
+
+async def test_reading_aid_under_a_poem_and_under_a_similar_answer(emu, redis_url, stand_in) -> None:
+    from reading.gloss import CREDIT, CREDIT_ZH
+
+    async with running_bot(make_config(emu, redis_url), index=synthetic_index()):
+        # 📖 under one of our poems: each line with its pinyin and glosses, pinyin first for 中文.
+        _, poem = await ask_poem(emu, ALICE, "/poem")
+        since = emu.mark()
+        await emu.press_and_answer(ALICE, poem, poem.button("注音释义")["callback_data"])
+        reading = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
+        first = verse_lines(poem.text)[0]
+        shown = reading.text.splitlines()
+        assert shown[0] == first and all(ord(c) < 0x3000 for c in shown[1].replace(" ", ""))
+        assert reading.text.endswith(CREDIT_ZH) and " — " in reading.text
+        assert len(reading.text) <= 4096 and reading.params.get("parse_mode") is None
+
+        # An English user sees the button in English and gets the English layout.
+        _, poem_en = await ask_poem(emu, BOB, "/poem")
+        since = emu.mark()
+        await emu.press_and_answer(BOB, poem_en, poem_en.button("Reading aid")["callback_data"])
+        reading_en = await emu.wait_for_call("sendMessage", since=since, chat_id=BOB["id"])
+        assert reading_en.text.endswith(CREDIT) and "(" in reading_en.text.splitlines()[0]
+
+        # 📖 n under a /similar answer reads the n-th corpus poem.
+        _, answer = await ask_poem(emu, ALICE, "/similar")
+        assert [b["text"] for b in answer.buttons] == [f"📖 {i}" for i in range(1, 6)]
+        since = emu.mark()
+        await emu.press_and_answer(ALICE, answer, answer.button("📖 2")["callback_data"])
+        corpus_reading = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
+        second_id = callbacks.decode(answer.button("📖 2")["callback_data"]).key
+        second = synthetic_index().get(second_id)
+        assert second["title"] in answer.text.split("\n\n")[2]      # the answer's 2nd poem
+        assert corpus_reading.text.splitlines()[0] == second["text"].split("，")[0]
+
+        # A corpus id the index does not hold gets a clear answer.
+        gone = await emu.press_and_answer(ALICE, answer, callbacks.gloss_corpus("no-such-poem"))
+        assert gone.params["show_alert"] is True and "索引" in gone.params["text"]

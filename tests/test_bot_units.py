@@ -146,7 +146,7 @@ def test_traditional_rendering_and_keyboards() -> None:
     text = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True)
     assert "春風吹柳綠" in text
     buttons = [b for row in poem_keyboard("pid12345", EN).inline_keyboard for b in row]
-    assert [b.text for b in buttons] == ["❤️ Like", "🔄 Another", "🔍 Similar", "✏️ Keep"]
+    assert [b.text for b in buttons] == ["❤️ Like", "🔄 Another", "🔍 Similar", "✏️ Keep", "📖 Reading aid"]
     rows = keep_keyboard("pid12345", ["一二三四五"] * 8, 0b10000001, ZH).inline_keyboard
     assert len(rows) == 9 and rows[0][0].text.startswith("✅") and rows[1][0].text.startswith("▫️")
     # Each toggle carries the mask after pressing it.
@@ -304,3 +304,15 @@ def test_index_and_vocabulary_are_found_next_to_the_model(tmp_path, monkeypatch)
     config = Config(token=TOKEN, redis_url="redis://localhost:1/0", model_dir=model_dir)
     app = build_application(config)
     assert app.bot_data["rt"].chars == frozenset("春风")
+
+
+def test_gloss_callbacks_round_trip_and_refuse_forgeries():
+    from bot import callbacks
+
+    assert callbacks.decode(callbacks.gloss("AbCdEfGh1234")).action == callbacks.GLOSS
+    uuid = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    cb = callbacks.decode(callbacks.gloss_corpus(uuid))
+    assert (cb.action, cb.key) == (callbacks.GLOSS_CORPUS, uuid)
+    for forged in ("gc:", "gc:../x", "gc:" + "a" * 41, "gc:a:b"):
+        with pytest.raises(callbacks.CallbackError):
+            callbacks.decode(forged)

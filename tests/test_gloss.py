@@ -64,3 +64,12 @@ def test_cli_glosses_pasted_text():
     result = CliRunner().invoke(app, ["gloss", "白日依山尽，黄河入海流。", "--english"])
     assert result.exit_code == 0, result.output
     assert "黄河 huáng hé — Yellow River" in result.output and CREDIT in result.output
+
+
+def test_old_variant_spellings_are_glossed_as_their_standard_form():
+    row = gloss(["疎影鴈"]).lines[0]
+    assert [w.gloss.split(":")[0] for w in row if w.text in "疎鴈"] == ["= 疏", "= 雁"]
+
+
+def test_common_words_come_before_names_of_the_same_reading():
+    assert gloss(["水清"]).lines[0][-1].gloss.startswith("clear")       # not the Qing dynasty

@@ -119,7 +119,13 @@ async def test_buttons_edits_and_mistyped_numbers_with_a_stand_in_worker(emu, re
         assert "正在输入" in shown                               # the typing indicator, once
 
         mark = terminal.type("9")
-        assert "choose 1–4" in await terminal.wait_for(lambda s: "no button 9" in s, mark)
+        assert "choose 1–5" in await terminal.wait_for(lambda s: "no button 9" in s, mark)
+
+        # 📖 prints the reading aid: the first line again, then its pinyin.
+        first = poem_lines(shown)[0]
+        mark = terminal.type("5")
+        reading = await terminal.wait_for(lambda s: "CC-CEDICT" in s, mark)
+        assert first in reading and " — " in reading
 
         # ✏️ turns the poem's buttons into one toggle per line, renumbered; the toast is printed too.
         mark = terminal.type("4")
