@@ -10,6 +10,7 @@ COPY pyproject.toml README.md poembot_cli.py ./
 COPY bot ./bot
 COPY model ./model
 COPY training ./training
+COPY reading ./reading
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip==25.3 \
     && if [ "$VARIANT" = "gpu" ]; then extra=gpu; else extra=model; fi \
