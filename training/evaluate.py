@@ -599,6 +599,16 @@ def meaning_section(root: Path, vocab: Vocab, samples: dict[str, list], corpus: 
     return m
 
 
+def copy_reference(root: Path, corpus: Corpus) -> set[str]:
+    """Lines a generated poem must not copy: the training split's, and a fine-tune's own set."""
+    from training.finetune import FINETUNE_LINES_FILE
+
+    lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
+    if (root / FINETUNE_LINES_FILE).exists():
+        lines |= set((root / FINETUNE_LINES_FILE).read_text(encoding="utf-8").split())
+    return lines
+
+
 def evaluate_meaning(model_dir: str, n: int = 1000, seed: int = 0, best_of: int | None = None,
                      judge: str | None = None) -> dict:
     """The constrained section plus c2st and judge NLL; prints JSON and writes nothing — how an
@@ -608,7 +618,8 @@ def evaluate_meaning(model_dir: str, n: int = 1000, seed: int = 0, best_of: int 
     root = Path(model_dir)
     model, vocab, config = load_model(root)
     corpus = _corpus_for(root)
-    m, samples = constrained_section(model, vocab, config, root, corpus, n, seed, best_of=best_of)
+    m, samples = constrained_section(model, vocab, config, root, corpus, n, seed,
+                                     copy_reference(root, corpus), best_of=best_of)
     m.update(meaning_section(root, vocab, samples, corpus, seed, Path(judge) if judge else None,
                              write=False))
     print(json.dumps(m, ensure_ascii=False))
@@ -785,10 +796,7 @@ def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int
         "tfidf_neighbour_same_poet@10": neighbour_rates(base, poets),
     })
 
-    train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
-    from training.finetune import FINETUNE_LINES_FILE
-    if (root / FINETUNE_LINES_FILE).exists():        # a fine-tune must not copy its own set either
-        train_lines |= set((root / FINETUNE_LINES_FILE).read_text(encoding="utf-8").split())
+    train_lines = copy_reference(root, corpus)
     gen, examples = generation_metrics(model, vocab, train_lines, n, seed, temperature, top_p)
     metrics.update(gen)
     constrained, constrained_samples = constrained_section(model, vocab, config, root, corpus, n, seed,
