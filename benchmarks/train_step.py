@@ -95,7 +95,8 @@ def measure(step, data, min_seconds: float) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--sampled", type=int, default=1024, help="negatives of the new step")
+    parser.add_argument("--sampled", type=int, default=512, help="negatives of the new step "
+                        "(training/configs/continue.json uses 512)")
     parser.add_argument("--seconds", type=float, default=40.0, help="timed seconds per variant")
     parser.add_argument("--variants", default="today,sampled,xla,new",
                         help="comma list of: today, sampled, xla, new")
