@@ -10,10 +10,27 @@ from benchmarks.load import Cluster, run_load, standard_faults, summary
 QUEUED_NO_WORKER = "暂时不在线"
 
 
-def check_exactly_once(result: dict[str, Any]) -> None:
+# The guarantee (docs/reliability.md): no request is lost; a reply may go out twice only if its
+# first copy was in flight when a process died. Telegram has no idempotency key, so a bot killed
+# (or cut from Redis) between Telegram accepting a send and recording it re-sends it: at least
+# once, never lost. "In flight" = the first copy reached Telegram at most IN_FLIGHT_S before the
+# fault fired (a send's round trip plus the Redis write that records it, under this load).
+IN_FLIGHT_S = 3.0
+PROCESS_DEATHS = ("kill -9 the bot", "restart Redis")
+
+
+def check_exactly_once(result: dict[str, Any], in_flight_faults: bool = False) -> None:
     assert result["sent"] == result["requests"], result
     assert result["unanswered"] == 0, (result["unanswered_sample"], result["faults"])
-    assert result["duplicates"] == 0, (result["duplicate_keys"], result["faults"])
+    if not in_flight_faults:
+        assert result["duplicates"] == 0, (result["duplicate_keys"], result["faults"])
+    else:
+        deaths = [f["at_s"] for f in result["faults"] if f["name"].startswith(PROCESS_DEATHS)]
+        keys = result["duplicate_keys"]
+        assert len(keys) < 10, keys               # the report lists up to 10: all of them here
+        for key, sends in keys.items():
+            first = sends[0][0]
+            assert any(at - IN_FLIGHT_S <= first <= at + 0.5 for at in deaths), (key, sends, deaths)
     # Every poem request got a poem (not an apology), every button press its answer.
     kinds = result["answers"]
     for kind in ("poem", "poem_form", "acrostic", "again"):
@@ -35,7 +52,7 @@ async def test_thousand_users_five_requests_each_answered_exactly_once(cluster: 
 
 async def test_no_request_lost_or_answered_twice_through_faults(cluster: Cluster, reliability) -> None:
     result = await run_load(cluster, users=200, per_user=5, faults=standard_faults(), seed=2)
-    check_exactly_once(result)
+    check_exactly_once(result, in_flight_faults=True)
     fired = {f["name"]: f for f in result["faults"]}
     assert all(f["at_s"] is not None for f in fired.values()), fired
     assert fired["kill -9 a worker mid-batch"]["jobs_in_hand"] > 0
