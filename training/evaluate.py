@@ -570,7 +570,7 @@ def constrained_section(model, vocab: Vocab, config, model_dir: Path, corpus: Co
     t0 = time.monotonic()
     generator = constrained_generator(model, vocab, config, model_dir, corpus)
     if corpus is not None and train_lines is None:
-        train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
+        train_lines = copy_reference(model_dir, corpus)
     if corpus is None:
         print("[evaluate] no corpus: constrained_line_copy_rate and the real references are None",
               file=sys.stderr)
@@ -618,8 +618,7 @@ def evaluate_meaning(model_dir: str, n: int = 1000, seed: int = 0, best_of: int 
     root = Path(model_dir)
     model, vocab, config = load_model(root)
     corpus = _corpus_for(root)
-    m, samples = constrained_section(model, vocab, config, root, corpus, n, seed,
-                                     copy_reference(root, corpus), best_of=best_of)
+    m, samples = constrained_section(model, vocab, config, root, corpus, n, seed, best_of=best_of)
     m.update(meaning_section(root, vocab, samples, corpus, seed, Path(judge) if judge else None,
                              write=False))
     print(json.dumps(m, ensure_ascii=False))

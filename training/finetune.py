@@ -16,10 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from model.corpus import Corpus
-from model.forms import FORM_INDEX, FORMS, OTHER, classify
+from model.forms import FORMS, OTHER, classify
 from model.vocab import Vocab, readable_form
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"
@@ -115,20 +113,12 @@ def split_set(poems: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]
     return train, held
 
 
-def encode(poems: list[list[str]], vocab: Vocab) -> dict[int, np.ndarray]:
-    """Token matrices per form id, like training.train.encode_split."""
-    by_form: dict[int, list[list[int]]] = {}
-    for lines in poems:
-        by_form.setdefault(FORM_INDEX[classify(lines)], []).append(vocab.encode_lines(lines))
-    return {f: np.asarray(seqs, np.int32) for f, seqs in by_form.items()}
-
-
 def finetune(init: str, out: str, canon: bool = True, top_rank: int = DEFAULT_TOP_RANK,
              file: str | None = None, config: str | None = None,
              max_steps: int | None = None, corpus: Corpus | None = None,
              corpus_root: Path | None = None) -> Path:
     """Fine-tune the model in init on the chosen set into out; returns out."""
-    from training.train import TRAIN_CONFIG_FILE, TrainConfig, train_phase
+    from training.train import TRAIN_CONFIG_FILE, TrainConfig, encode_by_form, train_phase
 
     init_dir, out_dir = Path(init), Path(out)
     poems: list[list[str]] = []
@@ -158,7 +148,10 @@ def finetune(init: str, out: str, canon: bool = True, top_rank: int = DEFAULT_TO
     lines = sorted({line for p in train_set + held for line in p})
     (out_dir / FINETUNE_LINES_FILE).write_text("\n".join(lines) + "\n")
     print(f"[finetune] {len(train_set)} poems to learn, {len(held)} held out", file=sys.stderr)
-    state = train_phase(cfg, True, out_dir, encode(train_set, vocab), encode(held, vocab), vocab,
+    def encode(poems: list[list[str]]) -> dict:
+        return encode_by_form(((classify(p), p) for p in poems), vocab)
+
+    state = train_phase(cfg, True, out_dir, encode(train_set), encode(held), vocab,
                         resume=False, max_steps=max_steps,
                         max_minutes=float(cfg.t("max_minutes", 20)), init=init_dir)
     # The LM judge stays the base model's, so evaluations of base and fine-tune compare.

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -125,9 +125,14 @@ def encode_split(corpus: Corpus, vocab: Vocab, split: str, limit: int | None = N
     rows = corpus.indices(split)
     if limit is not None and len(rows) > limit:
         rows = sorted(random.Random(seed).sample(rows, limit))
+    return encode_by_form(((corpus.form[i], corpus.lines[i]) for i in rows), vocab)
+
+
+def encode_by_form(poems: Iterable[tuple[str, list[str]]], vocab: Vocab) -> dict[int, np.ndarray]:
+    """{form_id: [N_f, seq_len + 2] int32} for (form name, lines) pairs, BOS..EOS, no padding."""
     by_form: dict[int, list[list[int]]] = {f: [] for f in range(len(FORM_NAMES))}
-    for i in rows:
-        by_form[FORM_INDEX[corpus.form[i]]].append(vocab.encode_lines(corpus.lines[i]))
+    for form, lines in poems:
+        by_form[FORM_INDEX[form]].append(vocab.encode_lines(lines))
     return {f: np.asarray(seqs, np.int32).reshape(len(seqs), -1)
             for f, seqs in by_form.items() if seqs}
 
