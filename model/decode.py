@@ -19,14 +19,29 @@ import tensorflow as tf
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
 from model.forms import FORM_INDEX, OTHER, classify
-from model.jobs import (E_INTERNAL, EncodeJob, GenerateJob, Job, Result, ValidationError,
+from model.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 
 log = logging.getLogger(__name__)
 
-NUCLEUS_BINS = 128          # histogram bins that locate the top-p threshold (see _nucleus)
-NUCLEUS_RANGE = 16.0        # nats below the best token the histogram covers (> log V)
+# Histogram nucleus (see ConstrainedDecoder._nucleus): a probability's float32 bits shifted right by
+# NUCLEUS_SHIFT are its exponent and top mantissa bits, a monotone log2 with 2^(23-NUCLEUS_SHIFT)
+# bins per octave, so the histogram needs no log, multiply or clip. Probabilities are relative to the
+# row's best (<= 1.0, whose shifted bits are 127 << 3 = 1016), so NUCLEUS_BINS covers every value.
+NUCLEUS_SHIFT = 20          # 8 bins per octave, linear inside it: a bin spans at most a factor 9/8
+NUCLEUS_BINS = 1024
+NOISE_SEED = 20261201       # fixed: every process hashes with the same token keys (see exp_noise)
+# Constraint tiers as additive penalties, so one argmax does what the old chain of masks and
+# "relax when empty" fallbacks did: a character breaking a hard tone loses to every legal one, a
+# repeat beyond the cap to every tone breaker, a wrong rhyme to every repeat, and a non-character
+# is never written. exp() of the gap underflows to exactly 0, so a tier only matters when every
+# better one is empty (then the row is marked relaxed).
+TONE_PENALTY = 1000.0
+REPEAT_PENALTY_LOGIT = 2000.0
+RHYME_PENALTY = 8000.0
+NEVER = 1e9
+RELAXED_BELOW = -500.0      # a written character whose penalty is below this broke a constraint
 LIKE_NOISE = 0.5            # std of the noise added to a "near these poems" latent
 THEME_POEMS = 16            # corpus poems whose mean μ stands for a keyword theme
 NOVELTY_RETRIES = 4         # re-decodes of a row that copied a corpus line
@@ -60,14 +75,28 @@ def _mix32(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
 
 
-def row_gumbel(seeds: tf.Tensor, step: tf.Tensor, vocab_size: int) -> tf.Tensor:
-    """Gumbel noise [B, V] from (row seed, step, token) alone, so a row's draws ignore its batch."""
+def token_keys(vocab_size: int, seed: int = NOISE_SEED) -> np.ndarray:
+    """A fixed random 32-bit key per token, the same in every process (so seeds reproduce)."""
+    return np.random.default_rng(seed).integers(0, 2**32, vocab_size, dtype=np.uint64).astype(np.uint32)
+
+
+def exp_noise(keys: tf.Tensor, seeds: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    """1/E [B, V] with E ~ Exponential(1) from (row seed, step, token) alone, for an exponential race.
+
+    argmax(p / E) is an exact draw from p (the Gumbel-max trick without its second log), and the
+    noise depends on the row's seed only, never on its batch neighbours. The row's mixed key XOR the
+    token's random key goes through one multiply-xorshift-multiply round, whose top 23 bits are the
+    uniform: ten cheap passes over [B, V] where the old full hash and double log took twenty. A fixed
+    table of noise rows was 4% faster but, with 512 rows, biased every draw from a given distribution
+    by about 1/sqrt(512); this is exact."""
     t = tf.cast(step, tf.uint32) * tf.constant(0x9E3779B9, tf.uint32)
     row = tf.bitwise.bitwise_xor(_mix32(seeds[:, 0] + t), seeds[:, 1])
-    token = tf.cast(tf.range(vocab_size), tf.uint32) * tf.constant(0x85EBCA6B, tf.uint32)
-    h = _mix32(tf.bitwise.bitwise_xor(row[:, None], token[None, :]))
-    u = (tf.cast(tf.bitwise.right_shift(h, tf.constant(8, tf.uint32)), tf.float32) + 0.5) / float(1 << 24)
-    return -tf.math.log(-tf.math.log(u))
+    h = tf.bitwise.bitwise_xor(row[:, None], keys[None, :]) * tf.constant(0x7FEB352D, tf.uint32)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(15, tf.uint32))) * tf.constant(0x846CA68B, tf.uint32)
+    one_to_two = tf.bitwise.bitwise_or(tf.bitwise.right_shift(h, tf.constant(9, tf.uint32)),
+                                       tf.constant(0x3F800000, tf.uint32))       # float bits of [1, 2)
+    u = tf.bitcast(one_to_two, tf.float32) - 0.99999994                          # (0, 1)
+    return -1.0 / tf.math.log(u)
 
 
 class ConstrainedDecoder:
@@ -78,151 +107,177 @@ class ConstrainedDecoder:
         vocab_size = int(tables.tone.shape[0])
         self.vocab_size = vocab_size
         self.n_groups = int(tables.rhyme.shape[0])
-        self.is_char = tf.constant((np.arange(vocab_size) >= N_SPECIALS) & tables.writable)
-        self.ping = tf.constant((tables.tone & PING) > 0)
-        self.ze = tf.constant((tables.tone & ZE) > 0)
-        self.rhyme = tf.constant(tables.rhyme.astype(np.float32))            # [G, V]
-        self.rhyme_t = tf.constant(tables.rhyme.T.astype(np.float32))        # [V, G]
+        is_char = (np.arange(vocab_size) >= N_SPECIALS) & tables.writable
+        self.never = tf.constant(np.where(is_char, 0.0, -NEVER).astype(np.float32))   # [V]
+        # The tone penalty of every character for each (tone mode, requirement) pair, so a step
+        # gathers one row per poem: row TONE_MODES.index(mode) * 4 + tone_req (0 none, 平, 仄,
+        # 仄 or rhyme; the rhyme half of the last is added back where a row rhymes).
+        ping, ze = (tables.tone & PING) > 0, (tables.tone & ZE) > 0
+        breaks = np.stack([np.zeros(vocab_size, bool), ~ping, ~ze, ~ze]).astype(np.float32)
+        cost = {"off": 0.0, "soft": SOFT_TONE_PENALTY, "hard": TONE_PENALTY}
+        self.tone_penalty = tf.constant(np.concatenate([-cost[m] * breaks for m in TONE_MODES]))  # [12, V]
+        self.rhyme = tf.constant(tables.rhyme.astype(np.float32))                     # [G, V]
+        self.rhyme_t = tf.constant(tables.rhyme.T.astype(np.float32))                 # [V, G]
+        self.keys = tf.constant(token_keys(vocab_size))                               # [V]
         spec = [
             tf.TensorSpec([None, None], tf.float32),   # z
             tf.TensorSpec([None], tf.int32),           # form
             tf.TensorSpec([None, None], tf.int32),     # forced
             tf.TensorSpec([None, None], tf.int8),      # tone_req
-            tf.TensorSpec([None], tf.bool),            # tone_hard
-            tf.TensorSpec([None], tf.float32),         # tone_soft
+            tf.TensorSpec([None], tf.int32),           # tone_mode: index into TONE_MODES
             tf.TensorSpec([None, None], tf.bool),      # rhyme_pos
             tf.TensorSpec([None, None], tf.bool),      # groups
             tf.TensorSpec([None], tf.int32),           # cap
             tf.TensorSpec([None], tf.float32),         # temperature
             tf.TensorSpec([None], tf.float32),         # top_p
+            tf.TensorSpec([None], tf.float32),         # min_p
             tf.TensorSpec([None, 2], tf.uint32),       # seeds
+            tf.TensorSpec([], tf.bool),                # with_logp
         ]
         self.jit_compile = jit_compile
         self._fn = tf.function(self._decode, input_signature=spec, jit_compile=jit_compile)
 
-    def __call__(self, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(tokens [B, T], relaxed [B], mean log-probability per written character [B])."""
-        tokens, relaxed, logp = self._fn(**arrays)
+    def __call__(self, with_logp: bool = True, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens [B, T], relaxed [B], mean log-probability per written character [B]; zeros
+        unless with_logp, which costs a log-sum-exp over the vocabulary per step)."""
+        tokens, relaxed, logp = self._fn(**arrays, with_logp=tf.constant(with_logp))
         return tokens.numpy(), relaxed.numpy(), logp.numpy()
 
-    def _nucleus(self, lp: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
-        """Tokens of the nucleus: the most likely ones whose mass first reaches top_p, per row.
+    def _keep(self, p: tf.Tensor, top_p: tf.Tensor, min_p: tf.Tensor, nucleus: tf.Tensor) -> tf.Tensor:
+        """Tokens a row may draw: at least min_p times the best's probability, and inside the top_p
+        nucleus when `nucleus` (some row asks for top_p < 1). p [B, V] has each row's best at 1.0."""
+        return tf.cond(nucleus, lambda: self._nucleus(p, top_p) & (p >= min_p[:, None]),
+                       lambda: p >= min_p[:, None])
 
-        Sorting 6,000 logits per row each step costs more than the GRU, so the nucleus is found on a
-        histogram of log-probabilities (NUCLEUS_BINS bins over NUCLEUS_RANGE nats): the boundary bin is
-        kept whole, so the nucleus holds at least top_p of the mass plus near-ties (within e^(1/8)).
-        Under XLA (no bincount) the same threshold comes from bisection.
-        """
-        B = tf.shape(lp)[0]
-        p = tf.exp(lp)
+    def _nucleus(self, p: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
+        """The nucleus: the most likely tokens whose mass first reaches top_p, per row, as a mask.
+
+        p [B, V] are unnormalised probabilities with each row's best at 1.0. Sorting 6,000 of them
+        per row each step costs more than the GRU, so the threshold comes from a per-row histogram
+        over the float's exponent bits (NUCLEUS_SHIFT): the boundary bin is kept whole, so the
+        nucleus holds at least top_p of the mass plus near-ties within a factor 9/8. Under XLA
+        (no bincount) the same threshold comes from bisection."""
+        want = top_p * tf.reduce_sum(p, axis=1)
         if self.jit_compile:
-            lo = tf.fill([B], -NUCLEUS_RANGE)
-            hi = tf.zeros([B])
+            lo = tf.fill(tf.shape(top_p), -30.0)          # log2 of the threshold
+            hi = tf.zeros_like(top_p)
             for _ in range(12):
                 mid = (lo + hi) / 2
-                ok = tf.reduce_sum(tf.where(lp >= mid[:, None], p, 0.0), axis=1) >= top_p
+                ok = tf.reduce_sum(tf.where(p >= tf.pow(2.0, mid)[:, None], p, 0.0), axis=1) >= want
                 lo, hi = tf.where(ok, mid, lo), tf.where(ok, hi, mid)
-            keep = lp >= lo[:, None]
-        else:
-            scale = NUCLEUS_BINS / NUCLEUS_RANGE
-            bins = tf.clip_by_value(tf.cast(-lp * scale, tf.int32), 0, NUCLEUS_BINS - 1)
-            ids = bins + tf.range(B)[:, None] * NUCLEUS_BINS
-            mass = tf.math.bincount(ids, weights=p, minlength=B * NUCLEUS_BINS, maxlength=B * NUCLEUS_BINS)
-            before = tf.math.cumsum(tf.reshape(mass, [B, NUCLEUS_BINS]), axis=1, exclusive=True)
-            n_bins = tf.reduce_sum(tf.cast(before < top_p[:, None], tf.int32), axis=1)
-            keep = bins < n_bins[:, None]
-        return keep | (top_p >= 1.0)[:, None]
+            return (p >= tf.pow(2.0, lo)[:, None]) | (top_p >= 1.0)[:, None]
+        bins = tf.bitwise.right_shift(tf.bitcast(p, tf.int32), NUCLEUS_SHIFT)
+        mass = tf.math.bincount(bins, weights=p, axis=-1, minlength=NUCLEUS_BINS, maxlength=NUCLEUS_BINS)
+        above = tf.math.cumsum(mass, axis=1, exclusive=True, reverse=True)
+        lowest = NUCLEUS_BINS - tf.reduce_sum(tf.cast(above < want[:, None], tf.int32), axis=1)
+        return bins >= tf.where(top_p >= 1.0, 0, lowest)[:, None]
 
-    def _decode(self, z, form, forced, tone_req, tone_hard, tone_soft, rhyme_pos, groups, cap,
-                temperature, top_p, seeds):
+    def _decode(self, z, form, forced, tone_req, tone_mode, rhyme_pos, groups, cap, temperature, top_p,
+                min_p, seeds, with_logp):
         B = tf.shape(forced)[0]
         T = tf.shape(forced)[1]
         V = self.vocab_size
         is_char_forced = forced >= N_SPECIALS
-        # Characters forced anywhere count against the repeat cap from the start, so free positions
-        # never use up a character that a later forced position needs.
+        # Every character of the poem so far, with the forced ones of later positions already in:
+        # they count against the repeat cap from the start, so free positions never use up a
+        # character that a later forced position needs. A written token's count is a [B, T] compare.
+        written0 = tf.where(is_char_forced, forced, -1)
+        # The characters that joined the rhyme, by position (-1 elsewhere): a rhyme is never reused.
+        rhymed0 = tf.where(is_char_forced & rhyme_pos, forced, -1)
         rows = tf.repeat(tf.range(B), T)
-        flat = tf.reshape(tf.where(is_char_forced, forced, 0), [-1])
-        idx = tf.stack([rows, flat], axis=1)
+        idx = tf.stack([rows, tf.reshape(tf.maximum(written0, 0), [-1])], axis=1)
         counts0 = tf.tensor_scatter_nd_add(tf.zeros([B, V], tf.int32), idx,
                                            tf.reshape(tf.cast(is_char_forced, tf.int32), [-1]))
-        forced_rhyme = tf.reshape(tf.cast(is_char_forced & rhyme_pos, tf.int32), [-1])
-        used0 = tf.tensor_scatter_nd_add(tf.zeros([B, V], tf.int32), idx, forced_rhyme) > 0
+        # The standing penalty of each (row, character): never for non-characters, a repeat
+        # penalty once the cap is used up; one entry per row is scattered in after each step.
+        block0 = self.never[None, :] + tf.where(counts0 >= cap[:, None], -REPEAT_PENALTY_LOGIT, 0.0)
+        tone_row0 = tone_mode * 4
+        inv_temp = 1.0 / temperature
+        tempered = tf.reduce_any(tf.not_equal(temperature, 1.0))
+        # The histogram behind top-p is a fifth of a step; min-p is one compare. Skip what no row asks for.
+        nucleus = tf.reduce_any(top_p < 1.0)
         state0 = self.model.decoder_init(z, form)
         prev0 = tf.fill([B], tf.constant(BOS, tf.int32))
         out0 = tf.TensorArray(tf.int32, size=T)
         relaxed0 = tf.zeros([B], tf.bool)
         groups0 = tf.cast(groups, tf.float32)
-        neg_inf = tf.constant(-1e9, tf.float32)
         logp0 = tf.zeros([B], tf.float32)
+        row_ids = tf.range(B)
+        positions = tf.range(T)[None, :]
 
-        def sample(t, prev, state, counts, used, grp, relaxed, logp):
+        def penalties(t, grp, rhymed):
+            """Tone and rhyme penalties [B, V] of step t (the rhyme part only where a row rhymes)."""
+            req = tf.cast(tone_req[:, t], tf.int32)
+            tone = tf.gather(self.tone_penalty, tone_row0 + req)
+            rp = rhyme_pos[:, t]
+            opt = req == ZE_OR_RHYME
+
+            def with_rhyme():
+                at = tf.where(rhymed >= 0)
+                used = tf.scatter_nd(tf.stack([tf.cast(at[:, 0], tf.int32), tf.gather_nd(rhymed, at)], axis=1),
+                                     tf.ones([tf.shape(at)[0]], tf.int32), [B, V])
+                fresh = (tf.matmul(grp, self.rhyme) > 0.5) & (used == 0)
+                # 首句入韵: line 1 may end on a 平 character that joins the rhyme instead of a 仄 one.
+                toned = tf.where(opt[:, None] & fresh, 0.0, tone)
+                return toned + tf.where(rp[:, None] & ~fresh, -RHYME_PENALTY, 0.0)
+
+            return tf.cond(tf.reduce_any(rp | opt), with_rhyme, lambda: tone)
+
+        def sample(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """One step where at least one row writes a character."""
             logits, state = self.model.decoder_step(prev, state, z, form)
-            raw, raw_norm = logits, tf.reduce_logsumexp(logits, axis=1)
             f = forced[:, t]
             free = f == FREE
-            req = tone_req[:, t]
-            rp = rhyme_pos[:, t]
-            rep_ok = counts < cap[:, None]
-            in_group = tf.matmul(grp, self.rhyme) > 0.5
-            fresh_rhyme = in_group & ~used
-            opt = req == ZE_OR_RHYME
-            tone_ok = tf.where((req == PING)[:, None], self.ping[None, :],
-                               tf.where((req == ZE)[:, None], self.ze[None, :],
-                                        tf.where(opt[:, None], self.ze[None, :] | fresh_rhyme, True)))
-            rhyme_ok = fresh_rhyme | ~rp[:, None]
-            base = self.is_char[None, :] & rhyme_ok
-            # Strictest mask first; relax tone, then repeats, only when a row has no legal character.
-            m_all = base & rep_ok & (tone_ok | ~tone_hard[:, None])
-            m_rep = base & rep_ok
-            any_all = tf.reduce_any(m_all, axis=1, keepdims=True)
-            any_rep = tf.reduce_any(m_rep, axis=1, keepdims=True)
-            any_base = tf.reduce_any(base, axis=1, keepdims=True)
-            mask = tf.where(any_all, m_all, tf.where(any_rep, m_rep,
-                            tf.where(any_base, base, self.is_char[None, :])))
-            relaxed = relaxed | (free & ~any_all[:, 0])
-
-            logits = logits - tone_soft[:, None] * tf.cast(~tone_ok, tf.float32)
-            logits = logits / temperature[:, None]
-            logits = tf.where(mask, logits, neg_inf)
-            lp = tf.nn.log_softmax(logits, axis=-1)
-            keep = mask & self._nucleus(lp, top_p)
-            # Gumbel-max with per-(row, step, token) hashed noise: an exact categorical draw whose
-            # randomness depends on the row's seed only, never on its batch neighbours.
-            noisy = tf.where(keep, lp + row_gumbel(seeds, t, V), neg_inf)
-            sampled = tf.argmax(noisy, axis=1, output_type=tf.int32)
-            tok = tf.where(free, sampled, f)
-            # The model's own log-probability of what it wrote (before masks and temperature):
+            penalty = block + penalties(t, grp, rhymed)
+            x = logits + penalty
+            x = x - tf.reduce_max(x, axis=1, keepdims=True)
+            p = tf.exp(tf.cond(tempered, lambda: x * inv_temp[:, None], lambda: x))
+            # Exponential race over the nucleus: argmax(p / E) is an exact draw from p, and the noise
+            # depends on the row's seed only, never on its batch neighbours.
+            race = tf.where(self._keep(p, top_p, min_p, nucleus), p * exp_noise(self.keys, seeds, t), 0.0)
+            tok = tf.where(free, tf.argmax(race, axis=1, output_type=tf.int32), f)
+            at = tf.stack([row_ids, tok], axis=1)
+            # The model's own log-probability of what it wrote (before penalties and temperature):
             # best-of-K ranks candidates by its mean.
-            logp = logp + tf.where(free, tf.gather(raw, tok, batch_dims=1) - raw_norm, 0.0)
+            logp = tf.cond(with_logp, lambda: logp + tf.where(
+                free, tf.gather(logits, tok, batch_dims=1) - tf.reduce_logsumexp(logits, axis=1), 0.0),
+                lambda: logp)
+            relaxed = relaxed | (free & (tf.gather_nd(penalty, at) < RELAXED_BELOW))
 
-            hot = tf.one_hot(tok, V, on_value=True, off_value=False)
-            counts = counts + tf.cast(hot & free[:, None], tf.int32)
+            now = (positions == t) & free[:, None]
+            fresh = self._in_group(grp, tok) & ~tf.reduce_any(rhymed == tok[:, None], axis=1)
+            written = tf.where(now, tok[:, None], written)
+            spent = free & (tf.reduce_sum(tf.cast(written == tok[:, None], tf.int32), axis=1) >= cap)
+            block = tf.tensor_scatter_nd_min(block, at, tf.where(spent, -REPEAT_PENALTY_LOGIT, 0.0))
             # Line 1 joins the rhyme when its end is one of the allowed rhyme characters.
-            joins = rp | (opt & tf.reduce_any(hot & fresh_rhyme, axis=1))
-            used = used | (hot & (free & joins)[:, None])
+            joins = rhyme_pos[:, t] | ((tone_req[:, t] == ZE_OR_RHYME) & fresh)
+            rhymed = tf.where(now & joins[:, None], tok[:, None], rhymed)
             grp = tf.where(joins[:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, counts, used, grp, relaxed, logp
+            return tok, state, written, rhymed, block, grp, relaxed, logp
 
-        def copy(t, prev, state, counts, used, grp, relaxed, logp):
+        def copy(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
             _, state = self.model.decoder_step(prev, state, z, form)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, counts, used, grp, relaxed, logp
+            return tok, state, written, rhymed, block, grp, relaxed, logp
 
-        def body(t, prev, state, counts, used, grp, relaxed, logp, out):
-            args = (t, prev, state, counts, used, grp, relaxed, logp)
-            tok, state, counts, used, grp, relaxed, logp = tf.cond(
-                tf.reduce_any(forced[:, t] == FREE), lambda: sample(*args), lambda: copy(*args))
-            return t + 1, tok, state, counts, used, grp, relaxed, logp, out.write(t, tok)
+        def body(t, prev, *carry):
+            *carry, out = carry
+            tok, *carry = tf.cond(tf.reduce_any(forced[:, t] == FREE),
+                                  lambda: sample(t, prev, *carry), lambda: copy(t, prev, *carry))
+            return (t + 1, tok, *carry, out.write(t, tok))
 
-        _, _, _, _, _, _, relaxed, logp, out = tf.while_loop(
+        loop = tf.while_loop(
             lambda t, *_: t < T, body,
-            (tf.constant(0), prev0, state0, counts0, used0, groups0, relaxed0, logp0, out0))
+            (tf.constant(0), prev0, state0, written0, rhymed0, block0, groups0, relaxed0, logp0, out0))
+        relaxed, logp, out = loop[-3], loop[-2], loop[-1]
         n_free = tf.reduce_sum(tf.cast(forced == FREE, tf.float32), axis=1)
         return tf.transpose(out.stack()), relaxed, logp / tf.maximum(n_free, 1.0)
+
+    def _in_group(self, grp: tf.Tensor, tok: tf.Tensor) -> tf.Tensor:
+        """Whether each row's token belongs to one of the row's remaining rhyme groups: [B] bool."""
+        return tf.reduce_sum(grp * tf.gather(self.rhyme_t, tok), axis=1) > 0.5
 
 
 @dataclass
@@ -235,10 +290,12 @@ class Row:
     cap: int
     temperature: float
     top_p: float
+    min_p: float
     tone_mode: str
     seed: int
     novelty: bool = True
     candidate: int = 0                  # 0..K-1 of best-of-K; candidate 0 is the K=1 poem
+    best_of: int = 1                    # K: above 1 the decoder accumulates log-probabilities
     theme: np.ndarray | None = None     # the theme's mean μ, when the latent came from one
 
 
@@ -353,8 +410,9 @@ class Generator:
                     plan = plan_poem(job, self.vocab, self.tables, np.random.default_rng([job.seed, k, 11]))
                     # The K candidates share the plan and the latent; only the draws differ.
                     mine += [Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
-                                 float(job.top_p), job.tone_mode, job.seed, job.novelty,
-                                 candidate=c, theme=centres.get(ji)) for c in range(job.best_of)]
+                                 float(job.top_p), float(job.min_p), job.tone_mode, job.seed, job.novelty,
+                                 candidate=c, best_of=job.best_of, theme=centres.get(ji))
+                             for c in range(job.best_of)]
                 rows += mine
             except ValidationError as exc:
                 results[ji] = Result.error(job.job_id, exc.code, exc.message, reply=job.reply)
@@ -514,8 +572,11 @@ class Generator:
             out.append(mu[:len(chunk)])
         return np.concatenate(out, axis=0)
 
-    def decode_rows(self, rows: list[Row], attempts: list[int]) -> Decoded:
-        """Token ids [N, T] (T = the longest row), a relaxed flag and a mean log-prob per row."""
+    def decode_rows(self, rows: list[Row], attempts: list[int], with_logp: bool | None = None) -> Decoded:
+        """Token ids [N, T] (T = the longest row), a relaxed flag and a mean log-prob per row (computed
+        when with_logp, by default when some row is one of best-of-K's candidates, else zeros)."""
+        if with_logp is None:
+            with_logp = any(r.best_of > 1 for r in rows)
         T_all = max(r.plan.length for r in rows)
         toks = np.full((len(rows), T_all), PAD, np.int32)
         relaxed = np.zeros(len(rows), bool)
@@ -524,13 +585,13 @@ class Generator:
         order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
         for start in range(0, len(order), self.max_rows):
             idx = order[start:start + self.max_rows]
-            t, rel, lp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx])
+            t, rel, lp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx], with_logp)
             toks[idx, :t.shape[1]] = t
             relaxed[idx] = rel
             logp[idx] = lp
         return Decoded(toks, relaxed, logp)
 
-    def _decode_chunk(self, chunk: list[Row], attempts: list[int]
+    def _decode_chunk(self, chunk: list[Row], attempts: list[int], with_logp: bool
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(chunk)
         B = _bucket(n)
@@ -542,17 +603,16 @@ class Generator:
             z=z,
             form=np.array([FORM_INDEX[r.plan.form.name] for r in padded], np.int32),
             forced=arrays["forced"], tone_req=arrays["tone_req"],
-            tone_hard=np.array([r.tone_mode == "hard" for r in padded]),
-            tone_soft=np.array([SOFT_TONE_PENALTY if r.tone_mode == "soft" else 0.0 for r in padded],
-                               np.float32),
+            tone_mode=np.array([TONE_MODES.index(r.tone_mode) for r in padded], np.int32),
             rhyme_pos=arrays["rhyme_pos"], groups=arrays["groups"],
             cap=np.array([r.cap for r in padded], np.int32),
             temperature=np.array([r.temperature for r in padded], np.float32),
             top_p=np.array([r.top_p for r in padded], np.float32),
+            min_p=np.array([r.min_p for r in padded], np.float32),
             seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate)
                             for r, a in zip(padded, att)]),
         )
-        t, rel, lp = self.decoder(**feeds)
+        t, rel, lp = self.decoder(with_logp=with_logp, **feeds)
         return t[:n], rel[:n], lp[:n]
 
     def _copied(self, row: Row, lines: list[str]) -> bool:
@@ -574,7 +634,7 @@ class Generator:
         for attempt in range(1, NOVELTY_RETRIES + 1):
             if not bad:
                 break
-            redo = self.decode_rows([rows[i] for i in bad], attempts=[attempt] * len(bad))
+            redo = self.decode_rows([rows[i] for i in bad], attempts=[attempt] * len(bad), with_logp=False)
             for k, i in enumerate(bad):
                 lines[i] = self.vocab.decode_lines(redo.tokens[k])
                 relaxed[i] = redo.relaxed[k]
@@ -600,7 +660,8 @@ class Generator:
                "pattern": "平起" if row.plan.ping_first else "仄起",
                "rhyme_group": self._rhyme_group(lines, row) if job.rhyme == "pingshui" else None,
                "novel": novel, "relaxed": relaxed, **verdict,
-               "score": round(score, 4), "best_of": job.best_of,
+               # No selection happens at K=1, and the decoder then skips the log-probabilities.
+               "score": round(score, 4) if job.best_of > 1 else None, "best_of": job.best_of,
                "mu": [] if mu is None else [round(float(x), MU_DECIMALS) for x in mu]}
         if job.traditional:
             out["lines_simplified"] = lines

@@ -80,7 +80,12 @@ class GenerateJob:
     novelty: bool = True                                 # no line copied from the training corpus
     max_repeat: int = 2                                  # most times one character may appear
     temperature: float = 1.0          # with best-of-K (benchmarks/README.md: the measured default)
-    top_p: float = 0.95
+    # Truncation: min-p keeps tokens at least min_p times as likely as the best (one compare per
+    # step); top-p < 1 adds the nucleus, a histogram that costs a fifth of a step. Measured on the
+    # shipped model at K=4 (benchmarks/README.md): min-p 0.001 reads as top-p 0.95 did (judge ratio
+    # 0.97 vs 0.96, distinct-2 0.84 vs 0.84) at 1.27x the poems/s; min-p 0.02 was much blander.
+    top_p: float = 1.0
+    min_p: float = 0.001
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted
@@ -291,6 +296,8 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
            f"temperature must be between {lo} and {hi}")
     _check(isinstance(job.top_p, (int, float)) and 0.0 < job.top_p <= 1.0, E_INVALID,
            "top_p must be in (0, 1]")
+    _check(isinstance(job.min_p, (int, float)) and 0.0 <= job.min_p < 1.0, E_INVALID,
+           "min_p must be in [0, 1)")
     lo_r, hi_r = MAX_REPEAT_RANGE
     _check(isinstance(job.max_repeat, int) and lo_r <= job.max_repeat <= hi_r, E_INVALID,
            f"max_repeat must be between {lo_r} and {hi_r}")

@@ -24,7 +24,8 @@ def random_request(rng: np.random.Generator, chars: list[str], seed: int) -> Gen
                       tone_mode=str(rng.choice(["hard", "soft", "off"])),
                       rhyme=str(rng.choice(["pingshui", "none"], p=[0.8, 0.2])),
                       max_repeat=int(rng.integers(1, 3)),
-                      temperature=float(rng.uniform(0.3, 1.5)), top_p=float(rng.uniform(0.5, 1.0)),
+                      temperature=float(rng.uniform(0.3, 1.5)),
+                      top_p=float(rng.choice([1.0, rng.uniform(0.5, 1.0)])), min_p=float(rng.uniform(0.0, 0.05)),
                       novelty=False)
     if rng.random() < 0.5:
         job.acrostic = "".join(rng.choice(chars, size=int(rng.integers(1, form.n_lines + 1)), replace=False))
@@ -300,18 +301,27 @@ def test_characters_outside_the_writable_set_appear_only_where_the_user_typed_th
 
 
 def test_best_of_k_keeps_the_best_candidate(tiny_generator) -> None:
-    """Candidate 0 of K is the K=1 poem, so the kept poem scores at least as well as it."""
+    """Candidate 0 of K is the K=1 poem, and the kept poem scores at least as well as it."""
     forms = list(FORMS)
     one = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=1, novelty=False) for k in range(24)]
     four = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=4, novelty=False) for k in range(24)]
     r1, r4 = tiny_generator.generate(one), tiny_generator.generate(four)
-    s1 = [r.poems[0]["score"] for r in r1]
-    s4 = [r.poems[0]["score"] for r in r4]
-    assert all(b >= a - 1e-4 for a, b in zip(s1, s4)), list(zip(s1, s4))
-    assert sum(b > a + 1e-4 for a, b in zip(s1, s4)) >= 12       # usually another one wins
+    assert all(r.poems[0]["score"] is None for r in r1)          # no selection at K=1
     assert all(r.poems[0]["best_of"] == 4 for r in r4)
     for job, result in zip(four, r4):
         assert_satisfies(job, result.poems[0])
+
+    rows, _ = tiny_generator.plan(four)
+    decoded = tiny_generator.decode_rows(rows, [0] * len(rows))
+    lines = [tiny_generator.vocab.decode_lines(t) for t in decoded.tokens]
+    scores = tiny_generator._score(rows, lines, decoded)
+    first = {row.job_index: i for i, row in enumerate(rows) if row.candidate == 0}
+    assert [lines[first[j]] for j in range(len(four))] == [r.poems[0]["lines"] for r in r1]
+    keep, kept_scores = tiny_generator._select(rows, lines, decoded)
+    for i, score in zip(keep, kept_scores):
+        assert score >= scores[first[rows[i].job_index]] - 1e-6
+    assert sum(rows[i].candidate != 0 for i in keep) >= 12        # usually another one wins
+    assert [lines[i] for i in keep] == [r.poems[0]["lines"] for r in r4]
 
 
 def test_best_of_k_is_validated(tiny_generator) -> None:
@@ -319,3 +329,64 @@ def test_best_of_k_is_validated(tiny_generator) -> None:
         result = tiny_generator.generate([GenerateJob(form="五绝", best_of=bad)])[0]
         assert not result.ok and result.error_code == E_INVALID and "best_of" in result.error_message
 
+
+
+def _decoder_sampling(tiny_generator):
+    from model.decode import ConstrainedDecoder, exp_noise
+    return ConstrainedDecoder(tiny_generator.model, tiny_generator.tables), exp_noise
+
+
+def test_histogram_nucleus_keeps_the_top_p_mass_and_no_more(tiny_generator) -> None:
+    """The nucleus holds at least top_p of the mass, and dropping its least likely bin would not."""
+    import tensorflow as tf
+    decoder, _ = _decoder_sampling(tiny_generator)
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2.5, (64, 3000)).astype(np.float32)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    top_p = rng.uniform(0.3, 0.99, 64).astype(np.float32)
+    keep = decoder._nucleus(tf.constant(p), tf.constant(top_p)).numpy()
+    for row, q, kept in zip(p, top_p, keep):
+        mass = row[kept].sum() / row.sum()
+        assert mass >= q - 1e-5
+        assert row[kept].min() >= row[~kept].max()                 # the likeliest tokens
+        bins = row.view(np.int32) >> 20                              # 8 bins per octave
+        boundary = bins[kept].min()
+        assert row[bins > boundary].sum() / row.sum() < q            # the boundary bin was needed
+        assert 9 / 8 * row[bins == boundary].min() >= row[bins == boundary].max()
+    everything = decoder._nucleus(tf.constant(p), tf.ones(64)).numpy()
+    assert everything.all()
+
+
+def test_exponential_race_draws_from_p_and_depends_on_the_row_seed_only(tiny_generator) -> None:
+    """argmax(p / E) with the hashed noise draws from p; a row's noise ignores its batch neighbours."""
+    import tensorflow as tf
+    decoder, exp_noise = _decoder_sampling(tiny_generator)
+    V = decoder.vocab_size
+    p = np.zeros(V, np.float32)
+    p[[5, 6, 7, 8]] = [0.5, 0.25, 0.15, 0.10]
+    draws = 4000
+    seeds = np.random.default_rng(0).integers(0, 2**32, (draws, 2), dtype=np.uint64).astype(np.uint32)
+    counts = Counter()
+    for step in range(4):
+        noise = exp_noise(decoder.keys, tf.constant(seeds), tf.constant(step)).numpy()
+        counts.update(np.argmax(p[None, :] * noise, axis=1).tolist())
+    freq = np.array([counts[k] for k in (5, 6, 7, 8)]) / (4 * draws)
+    assert sum(counts.values()) == 4 * draws and set(counts) == {5, 6, 7, 8}
+    assert np.abs(freq - [0.5, 0.25, 0.15, 0.10]).max() < 0.016    # 4 sigma at 16,000 draws (fixed seeds)
+    alone = exp_noise(decoder.keys, tf.constant(seeds[:1]), tf.constant(2)).numpy()
+    batched = exp_noise(decoder.keys, tf.constant(seeds[:9]), tf.constant(2)).numpy()
+    assert np.array_equal(alone[0], batched[0])
+    other = exp_noise(decoder.keys, tf.constant(seeds[:1]), tf.constant(3)).numpy()
+    assert not np.array_equal(alone[0], other[0])
+
+
+def test_min_p_keeps_tokens_near_the_best_and_combines_with_top_p(tiny_generator) -> None:
+    import tensorflow as tf
+    decoder, _ = _decoder_sampling(tiny_generator)
+    p = tf.constant([[1.0, 0.5, 0.05, 0.001, 0.0], [0.2, 1.0, 0.9, 0.3, 0.1]])
+    keep = decoder._keep(p, tf.ones(2), tf.constant([0.04, 0.25]), tf.constant(False)).numpy()
+    assert keep.tolist() == [[True, True, True, False, False], [False, True, True, True, False]]
+    keep = decoder._keep(p, tf.constant([0.6, 1.0]), tf.constant([0.04, 0.25]), tf.constant(True)).numpy()
+    assert keep.tolist() == [[True, False, False, False, False], [False, True, True, True, False]]
+    keep = decoder._keep(p, tf.ones(2), tf.zeros(2), tf.constant(False)).numpy()
+    assert keep.tolist() == [[True, True, True, True, True], [True, True, True, True, True]]

@@ -96,6 +96,8 @@ def test_validation_refusals() -> None:
     assert _code(GenerateJob(n=0)) == E_INVALID
     assert _code(GenerateJob(temperature=9.0)) == E_INVALID
     assert _code(GenerateJob(top_p=0.0)) == E_INVALID
+    assert _code(GenerateJob(min_p=1.0)) == E_INVALID
+    assert _code(GenerateJob(min_p=-0.1)) == E_INVALID
     assert _code(GenerateJob(tone_mode="loud")) == E_INVALID
     assert _code(GenerateJob(seed=-1)) == E_INVALID
     assert _code(GenerateJob(form="五绝", acrostic="一二三四五")) == E_IMPOSSIBLE
