@@ -17,6 +17,7 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".[${extra}]"
 
 # The latent index holds corpus text, so it is built here from the downloaded corpus, never committed.
+# `index build` also writes the theme index beside it: the worker's theme prior needs no corpus.
 FROM build AS index
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -42,7 +43,7 @@ COPY docker/entrypoint.sh /usr/local/bin/poembot-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     POEMBOT_DATA_DIR=/data \
-    POEMBOT_INDEX_DIR=/opt/poembot/index \
+    POEMBOT_INDEX_PATH=/opt/poembot/index \
     POEMBOT_LOG_FORMAT=json \
     POEMBOT_METRICS_PORT=9100
 USER 10001

@@ -76,16 +76,19 @@ def corpus_stats(as_json: bool = typer.Option(False, "--json", help="print one J
 @index_app.command("build")
 def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                 out: Optional[str] = typer.Option(None, help="index folder (default: data dir)"),
-                size: int = typer.Option(60_000, help="how many popular poems to index"),
+                size: Optional[int] = typer.Option(None, help="index only this many of the most "
+                                                   "popular poems (default: every regular poem)"),
                 if_stale: bool = typer.Option(False, "--if-stale",
                                               help="skip when an index for this model exists")) -> None:
-    """Encode the most popular corpus poems with the model's encoder (μ, float16)."""
-    from model.index import META_FILE, build_index, default_index_dir, model_version
+    """Encode every regular corpus poem with the model's encoder (μ, float16) into the index behind
+    /similar, and write the theme index (terms → popular poems, their mean μ) the worker's themes use."""
+    from model.index import build_index, default_index_dir, is_current, model_version
 
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}: train one with `poembot train` or use the shipped one")
-    target = Path(out) if out else default_index_dir(model_version(model))
-    if if_stale and (target / META_FILE).exists():
+    version = model_version(model)
+    target = Path(out) if out else default_index_dir(version)
+    if if_stale and is_current(target, version):
         typer.echo(f"index already built at {target}")
         return
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from redis.exceptions import RedisError
 from telegram import Bot, ReplyParameters
@@ -20,6 +20,7 @@ from bot.runtime import Runtime
 from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.texts import error_text, t
 from model.jobs import JobFormatError, Result, result_from_fields
+from model.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class RetryLater(Exception):
 
 
 async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | None, lang: str,
-                       traditional: bool, vector: Any, reply_to: int | None, header_key: str) -> None:
-    """Send the corpus poems nearest to vector (popular poems when None), skipping ones shown before."""
+                       traditional: bool, vector: Any, reply_to: int | None, header_key: str,
+                       query: Sequence[QueryPoem] = ()) -> None:
+    """Send the corpus poems nearest to vector (popular poems when None), skipping ones shown before;
+    query: the poem(s) the answers should be near, which their "why" line names."""
     if rt.index is None:
         await bot.send_message(chat_id, t(lang, "similar_unavailable"), reply_parameters=reply_params(reply_to))
         return
@@ -56,7 +59,7 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
             items = await asyncio.to_thread(rt.index.popular, SIMILAR_K, exclude)
             header_key = "similar_new_user"
         else:
-            items = await asyncio.to_thread(rt.index.search, list(vector), SIMILAR_K, exclude)
+            items = await asyncio.to_thread(rt.index.recommend, list(vector), SIMILAR_K, exclude, query)
     except ValueError as exc:
         # A μ from another model than the index was built with (different size).
         log.error("latent index cannot answer: %s", exc)
@@ -203,7 +206,8 @@ class ResultConsumer:
         await send_similar(self.rt, self.bot, chat_id=int(reply["chat_id"]), user_id=reply.get("user_id"),
                            lang=reply.get("lang", "zh"), traditional=bool(reply.get("trad")),
                            vector=result.poems[0]["mu"], reply_to=reply.get("reply_to"),
-                           header_key="similar_poem_title")
+                           header_key="similar_poem_title",
+                           query=[QueryPoem([str(x) for x in result.poems[0].get("lines") or []])])
         return "sent"
 
     async def deliver_daily(self, result: Result) -> str:

@@ -27,11 +27,12 @@ from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_k
                         settings_text)
 from bot.runtime import Outcome, Runtime
 from bot.script import to_simplified
-from bot.similar import taste_vector
+from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
 from bot.texts import error_text, lang_of, t
 from model.forms import FORM_NAMES, FORMS, classify
 from model.jobs import EncodeJob, ValidationError, validate_encode
+from model.reasons import QueryPoem
 from reading.gloss import gloss, render
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,11 @@ async def similar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     settings = await rt.state.settings(user.id)
     replied = message.reply_to_message
     if replied is None:
-        vector = taste_vector(await rt.state.history(user.id), await rt.state.likes(user.id))
+        history, likes = await rt.state.history(user.id), await rt.state.likes(user.id)
         await send_similar(rt, context.bot, chat_id=chat.id, user_id=user.id, lang=lang,
-                           traditional=settings.traditional, vector=vector,
-                           reply_to=message.message_id, header_key="similar_title")
+                           traditional=settings.traditional, vector=taste_vector(history, likes),
+                           reply_to=message.message_id, header_key="similar_title",
+                           query=await taste_poems(rt.state.load_poem, history, likes))
         return
     record = await rt.state.poem_for_message(chat.id, replied.message_id)
     lines = record.lines if record else extract_poem_lines(replied.text or replied.caption)
@@ -204,7 +206,7 @@ async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record
     if record is not None and record.mu:
         await send_similar(rt, context.bot, chat_id=chat.id, user_id=user.id, lang=lang,
                            traditional=settings.traditional, vector=record.mu, reply_to=reply_to,
-                           header_key="similar_poem_title")
+                           header_key="similar_poem_title", query=[QueryPoem(list(record.lines))])
         return None
     job = validate_encode(EncodeJob(
         texts=[to_simplified(poem_text(lines))],

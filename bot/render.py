@@ -17,6 +17,8 @@ from model.forms import FORM_NAMES
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
+# English names of the canon collections model.index marks (the Chinese name is the key).
+CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems of a Thousand Masters"}
 
 
 def h(value: object) -> str:
@@ -103,7 +105,26 @@ def format_corpus_poem(n: int, item: dict[str, Any], lang: str, traditional: boo
         byline = f"{author}（{dynasty}）" if dynasty and lang != EN else (f"{author} ({dynasty})" if dynasty else author)
         head += " — " + h(for_script(byline, traditional))
     text = str(item.get("text") or "")[:MAX_ITEM_CHARS]
-    return head + "\n" + h(for_script(text, traditional))
+    out = head + "\n" + h(for_script(text, traditional))
+    why = why_line(item.get("why"), lang)
+    return out + "\n<i>" + h(for_script(why, traditional)) + "</i>" if why else out
+
+
+def why_line(why: Any, lang: str) -> str:
+    """One short line saying why a /similar answer was chosen (model.reasons.reason's dict)."""
+    if not isinstance(why, dict):
+        return ""
+    parts = []
+    if why.get("near"):
+        parts.append(t(lang, "why_near_liked" if why.get("liked") else "why_near", line=why["near"]))
+    if why.get("words"):
+        parts.append(t(lang, "why_words", words=t(lang, "why_words_sep").join(map(str, why["words"]))))
+    if not parts:
+        parts.append(t(lang, "why_mood"))
+    if why.get("canon"):
+        name = str(why["canon"])
+        parts.append(t(lang, "why_canon", name=CANON_EN.get(name, name) if lang == EN else name))
+    return " · ".join(parts)
 
 
 def similar_keyboard(items: list[dict[str, Any]], lang: str) -> InlineKeyboardMarkup:

@@ -7,25 +7,32 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Collection, Iterable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Collection, Iterable, Protocol, Sequence
 
 import numpy as np
+
+from model.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
 
 LIKE_WEIGHT = 3.0      # a liked poem says more about taste than one merely written
 RECENCY_DECAY = 0.97   # older history counts a little less: entry i back weighs 0.97**i
+TASTE_POEMS = 8        # liked, then recent, poems an answer's "why" may name (one Redis read each)
 
 
 class Index(Protocol):
     """Nearest corpus poems by cosine similarity of μ vectors.
 
     Each hit is a dict with at least id, title, author, dynasty ("tang" | "song") and text
-    (the poem with punctuation, couplets on separate lines), in simplified characters.
+    (the poem with punctuation, couplets on separate lines), in simplified characters;
+    recommend's hits also carry "why" (model.reasons.reason).
     """
 
     def search(self, vector: Sequence[float], k: int,
                exclude_ids: Collection[str] = ()) -> list[dict[str, Any]]: ...
+
+    def recommend(self, vector: Sequence[float], k: int, exclude_ids: Collection[str] = (),
+                  query: Sequence[QueryPoem] = ()) -> list[dict[str, Any]]: ...
 
     def popular(self, k: int, exclude_ids: Collection[str] = ()) -> list[dict[str, Any]]: ...
 
@@ -90,3 +97,26 @@ def taste_vector(history: list[dict[str, Any]], likes: dict[str, dict[str, Any]]
     kept = [(v, w) for v, w in weighted if v.size == size]
     mean = sum(v * w for v, w in kept) / sum(w for _, w in kept)
     return _unit(mean)
+
+
+async def taste_poems(load_poem: Callable[[str], Awaitable[Any]], history: list[dict[str, Any]],
+                      likes: dict[str, dict[str, Any]], limit: int = TASTE_POEMS) -> list[QueryPoem]:
+    """The poems behind a taste vector that an answer can be "near": the newest likes first, then
+    the newest history; load_poem (BotState.load_poem) gives a record with .lines, or None once
+    the poem expired."""
+    picked: list[tuple[str, Any, bool]] = []
+    for pid, entry in sorted(likes.items(), key=lambda kv: -float(kv[1].get("at") or 0)):
+        picked.append((pid, entry.get("mu"), True))
+    picked += [(str(e.get("pid")), e.get("mu"), False) for e in history if e.get("pid")]
+    out: list[QueryPoem] = []
+    seen: set[str] = set()
+    for pid, mu, liked in picked:
+        if len(out) == limit:
+            break
+        if pid in seen:
+            continue
+        seen.add(pid)
+        lines = getattr(await load_poem(pid), "lines", None)
+        if lines:
+            out.append(QueryPoem(list(lines), _unit(mu or []), liked, taste=True))
+    return out

@@ -487,6 +487,7 @@ class Generator:
         validation failures become error Results."""
         out: list[list[np.ndarray]] = [[] for _ in jobs]
         wanted: list[tuple[int, list[str]]] = []
+        centres: dict[int, np.ndarray] = {}
         for ji, job in enumerate(jobs):
             try:
                 validate_generate(job, chars=self.vocab.__contains__, to_simplified=self.to_simplified)
@@ -499,10 +500,10 @@ class Generator:
                 results[ji] = Result.error(job.job_id, exc.code, exc.message, reply=job.reply)
                 continue
             if self.latent_dim and job.latent is None:
-                texts = job.like_texts or self._theme_poems(job.keywords)
-                if texts:
-                    wanted.append((ji, texts))
-        centres: dict[int, np.ndarray] = {}
+                if job.like_texts:
+                    wanted.append((ji, job.like_texts))
+                elif (prior := self._theme_prior(job.keywords)) is not None:
+                    centres[ji] = prior
         if wanted:
             flat = [t for _, texts in wanted for t in texts]
             lines = [split_lines(t) for t in flat]
@@ -528,20 +529,16 @@ class Generator:
                 out[ji].append(np.asarray(z, np.float32))
         return out, centres
 
-    def _theme_poems(self, keywords: list[str]) -> list[str]:
-        """Up to THEME_POEMS corpus poems containing every keyword, most popular first."""
-        if not keywords or self.corpus is None:
-            return []
-        if self._corpus_texts is None:
-            self._corpus_texts = ["".join(ls) for ls in self.corpus.lines]
-            self._theme_order = sorted(range(len(self.corpus)), key=lambda i: -self.corpus.rank[i])
-        found = []
-        for i in self._theme_order:
-            if self.corpus.form[i] != OTHER and all(k in self._corpus_texts[i] for k in keywords):
-                found.append("，".join(self.corpus.lines[i]))
-                if len(found) >= THEME_POEMS:
-                    break
-        return found
+    def _theme_prior(self, keywords: list[str]) -> np.ndarray | None:
+        """Mean μ of the most popular poems holding every keyword, from the theme index
+        (model/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
+        # The loaders (model.worker.load_generator, `poembot generate`) attach the theme index
+        # of the model's version as .themes; a Generator without one writes themes by their words only.
+        themes = getattr(self, "themes", None)
+        if not keywords or themes is None:
+            return None
+        prior = themes.prior(keywords)
+        return prior if prior is not None and prior.shape[0] == self.latent_dim else None
 
     def encode_lines(self, lines: list[list[str]], forms: list[str | None],
                      default_forms: list[str] | None = None) -> np.ndarray:

@@ -39,8 +39,8 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                       temperature=temperature, top_p=top_p, max_repeat=max_repeat, novelty=novelty,
                       fixed_lines=dict(fixed or {}))
 
-    from model.decode import Generator     # TensorFlow loads here, after the cheap checks
-    generator = Generator.load(model_dir)
+    from model.worker import load_generator     # TensorFlow loads here, after the cheap checks
+    generator = load_generator(model_dir)
     result = generator.generate([job])[0]
     if not result.ok:
         print(f"poembot: {result.error_message}", file=err)

@@ -1,29 +1,55 @@
-"""The latent index: VAE encoder means of popular corpus poems, searched by cosine similarity.
+"""The latent index: VAE encoder means of every regular-form corpus poem, searched by cosine
+similarity through inverted lists (model/ivf.py), and the /similar ranking on top of it.
 
-Building needs TensorFlow (`poembot index build`); loading and searching need only numpy, so the bot can use it.
+Building needs TensorFlow (`poembot index build`); loading and searching need only numpy, so the
+bot can use it. Rows are stored in descending popularity (canon poems first), so row order is
+popularity order; the theme index (model/themes.py) is written beside it from the same μ.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from model.forms import FORMS
+from model.ivf import InvertedLists
 from model.paths import data_dir
+from model.popularity import IN_QIANJIA, IN_TANG300, canon_membership, popularity, shared_rank
+from model.reasons import QueryPoem, imagery, reason
+from model.themes import ThemeIndex
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.npz"
-META_FILE = "meta.json"
-DEFAULT_SIZE = 60_000
+META_FILE = "meta.json.gz"
+INDEX_FORMAT = 2          # 2: every regular poem, raw μ, popularity, canon, inverted lists, themes
+DEFAULT_SIZE = None       # None: every regular-form poem (~230k)
+EXACT_BELOW = 20_000      # smaller indexes are scanned whole; larger ones get inverted lists
 # Files that define a model's behaviour; their hash is the version an index is tied to.
 MODEL_FILES = ("config.json", "vocab.json", "weights.npz")
+COLUMNS = ("title", "author", "dynasty", "form", "text", "rank")
+CANON_NAMES = {IN_TANG300: "唐诗三百首", IN_QIANJIA: "千家诗"}
+
+# /similar's ranking (Index.recommend), chosen with benchmarks/similar.py.
+POOL = 100                # nearest poems (and as many sharing imagery) the ranking chooses from
+POP_WEIGHT = 0.15         # relevance = cosine + POP_WEIGHT x popularity (0..1) + LEX_WEIGHT x lex
+# lex: the idf-weighted share of the query poems' rarest imagery terms a poem holds. Latent
+# neighbours alone are no better than TF-IDF (same-form@10 0.332 vs 0.351), and shared words are
+# what the "why" line can name.
+LEX_WEIGHT = 0.6
+LEX_TERMS = 12            # rarest imagery terms of the query whose popular poems join the pool
+DIVERSITY = 0.3           # MMR: less this x the highest cosine to a poem already chosen
+PER_POET = 1              # poems by one poet in one answer (relaxed only when the pool runs out)
 
 
 class IndexMismatch(RuntimeError):
-    """The index was built for another model than the one in use."""
+    """The index was built for another model, or by an older poembot, than the one in use."""
 
 
 def model_version(model_dir: str | Path) -> str:
@@ -40,16 +66,39 @@ def default_index_dir(version: str) -> Path:
     return data_dir() / "index" / version
 
 
+class Columns(Sequence):
+    """Per-row metadata stored as columns (a third the memory of 230k dicts); row i → a dict."""
+
+    def __init__(self, columns: dict[str, list]) -> None:
+        self.columns = columns
+        self.n = len(next(iter(columns.values()))) if columns else 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        return {name: values[i] for name, values in self.columns.items()}
+
+
 @dataclass
 class Index:
     version: str
     ids: list[str]
-    vectors: np.ndarray          # [N, Z] float32, unit length (float16 on disk)
-    meta: list[dict]             # title, author, dynasty, form, text, rank — per row
-    popular_order: np.ndarray    # row numbers by descending popularity
+    vectors: np.ndarray                  # [N, Z] float32, unit length (raw μ, float16, on disk)
+    meta: Sequence[dict]                 # title, author, dynasty, form, text, rank — per row
+    popular_order: np.ndarray            # row numbers by descending popularity
+    popularity: np.ndarray | None = None   # [N] 0..1 (default: from popular_order)
+    canon: np.ndarray | None = None        # [N] int8 model.popularity NOT_CANON / IN_QIANJIA / IN_TANG300
+    lists: InvertedLists | None = None     # None: every query scans all rows
+    weights: ThemeIndex | None = None      # term counts for the "why" line's imagery words
 
     def __post_init__(self) -> None:
         self.row = {pid: i for i, pid in enumerate(self.ids)}
+        if self.popularity is None:
+            self.popularity = np.zeros(len(self.ids), np.float32)
+            self.popularity[self.popular_order] = np.linspace(1.0, 0.0, len(self.ids), dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,31 +115,135 @@ class Index:
         k = self.row.get(poem_id)
         return None if k is None else self.vectors[k]
 
+    def canon_name(self, row: int) -> str | None:
+        return None if self.canon is None else CANON_NAMES.get(int(self.canon[row]))
+
     def entry(self, row: int, score: float | None = None) -> dict:
         out = {"id": self.ids[row], **self.meta[row]}
         if score is not None:
             out["score"] = round(float(score), 4)
         return out
 
-    def search(self, vector: Sequence[float] | np.ndarray, k: int = 5,
-               exclude_ids: Iterable[str] = ()) -> list[dict]:
-        """The k rows of highest cosine similarity to vector, skipping excluded ids."""
+    def _unit_query(self, vector: Sequence[float] | np.ndarray) -> np.ndarray | None:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.vectors.shape[1]:
             raise ValueError(f"query has {query.shape[0]} dims, index has {self.vectors.shape[1]}")
         norm = float(np.linalg.norm(query))
-        if not np.isfinite(norm) or norm == 0.0:
-            return self.popular(k, exclude_ids)
-        scores = self.vectors @ (query / norm)
-        excluded = self._rows(exclude_ids)
-        if excluded:
-            scores[excluded] = -np.inf
-        k = min(k, len(self) - len(set(excluded)))
+        return None if not np.isfinite(norm) or norm == 0.0 else query / norm
+
+    def nearest(self, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+                exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and cosines of the k nearest to a unit query, best first: through the inverted
+        lists when there are some (and not exact), falling back to a full scan when they hold
+        too few rows after the exclusions."""
+        excluded = np.fromiter(set(excluded), dtype=np.int64)
+        rows = None
+        if self.lists is not None and not exact:
+            rows, scores = self.lists.scores(query)
+            if len(excluded):
+                keep = ~np.isin(rows, excluded)
+                rows, scores = rows[keep], scores[keep]
+            if len(rows) < k:
+                rows = None
+        if rows is None:
+            scores = self.vectors @ query
+            if len(excluded):
+                scores[excluded] = -np.inf
+            rows = np.arange(len(self))
+            k = min(k, len(self) - len(excluded))
         if k <= 0:
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [self.entry(int(r), scores[r]) for r in top]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return rows[top], scores[top]
+
+    def search(self, vector: Sequence[float] | np.ndarray, k: int = 5,
+               exclude_ids: Iterable[str] = ()) -> list[dict]:
+        """The k rows of highest cosine similarity to vector, skipping excluded ids."""
+        query = self._unit_query(vector)
+        if query is None:
+            return self.popular(k, exclude_ids)
+        rows, scores = self.nearest(query, k, self._rows(exclude_ids))
+        return [self.entry(int(r), s) for r, s in zip(rows, scores)]
+
+    def recommend(self, vector: Sequence[float] | np.ndarray, k: int = 5,
+                  exclude_ids: Iterable[str] = (), query: Sequence[QueryPoem] = (),
+                  per_poet: int = PER_POET, pop_weight: float = POP_WEIGHT,
+                  diversity: float = DIVERSITY, lex_weight: float = LEX_WEIGHT) -> list[dict]:
+        """/similar's answer: from the POOL nearest poems and the POOL most popular ones sharing
+        the query poems' imagery, greedily the one of highest cosine + pop_weight x popularity +
+        lex_weight x shared imagery - diversity x its highest cosine to those already chosen
+        (MMR), at most per_poet poems by one poet while the pool allows. Each entry has "why"
+        (model.reasons.reason) against the query poems."""
+        unit = self._unit_query(vector)
+        if unit is None:
+            return self.popular(k, exclude_ids)
+        excluded = self._rows(exclude_ids)
+        rows, _ = self.nearest(unit, POOL, excluded)
+        lex_rows, lex_share = self._lexical(query, excluded)
+        rows = np.union1d(rows, lex_rows)
+        lex = np.zeros(len(rows), np.float32)
+        lex[np.searchsorted(rows, lex_rows)] = lex_share
+        cos = self.vectors[rows] @ unit
+        relevance = cos + pop_weight * self.popularity[rows] + lex_weight * lex
+        chosen = self._diverse(rows, relevance, k, per_poet, diversity)
+        out = []
+        for j in chosen:
+            row = int(rows[j])
+            entry = self.entry(row, cos[j])
+            entry["why"] = reason(str(entry.get("text") or ""), self.vectors[row], query, self.weights,
+                                  self.canon_name(row))
+            out.append(entry)
+        return out
+
+    def _lexical(self, query: Sequence[QueryPoem], excluded: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (ascending) among the theme index's popular poems for the query's LEX_TERMS rarest
+        imagery terms, the POOL best, with the idf-weighted share of those terms each holds."""
+        none = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self.weights is None or not query or not len(self.weights.postings):
+            return none
+        weights = imagery(set().union(*(q.terms for q in query)), self.weights)
+        terms = sorted(weights, key=lambda t: (-weights[t], t))[:LEX_TERMS]
+        if not terms:
+            return none
+        postings = [self.weights.posting(t) for t in terms]
+        rows, inverse = np.unique(np.concatenate(postings), return_inverse=True)
+        held = np.bincount(inverse, weights=np.repeat([weights[t] for t in terms], [len(p) for p in postings]))
+        share = (held / sum(weights[t] for t in terms)).astype(np.float32)
+        if excluded:
+            share[np.isin(rows, excluded)] = -1.0
+        best = np.argsort(-share, kind="stable")[:POOL]
+        best = best[share[best] > 0]
+        best.sort()
+        return rows[best].astype(np.int64), share[best]
+
+    def author(self, row: int) -> str:
+        if isinstance(self.meta, Columns):          # no dict per row on the hot path
+            return self.meta.columns["author"][row] or ""
+        return self.meta[row].get("author") or ""
+
+    def _diverse(self, rows: np.ndarray, relevance: np.ndarray, k: int, per_poet: int,
+                 diversity: float) -> list[int]:
+        """Positions in rows chosen by MMR under the per-poet cap, then without it if short."""
+        vectors = self.vectors[rows]
+        poet_of: dict[str, int] = {}
+        poets = np.array([poet_of.setdefault(self.author(int(r)), len(poet_of)) for r in rows])
+        chosen: list[int] = []
+        counts = np.zeros(len(poet_of), np.int64)
+        closest = np.full(len(rows), -np.inf)       # highest cosine to a chosen poem, per row
+        for capped in (True, False):
+            while len(chosen) < min(k, len(rows)):
+                score = relevance - diversity * closest if chosen else relevance.astype(np.float64)
+                score[chosen] = -np.inf
+                if capped:
+                    score[counts[poets] >= per_poet] = -np.inf
+                j = int(np.argmax(score))
+                if not np.isfinite(score[j]):
+                    break
+                chosen.append(j)
+                counts[poets[j]] += 1
+                closest = np.maximum(closest, vectors @ vectors[j])
+        return chosen
 
     def popular(self, k: int = 5, exclude_ids: Iterable[str] = ()) -> list[dict]:
         excluded = set(self._rows(exclude_ids))
@@ -102,12 +255,22 @@ class Index:
                     break
         return out
 
-    def save(self, directory: Path) -> Path:
+    def save(self, directory: Path, mu: np.ndarray | None = None) -> Path:
+        """mu: the raw encoder means (the theme index averages them); unit vectors when absent."""
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / INDEX_FILE, vectors=self.vectors.astype(np.float16),
-                 popular_order=self.popular_order.astype(np.int32))
-        payload = {"version": self.version, "ids": self.ids, "meta": self.meta}
-        (directory / META_FILE).write_text(json.dumps(payload, ensure_ascii=False))
+        arrays = {"version": np.array(self.version), "format": np.int64(INDEX_FORMAT),
+                  "mu": (mu if mu is not None else self.vectors).astype(np.float16),
+                  "popular_order": self.popular_order.astype(np.int32),
+                  "popularity": np.asarray(self.popularity, np.float32)}
+        if self.canon is not None:
+            arrays["canon"] = self.canon.astype(np.int8)
+        if self.lists is not None:
+            arrays.update(self.lists.arrays())
+        np.savez(directory / INDEX_FILE, **arrays)
+        columns = {name: [m.get(name) for m in self.meta] for name in COLUMNS}
+        payload = {"version": self.version, "format": INDEX_FORMAT, "ids": self.ids, "columns": columns}
+        with gzip.open(directory / META_FILE, "wt", encoding="utf-8", compresslevel=3) as fh:
+            json.dump(payload, fh, ensure_ascii=False, separators=(",", ":"))
         return directory
 
     @classmethod
@@ -115,15 +278,53 @@ class Index:
         directory = Path(directory)
         if not (directory / META_FILE).exists():
             raise FileNotFoundError(f"no latent index at {directory}: run `poembot index build`")
-        payload = json.loads((directory / META_FILE).read_text())
-        if expect_version is not None and payload["version"] != expect_version:
-            raise IndexMismatch(
-                f"the index at {directory} was built for model {payload['version']}, but the model "
-                f"in use is {expect_version}: run `poembot index build` again")
+        with gzip.open(directory / META_FILE, "rt", encoding="utf-8") as fh:
+            payload = json.load(fh)
+        _check(directory, payload.get("version"), payload.get("format"), expect_version)
         with np.load(directory / INDEX_FILE) as data:
-            vectors = data["vectors"].astype(np.float32)
+            vectors = unit_rows(data["mu"].astype(np.float32))
             order = data["popular_order"].astype(np.int64)
-        return cls(payload["version"], payload["ids"], vectors, payload["meta"], order)
+            pop = data["popularity"].astype(np.float32)
+            canon = data["canon"] if "canon" in data else None
+            lists = InvertedLists.from_arrays(data)
+        if lists is not None:
+            lists.attach(vectors)
+        weights = None
+        try:
+            weights = ThemeIndex.load(directory, centres=False)
+        except FileNotFoundError:
+            log.warning("no theme index beside %s: /similar explains its answers without imagery words", directory)
+        return cls(payload["version"], payload["ids"], vectors, Columns(payload["columns"]), order,
+                   pop, canon, lists, weights)
+
+
+def _check(directory: Path, version: str | None, fmt: Any, expect_version: str | None) -> None:
+    if fmt != INDEX_FORMAT:
+        raise IndexMismatch(f"the index at {directory} has format {fmt}, this poembot reads "
+                            f"{INDEX_FORMAT}: run `poembot index build` again")
+    if expect_version is not None and version != expect_version:
+        raise IndexMismatch(
+            f"the index at {directory} was built for model {version}, but the model "
+            f"in use is {expect_version}: run `poembot index build` again")
+
+
+def load_mu(directory: str | Path, expect_version: str | None = None) -> np.ndarray:
+    """The raw μ rows only (float16), for the worker's theme prior: no metadata is read."""
+    directory = Path(directory)
+    with np.load(directory / INDEX_FILE) as data:
+        version = str(data["version"]) if "version" in data else None
+        fmt = int(data["format"]) if "format" in data else None
+        _check(directory, version, fmt, expect_version)
+        return data["mu"]
+
+
+def is_current(directory: Path, version: str) -> bool:
+    """An index of this format for this model version is already there (`--if-stale`)."""
+    try:
+        load_mu(directory, expect_version=version)
+    except (OSError, IndexMismatch, KeyError, ValueError):
+        return False
+    return (directory / META_FILE).exists()
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -131,11 +332,16 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.maximum(norms, 1e-8)).astype(np.float32)
 
 
-def choose_rows(corpus, size: int) -> list[int]:
-    """The most popular regular-form poems (all four forms), ties broken by corpus order."""
+def choose_rows(corpus, size: int | None, canon_root: Path | None = None
+                ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Regular-form rows (all four forms) in descending popularity — canon poems first, then by
+    shared rank, ties in corpus order — at most size of them; with their popularity and canon."""
     rows = corpus.indices(forms=tuple(FORMS))
-    rows.sort(key=lambda i: -corpus.rank[i])
-    return rows[:size]
+    shared = shared_rank(corpus, rows)
+    canon = canon_membership(corpus, rows, canon_root)
+    pop = popularity(shared, canon)
+    order = np.lexsort((np.arange(len(rows)), -shared, -pop))[:size]
+    return [rows[k] for k in order], pop[order], canon[order]
 
 
 def encode_texts(model, vocab, lines_list: list[list[str]], batch: int = 512,
@@ -165,21 +371,36 @@ def encode_texts(model, vocab, lines_list: list[list[str]], batch: int = 512,
     return out
 
 
+def assemble(version: str, corpus, rows: list[int], mu: np.ndarray, pop: np.ndarray,
+             canon: np.ndarray) -> tuple[Index, ThemeIndex]:
+    """The latent and theme indexes from encoded rows (numpy; split from build_index so the
+    benchmarks can reuse one encoding)."""
+    meta = [{"title": corpus.title[i], "author": corpus.author[i], "dynasty": corpus.dynasty[i],
+             "form": corpus.form[i], "text": corpus.text(i), "rank": corpus.rank[i]} for i in rows]
+    vectors = unit_rows(mu)
+    lists = InvertedLists.build(vectors) if len(rows) >= EXACT_BELOW else None
+    themes = ThemeIndex.build([corpus.lines[i] for i in rows], mu)
+    index = Index(version, [corpus.id[i] for i in rows], vectors, meta, np.arange(len(rows)),
+                  pop, canon, lists, themes)
+    return index, themes
+
+
 def build_index(model_dir: str | Path, out_dir: str | Path | None = None,
-                size: int = DEFAULT_SIZE, corpus=None) -> Path:
-    """Encode the `size` most popular regular poems with the model and save the index."""
+                size: int | None = DEFAULT_SIZE, corpus=None, canon_root: Path | None = None) -> Path:
+    """Encode the regular poems (the `size` most popular when given) and save the latent index and
+    the theme index. canon_root: the chinese-poetry download (default: the data dir's)."""
     from model.corpus import Corpus
     from model.vae import load_model
+    from training.fetch import corpus_root
 
     version = model_version(model_dir)
     out = Path(out_dir) if out_dir else default_index_dir(version)
     corpus = corpus if corpus is not None else Corpus.load()
+    root = canon_root or corpus_root()
+    rows, pop, canon = choose_rows(corpus, size, root if root.exists() else None)
     model, vocab, _ = load_model(model_dir)
-    rows = choose_rows(corpus, size)
     mu = encode_texts(model, vocab, [corpus.lines[i] for i in rows], progress=True)
-    meta = [{"title": corpus.title[i], "author": corpus.author[i], "dynasty": corpus.dynasty[i],
-             "form": corpus.form[i], "text": corpus.text(i), "rank": corpus.rank[i]} for i in rows]
-    ranks = np.array([corpus.rank[i] for i in rows])
-    popular = np.argsort(-ranks, kind="stable")
-    index = Index(version, [corpus.id[i] for i in rows], unit_rows(mu), meta, popular)
-    return index.save(out)
+    index, themes = assemble(version, corpus, rows, mu, pop, canon)
+    index.save(out, mu=mu)
+    themes.save(out)
+    return out

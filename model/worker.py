@@ -356,12 +356,17 @@ class Worker:
 
 def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
     from model.decode import Generator
+    from model.themes import find_themes
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
     if jit_compile is None:
         jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
-    return Generator.load(model_dir, jit_compile=jit_compile)
+    # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
+    # missing novelty table.
+    generator = Generator.load(model_dir, jit_compile=jit_compile, theme_corpus=False)
+    generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
+    return generator
 
 
 def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_wait_ms: int | None = None,

@@ -191,6 +191,8 @@ async def test_similar_for_new_user_then_after_likes_and_as_reply(emu, redis_url
         await emu.press_and_answer(ALICE, poem, poem.button("喜欢")["callback_data"])
         _, call = await ask_poem(emu, ALICE, "/similar")
         assert "与你的口味相近" in call.text
+        # Each answer says why: here, the liked poem it is near (the user's only poem).
+        assert call.text.count(f"<i>近你收藏的「{verse_lines(poem.text)[0]}」") == 5
         shown_before = {f"试题{i}" for i in range(5)}
         titles = {f"试题{n}" for n in re.findall(r"试题(\d+)", call.text)}
         assert len(titles) == 5 and not titles & shown_before      # nothing shown twice
@@ -199,7 +201,7 @@ async def test_similar_for_new_user_then_after_likes_and_as_reply(emu, redis_url
         pasted = await emu.send_text(ALICE, "山水云风月，花江天人日。春秋夜雨青，白高远长清。")
         await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])
         _, call = await ask_poem(emu, ALICE, "/similar", reply_to=pasted)
-        assert "与这首诗相近" in call.text
+        assert "与这首诗相近" in call.text and call.text.count("<i>") == 5 and "近你" not in call.text
         assert isinstance(stand_in.jobs[-1], EncodeJob)
 
         # The 🔍 button on one of our poems uses its stored μ (no job).

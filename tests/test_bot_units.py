@@ -142,6 +142,42 @@ def test_rendered_messages_are_valid_telegram_html_even_with_hostile_text() -> N
     assert check_html("<b>unclosed") and check_html("a < b") and check_html("<div>x</div>")
 
 
+def test_similar_answers_say_why_in_the_users_language() -> None:
+    from bot.render import why_line
+
+    item = {"id": "x", "title": "枫桥夜泊", "author": "张继", "dynasty": "tang", "text": "月落乌啼霜满天，江枫渔火对愁眠。",
+            "why": {"words": ["<江枫>", "渔火"], "near": "春风&明月", "liked": True, "canon": "唐诗三百首"}}
+    zh = format_similar([item], ZH, False, "similar_poem_title")
+    assert check_html(zh) is None
+    assert "<i>近你收藏的「春风&amp;明月」 · 共有意象：&lt;江枫&gt;、渔火 · 选入《唐诗三百首》</i>" in zh
+    en = why_line(item["why"], EN)
+    assert en == "near “春风&明月”, which you liked · shared imagery: <江枫>, 渔火 · in Three Hundred Tang Poems"
+    assert why_line({"words": [], "near": None, "canon": None}, ZH) == "意境相近"
+    assert why_line({"words": [], "near": "春风", "liked": False, "canon": "千家诗"}, EN) == \
+        "near your “春风” · in Poems of a Thousand Masters"
+    assert why_line(None, ZH) == "" and "<i>" not in format_similar([{**item, "why": None}], ZH, False, "similar_title")
+    assert "選入《唐詩三百首》" in format_similar([item], ZH, True, "similar_title")     # traditional script
+
+
+async def test_taste_poems_name_likes_first_and_skip_expired_poems() -> None:
+    from types import SimpleNamespace
+
+    from bot.similar import taste_poems
+
+    records = {"a": SimpleNamespace(lines=["春风又绿江南岸"]), "b": SimpleNamespace(lines=["明月何时照我还"])}
+
+    async def load(pid: str) -> SimpleNamespace | None:
+        return records.get(pid)
+
+    history = [{"pid": "a", "mu": [1.0, 0.0]}, {"pid": "gone", "mu": [0.0, 1.0]}, {"pid": "b", "mu": [0.0, 2.0]}]
+    likes = {"b": {"mu": [0.0, 2.0], "at": 5.0}}
+    poems = await taste_poems(load, history, likes)
+    assert [(p.lines[0], p.liked, p.taste) for p in poems] == [("明月何时照我还", True, True),
+                                                              ("春风又绿江南岸", False, True)]
+    assert poems[0].vector is not None and abs(float(poems[0].vector[1]) - 1.0) < 1e-6
+    assert len(await taste_poems(load, history, likes, limit=1)) == 1
+
+
 def test_traditional_rendering_and_keyboards() -> None:
     text = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True)
     assert "春風吹柳綠" in text

@@ -252,24 +252,21 @@ def test_generate_cli_refusals(tiny_model_dir, tmp_path, monkeypatch) -> None:
     assert "acrostic" in err.getvalue()
 
 
-def test_keyword_theme_latent_comes_from_corpus_poems(tiny_generator) -> None:
-    from model.corpus import Corpus
-    corpus = Corpus()
-    for k, lines in enumerate([["春风花月夜", "秋雪冬风来", "山水江天云", "明日人归去"],
-                               ["山水江天云", "明日人归去", "春风花月夜", "秋雪冬风来"],
-                               ["明日人归去", "山水江天云", "秋雪冬云来", "春夏花月夜"]]):
-        corpus.append(id=f"p{k}", dynasty="tang", author="甲", title="乙", author_t="甲", title_t="乙",
-                      form="五绝", split="train", lines=lines, lines_t=lines, puncts="，。，。", strains=None,
-                      rank=k)
+def test_keyword_theme_latent_comes_from_the_theme_index(tiny_generator) -> None:
+    from model.themes import ThemeIndex
+    poems = [["春风花月夜", "秋雪冬风来", "山水江天云", "明日人归去"],
+             ["山水江天云", "明日人归去", "春风花月夜", "秋雪冬风来"],
+             ["明日人归去", "山水江天云", "秋雪冬云来", "春夏花月夜"]]
+    mu = tiny_generator.encode_lines(poems, ["五绝"] * 3)
     job = lambda: GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)   # noqa: E731
     plain = tiny_generator.generate([job()])[0]
-    tiny_generator.corpus = corpus
+    tiny_generator.themes = ThemeIndex.build(poems, mu)
     try:
-        assert len(tiny_generator._theme_poems(["风"])) == 2          # the poems containing 风
+        rows, _ = tiny_generator.plan([job()])
         themed = tiny_generator.generate([job()])[0]
     finally:
-        tiny_generator.corpus = None
-        tiny_generator._corpus_texts = None
+        tiny_generator.themes = None
+    np.testing.assert_allclose(rows[0].theme, mu[:2].mean(axis=0), atol=5e-3)   # the poems with 风
     assert themed.ok and themed.poems[0]["text"] != plain.poems[0]["text"]
     assert "风" in "".join(themed.poems[0]["lines"])
 

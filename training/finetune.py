@@ -13,11 +13,11 @@ import hashlib
 import json
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 
 from model.corpus import Corpus
 from model.forms import FORMS, OTHER, classify
+from model.popularity import shared_rank
 from model.vocab import Vocab, readable_form
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"
@@ -36,8 +36,8 @@ def _to_lines(text: str, t2s) -> list[str]:
     return [readable_form(t2s(line), line) for line in lines_t]
 
 
-def canon_poems(root: Path) -> list[list[str]]:
-    """Regular-form poems of 唐诗三百首 and 千家诗 (lines, simplified)."""
+def canon_poems(root: Path, files: tuple[str, ...] = CANON_FILES) -> list[list[str]]:
+    """Regular-form poems of 唐诗三百首 and 千家诗, or of one of them (lines, simplified)."""
     import opencc
 
     t2s = opencc.OpenCC("t2s").convert
@@ -45,7 +45,7 @@ def canon_poems(root: Path) -> list[list[str]]:
     if not found:
         raise FileNotFoundError(f"no mengxue folder under {root}: run `poembot corpus fetch`")
     out = []
-    for name in CANON_FILES:
+    for name in files:
         data = json.loads((found[0] / name).read_text(encoding="utf-8"))
         for section in data.get("content", []):
             for item in section.get("content", []):
@@ -72,9 +72,9 @@ def popular_poems(corpus: Corpus, top: int) -> list[list[str]]:
     the poems with that pair before ranking.
     """
     rows = corpus.indices()
-    same = Counter((corpus.author[i], corpus.title[i]) for i in rows)
-    rows = sorted(rows, key=lambda i: -corpus.rank[i] / same[(corpus.author[i], corpus.title[i])])
-    return [list(corpus.lines[i]) for i in rows[:top]]
+    shared = shared_rank(corpus, rows)
+    order = sorted(range(len(rows)), key=lambda k: -shared[k])
+    return [list(corpus.lines[rows[k]]) for k in order[:top]]
 
 
 def file_poems(path: Path) -> list[list[str]]:

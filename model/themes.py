@@ -1,0 +1,147 @@
+"""The theme index: characters and common two-character words → the most popular regular poems
+containing them, with the mean encoder μ of those poems precomputed per term.
+
+`/poem 明月` starts its latent near the poems about 明月. `poembot index build` writes this file
+beside the latent index (same model version), so the worker needs no corpus on disk: a single
+term's prior is one dict lookup and one row read; several terms intersect their posting lists.
+numpy only (the bot reads the term weights for /similar's "why" line).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+THEMES_FILE = "themes.npz"
+THEME_POEMS = 16          # poems whose mean μ stands for a theme (as model.decode has always used)
+POSTINGS_CAP = 128        # most popular poems kept per term, enough to intersect two or three terms
+MIN_WORD_POEMS = 20       # a two-character sequence in this many poems counts as a common word
+MIN_SHARED = 4            # fewer poems holding every term: fall back to the mean of each term's prior
+
+
+def poem_terms(lines: Iterable[str]) -> set[str]:
+    """Characters and within-line two-character sequences of a poem (candidate terms)."""
+    out: set[str] = set()
+    for line in lines:
+        out.update(line)
+        out.update(line[k:k + 2] for k in range(len(line) - 1))
+    return out
+
+
+@dataclass
+class ThemeIndex:
+    terms: list[str]
+    df: np.ndarray            # [T] int32: indexed poems containing the term
+    centres: np.ndarray       # [T, Z] float16: mean μ of the term's first THEME_POEMS postings
+    offsets: np.ndarray       # [T + 1] int64
+    postings: np.ndarray      # int32 rows of the latent index, ascending = most popular first
+    mu: np.ndarray | None     # [N, Z] float16 raw μ of the index rows (intersections need it)
+    n_poems: int
+    slot: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.slot = {t: k for k, t in enumerate(self.terms)}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def idf(self, term: str) -> float:
+        """log(N / df): 0 for a term the index does not hold."""
+        k = self.slot.get(term)
+        return 0.0 if k is None else math.log(self.n_poems / max(int(self.df[k]), 1))
+
+    def posting(self, term: str) -> np.ndarray:
+        k = self.slot[term]
+        return self.postings[self.offsets[k]:self.offsets[k + 1]]
+
+    def parts(self, keyword: str) -> list[str]:
+        """The held terms a keyword stands for: itself, else its two-character words, else its
+        characters (a poem with 春江花月 holds 春江, 江花 and 花月)."""
+        if keyword in self.slot:
+            return [keyword]
+        pairs = [keyword[k:k + 2] for k in range(len(keyword) - 1)]
+        if pairs and all(p in self.slot for p in pairs):
+            return pairs
+        return [c for c in keyword if c in self.slot]
+
+    def prior(self, keywords: Sequence[str]) -> np.ndarray | None:
+        """Mean μ of the most popular poems holding every keyword; None when no keyword is held."""
+        parts = list(dict.fromkeys(p for k in keywords for p in self.parts(k)))
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return self.centres[self.slot[parts[0]]].astype(np.float32)
+        if self.mu is not None:
+            shared = self.posting(min(parts, key=lambda p: int(self.df[self.slot[p]])))
+            for p in parts:
+                shared = np.intersect1d(shared, self.posting(p), assume_unique=True)
+            if len(shared) >= MIN_SHARED:
+                return self.mu[shared[:THEME_POEMS]].astype(np.float32).mean(axis=0)
+        return np.mean([self.centres[self.slot[p]].astype(np.float32) for p in parts], axis=0)
+
+    # --- building and files ------------------------------------------------------------------
+    @classmethod
+    def build(cls, lines: Sequence[Sequence[str]], mu: np.ndarray) -> "ThemeIndex":
+        """lines[i] and mu[i] are index row i; rows are in descending popularity already."""
+        terms_of = [poem_terms(ls) for ls in lines]
+        df = Counter(t for ts in terms_of for t in ts)
+        kept = sorted(t for t, n in df.items() if len(t) == 1 or n >= MIN_WORD_POEMS)
+        slot = {t: k for k, t in enumerate(kept)}
+        lists: list[list[int]] = [[] for _ in kept]
+        for row, ts in enumerate(terms_of):
+            for t in ts:
+                k = slot.get(t)
+                if k is not None and len(lists[k]) < POSTINGS_CAP:
+                    lists[k].append(row)
+        offsets = np.zeros(len(kept) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(x) for x in lists])
+        postings = np.fromiter((r for x in lists for r in x), dtype=np.int32, count=int(offsets[-1]))
+        mu16 = mu.astype(np.float16)
+        centres = np.stack([mu[x[:THEME_POEMS]].mean(axis=0) for x in lists]).astype(np.float16) \
+            if kept else np.zeros((0, mu.shape[1]), np.float16)
+        return cls(kept, np.array([df[t] for t in kept], dtype=np.int32), centres, offsets, postings,
+                   mu16, len(lines))
+
+    def save(self, directory: Path) -> Path:
+        """The theme arrays; μ itself is stored once, in the latent index's file."""
+        path = Path(directory) / THEMES_FILE
+        np.savez(path, terms=np.array(self.terms, dtype=str), df=self.df, centres=self.centres,
+                 offsets=self.offsets, postings=self.postings, n_poems=np.int64(self.n_poems))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, mu: np.ndarray | None = None,
+             centres: bool = True) -> "ThemeIndex":
+        """centres=False skips the priors (the bot's /similar uses only terms, counts and postings)."""
+        with np.load(Path(directory) / THEMES_FILE) as data:
+            terms = data["terms"].tolist()
+            df, n = data["df"].astype(np.int32), int(data["n_poems"])
+            means = data["centres"] if centres else np.zeros((len(terms), 0), np.float16)
+            return cls(terms, df, means, data["offsets"].astype(np.int64),
+                       data["postings"].astype(np.int32), mu, n)
+
+
+def find_themes(model_dir: str | Path, index_path: str | Path | None = None) -> ThemeIndex | None:
+    """The theme index of this model (POEMBOT_INDEX_PATH, else the data dir), or None, logged."""
+    from model.index import IndexMismatch, default_index_dir, load_mu, model_version
+
+    version = model_version(model_dir)
+    directory = Path(index_path) if index_path else default_index_dir(version)
+    if not (directory / THEMES_FILE).exists():
+        log.warning("no theme index at %s: themes are honoured by their words only, without a "
+                    "latent prior (`poembot index build` writes it)", directory)
+        return None
+    try:
+        themes = ThemeIndex.load(directory, mu=load_mu(directory, expect_version=version))
+    except (IndexMismatch, OSError, ValueError, KeyError) as exc:
+        log.error("theme index not usable, themes have no latent prior: %s", exc)
+        return None
+    log.info("theme index: %d terms over %d poems", len(themes), themes.n_poems)
+    return themes
