@@ -213,9 +213,10 @@ class ConstrainedDecoder:
             opt = req == ZE_OR_RHYME
 
             def with_rhyme():
-                at = tf.where(rhymed >= 0)
-                used = tf.scatter_nd(tf.stack([tf.cast(at[:, 0], tf.int32), tf.gather_nd(rhymed, at)], axis=1),
-                                     tf.ones([tf.shape(at)[0]], tf.int32), [B, V])
+                # Static shapes (XLA): every position scatters, the unrhymed ones a 0 onto token 0.
+                at = tf.stack([rows, tf.reshape(tf.maximum(rhymed, 0), [-1])], axis=1)
+                used = tf.tensor_scatter_nd_max(tf.zeros([B, V], tf.int32), at,
+                                                tf.reshape(tf.cast(rhymed >= 0, tf.int32), [-1]))
                 fresh = (tf.matmul(grp, self.rhyme) > 0.5) & (used == 0)
                 # 首句入韵: line 1 may end on a 平 character that joins the rhyme instead of a 仄 one.
                 toned = tf.where(opt[:, None] & fresh, 0.0, tone)
