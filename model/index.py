@@ -20,8 +20,9 @@ import numpy as np
 from model.forms import FORMS
 from model.ivf import InvertedLists
 from model.paths import data_dir
-from model.popularity import IN_QIANJIA, IN_TANG300, canon_membership, popularity, shared_rank
-from model.reasons import QueryPoem, imagery, reason
+from model.popularity import (IN_QIANJIA, IN_TANG300, SAME_POEM_AGREEMENT, agreement, canon_membership,
+                              popularity, shared_rank)
+from model.reasons import BREAKS, QueryPoem, imagery, reason
 from model.themes import ThemeIndex
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ POP_WEIGHT = 0.15         # relevance = cosine + POP_WEIGHT x popularity (0..1) 
 # what the "why" line can name.
 LEX_WEIGHT = 0.6
 LEX_TERMS = 12            # rarest imagery terms of the query whose popular poems join the pool
+SAME_POEM_LEX = 0.9       # a pool poem with this share of the query's imagery may be the query itself
 DIVERSITY = 0.3           # MMR: less this x the highest cosine to a poem already chosen
 PER_POET = 1              # poems by one poet in one answer (relaxed only when the pool runs out)
 
@@ -184,6 +186,13 @@ class Index:
         rows = np.union1d(rows, lex_rows)
         lex = np.zeros(len(rows), np.float32)
         lex[np.searchsorted(rows, lex_rows)] = lex_share
+        # The poem asked about may itself be in the corpus (a pasted 静夜思, in either edition):
+        # answering with it again says nothing. Only poems holding nearly all its rare words can be.
+        same = [j for j in np.flatnonzero(lex >= SAME_POEM_LEX) if self._is_query(int(rows[j]), query)]
+        if same:
+            keep = np.ones(len(rows), bool)
+            keep[same] = False
+            rows, lex = rows[keep], lex[keep]
         cos = self.vectors[rows] @ unit
         relevance = cos + pop_weight * self.popularity[rows] + lex_weight * lex
         chosen = self._diverse(rows, relevance, k, per_poet, diversity)
@@ -216,6 +225,11 @@ class Index:
         best = best[share[best] > 0]
         best.sort()
         return rows[best].astype(np.int64), share[best]
+
+    def _is_query(self, row: int, query: Sequence[QueryPoem]) -> bool:
+        """The row is one of the query poems, in this or another edition."""
+        lines = [x for x in BREAKS.split(str(self.meta[row].get("text") or "")) if x]
+        return any(agreement(q.lines, lines) >= SAME_POEM_AGREEMENT for q in query)
 
     def author(self, row: int) -> str:
         if isinstance(self.meta, Columns):          # no dict per row on the hot path

@@ -35,7 +35,7 @@ def shared_rank(corpus, rows: Sequence[int]) -> np.ndarray:
                      dtype=np.float64)
 
 
-def _agreement(a: list[str], b: list[str]) -> float:
+def agreement(a: list[str], b: list[str]) -> float:
     """Share of characters equal at the same position (0 when the shapes differ)."""
     if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
         return 0.0
@@ -53,7 +53,7 @@ def match_poems(corpus, rows: Sequence[int], poems: list[list[str]]) -> dict[int
     found: dict[int, int] = {}
     for k, lines in enumerate(poems):
         candidates = {i for line in lines for i in by_line.get(line, ())}
-        scored = [(_agreement(lines, list(corpus.lines[i])), corpus.rank[i], i) for i in candidates]
+        scored = [(agreement(lines, list(corpus.lines[i])), corpus.rank[i], i) for i in candidates]
         if scored:
             agree, _, best = max(scored)
             if agree >= SAME_POEM_AGREEMENT:

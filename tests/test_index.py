@@ -185,3 +185,19 @@ def test_canon_poems_are_found_in_another_edition() -> None:
     assert match_poems(corpus, [0, 1], canon) == {0: 0}       # 18 of 20 characters agree; 红豆 is not there
     score = popularity(np.array([5.0, 1.0, 3.0]), np.array([NOT_CANON, IN_TANG300, NOT_CANON], np.int8))
     assert score.tolist() == [1.0, 1.0, 0.5]
+
+
+def test_the_poem_asked_about_is_not_its_own_answer(monkeypatch) -> None:
+    from model import reasons, themes
+    from model.reasons import BREAKS
+
+    # Twelve poems are too few for the corpus-wide thresholds of what counts as imagery.
+    monkeypatch.setattr(themes, "MIN_WORD_POEMS", 1)
+    monkeypatch.setattr(reasons, "MAX_WORD_SHARE", 0.5)
+    monkeypatch.setattr(reasons, "MAX_CHAR_SHARE", 0.5)
+    index, _ = poets_index()
+    index.weights = ThemeIndex.build([BREAKS.split(m["text"]) for m in index.meta], index.vectors)
+    assert index.recommend(index.vectors[7], k=1, pop_weight=0.0)[0]["id"] == "p7"   # its own nearest
+    for pasted in (["明月松间照", "清泉石上流"], ["明月松间照", "清泉石下流"]):      # p7, in two editions
+        ids = [h["id"] for h in index.recommend(index.vectors[7], k=5, query=[QueryPoem(pasted)])]
+        assert "p7" not in ids and len(ids) == 5
