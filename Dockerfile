@@ -19,11 +19,13 @@ RUN python -m venv /opt/venv \
 # The latent index holds corpus text, so it is built here from the downloaded corpus, never committed.
 # `index build` also writes the theme index beside it: the worker's theme prior needs no corpus.
 FROM build AS index
+ENV POEMBOT_DATA_DIR=/build-data POEMBOT_FONT_DIR=/fonts PATH=/opt/venv/bin:$PATH
+# The card fonts come from npm and Debian (checksum-verified) while apt's lists are here.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm \
+    && poembot font fetch \
     && rm -rf /var/lib/apt/lists/*
-ENV POEMBOT_DATA_DIR=/build-data PATH=/opt/venv/bin:$PATH
 # The novelty table (hashes of corpus lines) goes into the installed model folder of this venv.
 RUN poembot corpus fetch \
     && poembot corpus build \
@@ -39,11 +41,13 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin poembot \
 COPY --from=index /opt/venv /opt/venv
 COPY --from=index /index /opt/poembot/index
 COPY --from=index /build-data/corpus/vocab.json /opt/poembot/corpus/vocab.json
+COPY --from=index /fonts /opt/poembot/fonts
 COPY docker/entrypoint.sh /usr/local/bin/poembot-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     POEMBOT_DATA_DIR=/data \
     POEMBOT_INDEX_PATH=/opt/poembot/index \
+    POEMBOT_FONT_DIR=/opt/poembot/fonts \
     POEMBOT_LOG_FORMAT=json \
     POEMBOT_METRICS_PORT=9100
 USER 10001

@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test reliability install corpus index clean-venv
+.PHONY: run test reliability install corpus index fonts cards clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ corpus: install
 index: corpus
 	$(VENV)/bin/poembot index build --if-stale
 
-run: index
+# The card fonts (npm and Debian packages, checksum-verified, cached in the data dir; a no-op once there).
+fonts: install
+	$(VENV)/bin/poembot font fetch
+
+# The example cards in docs/cards, from the shipped model's poems.
+cards: fonts
+	$(VENV)/bin/poembot card examples --out docs/cards
+
+run: index fonts
 	$(VENV)/bin/poembot run
 
-test: install
+test: install fonts
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The robustness suite alone, writing its figures to docs/reliability.md (make test writes runs/).

@@ -5,6 +5,7 @@ Each subcommand imports its module lazily, so `poembot bot` never loads TensorFl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,22 @@ corpus_app = typer.Typer(help="Download, build and describe the chinese-poetry c
 app.add_typer(corpus_app, name="corpus")
 index_app = typer.Typer(help="The latent index behind /similar.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+font_app = typer.Typer(help="The fonts of poem cards.", no_args_is_help=True)
+app.add_typer(font_app, name="font")
+card_app = typer.Typer(help="Poem cards (PNG, vertical type).", no_args_is_help=True)
+app.add_typer(card_app, name="card")
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
+
+
+@app.callback()
+def main_options(verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="TensorFlow's own C++ log lines too, and DEBUG logging")) -> None:
+    """Runs before every command: TensorFlow is imported later, inside the commands that need it."""
+    from model.quiet import quiet_native_logs
+
+    if verbose:
+        os.environ["POEMBOT_LOG_LEVEL"] = "DEBUG"
+    quiet_native_logs()
 
 
 def _fail(message: str) -> None:
@@ -96,6 +112,33 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
     except FileNotFoundError as exc:
         _fail(str(exc))
     typer.echo(f"index written to {path}")
+
+
+@font_app.command("fetch")
+def font_fetch() -> None:
+    """Fetch the card fonts (Noto Serif SC from npm, HanaMin B from Debian), checksum-verified."""
+    from bot.fonts import FontError, fetch_fonts
+
+    try:
+        directory = fetch_fonts()
+    except FontError as exc:
+        _fail(str(exc))
+    typer.echo(f"card fonts ready in {directory}")
+
+
+@card_app.command("examples")
+def card_examples(out: str = typer.Option("docs/cards", help="folder for the PNGs"),
+                  model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
+                  seed: int = typer.Option(2026, help="seed of the first poem")) -> None:
+    """Write example cards (every form, an acrostic, a traditional poem) from the model's poems."""
+    from bot.card import CardError
+    from model.card_examples import write_examples
+
+    try:
+        for path in write_examples(Path(out), model_dir=Path(model), seed=seed):
+            typer.echo(path)
+    except CardError as exc:
+        _fail(str(exc))
 
 
 @app.command("train")
@@ -184,7 +227,8 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                  acrostic: str = typer.Option("", help="藏头: first characters of the lines"),
                  keywords: str = typer.Option("", help="theme characters or words"),
                  like: Optional[list[str]] = typer.Option(None, help="imitate this poem's text"),
-                 n: int = typer.Option(1, "-n", help="how many poems"),
+                 n: int = typer.Option(1, "-n", help="how many poems (up to 1,000; a progress bar "
+                                       "past 10)"),
                  seed: Optional[int] = typer.Option(None, help="same seed, same poem"),
                  traditional: bool = typer.Option(False, "--traditional"),
                  as_json: bool = typer.Option(False, "--json"),

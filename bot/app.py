@@ -15,9 +15,10 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler,
-                          MessageHandler, TypeHandler, filters)
+                          InlineQueryHandler, MessageHandler, TypeHandler, filters)
 
-from bot import handlers
+from bot import handlers, inline
+from bot.card import warm_up
 from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
@@ -62,6 +63,8 @@ async def _post_init(app: Application) -> None:
         app.bot_data["poller"] = poller
         app.bot_data["poller_task"] = rt.spawn(poller.run())
     schedule_daily(app, rt)
+    # Card fonts load in the background (a second or more), not in front of the first 🖼 or inline query.
+    rt.spawn(asyncio.to_thread(warm_up))
     if rt.config.metrics_port is not None:
         rt.metrics.serve(rt.config.metrics_port)
         rt.spawn(rt.metrics.refresh_loop(rt.state))
@@ -128,6 +131,7 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     app.add_handler(CommandHandler("daily_now", handlers.daily_now, filters=new))
     app.add_handler(CommandHandler("settings", handlers.settings_command, filters=new))
     app.add_handler(CallbackQueryHandler(handlers.button))
+    app.add_handler(InlineQueryHandler(inline.inline_query))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, handlers.edited))
     # After every CommandHandler: catches only commands none of them took.
     app.add_handler(MessageHandler(filters.COMMAND & new, handlers.unknown_command))

@@ -18,7 +18,8 @@ KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL = "kt", "kg", "kx"
 SETTING, DAILY = "st", "d"
 GLOSS = "g"                # 📖 under one of our poems: its reading aid
 GLOSS_CORPUS = "gc"        # 📖 under a /similar answer: the reading aid of a corpus poem
-POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL, GLOSS}
+CARD = "c"                 # 🖼 under one of our poems: its card as a photo
+POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL, GLOSS, CARD}
 MASK_ACTIONS = {KEEP_TOGGLE, KEEP_GO}
 SETTING_VALUES = {"script": {"s", "t"}, "form": {"0", "1", "2", "3"}, "cr": {"0", "1", "2"}}
 MAX_MASK = 0xFF   # one bit per line; a 律诗 has 8
@@ -98,6 +99,10 @@ def similar(poem_id: str) -> str:
 
 def gloss(poem_id: str) -> str:
     return encode(Callback(GLOSS, poem_id))
+
+
+def card(poem_id: str) -> str:
+    return encode(Callback(CARD, poem_id))
 
 
 def gloss_corpus(corpus_id: str) -> str:

@@ -52,6 +52,9 @@ class Config:
     consumer_name: str | None = None       # results consumer name; defaults to host-pid
     claim_idle_ms: int = 30_000            # work a replica left unfinished this long is taken over
     poll_timeout_s: int = 10               # getUpdates long-poll length (polling mode)
+    card_chat_id: int | None = None        # where cards are uploaded for inline photo results; None: no photos
+    inline_per_min: int = 20               # inline queries per user per minute that may ask for fresh poems
+    inline_wait_s: float = 5.0             # how long an inline query waits for fresh poems (Telegram allows ~10 s)
 
     @property
     def delivery_lease_s(self) -> int:
@@ -119,6 +122,19 @@ class Config:
         except ValueError:
             raise ConfigError(f"DAILY_CHAT_ID must be a numeric chat id, got {daily_chat!r}") from None
 
+        card_chat = get("POEMBOT_CARD_CHAT_ID")
+        try:
+            card_chat_id = int(card_chat) if card_chat else None
+        except ValueError:
+            raise ConfigError(f"POEMBOT_CARD_CHAT_ID must be a numeric chat id, got {card_chat!r}") from None
+        inline_wait_raw = get("POEMBOT_INLINE_WAIT_S") or "5"
+        try:
+            inline_wait_s = float(inline_wait_raw)
+        except ValueError:
+            raise ConfigError(f"POEMBOT_INLINE_WAIT_S must be a number, got {inline_wait_raw!r}") from None
+        if not 0 <= inline_wait_s <= 8:
+            raise ConfigError("POEMBOT_INLINE_WAIT_S must be between 0 and 8 (Telegram drops slower answers)")
+
         daily_raw = get("DAILY_TIME") or "08:00"
         match = re.fullmatch(r"(\d{1,2}):(\d{2})", daily_raw)
         if not match or int(match[1]) > 23 or int(match[2]) > 59:
@@ -173,5 +189,8 @@ class Config:
             consumer_name=get("POEMBOT_CONSUMER_NAME"),
             claim_idle_ms=integer("POEMBOT_CLAIM_IDLE_MS", 30_000, 100),
             poll_timeout_s=integer("POEMBOT_POLL_TIMEOUT_S", 10, 1),
+            card_chat_id=card_chat_id,
+            inline_per_min=integer("POEMBOT_INLINE_PER_MIN", 20, 1),
+            inline_wait_s=inline_wait_s,
             metrics_port=integer("POEMBOT_BOT_METRICS_PORT", 0) if get("POEMBOT_BOT_METRICS_PORT") else None,
         )

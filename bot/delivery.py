@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import date
 from typing import Any, Awaitable, Callable, Sequence
 
 from redis.exceptions import RedisError
@@ -15,7 +16,9 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
-from bot.render import format_poem, format_similar, poem_keyboard, similar_keyboard
+from bot.card import Card, CardError, png_bytes, poem_card
+from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
+from bot.render import fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
 from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.texts import error_text, t
@@ -39,6 +42,17 @@ async def settle(step: Callable[[], Awaitable[Any]], what: str) -> None:
     """Record something about a reply that has gone out: retried while Redis is away, because letting
     the result be re-read instead would send the reply a second time."""
     await retry_redis(step, what, SETTLE_PATIENCE_S)
+
+
+async def card_png(card: Card) -> bytes | None:
+    """The card as PNG, or None when it cannot be drawn here (then the text goes out alone)."""
+    try:
+        return await asyncio.to_thread(png_bytes, card)
+    except CardError as exc:
+        log.warning("no card: %s", exc)
+    except Exception:
+        log.exception("card rendering failed")
+    return None
 
 
 class RetryLater(Exception):
@@ -74,6 +88,13 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
     if user_id is not None:
         shown = [str(item["id"]) for item in items]
         await settle(lambda: rt.state.mark_shown(user_id, shown), "poems shown")
+
+
+def _parse_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class ResultConsumer:
@@ -152,6 +173,8 @@ class ResultConsumer:
             return await self.deliver_daily(result)
         if purpose == "similar":
             return await self.deliver_similar(result)
+        if purpose == "inline":
+            return await self.deliver_inline(result)
         return await self.deliver_poem(result)
 
     async def _send_error(self, result: Result) -> str:
@@ -197,7 +220,23 @@ class ResultConsumer:
                      "the poem's message")
         if user_id is not None:
             await settle(lambda: self.rt.state.add_history(int(user_id), record.poem_id, record.mu), "history")
+        await self._remember(record.request, [slim(result.poems[0], record.request)])
         return "sent"
+
+    async def _remember(self, request: dict[str, Any], poems: list[dict[str, Any]]) -> None:
+        """Offer delivered poems to later inline queries of their theme; a failure here loses nothing."""
+        try:
+            await remember_poems(self.rt.state.redis, theme_of(request), poems)
+        except RedisError as exc:
+            log.warning("inline cache not updated: %s", exc)
+
+    async def deliver_inline(self, result: Result) -> str:
+        """An inline job's poems: into the theme's cache, and to the inline query waiting for them."""
+        request = dict(result.reply.get("request") or {})
+        poems = [slim(p, request) for p in (result.poems if result.ok else []) if p.get("lines")]
+        await self._remember(request, poems)
+        await publish_inline(self.rt.state.redis, result.job_id, poems)
+        return "sent" if poems else "error_reply"
 
     async def deliver_similar(self, result: Result) -> str:
         reply = result.reply
@@ -209,6 +248,17 @@ class ResultConsumer:
                            header_key="similar_poem_title",
                            query=[QueryPoem([str(x) for x in result.poems[0].get("lines") or []])])
         return "sent"
+
+    async def _photo_or_none(self, chat_id: int, photo: bytes | str, caption: str, markup: Any) -> Any:
+        """Send a card with its caption; None when Telegram refuses the picture itself (then text goes)."""
+        try:
+            return await self.bot.send_photo(chat_id, photo, caption=caption, parse_mode=ParseMode.HTML,
+                                             reply_markup=markup)
+        except BadRequest as exc:
+            if "photo" not in str(exc).lower() and "file" not in str(exc).lower():
+                raise
+            log.warning("card refused, sending the text alone: %s", exc)
+            return None
 
     async def deliver_daily(self, result: Result) -> str:
         """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
@@ -222,15 +272,24 @@ class ResultConsumer:
         record = self._record(result, None, self.rt.config.daily_chat_id or 0)
         await state.save_poem(record)
         date = str(result.reply.get("date") or "")
+        png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
+                                       title=t("zh", "daily_card_title")))
+        photo: bytes | str | None = png            # after the first upload, its file_id
         transient = False
         for chat_id, lang in sorted(recipients.items()):
             if not await state.claim_recipient(result.job_id, chat_id):
                 continue
             text = format_poem(record.lines, record.form, lang, False, record.request, result.poems[0],
                                heading=t(lang, "daily_title", date=date))
+            markup = poem_keyboard(record.poem_id, lang)
             try:
-                message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
-                                                      reply_markup=poem_keyboard(record.poem_id, lang))
+                message = None
+                if photo is not None and fits_caption(text):
+                    message = await self._photo_or_none(chat_id, photo, text, markup)
+                    photo = message.photo[-1].file_id if message is not None and message.photo else None
+                if message is None:
+                    message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                                          reply_markup=markup)
             except (Forbidden, BadRequest) as exc:
                 # Blocked, kicked or deleted: stop sending there.
                 log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)

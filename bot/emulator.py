@@ -17,18 +17,22 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 # Parameters PTB JSON-encodes; everything else arrives as a plain form string.
 JSON_PARAMS = {"reply_markup", "commands", "entities", "caption_entities", "reply_parameters",
-               "link_preview_options", "allowed_updates", "scope", "media", "results"}
+               "link_preview_options", "allowed_updates", "scope", "media", "results", "button"}
 INT_PARAMS = {"chat_id", "message_id", "reply_to_message_id", "offset", "limit", "timeout",
               "user_id", "cache_time", "max_connections", "message_thread_id"}
-BOOL_PARAMS = {"show_alert", "disable_notification", "drop_pending_updates", "protect_content",
+BOOL_PARAMS = {"show_alert", "is_personal", "disable_notification", "drop_pending_updates", "protect_content",
                "allow_sending_without_reply", "disable_web_page_preview"}
 HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
              "tg-spoiler", "span", "blockquote", "tg-emoji"}
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
+MAX_INLINE_RESULTS = 50
+# Telegram drops an inline query the bot has not answered in about this long ("query is too old").
+INLINE_TIMEOUT_S = 10.0
 
-__all__ = ["ApiCall", "ApiError", "BotApiEmulator", "check_html", "utf16_len",
-           "MAX_TEXT", "MAX_CALLBACK_DATA"]
+__all__ = ["ApiCall", "ApiError", "BotApiEmulator", "check_html", "png_size", "utf16_len",
+           "MAX_TEXT", "MAX_CAPTION", "MAX_CALLBACK_DATA", "INLINE_TIMEOUT_S"]
 
 
 class ApiError(Exception):
@@ -126,6 +130,13 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, or None when data is not a PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 class BotApiEmulator:
     """One fake Telegram server for one bot token; start() binds a free port on 127.0.0.1."""
 
@@ -134,7 +145,7 @@ class BotApiEmulator:
         self.token = token
         self.bot = {"id": bot_id, "is_bot": True, "first_name": "PoemBot", "username": username,
                     "can_join_groups": True, "can_read_all_group_messages": False,
-                    "supports_inline_queries": False}
+                    "supports_inline_queries": True}
         self.calls: list[ApiCall] = []
         # Called on the emulator's loop with each recorded call (the sandbox prints them as they come).
         self.listeners: list[Callable[[ApiCall], None]] = []
@@ -144,10 +155,14 @@ class BotApiEmulator:
         self.blocked_chats: set[int] = set()        # chats that answer 403 (user blocked the bot)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
+        self.photo_sizes: dict[str, tuple[int, int]] = {}   # file_id -> (width, height)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count] = {}
         self._callback_ids = itertools.count(1)
+        self._inline_ids = itertools.count(1)
+        self._inline_asked: dict[str, float] = {}     # open inline query id -> when it was asked
+        self.inline_timeout_s = INLINE_TIMEOUT_S
         self._failures: dict[str, list[ApiError]] = {}
         self._changed = asyncio.Condition()
         self._mark = 0
@@ -258,6 +273,15 @@ class BotApiEmulator:
         await self.inject({"callback_query": {"id": query_id, "from": user, "message": current,
                                               "chat_instance": f"ci{current['chat']['id']}",
                                               "data": data}})
+        return query_id
+
+    async def inline_query(self, user: dict[str, Any], query: str, chat_type: str = "sender") -> str:
+        """Inject an inline query: user typed "@bot query" in some chat. Returns the query id; wait for
+        the answer with wait_for_call("answerInlineQuery", inline_query_id=...)."""
+        query_id = f"iq{next(self._inline_ids)}"
+        self._inline_asked[query_id] = time.monotonic()
+        await self.inject({"inline_query": {"id": query_id, "from": user, "query": query, "offset": "",
+                                            "chat_type": chat_type}})
         return query_id
 
     async def inject(self, update: dict[str, Any]) -> dict[str, Any]:
@@ -570,16 +594,34 @@ class BotApiEmulator:
         if not photo:
             raise ApiError(400, "Bad Request: there is no photo in the request")
         if params.get("caption"):
-            self._check_text(params["caption"], params.get("parse_mode"), limit=1024)
+            self._check_text(params["caption"], params.get("parse_mode"), limit=MAX_CAPTION)
         self._check_markup(params)
-        file_id = f"photo{len(self.files) + 1}"
-        if isinstance(photo, bytes):
-            self.files[f"photos/{file_id}.jpg"] = photo
-        sizes = [{"file_id": file_id, "file_unique_id": file_id, "width": 512, "height": 512}]
+        self._chat(params)
+        file_id = self._photo_file(photo)
+        width, height = self.photo_sizes[file_id]
+        sizes = [{"file_id": file_id, "file_unique_id": file_id, "width": width, "height": height}]
         content: dict[str, Any] = {"photo": sizes}
         if params.get("caption"):
             content["caption"] = params["caption"]
         return self._bot_message(params, **content)
+
+    def _photo_file(self, photo: Any) -> str:
+        """The file_id of an uploaded picture (stored) or of one sent before (reused)."""
+        if isinstance(photo, bytes):
+            size = png_size(photo) or (512, 512)
+            if size[0] + size[1] > 10000 or max(size) > 20 * min(size):
+                raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+            file_id = f"photo{len(self.files) + 1}"
+            self.files[f"photos/{file_id}.jpg"] = photo
+            self.photo_sizes[file_id] = size
+            return file_id
+        if str(photo) in self.photo_sizes:
+            return str(photo)
+        raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+
+    def photo_bytes(self, file_id: str) -> bytes:
+        """What was uploaded as file_id."""
+        return self.files[f"photos/{file_id}.jpg"]
 
     async def _api_getFile(self, params: dict[str, Any]) -> dict[str, Any]:
         file_id = str(params.get("file_id"))
@@ -635,6 +677,43 @@ class BotApiEmulator:
         if len(str(params.get("text") or "")) > 200:
             raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         return True
+
+    async def _api_answerInlineQuery(self, params: dict[str, Any]) -> bool:
+        asked = self._inline_asked.pop(str(params.get("inline_query_id") or ""), None)
+        if asked is None or time.monotonic() - asked > self.inline_timeout_s:
+            raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        results = params.get("results")
+        if not isinstance(results, list) or len(results) > MAX_INLINE_RESULTS:
+            raise ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        ids = [str(r.get("id") or "") for r in results]
+        if len(set(ids)) != len(ids) or not all(1 <= len(i.encode()) <= 64 for i in ids):
+            raise ApiError(400, "Bad Request: RESULT_ID_DUPLICATE or RESULT_ID_INVALID")
+        for result in results:
+            self._check_inline_result(result)
+        button = params.get("button")
+        if isinstance(button, dict) and not button.get("text"):
+            raise ApiError(400, "Bad Request: BUTTON_TEXT_INVALID")
+        return True
+
+    def _check_inline_result(self, result: dict[str, Any]) -> None:
+        kind = result.get("type")
+        if kind == "article":
+            content = result.get("input_message_content") or {}
+            if not result.get("title"):
+                raise ApiError(400, "Bad Request: RESULT_TITLE_EMPTY")
+            self._check_text(content.get("message_text"), content.get("parse_mode"))
+        elif kind == "photo":
+            if result.get("photo_file_id"):
+                if result["photo_file_id"] not in self.photo_sizes:
+                    raise ApiError(400, "Bad Request: MEDIA_INVALID")
+            elif not str(result.get("photo_url", "")).startswith("http") or not result.get("thumbnail_url"):
+                raise ApiError(400, "Bad Request: PHOTO_INVALID (needs photo_url and thumbnail_url)")
+            if result.get("caption"):
+                self._check_text(result["caption"], result.get("parse_mode"), limit=MAX_CAPTION)
+        else:
+            raise ApiError(400, f"Bad Request: result type {kind} is not supported here")
+        if isinstance(result.get("reply_markup"), dict):
+            self._check_markup({"reply_markup": result["reply_markup"]})
 
     async def _api_getChat(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._chat(params)

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import unicodedata
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -20,7 +21,8 @@ from telegram.ext import ContextTypes
 from bot import callbacks
 from bot.callbacks import CallbackError
 from bot.daily import fire_daily
-from bot.delivery import reply_params, send_similar
+from bot.card import poem_card
+from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
 from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
 from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_keyboard,
@@ -29,7 +31,7 @@ from bot.runtime import Outcome, Runtime
 from bot.script import to_simplified
 from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
-from bot.texts import error_text, lang_of, t
+from bot.texts import ZH, error_text, lang_of, t
 from model.forms import FORM_NAMES, FORMS, classify
 from model.jobs import EncodeJob, ValidationError, validate_encode
 from model.reasons import QueryPoem
@@ -101,7 +103,9 @@ def guarded(func: Handler) -> Handler:
 async def answer_outcome(message: Message | None, outcome: Outcome, lang: str) -> None:
     if message is None or outcome.status == "queued":
         return      # the typing indicator is the answer until the poem arrives
-    if outcome.status == "no_worker":
+    if outcome.status == "loading":
+        await message.reply_text(t(lang, "model_loading"))
+    elif outcome.status == "no_worker":
         await message.reply_text(t(lang, "queued_no_worker"))
     elif outcome.status == "rate_limited":
         await message.reply_text(t(lang, "rate_limited", seconds=outcome.retry_after))
@@ -114,6 +118,8 @@ def outcome_alert(outcome: Outcome, lang: str, ok_key: str) -> str:
         return t(lang, "rate_limited", seconds=outcome.retry_after)
     if outcome.status == "busy":
         return t(lang, "busy", seconds=outcome.retry_after)
+    if outcome.status == "loading":
+        return t(lang, "model_loading")
     if outcome.status == "no_worker":
         return t(lang, "queued_no_worker")
     return t(lang, ok_key)
@@ -366,6 +372,8 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif cb.action == callbacks.GLOSS:
         await _send_gloss(update, context, record.lines, message_id)
         await query.answer()
+    elif cb.action == callbacks.CARD:
+        await _send_card(update, context, record, settings.traditional, message_id)
 
 
 async def _send_gloss(update: Update, context: ContextTypes.DEFAULT_TYPE, lines: list[str],
@@ -374,6 +382,21 @@ async def _send_gloss(update: Update, context: ContextTypes.DEFAULT_TYPE, lines:
     english = user_lang(update) == "en"
     text = await asyncio.to_thread(lambda: render(gloss(lines), english=english))
     await context.bot.send_message(update.effective_chat.id, text, reply_parameters=reply_params(reply_to))
+
+
+async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord,
+                     traditional: bool, reply_to: int | None) -> None:
+    """The poem's card as a photo under it, in the reader's script; an alert when none can be drawn."""
+    rt, lang = runtime(context), user_lang(update)
+    day = datetime.fromtimestamp(record.created_at, rt.config.zone).date()
+    # The daily poem (nobody's own) keeps its heading as the card's title.
+    title = t(ZH, "daily_card_title") if record.owner_id is None else ""
+    png = await card_png(poem_card(record.lines, record.form, record.request, traditional, day, title))
+    if png is None:
+        await update.callback_query.answer(t(lang, "card_unavailable"), show_alert=True)
+        return
+    await context.bot.send_photo(update.effective_chat.id, png, reply_parameters=reply_params(reply_to))
+    await update.callback_query.answer()
 
 
 async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord, mask: int,

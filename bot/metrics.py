@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # Request to delivered poem: queueing + decoding + the send; a cold worker takes minutes.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 REFRESH_S = 5.0
-PURPOSES = ("poem", "similar", "daily")
+PURPOSES = ("poem", "similar", "daily", "inline")
 
 
 class BotMetrics:
@@ -92,6 +92,8 @@ def update_kind(update: object, commands: Iterable[str]) -> str:
         return "other"
     if update.callback_query is not None:
         return "callback"
+    if update.inline_query is not None:
+        return "inline"
     if update.edited_message is not None or update.edited_channel_post is not None:
         return "edited"
     message = update.message or update.channel_post

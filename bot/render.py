@@ -4,7 +4,8 @@ Everything goes out as Telegram HTML; every value from users, the model or the c
 """
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape, unescape
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -17,6 +18,7 @@ from model.forms import FORM_NAMES
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
+MAX_CAPTION = 1024       # Telegram's limit on a photo's caption
 # English names of the canon collections model.index marks (the Chinese name is the key).
 CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems of a Thousand Masters"}
 
@@ -80,7 +82,17 @@ def poem_keyboard(poem_id: str, lang: str) -> InlineKeyboardMarkup:
         InlineKeyboardButton(t(lang, "btn_keep"), callback_data=callbacks.keep(poem_id)),
     ], [
         InlineKeyboardButton(t(lang, "btn_gloss"), callback_data=callbacks.gloss(poem_id)),
+        InlineKeyboardButton(t(lang, "btn_card"), callback_data=callbacks.card(poem_id)),
     ]])
+
+
+def plain_length(html_text: str) -> int:
+    """What Telegram counts against a caption's limit: the text without tags, in UTF-16 units."""
+    return len(unescape(re.sub(r"<[^>]+>", "", html_text)).encode("utf-16-le")) // 2
+
+
+def fits_caption(html_text: str) -> bool:
+    return plain_length(html_text) <= MAX_CAPTION
 
 
 def keep_keyboard(poem_id: str, lines: list[str], mask: int, lang: str,

@@ -37,12 +37,12 @@ ALIVE_CACHE_S = 2.0       # heartbeats are found by SCAN over the keyspace: not 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["queued", "no_worker", "rate_limited", "busy"]
+    status: Literal["queued", "loading", "no_worker", "rate_limited", "busy"]
     retry_after: int = 0
 
     @property
     def accepted(self) -> bool:
-        return self.status in ("queued", "no_worker")
+        return self.status in ("queued", "loading", "no_worker")
 
 
 def load_chars(path: Path) -> frozenset[str]:
@@ -117,7 +117,7 @@ class Runtime:
         if not await self.worker_alive():
             # The job stays on the stream; whichever worker starts next will serve it.
             self._done.pop(job.job_id, None)
-            return self._counted(Outcome("no_worker"))
+            return self._counted(Outcome("loading" if await self.state.workers_loading() else "no_worker"))
         if bot is not None and chat_id is not None and len(self._typing_jobs) < TYPING_MAX_ACTIVE:
             self._typing_jobs.add(job.job_id)
             self.spawn(self._typing(bot, chat_id, job.job_id))

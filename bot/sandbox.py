@@ -9,9 +9,11 @@ import html
 import re
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Coroutine, TextIO
 
 from bot.emulator import ApiCall, BotApiEmulator
+from model.paths import data_dir
 
 # Well-formed (Config checks the shape) but never valid at api.telegram.org.
 SANDBOX_TOKEN = "1000000001:SANDBOX-local-emulator-only_not-a-real-token"
@@ -28,6 +30,7 @@ PoemBot 沙盒 · sandbox chat — 本地模拟的 Telegram，不需要账号 / 
   /poem 藏头 春夏秋冬     藏头诗 / an acrostic poem
   /help                  全部用法 / every command
 诗下的按钮有编号：输入编号（如 1）就是按那个按钮 / buttons are numbered: type 1 to press [1]
+🖼 诗卡存成图片文件，路径会显示出来 / 🖼 cards are saved as picture files: their paths are shown
 /quit、Ctrl-D 或 Ctrl-C 退出 / to leave"""
 
 
@@ -73,8 +76,9 @@ class SandboxChat:
     """
 
     def __init__(self, emu: BotApiEmulator, loop: asyncio.AbstractEventLoop, out: TextIO,
-                 user: dict[str, Any] | None = None) -> None:
+                 user: dict[str, Any] | None = None, card_dir: Path | None = None) -> None:
         self.emu = emu
+        self.card_dir = card_dir or data_dir() / "sandbox"
         self.loop = loop
         self.out = out
         self.user = user or sandbox_user()
@@ -111,7 +115,7 @@ class SandboxChat:
         message_id = result.get("message_id") or params.get("message_id")
         if method in ("sendMessage", "sendPhoto"):
             self._typing = False
-            photo = "[图片 / photo]\n" if method == "sendPhoto" else ""
+            photo = f"[诗卡 / card] {self.save_photo(result)}\n" if method == "sendPhoto" else ""
             self._show(f"PoemBot:\n{photo}", call.text, params.get("reply_markup"), message_id)
         elif method == "editMessageText":
             self._show("PoemBot（已修改 / edited）:\n", call.text, params.get("reply_markup"), message_id)
@@ -120,6 +124,18 @@ class SandboxChat:
                        message_id)
         elif method == "deleteMessage":
             self.write("PoemBot（删除了一条消息 / deleted a message）")
+
+    def save_photo(self, message: dict[str, Any]) -> str:
+        """Write a photo the bot sent to a file (a terminal cannot show it); its path, to open it."""
+        sizes = message.get("photo") or []
+        if not sizes:
+            return "?"
+        data = self.emu.photo_bytes(sizes[-1]["file_id"])
+        self.card_dir.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if data.startswith(b"\x89PNG") else ".jpg"
+        path = self.card_dir / f"card-{message.get('message_id', 0)}{suffix}"
+        path.write_bytes(data)
+        return str(path)
 
     def _show(self, header: str, text: str, markup: Any, message_id: Any) -> None:
         lines = keyboard_lines(markup)
@@ -179,12 +195,12 @@ class SandboxChat:
 
 
 def repl(emu: BotApiEmulator, loop: asyncio.AbstractEventLoop, inp: TextIO, out: TextIO, *,
-         user: dict[str, Any] | None = None, note: str = "") -> None:
+         user: dict[str, Any] | None = None, note: str = "", card_dir: Path | None = None) -> None:
     """Read lines from inp until /quit, end of input or Ctrl-C; the bot's side of the chat goes to out.
 
     Blocking: run it on a thread other than the emulator loop's.
     """
-    chat = SandboxChat(emu, loop, out, user)
+    chat = SandboxChat(emu, loop, out, user, card_dir)
     chat.write(BANNER + (f"\n{note}" if note else ""))
     emu.listeners.append(chat.on_call)
     try:

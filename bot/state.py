@@ -19,7 +19,7 @@ from model.connections import Backoff
 from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
 from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, WORKER_GROUP,
-                        heartbeat_pattern)
+                        WORKER_LOADING_PREFIX, WORKERS_READY_KEY, heartbeat_pattern)
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,14 @@ class State:
             n += 1
         return n
 
+    async def workers_loading(self) -> bool:
+        """No worker was ever ready (a first start), or one is loading its model right now."""
+        if not await self.redis.exists(WORKERS_READY_KEY):
+            return True
+        async for _ in self.redis.scan_iter(match=f"{WORKER_LOADING_PREFIX}*", count=100):
+            return True
+        return False
+
     async def read_results(self, consumer: str, block_ms: int, count: int = 16) -> list[tuple[str, dict]]:
         reply = await self.redis.xreadgroup(RESULTS_GROUP, consumer, {RESULTS_STREAM: ">"},
                                             count=count, block=block_ms)
@@ -326,13 +334,14 @@ class State:
 
     # --- limits ----------------------------------------------------------------------------
     async def check_rate(self, user_id: int, per_min: int, now: float | None = None,
-                         request_id: str | None = None) -> float:
+                         request_id: str | None = None, key: str | None = None) -> float:
         """Record one request; 0 when allowed, else seconds until the user may ask again.
 
-        A request_id already counted (the same update run again) is allowed without counting twice."""
+        A request_id already counted (the same update run again) is allowed without counting twice.
+        key: another limit's counter (inline queries have their own), rate_key(user_id) by default."""
         now = time.time() if now is None else now
         member = request_id or f"{now:.6f}-{secrets.token_hex(3)}"
-        wait = await self._rate(keys=[rate_key(user_id)], args=[now, 60, per_min, member])
+        wait = await self._rate(keys=[key or rate_key(user_id)], args=[now, 60, per_min, member])
         return max(0.0, float(wait))
 
     async def reserve_slot(self, job_id: str, cap: int, now: float | None = None) -> bool:

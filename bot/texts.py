@@ -22,7 +22,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "/similar — 找与你口味相近的古诗；回复一首诗发 /similar — 找与它相近的诗\n"
             "/daily — 订阅或退订每日一诗\n"
             "/settings — 简繁、默认诗体、创意程度\n\n"
-            "诗下的按钮：❤️ 收藏，🔄 再来一首，🔍 相似的诗，✏️ 保留几句、其余重写。"
+            "诗下的按钮：❤️ 收藏，🔄 再来一首，🔍 相似的诗，✏️ 保留几句、其余重写，📖 注音释义，🖼 诗卡图片。\n"
+            "在任何聊天里输入 @我的用户名 加主题（如 春风、藏头 春夏秋冬），就能把诗发给朋友。"
         ),
         "cmd_start": "开始",
         "cmd_help": "用法说明",
@@ -31,6 +32,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_similar": "找相近的古诗",
         "cmd_daily": "订阅或退订每日一诗",
         "cmd_settings": "简繁、默认诗体、创意",
+        "model_loading": "模型加载中，诗马上就来。",
         "queued_no_worker": "写诗的服务暂时不在线。你的请求已经排队，服务恢复后会自动送到。",
         "rate_limited": "写得太快啦，请 {seconds} 秒后再试。",
         "busy": "现在请求太多，请 {seconds} 秒后再试。",
@@ -83,6 +85,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_subscribe": "🔔 订阅",
         "daily_unsubscribe": "🔕 退订",
         "daily_title": "每日一诗 · {date}",
+        "daily_card_title": "每日一诗",
         "daily_bad_arg": "用法：/daily on 订阅，/daily off 退订。",
         "admin_only": "只有管理员能用这个命令。",
         "daily_now_started": "已安排一首每日诗，生成后会发出。",
@@ -98,6 +101,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "btn_similar": "🔍 相似",
         "btn_keep": "✏️ 保留",
         "btn_gloss": "📖 注音释义",
+        "btn_card": "🖼 诗卡",
+        "card_unavailable": "诗卡暂时做不了，请稍后再试。",
+        "inline_fresh": "新作",
+        "inline_recent": "近作",
+        "inline_card": "诗卡",
+        "inline_none": "现在写不出来，稍后再试",
+        "inline_help": "输入主题，如 春风；或 藏头 春夏秋冬",
         "gloss_gone": "这首诗已不在索引里。",
         "btn_rewrite": "✅ 重写其余",
         "btn_cancel": "↩️ 取消",
@@ -119,7 +129,9 @@ TEXTS: dict[str, dict[str, str]] = {
             "/similar — classical poems close to your taste; reply /similar to a poem — poems close to it\n"
             "/daily — subscribe to or leave the daily poem\n"
             "/settings — script, default form, creativity\n\n"
-            "Buttons under a poem: ❤️ like, 🔄 another, 🔍 similar poems, ✏️ keep lines and rewrite the rest."
+            "Buttons under a poem: ❤️ like, 🔄 another, 🔍 similar poems, ✏️ keep lines and rewrite the rest, "
+            "📖 reading aid, 🖼 the poem as a picture card.\n"
+            "In any chat, type my @username and a theme (春风, or 藏头 春夏秋冬) to share a poem."
         ),
         "cmd_start": "Start",
         "cmd_help": "How to use the bot",
@@ -128,6 +140,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_similar": "Classical poems close to your taste",
         "cmd_daily": "Subscribe to the daily poem",
         "cmd_settings": "Script, default form, creativity",
+        "model_loading": "The model is loading: your poem will follow in a moment.",
         "queued_no_worker": "The poem writer is offline right now. Your request is queued and will be answered when it is back.",
         "rate_limited": "Slow down a little: try again in {seconds} s.",
         "busy": "I am busy right now: try again in {seconds} s.",
@@ -195,6 +208,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "btn_similar": "🔍 Similar",
         "btn_keep": "✏️ Keep",
         "btn_gloss": "📖 Reading aid",
+        "btn_card": "🖼 Card",
+        "card_unavailable": "Cards cannot be made right now; please try again later.",
+        "inline_fresh": "new",
+        "inline_recent": "recent",
+        "inline_card": "poem card",
+        "inline_none": "No poem right now: try again soon",
+        "inline_help": "Type a theme (春风) or 藏头 春夏秋冬",
         "gloss_gone": "That poem is no longer in the index.",
         "btn_rewrite": "✅ Rewrite the rest",
         "btn_cancel": "↩️ Cancel",

@@ -9,8 +9,18 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from model.jobs import GenerateJob
+from tqdm import tqdm
+
+from model.jobs import MAX_N, GenerateJob
 from model.paths import PRETRAINED_DIR
+
+MAX_CLI_N = 1000          # the command line may ask for many; the bot keeps GenerateJob's MAX_N
+JOBS_PER_CALL = 16        # jobs of MAX_N poems decoded per Generator call (and per progress step)
+
+
+def job_sizes(n: int) -> list[int]:
+    """n poems as jobs of at most MAX_N each (a job's own limit)."""
+    return [min(MAX_N, n - start) for start in range(0, n, MAX_N)]
 
 
 def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[str] = "",
@@ -34,21 +44,31 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
         keywords = [k for k in keywords.replace("，", " ").replace(",", " ").split() if k]
     if isinstance(like, str):
         like = [like]
-    job = GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
-                      n=n, seed=seed, traditional=traditional, tone_mode=tone, rhyme=rhyme,
-                      temperature=temperature, top_p=top_p, max_repeat=max_repeat, novelty=novelty,
-                      fixed_lines=dict(fixed or {}))
+    if not 1 <= n <= MAX_CLI_N:
+        print(f"poembot: -n must be between 1 and {MAX_CLI_N}", file=err)
+        return 2
+    # One seed makes the whole run reproducible: job k of the run draws from seed + k.
+    jobs = [GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
+                        n=size, seed=None if seed is None else seed + k, traditional=traditional,
+                        tone_mode=tone, rhyme=rhyme, temperature=temperature, top_p=top_p,
+                        max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}))
+            for k, size in enumerate(job_sizes(n))]
 
     from model.worker import load_generator     # TensorFlow loads here, after the cheap checks
     generator = load_generator(model_dir)
-    result = generator.generate([job])[0]
-    if not result.ok:
-        print(f"poembot: {result.error_message}", file=err)
-        return 1
+    poems: list[dict] = []
+    with tqdm(total=n, unit="poem", file=err, disable=n <= MAX_N, desc="writing") as bar:
+        for start in range(0, len(jobs), JOBS_PER_CALL):
+            for result in generator.generate(jobs[start:start + JOBS_PER_CALL]):
+                if not result.ok:
+                    print(f"poembot: {result.error_message}", file=err)
+                    return 1
+                poems += result.poems
+                bar.update(len(result.poems))
     if json_out:
-        print(json.dumps(result.poems, ensure_ascii=False), file=out)
+        print(json.dumps(poems, ensure_ascii=False), file=out)
         return 0
-    for k, poem in enumerate(result.poems):
+    for k, poem in enumerate(poems):
         if k:
             print(file=out)
         print(poem["text"], file=out)

@@ -44,3 +44,43 @@ def result_dedup_key(job_id: str) -> str:
 
 # --- bot keys ----------------------------------------------------------------------------
 # The bot helper adds its own names below (results consumer group, per-user state, rate limits).
+
+# Whether workers have ever come up, so the bot can tell "loading" from "offline". Not under
+# HEARTBEAT_PREFIX: every key there counts as a live worker.
+WORKERS_READY_KEY = f"{PREFIX}:workers:ready"        # set by every ready worker's heartbeat
+WORKERS_READY_TTL_S = 30 * 24 * 3600                 # a month without a worker: a new start says "loading"
+WORKER_LOADING_PREFIX = f"{PREFIX}:workers:loading:"  # + worker_id, while its model loads
+WORKER_LOADING_TTL_S = 600                           # a worker that died while loading stops counting
+
+
+def worker_loading_key(worker_id: str) -> str:
+    return f"{WORKER_LOADING_PREFIX}{worker_id}"
+
+
+# --- inline mode (bot/inline.py) -------------------------------------------------------------
+INLINE_PREFIX = f"{PREFIX}:bot:inline"
+INLINE_CACHE_CAP = 20                  # recent poems kept per theme
+INLINE_CACHE_TTL_S = 7 * 24 * 3600     # a theme nobody asked for in a week is forgotten
+INLINE_ANY_THEME = "*"                 # the cache of every theme together, for a theme never asked
+INLINE_DONE_TTL_S = 120                # a fresh answer waits this long for the inline query that asked
+INLINE_RATE_WINDOW_S = 60
+CARD_FILE_TTL_S = 30 * 24 * 3600       # Telegram keeps an uploaded photo's file_id valid for a long time
+
+
+def inline_cache_key(theme: str) -> str:
+    """Recent poems of one theme (a list of JSON poems, newest first)."""
+    return f"{INLINE_PREFIX}:cache:{theme}"
+
+
+def inline_done_key(job_id: str) -> str:
+    """The poems of one inline job, pushed by whichever bot replica read its result."""
+    return f"{INLINE_PREFIX}:done:{job_id}"
+
+
+def inline_rate_key(user_id: int) -> str:
+    return f"{INLINE_PREFIX}:rate:{user_id}"
+
+
+def card_file_key(digest: str) -> str:
+    """The Telegram file_id of an uploaded card, by a digest of what the card shows."""
+    return f"{INLINE_PREFIX}:card:{digest}"

@@ -345,6 +345,9 @@ class Worker:
                   "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
                   "metrics_port": getattr(self.metrics, "port", None)}
         self.beat_client.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
+        # The model is loaded once a Worker exists: from now on, no heartbeat means "offline", not "loading".
+        self.beat_client.set(keys.WORKERS_READY_KEY, self.s.worker_id, ex=keys.WORKERS_READY_TTL_S)
+        self.beat_client.delete(keys.worker_loading_key(self.s.worker_id))
         depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
         self.metrics.queue_depth.set(depth)
         try:
@@ -352,6 +355,16 @@ class Worker:
             self.metrics.pending.set(int(summary.get("pending", 0)))
         except redis.ResponseError:
             pass
+
+
+def announce_loading(url: str, worker_id: str) -> None:
+    """Tell the bot a model is loading (its first requests then hear "loading", not "offline")."""
+    try:
+        client = connect(url)
+        client.set(keys.worker_loading_key(worker_id), "1", ex=keys.WORKER_LOADING_TTL_S)
+        client.close()
+    except redis.RedisError as exc:
+        log.debug("could not announce loading: %s", exc)
 
 
 def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
@@ -378,6 +391,8 @@ def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_w
     from model.logs import setup_logging
     setup_logging("worker")
     model_dir = Path(model_dir or os.environ.get("POEMBOT_MODEL_DIR") or PRETRAINED_DIR)
+    worker_id = worker_id or new_worker_id()
+    announce_loading(resolve_url(redis_url), worker_id)
     try:
         generator = load_generator(model_dir, jit_compile)
     except FileNotFoundError as exc:
@@ -388,7 +403,7 @@ def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_w
     settings = WorkerSettings(
         redis_url=resolve_url(redis_url), max_batch=max_batch or batch,
         max_wait_ms=wait if max_wait_ms is None else max_wait_ms,
-        worker_id=worker_id or new_worker_id(),
+        worker_id=worker_id,
         visibility_ms=visibility_ms or int(os.environ.get("POEMBOT_VISIBILITY_MS", VISIBILITY_MS)),
         max_deliveries=max_deliveries or int(os.environ.get("POEMBOT_MAX_DELIVERIES", MAX_DELIVERIES)),
         metrics_port=metrics_port if metrics_port is not None else (int(port_env) if port_env else None),

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from datetime import time as dtime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
@@ -32,7 +33,7 @@ from model.index import Index as LatentIndex
 from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
 from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
-                        heartbeat_key)
+                        WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
 
 LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
 SHUTDOWN_TIMEOUT_S = 30
@@ -153,6 +154,7 @@ class StandInWorker:
 
     async def _beat(self) -> None:
         await self.redis.set(heartbeat_key(self.worker_id), json.dumps({"at": time.time()}), ex=HEARTBEAT_TTL_S)
+        await self.redis.set(WORKERS_READY_KEY, self.worker_id, ex=WORKERS_READY_TTL_S)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -188,13 +190,15 @@ class StandInWorker:
                                       "choose other characters", reply=job.reply, worker_id=self.worker_id)
             else:
                 seed = job.seed if job.seed is not None else self._seed
-                self._seed += 1
-                lines = stand_in_poem(job, seed)
-                text = "".join(l + ("，" if i % 2 == 0 else "。") for i, l in enumerate(lines))
+                self._seed += job.n
+                poems = []
+                for k in range(job.n):
+                    lines = stand_in_poem(job, seed + k)
+                    text = "".join(l + ("，" if i % 2 == 0 else "。") for i, l in enumerate(lines))
+                    poems.append({"text": text, "lines": lines, "form": job.form, "rhyme_ok": True,
+                                  "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text), "seed": seed + k})
                 result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply,
-                                poems=[{"text": text, "lines": lines, "form": job.form, "rhyme_ok": True,
-                                        "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text),
-                                        "seed": seed}])
+                                poems=poems)
         await self.redis.xadd(RESULTS_STREAM, result_fields(result), maxlen=RESULTS_MAXLEN, approximate=True)
 
 
@@ -224,6 +228,14 @@ async def results_pending(state: State) -> int:
 async def emu() -> AsyncIterator[BotApiEmulator]:
     async with BotApiEmulator() as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def card_fonts() -> Path:
+    """The card fonts, fetched by the project's own command into the fonts dir (cached after the first run)."""
+    from bot.fonts import fetch_fonts
+
+    return fetch_fonts()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from bot.daily import DAILY_JOB_NAME, due_slot, fire_daily
 from bot.state import State
-from botkit import (emu, make_config, running_bot, stand_in,  # noqa: F401
+from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     eventually)
-from emulator import BotApiEmulator, check_html
+from emulator import BotApiEmulator, check_html, png_size
 from model.keys import JOBS_STREAM
 
 ALICE = BotApiEmulator.user(2001, "Alice")
@@ -63,7 +63,7 @@ async def test_due_slot_and_firing_with_injected_time(emu, redis_url) -> None:
         assert await jobs_in_stream(state) == before + 2
 
 
-async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, stand_in) -> None:
+async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, stand_in, card_fonts) -> None:
     config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
     async with running_bot(config) as app:
         await emu.send_text(ALICE, "/daily on")
@@ -84,9 +84,12 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
 
         since = emu.mark()
         assert await fire_daily(rt, at(0, day=20)) is True
-        posts = await emu.wait_for_calls("sendMessage", 3, since=since)
+        posts = await emu.wait_for_calls("sendPhoto", 3, since=since)      # the card, the text its caption
         by_chat = {c.params["chat_id"]: c for c in posts}
         assert set(by_chat) == {ALICE["id"], BOB["id"], CHANNEL}
+        uploads = [c for c in posts if isinstance(c.params["photo"], bytes)]
+        assert len(uploads) == 1 and png_size(uploads[0].params["photo"])     # uploaded once, then its file_id
+        assert all(c.params["photo"] == uploads[0].result["photo"][-1]["file_id"] for c in posts if c not in uploads)
         assert "每日一诗 · 2026-05-20" in by_chat[ALICE["id"]].text
         assert "Poem of the day · 2026-05-20" in by_chat[BOB["id"]].text
         assert all(check_html(c.text) is None for c in posts)
@@ -103,7 +106,18 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
         assert ALICE["id"] not in await rt.state.subscribers()
 
 
-async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand_in) -> None:
+async def test_without_card_fonts_the_daily_poem_goes_as_text(emu, redis_url, stand_in, tmp_path,
+                                                              monkeypatch) -> None:
+    monkeypatch.setenv("POEMBOT_FONT_DIR", str(tmp_path))          # nothing fetched there
+    async with running_bot(make_config(emu, redis_url, daily_chat_id=CHANNEL)) as app:
+        since = emu.mark()
+        assert await fire_daily(app.bot_data["rt"], at(0, day=22)) is True
+        post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        assert "每日一诗 · 2026-05-22" in post.text and post.button("喜欢")
+        assert not emu.find_calls("sendPhoto", since)
+
+
+async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand_in, card_fonts) -> None:
     base = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
     async with running_bot(replace(base, consumer_name="replica-a")) as a, \
             running_bot(replace(base, consumer_name="replica-b")) as b:
@@ -112,15 +126,15 @@ async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand
                                      fire_daily(b.bot_data["rt"], at(1, day=21)),
                                      fire_daily(b.bot_data["rt"], at(0, day=21)))
         assert sorted(fired) == [False, False, True]
-        await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL)
         # Both consumers drained the results stream before we count.
         state = a.bot_data["rt"].state
         await eventually(lambda: state.redis.xpending("poembot:results", "bots"), lambda p: p["pending"] == 0)
-        assert len(emu.find_calls("sendMessage", since, chat_id=CHANNEL)) == 1
+        assert len(emu.find_calls("sendPhoto", since, chat_id=CHANNEL)) == 1
         assert len([j for j in stand_in.jobs if j.reply.get("purpose") == "daily"]) == 1
 
 
-async def test_replica_started_after_a_missed_slot_posts_once(emu, redis_url, stand_in) -> None:
+async def test_replica_started_after_a_missed_slot_posts_once(emu, redis_url, stand_in, card_fonts) -> None:
     # A zone where it is daytime now, so "ten minutes ago" is still today.
     now_utc = datetime.now(ZoneInfo("UTC"))
     tz = next(z for z in ("UTC", "Etc/GMT-12", "Etc/GMT+12")
@@ -129,17 +143,17 @@ async def test_replica_started_after_a_missed_slot_posts_once(emu, redis_url, st
     config = make_config(emu, redis_url, daily_time=missed, tz=tz, daily_chat_id=CHANNEL)
     since = emu.mark()
     async with running_bot(config):
-        post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        post = await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL)
         assert "每日一诗" in post.text
     # A restart the same day does not post again.
     async with running_bot(config) as app:
         rt = app.bot_data["rt"]
         assert await fire_daily(rt) is False
-    assert len(emu.find_calls("sendMessage", since, chat_id=CHANNEL)) == 1
+    assert len(emu.find_calls("sendPhoto", since, chat_id=CHANNEL)) == 1
     assert len([j for j in stand_in.jobs if j.reply.get("purpose") == "daily"]) == 1
 
 
-async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in) -> None:
+async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in, card_fonts) -> None:
     config = make_config(emu, redis_url, daily_chat_id=CHANNEL)
     async with running_bot(config):
         await emu.send_text(ALICE, "/daily_now")
@@ -149,5 +163,5 @@ async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in) -> None:
         since = emu.mark()
         await emu.send_text(ADMIN, "/daily_now")
         assert "已安排" in (await emu.wait_for_call("sendMessage", since=since, chat_id=ADMIN["id"])).text
-        post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
+        post = await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL)
         assert "每日一诗" in post.text

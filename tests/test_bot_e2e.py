@@ -9,8 +9,10 @@ from typing import Any
 
 from bot import callbacks
 from bot.daily import fire_daily
-from botkit import emu, make_config, running_bot, start_worker, synthetic_index  # noqa: F401
-from emulator import BotApiEmulator, check_html
+from bot.state import State
+from botkit import (card_fonts, emu, eventually, make_config, running_bot, start_worker,  # noqa: F401
+                    synthetic_index)
+from emulator import BotApiEmulator, check_html, png_size
 from model.vocab import N_SPECIALS
 
 ALICE = BotApiEmulator.user(4001, "Alice")
@@ -31,10 +33,11 @@ async def ask(emu: BotApiEmulator, user: dict, text: str, timeout: float = POEM_
     return await emu.wait_for_call("sendMessage", since=since, chat_id=message["chat"]["id"], timeout=timeout)
 
 
-async def test_queued_while_no_worker_then_answered_when_one_starts(emu, redis_url, start_worker) -> None:
+async def test_loading_before_the_first_worker_then_answered_when_it_is_ready(emu, redis_url,
+                                                                              start_worker) -> None:
     async with running_bot(make_config(emu, redis_url)):
         call = await ask(emu, ALICE, "/poem 春风", timeout=10)
-        assert "暂时不在线" in call.text
+        assert call.text == "模型加载中，诗马上就来。"          # not "offline": no worker was ever ready
         since = emu.mark()
         start_worker()
         poem = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], timeout=POEM_TIMEOUT)
@@ -96,7 +99,8 @@ async def test_unknown_characters_are_refused_by_bot_or_worker(emu, redis_url, s
         assert "模型不会写这些字：龘" in call.text
 
 
-async def test_daily_poem_from_the_real_worker(emu, redis_url, start_worker) -> None:
+async def test_daily_poem_from_the_real_worker_is_a_card_with_its_text(emu, redis_url, start_worker,
+                                                                       card_fonts) -> None:
     start_worker()
     config = make_config(emu, redis_url, daily_chat_id=CHANNEL)
     async with running_bot(config) as app:
@@ -104,6 +108,47 @@ async def test_daily_poem_from_the_real_worker(emu, redis_url, start_worker) -> 
         await emu.wait_for_call("sendMessage", chat_id=BOB["id"])
         since = emu.mark()
         assert await fire_daily(app.bot_data["rt"], force=True)
-        posts = await emu.wait_for_calls("sendMessage", 2, since=since, timeout=POEM_TIMEOUT)
+        posts = await emu.wait_for_calls("sendPhoto", 2, since=since, timeout=POEM_TIMEOUT)
         assert {c.params["chat_id"] for c in posts} == {CHANNEL, BOB["id"]}
-        assert all(len(verse_lines(c.text)) in (4, 8) for c in posts)
+        assert all(len(verse_lines(c.params["caption"])) in (4, 8) and check_html(c.params["caption"]) is None
+                   for c in posts)
+        channel = next(c for c in posts if c.params["chat_id"] == CHANNEL)
+        assert "每日一诗" in channel.params["caption"] and channel.button("喜欢")
+        assert png_size(emu.photo_bytes(channel.result["photo"][-1]["file_id"]))
+
+
+async def test_card_button_and_inline_mode_with_the_real_worker(emu, redis_url, start_worker,
+                                                                card_fonts) -> None:
+    worker = start_worker()
+    async with running_bot(make_config(emu, redis_url, card_chat_id=CHANNEL)):
+        poem = await ask(emu, ALICE, "/poem 七绝 明月")          # also traces the decoder for the queries below
+        since = emu.mark()
+        await emu.press_and_answer(ALICE, poem, poem.button("🖼")["callback_data"])
+        card = await emu.wait_for_call("sendPhoto", since=since, chat_id=ALICE["id"], timeout=30)
+        assert png_size(card.params["photo"]) and card.params["reply_parameters"]["message_id"] == poem.result["message_id"]
+
+        # Inline: fresh poems from the worker within Telegram's limit (the emulator refuses late answers).
+        since = emu.mark()
+        query_id = await emu.inline_query(BOB, "七绝 明月")
+        answer = await emu.wait_for_call("answerInlineQuery", since=since, inline_query_id=query_id, timeout=15)
+        fresh = [r for r in answer.params["results"] if r["type"] == "article" and r["id"].startswith("f")]
+        assert len(fresh) == 3 and all("明月" in r["input_message_content"]["message_text"] for r in fresh)
+        assert any(r["type"] == "photo" for r in answer.params["results"])
+
+        # The worker stops: the same theme is answered from the recent poems, at once.
+        worker.stop()
+        await eventually(lambda: app_state_alive(redis_url), lambda n: n == 0, timeout=30)
+        since = emu.mark()
+        query_id = await emu.inline_query(BOB, "明月")
+        cached = await emu.wait_for_call("answerInlineQuery", since=since, inline_query_id=query_id, timeout=15)
+        articles = [r for r in cached.params["results"] if r["type"] == "article"]
+        assert len(articles) >= 3 and all("明月" in r["input_message_content"]["message_text"] for r in articles)
+
+
+async def app_state_alive(redis_url: str) -> int:
+    """Workers with a live heartbeat, as the bot counts them."""
+    state = State.from_url(redis_url)
+    try:
+        return await state.workers_alive()
+    finally:
+        await state.close()

@@ -58,3 +58,58 @@ async def test_wait_for_call_matches_params_and_times_out_with_a_summary(emu) ->
     assert found.text == "two" and found.params["chat_id"] == 7
     with pytest.raises(AssertionError, match="no sendMessage .* within 0.1s"):
         await emu.wait_for_call("sendMessage", since=since, chat_id=8, timeout=0.1)
+
+
+def tiny_png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (255, 255, 255)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def send_photo(emu: BotApiEmulator, photo: bytes | str, **params) -> tuple[int, dict]:
+    """sendPhoto as a multipart upload (bytes) or by file_id (str), as python-telegram-bot sends it."""
+    form = aiohttp.FormData()
+    for key, value in params.items():
+        form.add_field(key, value if isinstance(value, str) else json.dumps(value))
+    if isinstance(photo, bytes):
+        form.add_field("photo", photo, filename="card.png", content_type="image/png")
+    else:
+        form.add_field("photo", photo)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{emu.url}/bot{emu.token}/sendPhoto", data=form) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_send_photo_takes_uploads_and_file_ids(emu) -> None:
+    status, body = await send_photo(emu, tiny_png(300, 200), chat_id="5", caption="<b>诗</b>", parse_mode="HTML")
+    assert status == 200 and body["result"]["photo"][0]["width"] == 300 and body["result"]["caption"] == "<b>诗</b>"
+    file_id = body["result"]["photo"][-1]["file_id"]
+    assert emu.photo_bytes(file_id) == tiny_png(300, 200)
+    status, body = await send_photo(emu, file_id, chat_id="7")
+    assert status == 200 and body["result"]["photo"][0]["file_id"] == file_id
+    assert "wrong file identifier" in (await send_photo(emu, "no-such-file", chat_id="7"))[1]["description"]
+    assert "too long" in (await send_photo(emu, file_id, chat_id="7", caption="字" * 1025))[1]["description"]
+    assert "DIMENSIONS" in (await send_photo(emu, tiny_png(2100, 100), chat_id="7"))[1]["description"]
+
+
+async def test_inline_answers_are_checked_and_expire(emu) -> None:
+    user = emu.user(1)
+    query_id = await emu.inline_query(user, "春风")
+    article = {"type": "article", "id": "a1", "title": "春风",
+               "input_message_content": {"message_text": "<b>春风</b>", "parse_mode": "HTML"}}
+    assert (await call(emu, "answerInlineQuery", inline_query_id=query_id, results=[article, article]))[0] == 400
+    query_id = await emu.inline_query(user, "春风")
+    assert (await call(emu, "answerInlineQuery", inline_query_id=query_id, results=[article]))[0] == 200
+    # Answered once only; a photo result needs a file Telegram knows (or a URL and a thumbnail).
+    assert (await call(emu, "answerInlineQuery", inline_query_id=query_id, results=[article]))[0] == 400
+    query_id = await emu.inline_query(user, "春风")
+    photo = {"type": "photo", "id": "p1", "photo_file_id": "photo-unknown"}
+    assert "MEDIA_INVALID" in (await call(emu, "answerInlineQuery", inline_query_id=query_id,
+                                          results=[photo]))[1]["description"]
+    emu.inline_timeout_s = 0.0
+    query_id = await emu.inline_query(user, "春风")
+    status, body = await call(emu, "answerInlineQuery", inline_query_id=query_id, results=[article])
+    assert status == 400 and "too old" in body["description"]

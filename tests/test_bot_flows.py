@@ -10,9 +10,9 @@ import re
 
 from bot import callbacks
 from bot.state import CREATIVITY_TEMPERATURES, State, poem_key
-from botkit import (emu, make_config, running_bot, stand_in,  # noqa: F401
+from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker, eventually, results_pending, synthetic_index)
-from emulator import BotApiEmulator, check_html
+from emulator import BotApiEmulator, check_html, png_size
 from model.jobs import EncodeJob, GenerateJob
 
 ALICE = BotApiEmulator.user(1001, "Alice")
@@ -309,17 +309,19 @@ async def test_rate_limit_and_queue_cap_answer_politely(emu, redis_url, stand_in
         assert call.text == "I am busy right now: try again in 17 s."
 
 
-async def test_no_worker_queues_the_job_and_a_later_worker_answers(emu, redis_url) -> None:
+async def test_loading_before_any_worker_then_offline_once_workers_are_gone(emu, redis_url) -> None:
     async with running_bot(make_config(emu, redis_url)):
         _, call = await ask_poem(emu, ALICE, "/poem 秋夜")
-        assert "暂时不在线" in call.text and "排队" in call.text
+        assert call.text == "模型加载中，诗马上就来。"           # no worker was ever ready here
         since = emu.mark()
         worker = await StandInWorker(redis_url).start()
         try:
             poem = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
             assert "秋夜" in "".join(verse_lines(poem.text))
         finally:
-            await worker.stop()
+            await worker.stop()          # a clean stop takes its heartbeat away at once
+        _, call = await ask_poem(emu, BOB, "/poem")
+        assert "offline" in call.text and "queued" in call.text
 
 
 async def test_429_is_retried_and_a_failed_send_is_redelivered_once(emu, redis_url, stand_in) -> None:
@@ -390,3 +392,33 @@ async def test_reading_aid_under_a_poem_and_under_a_similar_answer(emu, redis_ur
         # A corpus id the index does not hold gets a clear answer.
         gone = await emu.press_and_answer(ALICE, answer, callbacks.gloss_corpus("no-such-poem"))
         assert gone.params["show_alert"] is True and "索引" in gone.params["text"]
+
+
+async def test_card_button_sends_the_poem_as_a_picture_in_the_readers_script(emu, redis_url, stand_in,
+                                                                            card_fonts, tmp_path,
+                                                                            monkeypatch) -> None:
+    async with running_bot(make_config(emu, redis_url)):
+        _, poem = await ask_poem(emu, ALICE, "/poem 春风")
+        since = emu.mark()
+        answer = await emu.press_and_answer(ALICE, poem, poem.button("🖼")["callback_data"])
+        photo = await emu.wait_for_call("sendPhoto", since=since, chat_id=ALICE["id"])
+        assert not answer.params.get("show_alert")
+        assert photo.params["reply_parameters"]["message_id"] == poem.result["message_id"]
+        simplified = photo.params["photo"]
+        assert png_size(simplified) and photo.result["photo"][0]["width"] == png_size(simplified)[0]
+
+        # In traditional script the card changes; Bob (not the owner) may ask for it too.
+        _, settings = await ask_poem(emu, ALICE, "/settings")
+        await emu.press_and_answer(ALICE, settings, settings.button("繁體")["callback_data"])
+        since = emu.mark()
+        await emu.press_and_answer(ALICE, poem, poem.button("🖼")["callback_data"])
+        traditional = (await emu.wait_for_call("sendPhoto", since=since, chat_id=ALICE["id"])).params["photo"]
+        assert traditional != simplified
+        assert "Card" in (await ask_poem(emu, BOB, "/poem"))[1].button("🖼")["text"]
+
+        # Without the fonts there is no card, and the alert says so.
+        monkeypatch.setenv("POEMBOT_FONT_DIR", str(tmp_path))
+        since = emu.mark()
+        answer = await emu.press_and_answer(ALICE, poem, poem.button("🖼")["callback_data"])
+        assert answer.params["show_alert"] is True and "诗卡" in answer.params["text"]
+        assert not emu.find_calls("sendPhoto", since)

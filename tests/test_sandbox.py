@@ -8,12 +8,13 @@ import asyncio
 import io
 import os
 import threading
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import pytest
 
 from bot.sandbox import SandboxChat, keyboard_lines, plain_text, repl, sandbox_user
-from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
+from botkit import card_fonts, emu, eventually, make_config, running_bot, stand_in  # noqa: F401
 from emulator import BotApiEmulator
 from botkit import start_worker  # noqa: F401
 from test_bot_e2e import POEM_TIMEOUT
@@ -40,7 +41,8 @@ class Transcript(io.StringIO):
 class Terminal:
     """A person at the sandbox: types lines into the REPL's input and waits for what appears."""
 
-    def __init__(self, emu: BotApiEmulator) -> None:
+    def __init__(self, emu: BotApiEmulator, card_dir: Path) -> None:
+        self.card_dir = card_dir
         read_fd, write_fd = os.pipe()
         self.inp = os.fdopen(read_fd, "r", encoding="utf-8")
         self.keys = os.fdopen(write_fd, "w", encoding="utf-8")
@@ -50,7 +52,8 @@ class Terminal:
 
     def start(self) -> "Terminal":
         self.task = asyncio.ensure_future(
-            asyncio.to_thread(repl, self.emu, asyncio.get_running_loop(), self.inp, self.out, user=USER))
+            asyncio.to_thread(repl, self.emu, asyncio.get_running_loop(), self.inp, self.out, user=USER,
+                              card_dir=self.card_dir))
         return self
 
     def type(self, line: str) -> int:
@@ -71,8 +74,8 @@ class Terminal:
 
 
 @pytest.fixture
-async def terminal(emu) -> AsyncIterator[Terminal]:
-    term = Terminal(emu).start()
+async def terminal(emu, tmp_path) -> AsyncIterator[Terminal]:
+    term = Terminal(emu, tmp_path / "cards").start()
     try:
         yield term
     finally:
@@ -119,7 +122,7 @@ async def test_buttons_edits_and_mistyped_numbers_with_a_stand_in_worker(emu, re
         assert "正在输入" in shown                               # the typing indicator, once
 
         mark = terminal.type("9")
-        assert "choose 1–5" in await terminal.wait_for(lambda s: "no button 9" in s, mark)
+        assert "choose 1–6" in await terminal.wait_for(lambda s: "no button 9" in s, mark)
 
         # 📖 prints the reading aid: the first line again, then its pinyin.
         first = poem_lines(shown)[0]
@@ -138,6 +141,17 @@ async def test_buttons_edits_and_mistyped_numbers_with_a_stand_in_worker(emu, re
         terminal.keys.close()
         await asyncio.wait_for(terminal.task, 10)
         assert terminal.out.text().rstrip().endswith("再见 / bye")
+
+
+async def test_a_card_is_saved_to_a_file_and_its_path_printed(emu, redis_url, stand_in, card_fonts,
+                                                             terminal) -> None:
+    async with running_bot(make_config(emu, redis_url)):
+        mark = terminal.type("/poem 藏头 春夏秋冬")
+        await terminal.wait_for(lambda s: "[6] 🖼" in s, mark)
+        mark = terminal.type("6")
+        shown = await terminal.wait_for(lambda s: "[诗卡 / card]" in s, mark)
+        path = Path(shown.split("[诗卡 / card] ", 1)[1].split()[0])
+        assert path.parent == terminal.card_dir and path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_rendering_helpers_and_quit_words() -> None:

@@ -315,7 +315,7 @@ async def bystander_served(emu: BotApiEmulator, theme: str = "山水", timeout: 
     since = emu.mark()
     await emu.send_text(CAROL, f"/poem {theme}")
     poem = await emu.wait_for_call("sendMessage", since=since, chat_id=CAROL["id"], timeout=timeout)
-    assert f"七绝 · {theme}" in poem.text and len(poem.buttons) == 5, poem.text   # ❤️ 🔄 🔍 ✏️ 📖
+    assert f"七绝 · {theme}" in poem.text and len(poem.buttons) == 6, poem.text   # ❤️ 🔄 🔍 ✏️ 📖 🖼
     return poem
 
 
