@@ -98,6 +98,10 @@ class Index:
 
     def __post_init__(self) -> None:
         self.row = {pid: i for i, pid in enumerate(self.ids)}
+        # One integer per poet, so the per-poet cap compares arrays rather than strings.
+        poet_of: dict[str, int] = {}
+        self.poets = np.array([poet_of.setdefault(self.author(r), len(poet_of)) for r in range(len(self.ids))],
+                              dtype=np.int64)
         if self.popularity is None:
             self.popularity = np.zeros(len(self.ids), np.float32)
             self.popularity[self.popular_order] = np.linspace(1.0, 0.0, len(self.ids), dtype=np.float32)
@@ -143,7 +147,7 @@ class Index:
         if self.lists is not None and not exact:
             rows, scores = self.lists.scores(query)
             if len(excluded):
-                keep = ~np.isin(rows, excluded)
+                keep = ~self._mask(excluded)[rows]
                 rows, scores = rows[keep], scores[keep]
             if len(rows) < k:
                 rows = None
@@ -220,11 +224,17 @@ class Index:
         held = np.bincount(inverse, weights=np.repeat([weights[t] for t in terms], [len(p) for p in postings]))
         share = (held / sum(weights[t] for t in terms)).astype(np.float32)
         if excluded:
-            share[np.isin(rows, excluded)] = -1.0
+            share[self._mask(excluded)[rows]] = -1.0
         best = np.argsort(-share, kind="stable")[:POOL]
         best = best[share[best] > 0]
         best.sort()
         return rows[best].astype(np.int64), share[best]
+
+    def _mask(self, rows: Iterable[int]) -> np.ndarray:
+        """Boolean [N], true at rows: a lookup per candidate instead of np.isin's sort."""
+        mask = np.zeros(len(self), bool)
+        mask[np.fromiter(rows, dtype=np.int64)] = True
+        return mask
 
     def _is_query(self, row: int, query: Sequence[QueryPoem]) -> bool:
         """The row is one of the query poems, in this or another edition."""
@@ -240,10 +250,9 @@ class Index:
                  diversity: float) -> list[int]:
         """Positions in rows chosen by MMR under the per-poet cap, then without it if short."""
         vectors = self.vectors[rows]
-        poet_of: dict[str, int] = {}
-        poets = np.array([poet_of.setdefault(self.author(int(r)), len(poet_of)) for r in rows])
+        poets = np.unique(self.poets[rows], return_inverse=True)[1]
         chosen: list[int] = []
-        counts = np.zeros(len(poet_of), np.int64)
+        counts = np.zeros(int(poets.max(initial=-1)) + 1, np.int64)
         closest = np.full(len(rows), -np.inf)       # highest cosine to a chosen poem, per row
         for capped in (True, False):
             while len(chosen) < min(k, len(rows)):

@@ -5,6 +5,7 @@ numpy only; the bot renders the returned dict in the user's language (bot/render
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -37,12 +38,14 @@ class QueryPoem:
 def imagery(terms: set[str], weights: ThemeIndex) -> dict[str, float]:
     """The terms that can say why two poems are alike (held by the theme index and not too common),
     with their idf."""
-    cap = {1: MAX_CHAR_SHARE * weights.n_poems, 2: MAX_WORD_SHARE * weights.n_poems}
+    # Not too common is the same as a high enough idf, which needs no array read per term.
+    floor = {1: -math.log(MAX_CHAR_SHARE), 2: -math.log(MAX_WORD_SHARE)}
+    slot, idfs = weights.slot, weights.idfs
     out = {}
     for t in terms:
-        k = weights.slot.get(t)
-        if k is not None and weights.df[k] <= cap[len(t)]:
-            out[t] = weights.idf(t)
+        k = slot.get(t)
+        if k is not None and idfs[k] >= floor[len(t)] - 1e-12:
+            out[t] = idfs[k]
     return out
 
 

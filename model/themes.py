@@ -9,7 +9,6 @@ numpy only (the bot reads the term weights for /similar's "why" line).
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,8 @@ class ThemeIndex:
 
     def __post_init__(self) -> None:
         self.slot = {t: k for k, t in enumerate(self.terms)}
+        # idf per slot, computed once: /similar looks up hundreds of terms per query.
+        self.idfs = np.log(self.n_poems / np.maximum(self.df.astype(np.float64), 1.0)).tolist()
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -55,7 +56,7 @@ class ThemeIndex:
     def idf(self, term: str) -> float:
         """log(N / df): 0 for a term the index does not hold."""
         k = self.slot.get(term)
-        return 0.0 if k is None else math.log(self.n_poems / max(int(self.df[k]), 1))
+        return 0.0 if k is None else self.idfs[k]
 
     def posting(self, term: str) -> np.ndarray:
         k = self.slot[term]
