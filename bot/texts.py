@@ -193,6 +193,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_subscribe": "🔔 Subscribe",
         "daily_unsubscribe": "🔕 Unsubscribe",
         "daily_title": "Poem of the day · {date}",
+        "daily_card_title": "每日一诗",          # the card's title: cards are set in Chinese for everyone
         "daily_bad_arg": "Usage: /daily on to subscribe, /daily off to leave.",
         "admin_only": "Only admins can use this command.",
         "daily_now_started": "A daily poem is on its way.",

@@ -69,7 +69,7 @@ async def test_poem_shows_typing_then_replies_with_buttons(emu, redis_url, stand
         assert "七绝" in call.text and "押平水韵" in call.text and "88%" in call.text
         assert call.params["reply_parameters"]["message_id"] == message["message_id"]
         labels = [b["text"] for b in call.buttons]
-        assert labels == ["❤️ 喜欢", "🔄 再来", "🔍 相似", "✏️ 保留", "📖 注音释义"]
+        assert labels == ["❤️ 喜欢", "🔄 再来", "🔍 相似", "✏️ 保留", "📖 注音释义", "🖼 诗卡"]
         assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
         poem_id = callbacks.decode(call.buttons[0]["callback_data"]).poem_id
         state = State.from_url(redis_url)

@@ -182,7 +182,7 @@ def test_traditional_rendering_and_keyboards() -> None:
     text = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True)
     assert "春風吹柳綠" in text
     buttons = [b for row in poem_keyboard("pid12345", EN).inline_keyboard for b in row]
-    assert [b.text for b in buttons] == ["❤️ Like", "🔄 Another", "🔍 Similar", "✏️ Keep", "📖 Reading aid"]
+    assert [b.text for b in buttons] == ["❤️ Like", "🔄 Another", "🔍 Similar", "✏️ Keep", "📖 Reading aid", "🖼 Card"]
     rows = keep_keyboard("pid12345", ["一二三四五"] * 8, 0b10000001, ZH).inline_keyboard
     assert len(rows) == 9 and rows[0][0].text.startswith("✅") and rows[1][0].text.startswith("▫️")
     # Each toggle carries the mask after pressing it.
