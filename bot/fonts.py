@@ -131,7 +131,12 @@ def fetch_deb_font(directory: Path) -> None:
         try:
             _run(["apt-get", "download", DEB_PACKAGE], DEB_PACKAGE, cwd=Path(tmp))
         except FontError as exc:
-            raise FontError(f"{exc}; if apt has no package lists yet, run `apt-get update` first") from exc
+            # A fresh machine (a CI runner, a container) may have no package lists yet: as root, fetch
+            # them once and try again; anyone else is told what to run.
+            if not hasattr(os, "geteuid") or os.geteuid() != 0:
+                raise FontError(f"{exc}; if apt has no package lists yet, run `apt-get update` first") from exc
+            _run(["apt-get", "update", "-qq"], "the apt package lists")
+            _run(["apt-get", "download", DEB_PACKAGE], DEB_PACKAGE, cwd=Path(tmp))
         deb = next(Path(tmp).glob(f"{DEB_PACKAGE}_*.deb")).read_bytes()
     data_name = next((n for n in deb_members(deb) if n.startswith("data.tar")), None)
     if data_name is None:
