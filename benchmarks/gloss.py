@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     for form in FORM_NAMES:       # the test split, then the validation split (五绝 are few)
         rows = corpus.indices("test", forms=(form,)) + corpus.indices("val", forms=(form,))
         real += [corpus.lines[i] for i in rng.choice(rows, min(a.per_form, len(rows)), replace=False)]
-    generator = Generator.load(a.model, novelty=False, theme_corpus=False)
+    generator = Generator.load(a.model, novelty=False)
     jobs = [GenerateJob(form=form, seed=k, n=10) for form in FORM_NAMES
             for k in range(a.per_form // 10)]
     generated = [p["lines"] for r in generator.generate(jobs) for p in r.poems]

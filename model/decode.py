@@ -43,7 +43,6 @@ RHYME_PENALTY = 8000.0
 NEVER = 1e9
 RELAXED_BELOW = -500.0      # a written character whose penalty is below this broke a constraint
 LIKE_NOISE = 0.5            # std of the noise added to a "near these poems" latent
-THEME_POEMS = 16            # corpus poems whose mean μ stands for a keyword theme
 NOVELTY_RETRIES = 4         # re-decodes of a row that copied a corpus line
 NOVELTY_FILE = "novelty.npy"
 MU_DECIMALS = 4
@@ -326,14 +325,13 @@ class Generator:
     """A loaded model with its vocabulary and tables: turns jobs into Results."""
 
     def __init__(self, model: Any, vocab: Vocab, config: Any, tables: ProsodyTables | None = None,
-                 novelty: NoveltyTable | None = None, corpus: Any = None, jit_compile: bool = False,
+                 novelty: NoveltyTable | None = None, jit_compile: bool = False,
                  max_rows: int = 1024) -> None:
         self.model = model
         self.vocab = vocab
         self.config = config
         self.tables = tables if tables is not None else ProsodyTables.from_vocab(vocab)
         self.novelty = novelty
-        self.corpus = corpus
         self.max_rows = max_rows
         self.latent_dim = int(config.latent_dim) if getattr(config, "use_latent", True) else 0
         self.decoder = ConstrainedDecoder(model, self.tables, jit_compile=jit_compile)
@@ -342,21 +340,20 @@ class Generator:
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
         self._t2s: Callable[[str], str] | None = None
         self._s2t: Callable[[str], str] | None = None
-        self._corpus_texts: list[str] | None = None
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, novelty: bool = True, theme_corpus: bool = True,
-             **kwargs: Any) -> "Generator":
+    def load(cls, model_dir: str | Path, novelty: bool = True, **kwargs: Any) -> "Generator":
+        """The model in model_dir; with novelty, its novelty table (from the built corpus if the model
+        folder has none). Themes come from the theme index the loaders attach (model.worker)."""
         from model.vae import load_model
         model_dir = Path(model_dir)
         model, vocab, config = load_model(model_dir)
-        table, corpus = None, None
-        if novelty or theme_corpus:
-            corpus = _try_corpus() if theme_corpus or not (model_dir / NOVELTY_FILE).exists() else None
+        table = None
         if novelty:
+            corpus = None if (model_dir / NOVELTY_FILE).exists() else _try_corpus()
             table = load_novelty(model_dir, corpus)
-        return cls(model, vocab, config, novelty=table, corpus=corpus if theme_corpus else None, **kwargs)
+        return cls(model, vocab, config, novelty=table, **kwargs)
 
     # --- script conversion --------------------------------------------------------------------
     def to_simplified(self, text: str) -> str:
@@ -689,7 +686,7 @@ def _try_corpus() -> Any:
         from model.corpus import Corpus
         return Corpus.load()
     except (FileNotFoundError, ValueError) as exc:
-        log.info("no corpus for novelty and themes: %s", exc)
+        log.info("no corpus for the novelty table: %s", exc)
         return None
 
 

@@ -377,7 +377,7 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> An
         jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
     # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
     # missing novelty table.
-    generator = Generator.load(model_dir, jit_compile=jit_compile, theme_corpus=False)
+    generator = Generator.load(model_dir, jit_compile=jit_compile)
     generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
     return generator
 

@@ -117,7 +117,7 @@ def tiny_model_dir(tiny_model, tiny_vocab, tmp_path_factory) -> Path:
 def tiny_generator(tiny_model_dir):
     """A Generator over the saved tiny model, with no novelty table (tests add their own)."""
     from model.decode import Generator
-    return Generator.load(tiny_model_dir, novelty=False, theme_corpus=False)
+    return Generator.load(tiny_model_dir, novelty=False)
 
 
 # --- the robustness suite (tests/robustness/) ----------------------------------------------------

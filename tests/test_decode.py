@@ -392,7 +392,7 @@ def test_min_p_keeps_tokens_near_the_best_and_combines_with_top_p(tiny_generator
 def test_the_xla_compiled_loop_meets_every_hard_constraint_too(tiny_model_dir) -> None:
     """POEMBOT_XLA=1 compiles the same loop with XLA (bisection nucleus, static shapes)."""
     from model.decode import Generator
-    generator = Generator.load(tiny_model_dir, novelty=False, theme_corpus=False, jit_compile=True)
+    generator = Generator.load(tiny_model_dir, novelty=False, jit_compile=True)
     rng = np.random.default_rng(11)
     jobs = [random_request(rng, list(generator.vocab.chars[6:]), seed=k) for k in range(12)]
     jobs[0].top_p = 0.8                                   # the nucleus path runs in the batch
