@@ -288,8 +288,17 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         if resume and init is None and (out_dir / "weights.npz").exists():
             init = out_dir
         if init is not None:
-            # A new run on a trained model: fresh optimizer and schedule, hours carried over.
-            init_from_folder(model, init)
+            # A new run on a trained model: a new schedule, hours carried over. When the source
+            # is a run folder with its checkpoint, take the float32 weights and Adam's moments
+            # from it: the shipped float16 weights and a fresh optimizer made earlier restarts
+            # spend their first ~15 minutes climbing back to where the last run ended.
+            source_ckpt = tf.train.latest_checkpoint(str(init / "ckpt"))
+            if source_ckpt:
+                ckpt.restore(source_ckpt).expect_partial()
+                step_var.assign(0)
+                print(f"[train] weights and optimizer state from {source_ckpt}", file=sys.stderr)
+            else:
+                init_from_folder(model, init)
             state["base_hours"] = prior_hours(init)
             state["init_from"] = str(init)
             print(f"[train] starting from the weights of {init} "
