@@ -182,19 +182,55 @@ def finetune_cmd(init: str = typer.Option(DEFAULT_MODEL, help="the trained model
                  file: Optional[str] = typer.Option(None, help="poems to fine-tune on, one a line"),
                  config: Optional[str] = typer.Option(None, help="fine-tune config JSON "
                                                       "(default training/configs/finetune.json)"),
-                 max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")
+                 max_steps: Optional[int] = typer.Option(None, help="stop after this many steps"),
+                 style: Optional[str] = typer.Option(None, help="train a style adapter with this "
+                                                     "id instead (model/styles/ID.npz); a shipped "
+                                                     "id (training/configs/styles.json) needs no "
+                                                     "--poet"),
+                 poet: Optional[list[str]] = typer.Option(None, help="with --style: the poet(s) "
+                                                          "whose poems it learns"),
+                 title: Optional[str] = typer.Option(None, help="with --style: the name /styles "
+                                                     "shows (default: the poet or the id)"),
+                 styles_dir: Optional[str] = typer.Option(None, help="with --style: where to "
+                                                          "write it (POEMBOT_STYLES_DIR)"),
+                 measure: bool = typer.Option(True, "--measure/--no-measure", help="with --style: "
+                                              "measure it (held-out NLL, style share) into its card")
                  ) -> None:
-    """Fine-tune (微调) a trained model on a set of poems, with early stopping on a held-out tenth."""
+    """Fine-tune (微调) a trained model on a set of poems, with early stopping on a held-out tenth;
+    with --style, train a small adapter on the frozen model instead (a poet's manner)."""
     from training.finetune import finetune
 
     if not (Path(init) / "config.json").exists():
         _fail(f"no model at {init}")
+    if style:
+        _finetune_style(style, init, poet, file, title, styles_dir, config, max_steps, measure)
+        return
     try:
         path = finetune(init, out, canon=canon and not file, top_rank=top_rank, file=file,
                         config=config, max_steps=max_steps)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"fine-tuned model saved to {path}")
+
+
+def _finetune_style(style: str, init: str, poets: Optional[list[str]], file: Optional[str],
+                    title: Optional[str], styles_dir: Optional[str], config: Optional[str],
+                    max_steps: Optional[int], measure: bool) -> None:
+    from model.paths import styles_dir as default_styles_dir
+    from training.style import finetune_style, shipped_style
+
+    entry = shipped_style(style) or {}
+    poets = list(poets or ([] if file else entry.get("poets", [])))
+    if not poets and not file:
+        _fail(f"style {style!r} is not a shipped one: give --poet NAME or --file poems.txt")
+    card = {k: entry[k] for k in ("title", "line", "line_en", "aliases") if k in entry}
+    card["title"] = title or card.get("title") or (poets[0] if poets else style)
+    try:
+        path = finetune_style(style, init, styles_dir or default_styles_dir(), poets=poets or None,
+                              file=file, card=card, config=config, max_steps=max_steps, measure=measure)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"style {style} saved to {path}")
 
 
 @app.command("evaluate")
@@ -207,12 +243,27 @@ def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                                                    "constrained poems, c2st and judge NLL; prints "
                                                    "JSON, writes nothing"),
                  judge: Optional[str] = typer.Option(None, help="LM folder judging the poems "
-                                                     "(default MODEL/lm)")) -> None:
+                                                     "(default MODEL/lm)"),
+                 style: Optional[str] = typer.Option(None, help="measure this style adapter "
+                                                     "instead: held-out NLL and style share, "
+                                                     "written into its card"),
+                 styles_dir: Optional[str] = typer.Option(None, help="with --style "
+                                                          "(POEMBOT_STYLES_DIR)")) -> None:
     """Write report.md, samples.md, plots and metrics.json into the model folder."""
     from training.evaluate import evaluate, evaluate_meaning
 
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}")
+    if style:
+        from model.paths import styles_dir as default_styles_dir
+        from training.style import evaluate_style
+        try:
+            metrics = evaluate_style(style, model, styles_dir or default_styles_dir())
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        metrics.pop("samples", None)
+        typer.echo(json.dumps(metrics, ensure_ascii=False))
+        return
     try:
         if meaning_only:
             evaluate_meaning(model, n=n, best_of=best_of, judge=judge)
@@ -234,13 +285,15 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                  as_json: bool = typer.Option(False, "--json"),
                  model: Optional[str] = typer.Option(None, help="model folder"),
                  tone: str = typer.Option("soft", help="hard | soft | off"),
-                 temperature: float = typer.Option(0.9)) -> None:
+                 temperature: float = typer.Option(0.9),
+                 style: str = typer.Option("", help="a style adapter's id (poembot generate "
+                                           "--style libai); see model/styles/")) -> None:
     """Write poems from the command line."""
     from model.generate import generate_cli
 
     raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
                                   seed=seed, traditional=traditional, json_out=as_json,
-                                  model_dir=model, tone=tone, temperature=temperature))
+                                  model_dir=model, tone=tone, temperature=temperature, style=style))
 
 
 @app.command("worker")

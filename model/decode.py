@@ -19,6 +19,7 @@ import tensorflow as tf
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
 from model.forms import FORM_INDEX, OTHER, classify
+from model.styles import BASE, StyleBank, StyleMix, style_prior
 from model.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
@@ -101,8 +102,14 @@ def exp_noise(keys: tf.Tensor, seeds: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
 class ConstrainedDecoder:
     """The compiled decoding loop over a PoemVAE's decoder_step, with prosody tables as constants."""
 
-    def __init__(self, model: Any, tables: ProsodyTables, jit_compile: bool = False) -> None:
+    def __init__(self, model: Any, tables: ProsodyTables, jit_compile: bool = False,
+                 styles: StyleBank | None = None) -> None:
         self.model = model
+        # Every style adapter, stacked: a batch mixes styles by a per-row mask (model/styles.py).
+        self.styles: dict[str, Any] | None = None
+        if styles:
+            stacked = styles.stacked()
+            self.styles = {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in stacked.items()}
         vocab_size = int(tables.tone.shape[0])
         self.vocab_size = vocab_size
         self.n_groups = int(tables.rhyme.shape[0])
@@ -131,6 +138,7 @@ class ConstrainedDecoder:
             tf.TensorSpec([None], tf.float32),         # top_p
             tf.TensorSpec([None], tf.float32),         # min_p
             tf.TensorSpec([None, 2], tf.uint32),       # seeds
+            tf.TensorSpec([None], tf.int32),           # style: index into the bank, -1 = base
             tf.TensorSpec([], tf.bool),                # with_logp
         ]
         self.jit_compile = jit_compile
@@ -172,7 +180,7 @@ class ConstrainedDecoder:
         return bins >= tf.where(top_p >= 1.0, 0, lowest)[:, None]
 
     def _decode(self, z, form, forced, tone_req, tone_mode, rhyme_pos, groups, cap, temperature, top_p,
-                min_p, seeds, with_logp):
+                min_p, seeds, style, with_logp):
         B = tf.shape(forced)[0]
         T = tf.shape(forced)[1]
         V = self.vocab_size
@@ -195,6 +203,7 @@ class ConstrainedDecoder:
         tempered = tf.reduce_any(tf.not_equal(temperature, 1.0))
         # The histogram behind top-p is a fifth of a step; min-p is one compare. Skip what no row asks for.
         nucleus = tf.reduce_any(top_p < 1.0)
+        adapter = StyleMix(self.styles, style) if self.styles else None
         state0 = self.model.decoder_init(z, form)
         prev0 = tf.fill([B], tf.constant(BOS, tf.int32))
         out0 = tf.TensorArray(tf.int32, size=T)
@@ -225,7 +234,7 @@ class ConstrainedDecoder:
 
         def sample(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """One step where at least one row writes a character."""
-            logits, state = self.model.decoder_step(prev, state, z, form)
+            logits, state = self.model.decoder_step(prev, state, z, form, adapter)
             f = forced[:, t]
             free = f == FREE
             penalty = block + penalties(t, grp, rhymed)
@@ -257,7 +266,7 @@ class ConstrainedDecoder:
 
         def copy(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
-            _, state = self.model.decoder_step(prev, state, z, form)
+            _, state = self.model.decoder_step(prev, state, z, form, adapter)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
             return tok, state, written, rhymed, block, grp, relaxed, logp
@@ -297,6 +306,7 @@ class Row:
     candidate: int = 0                  # 0..K-1 of best-of-K; candidate 0 is the K=1 poem
     best_of: int = 1                    # K: above 1 the decoder accumulates log-probabilities
     theme: np.ndarray | None = None     # the theme's mean μ, when the latent came from one
+    style: int = BASE                   # index of the row's style adapter in the bank
 
 
 @dataclass
@@ -326,15 +336,17 @@ class Generator:
 
     def __init__(self, model: Any, vocab: Vocab, config: Any, tables: ProsodyTables | None = None,
                  novelty: NoveltyTable | None = None, jit_compile: bool = False,
-                 max_rows: int = 1024) -> None:
+                 max_rows: int = 1024, styles: StyleBank | None = None) -> None:
         self.model = model
+        self.styles = styles if styles is not None else StyleBank()
         self.vocab = vocab
         self.config = config
         self.tables = tables if tables is not None else ProsodyTables.from_vocab(vocab)
         self.novelty = novelty
         self.max_rows = max_rows
         self.latent_dim = int(config.latent_dim) if getattr(config, "use_latent", True) else 0
-        self.decoder = ConstrainedDecoder(model, self.tables, jit_compile=jit_compile)
+        self.decoder = ConstrainedDecoder(model, self.tables, jit_compile=jit_compile,
+                                          styles=self.styles)
         self._encode_fn = tf.function(
             lambda tokens, form: model.encode(tokens, form)[0],
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
@@ -343,17 +355,20 @@ class Generator:
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, novelty: bool = True, **kwargs: Any) -> "Generator":
+    def load(cls, model_dir: str | Path, novelty: bool = True, styles_dir: str | Path | None = None,
+             **kwargs: Any) -> "Generator":
         """The model in model_dir; with novelty, its novelty table (from the built corpus if the model
-        folder has none). Themes come from the theme index the loaders attach (model.worker)."""
+        folder has none); the style adapters in styles_dir trained on this model. Themes come from
+        the theme index the loaders attach (model.worker)."""
+        from model.index import model_version
         from model.vae import load_model
         model_dir = Path(model_dir)
         model, vocab, config = load_model(model_dir)
         table = None
         if novelty:
-            corpus = None if (model_dir / NOVELTY_FILE).exists() else _try_corpus()
-            table = load_novelty(model_dir, corpus)
-        return cls(model, vocab, config, novelty=table, **kwargs)
+            table = load_novelty(model_dir, _try_corpus)
+        styles = StyleBank.load(styles_dir, config, model_version(model_dir)) if styles_dir else None
+        return cls(model, vocab, config, novelty=table, styles=styles, **kwargs)
 
     # --- script conversion --------------------------------------------------------------------
     def to_simplified(self, text: str) -> str:
@@ -409,7 +424,8 @@ class Generator:
                     # The K candidates share the plan and the latent; only the draws differ.
                     mine += [Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
                                  float(job.top_p), float(job.min_p), job.tone_mode, job.seed, job.novelty,
-                                 candidate=c, best_of=job.best_of, theme=centres.get(ji))
+                                 candidate=c, best_of=job.best_of, theme=centres.get(ji),
+                                 style=self.styles.index(job.style))
                              for c in range(job.best_of)]
                 rows += mine
             except ValidationError as exc:
@@ -488,7 +504,8 @@ class Generator:
         centres: dict[int, np.ndarray] = {}
         for ji, job in enumerate(jobs):
             try:
-                validate_generate(job, chars=self.vocab.__contains__, to_simplified=self.to_simplified)
+                validate_generate(job, chars=self.vocab.__contains__, to_simplified=self.to_simplified,
+                                  styles=self.styles.ids)
                 if job.seed is None:
                     job.seed = secrets.randbits(63)
                 if job.latent is not None and len(job.latent) != self.latent_dim:
@@ -516,10 +533,14 @@ class Generator:
                 continue
             for k in range(job.n):
                 rng = np.random.default_rng([job.seed, k, 7])
+                style = self.styles.get(job.style)
                 if not self.latent_dim:
                     z = np.zeros(0, np.float32)
                 elif job.latent is not None:
                     z = np.asarray(job.latent, np.float32)
+                elif style is not None and not job.like_texts:
+                    # The style's own poems' region of the latent space (with the theme's, if any).
+                    z = style_prior(style, rng, centres.get(ji))
                 elif ji in centres:
                     z = centres[ji] + LIKE_NOISE * rng.standard_normal(self.latent_dim)
                 else:
@@ -606,6 +627,7 @@ class Generator:
             min_p=np.array([r.min_p for r in padded], np.float32),
             seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate)
                             for r, a in zip(padded, att)]),
+            style=np.array([r.style for r in padded], np.int32),
         )
         t, rel, lp = self.decoder(with_logp=with_logp, **feeds)
         return t[:n], rel[:n], lp[:n]
@@ -657,6 +679,7 @@ class Generator:
                "novel": novel, "relaxed": relaxed, **verdict,
                # No selection happens at K=1, and the decoder then skips the log-probabilities.
                "score": round(score, 4) if job.best_of > 1 else None, "best_of": job.best_of,
+               "style": job.style,
                "mu": [] if mu is None else [round(float(x), MU_DECIMALS) for x in mu]}
         if job.traditional:
             out["lines_simplified"] = lines
@@ -690,18 +713,21 @@ def _try_corpus() -> Any:
         return None
 
 
-def load_novelty(model_dir: Path, corpus: Any = None) -> NoveltyTable | None:
-    """The model's novelty table, else one derived from the built corpus (cached beside it), else None."""
+def load_novelty(model_dir: Path, load_corpus: Callable[[], Any] = lambda: None) -> NoveltyTable | None:
+    """The model's novelty table, else one derived from the built corpus (cached beside it), else
+    None. load_corpus is called only when neither table exists: reading the corpus takes seconds."""
     path = Path(model_dir) / NOVELTY_FILE
     if path.exists():
         return NoveltyTable.load(path)
+    from model.paths import corpus_dir
+    cache = corpus_dir() / NOVELTY_FILE
+    built = corpus_dir() / "poems.json.gz"
+    if cache.exists() and built.exists() and cache.stat().st_mtime >= built.stat().st_mtime:
+        return NoveltyTable.load(cache)
+    corpus = load_corpus()
     if corpus is None:
         log.warning("novelty check off: no %s in %s and no built corpus", NOVELTY_FILE, model_dir)
         return None
-    from model.paths import corpus_dir
-    cache = corpus_dir() / NOVELTY_FILE
-    if cache.exists() and cache.stat().st_mtime >= (corpus_dir() / "poems.json.gz").stat().st_mtime:
-        return NoveltyTable.load(cache)
     started = time.time()
     table = NoveltyTable.from_corpus(corpus)
     try:

@@ -28,7 +28,7 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                  traditional: bool = False, json_out: bool = False, model_dir: str | Path | None = None,
                  tone: str = "soft", rhyme: str = "pingshui", temperature: float = 0.9, top_p: float = 0.95,
                  max_repeat: int = 2, novelty: bool = True, fixed: dict[int, str] | None = None,
-                 out: TextIO | None = None, err: TextIO | None = None) -> int:
+                 style: str = "", out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Print n poems (plain text, or a JSON list with --json); return the process exit code.
 
     keywords: a list, or one string split on spaces/commas into words ("春风 明月").
@@ -51,7 +51,8 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     jobs = [GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
                         n=size, seed=None if seed is None else seed + k, traditional=traditional,
                         tone_mode=tone, rhyme=rhyme, temperature=temperature, top_p=top_p,
-                        max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}))
+                        max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}),
+                        style=style)
             for k, size in enumerate(job_sizes(n))]
 
     from model.worker import load_generator     # TensorFlow loads here, after the cheap checks
@@ -73,6 +74,7 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
             print(file=out)
         print(poem["text"], file=out)
         notes = [poem["form"], poem.get("pattern") or "", f"押{poem['rhyme_group']}" if poem.get("rhyme_group")
-                 else "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%", f"seed {poem['seed']}#{poem['index']}"]
+                 else "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%", f"seed {poem['seed']}#{poem['index']}",
+                 f"style {poem['style']}" if poem.get("style") else ""]
         print("  — " + " · ".join(x for x in notes if x), file=out)
     return 0

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Literal, Union
+from typing import Any, Callable, Collection, Literal, Union
 
 from model.forms import FORMS, normalise_form_name
 from model.keys import JOB_FIELD, RESULT_FIELD
@@ -34,6 +34,7 @@ MAX_ENCODE_TEXTS = 64
 MAX_REPEAT_RANGE = (1, 8)
 TEMPERATURE_RANGE = (0.05, 2.0)
 MAX_LATENT_DIM = 1024
+MAX_STYLE_CHARS = 32
 # Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
 IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
 
@@ -45,6 +46,7 @@ E_BAD_MESSAGE = "bad_message"       # the stream entry could not be parsed (unkn
 E_DEAD_LETTER = "dead_letter"       # failed on every delivery; moved to the dead-letter stream
 E_INTERNAL = "internal"             # the worker failed while decoding
 E_NO_MODEL = "no_model"
+E_UNKNOWN_STYLE = "unknown_style"   # a style no worker has (the message lists those it has)
 
 
 class JobFormatError(ValueError):
@@ -90,6 +92,7 @@ class GenerateJob:
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted
     best_of: int = DEFAULT_BEST_OF                       # candidates sampled per poem (best kept)
+    style: str = ""                    # a style adapter's id (model/styles/ID.npz); "" = the base
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
 
@@ -272,11 +275,13 @@ def _check(condition: bool, code: str, message: str) -> None:
 
 
 def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = None,
-                      to_simplified: Callable[[str], str] | None = None) -> GenerateJob:
+                      to_simplified: Callable[[str], str] | None = None,
+                      styles: Collection[str] | None = None) -> GenerateJob:
     """Normalise and check a request; raise ValidationError with a user-facing message.
 
     chars(c) says whether the model can write character c (e.g. `vocab.__contains__`); without it
     only the shape of the request is checked. to_simplified maps user text to the model's script.
+    styles: the style ids that can be served (the worker's adapters); None skips that check.
     Returns the job with form name, acrostic, keywords and fixed lines normalised.
     """
     conv = to_simplified or (lambda s: s)
@@ -303,6 +308,12 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
            f"max_repeat must be between {lo_r} and {hi_r}")
     _check(job.seed is None or (isinstance(job.seed, int) and 0 <= job.seed < 2**63), E_INVALID,
            "seed must be a non-negative integer")
+    _check(isinstance(job.style, str) and len(job.style) <= MAX_STYLE_CHARS
+           and not any(c.isspace() for c in job.style), E_INVALID,
+           f"style must be a name of at most {MAX_STYLE_CHARS} characters without spaces")
+    if styles is not None and job.style:
+        _check(job.style in styles, E_UNKNOWN_STYLE,
+               f"no style {job.style!r}; the styles are: {', '.join(sorted(styles)) or 'none'}")
     if job.latent is not None:
         _check(isinstance(job.latent, list) and 0 < len(job.latent) <= MAX_LATENT_DIM
                and all(isinstance(x, (int, float)) for x in job.latent), E_INVALID,

@@ -30,6 +30,13 @@ RESULT_DEDUP_PREFIX = f"{PREFIX}:done:"   # + job_id -> worker_id; SET NX so a r
 RESULT_DEDUP_TTL_S = 24 * 3600
 
 
+# The style adapters the workers can serve: a hash of style id -> JSON {id, title, line, line_en,
+# aliases}. Each worker HSETs its own at start and on every heartbeat and refreshes the TTL, so the
+# bot can list styles and tell a style from a theme; bounded by the number of shipped adapters.
+STYLES_KEY = f"{PREFIX}:styles"
+STYLES_TTL_S = 30 * 24 * 3600
+
+
 def heartbeat_key(worker_id: str) -> str:
     return f"{HEARTBEAT_PREFIX}{worker_id}"
 

@@ -1,6 +1,7 @@
 """Where poembot keeps downloaded and built data, from the environment.
 
 POEMBOT_DATA_DIR (default ~/.cache/poembot) holds the corpus tarball and the built corpus.
+POEMBOT_STYLES_DIR (default model/styles) holds the style adapters a worker serves.
 """
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 TABLES_DIR = PACKAGE_DIR / "data"
 PRETRAINED_DIR = PACKAGE_DIR / "pretrained"
+SHIPPED_STYLES_DIR = PACKAGE_DIR / "styles"
+
+
+def styles_dir() -> Path:
+    return Path(os.environ.get("POEMBOT_STYLES_DIR") or SHIPPED_STYLES_DIR).expanduser()
 
 
 def data_dir() -> Path:

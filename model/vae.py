@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -194,30 +194,39 @@ class PoemVAE(keras.Model):
         """Initial decoder state [B, H] from the latent and the form."""
         return self.init_state(self._conditioning(z, form))
 
-    def decoder_step(self, token: tf.Tensor, state: tf.Tensor, z: tf.Tensor, form: tf.Tensor
-                     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """One decoding step: (logits [B, V] float32, new state [B, H]). Pure tensor ops."""
+    def decoder_step(self, token: tf.Tensor, state: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
+                     adapter: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """One decoding step: (logits [B, V] float32, new state [B, H]). Pure tensor ops.
+
+        adapter: a style (model/styles.py: Adapter, or StyleMix for a batch of styles) or None."""
         x = self.embed(tf.cast(token, tf.int32))
         cond = self._conditioning(z, form)
         x = tf.concat([x, tf.cast(cond, x.dtype)], axis=-1)
+        if adapter is not None:
+            x = adapter.adapt_input(x)
         h, _ = self.decoder.cell(x, [state])
-        return tf.cast(self.out(h), tf.float32), h
+        logits = tf.cast(self.out(h), tf.float32)
+        return (logits if adapter is None else adapter.adapt_logits(h, logits)), h
 
     def decode_hidden(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                      training: bool = False) -> tf.Tensor:
+                      training: bool = False, adapter: Any = None) -> tf.Tensor:
         """Decoder states [B, T, H] for decoder inputs [B, T] (the poem shifted right, from BOS)."""
         x = self.embed(inputs)
         cond = tf.cast(self._conditioning(z, form), x.dtype)
         cond = tf.tile(cond[:, None, :], [1, tf.shape(inputs)[1], 1])
         x = tf.concat([x, cond], axis=-1)
+        if adapter is not None:
+            x = adapter.adapt_input(x)
         h0 = self.decoder_init(z, form)
         seq, _ = self.decoder(x, initial_state=h0, training=training)
         return seq
 
     def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                              training: bool = False) -> tf.Tensor:
+                              training: bool = False, adapter: Any = None) -> tf.Tensor:
         """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
-        return self.out(self.decode_hidden(inputs, z, form, training=training))
+        h = self.decode_hidden(inputs, z, form, training=training, adapter=adapter)
+        logits = self.out(h)
+        return logits if adapter is None else adapter.adapt_logits(h, tf.cast(logits, tf.float32))
 
     # --- training ---------------------------------------------------------------------------
     def word_dropout(self, inputs: tf.Tensor, rate: float) -> tf.Tensor:
@@ -303,12 +312,13 @@ def build_vae(config: VAEConfig) -> PoemVAE:
 
 
 def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
-                      eps: tf.Tensor | None = None) -> tf.Tensor:
+                      eps: tf.Tensor | None = None, adapter: Any = None) -> tf.Tensor:
     """Importance-weighted log p(x) per poem [B] (Burda et al. 2016), k posterior samples.
 
     log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k. All k samples go
     through the decoder as one batch of B*k rows; wrap in tf.function for speed. eps [B, k, Z]
-    fixes the standard-normal draws (tests compare bounds on the same samples).
+    fixes the standard-normal draws (tests compare bounds on the same samples). adapter: a style's
+    (model/styles.py), whose decoder is scored; the encoder is the base model's.
     """
     tokens = tf.cast(inputs["tokens"], tf.int32)
     form = tf.cast(inputs["form"], tf.int32)
@@ -324,7 +334,7 @@ def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
     flat_z = tf.reshape(z, [batch * k, zdim])
     rep_tokens = tf.repeat(tokens, k, axis=0)
     rep_form = tf.repeat(form, k, axis=0)
-    logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form)
+    logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form, adapter=adapter)
     log_px_z = tf.reshape(-token_nll(logits, rep_tokens[:, 1:]), [batch, k])
     log2pi = math.log(2 * math.pi)
     log_pz = -0.5 * tf.reduce_sum(tf.square(z) + log2pi, axis=2)

@@ -25,7 +25,7 @@ from model.connections import Backoff, connect, ensure_group
 from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
                         job_from_fields, job_id_from_fields, reply_from_fields, result_to_json)
 from model.metrics import WorkerMetrics
-from model.paths import PRETRAINED_DIR
+from model.paths import PRETRAINED_DIR, styles_dir
 
 log = logging.getLogger("poembot.worker")
 
@@ -347,6 +347,7 @@ class Worker:
         self.beat_client.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
         # The model is loaded once a Worker exists: from now on, no heartbeat means "offline", not "loading".
         self.beat_client.set(keys.WORKERS_READY_KEY, self.s.worker_id, ex=keys.WORKERS_READY_TTL_S)
+        self._publish_styles()
         self.beat_client.delete(keys.worker_loading_key(self.s.worker_id))
         depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
         self.metrics.queue_depth.set(depth)
@@ -355,6 +356,19 @@ class Worker:
             self.metrics.pending.set(int(summary.get("pending", 0)))
         except redis.ResponseError:
             pass
+
+
+    def _publish_styles(self) -> None:
+        """HSET this worker's styles into the registry the bot reads (/styles, style names in
+        /poem); the TTL is refreshed each beat, so a registry no worker serves fades away."""
+        styles = getattr(self.generator, "styles", None)
+        if not styles:
+            return
+        pipe = self.beat_client.pipeline(transaction=False)
+        pipe.hset(keys.STYLES_KEY, mapping={s.id: json.dumps(s.summary(), ensure_ascii=False)
+                                            for s in styles.styles})
+        pipe.expire(keys.STYLES_KEY, keys.STYLES_TTL_S)
+        pipe.execute()
 
 
 def announce_loading(url: str, worker_id: str) -> None:
@@ -377,7 +391,9 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> An
         jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
     # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
     # missing novelty table.
-    generator = Generator.load(model_dir, jit_compile=jit_compile)
+    generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=styles_dir())
+    if generator.styles:
+        log.info("styles: %s", ", ".join(generator.styles.ids))
     generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
     return generator
 
