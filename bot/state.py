@@ -18,7 +18,8 @@ from redis.exceptions import RedisError, ResponseError
 from model.connections import Backoff
 from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
-from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, WORKER_GROUP,
+from bot.styles import StyleBook, valid_style_id
+from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, STYLES_KEY, WORKER_GROUP,
                         WORKER_LOADING_PREFIX, WORKERS_READY_KEY, heartbeat_pattern)
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ LIKES_CAP = 200
 # 稳 中 奇. The middle one is GenerateJob's default, the setting `poembot evaluate` measures: with
 # best-of-K choosing the likeliest of 4 candidates, 1.0 keeps the poems as varied as real verse.
 CREATIVITY_TEMPERATURES = (0.8, 1.0, 1.1)
+# The style registry changes when a worker starts with other adapters; every /poem reads it, so each
+# process keeps its copy this long (a new style shows up within seconds, Redis sees one HGETALL).
+STYLES_CACHE_S = 5.0
 
 
 def poem_key(poem_id: str) -> str:
@@ -108,6 +112,7 @@ class UserSettings:
     script: str = "s"                  # "s" simplified | "t" traditional
     form: str | None = None            # None: the bot's default form
     creativity: int = 1                # index into CREATIVITY_TEMPERATURES
+    style: str = ""                    # default style id for a /poem that names none; "" the base model
 
     @property
     def traditional(self) -> bool:
@@ -209,6 +214,8 @@ class State:
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._lease = redis.register_script(_LEASE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
+        self._styles: StyleBook | None = None
+        self._styles_at = float("-inf")
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "State":
@@ -423,10 +430,21 @@ class State:
             s.form = raw["form"]
         if raw.get("cr", "").isdigit() and int(raw["cr"]) < len(CREATIVITY_TEMPERATURES):
             s.creativity = int(raw["cr"])
+        if valid_style_id(raw.get("style")):
+            s.style = raw["style"]
         return s
 
     async def set_setting(self, user_id: int, key: str, value: str) -> None:
         await self.redis.hset(user_key(user_id, "settings"), key, value)
+
+    # --- styles ------------------------------------------------------------------------------
+    async def styles(self, max_age_s: float = STYLES_CACHE_S) -> StyleBook:
+        """The styles the workers serve (model.keys.STYLES_KEY), read at most every max_age_s."""
+        now = time.monotonic()
+        if self._styles is None or now - self._styles_at >= max_age_s:
+            self._styles = StyleBook.from_hash(await self.redis.hgetall(STYLES_KEY))
+            self._styles_at = now
+        return self._styles
 
     # --- daily -------------------------------------------------------------------------------
     async def subscribe(self, chat_id: int, lang: str) -> bool:
