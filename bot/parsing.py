@@ -8,6 +8,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, Style, StyleBook, is_famous_poet,
+                        split_prefix, style_key, style_names)
 from model.forms import FORMS, normalise_form_name
 from model.jobs import IGNORED_CHARS, MAX_KEYWORDS
 
@@ -42,6 +44,8 @@ class PoemRequest:
     keywords: list[str] = field(default_factory=list)
     acrostic: str = ""
     like_texts: list[str] = field(default_factory=list)
+    style: str | None = None                # a style id; "" the base model; None: the user's default
+    style_title: str = ""                   # how the style is shown (李白), set with style
 
     def resolved_form(self, default_form: str) -> str:
         """The form to write: the one asked for, else one long enough for the acrostic."""
@@ -75,17 +79,80 @@ def _han_only(text: str) -> str:
     return cleaned
 
 
-def parse_poem_args(args: str, acrostic_command: bool = False) -> PoemRequest:
-    """Parse the text after /poem (or /acrostic when acrostic_command)."""
+@dataclass
+class _Named:
+    """A style named in the arguments: found in the book, the base model, or neither (unknown)."""
+    name: str
+    style: Style | None
+    base: bool = False
+    token: str = ""          # a bare token inside an acrostic: the acrostic itself when nothing else is
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """Two namings of one style (李白 and libai) are the same; of two styles, an error."""
+        if self.base:
+            return ("base", "")
+        return ("style", self.style.id) if self.style is not None else ("unknown", style_key(self.name))
+
+
+def unknown_style_error(name: str, styles: StyleBook) -> ParseError:
+    """The answer to a style nobody serves: the styles there are, or that there are none."""
+    if not styles:
+        return ParseError("unknown_style_none", name=name)
+    return ParseError("unknown_style", name=name, styles_zh=style_names(styles, "zh"),
+                      styles_en=style_names(styles, "en"), example=next(iter(styles)).title)
+
+
+def _style_words(tokens: list[str], start: int, styles: StyleBook) -> int:
+    """How many tokens from start name a style or a famous poet (0: none). Latin-letter tokens may be
+    joined ("li bai" is libai); a single character is never taken for a name."""
+    for n in (3, 2, 1):
+        group = tokens[start:start + n]
+        if len(group) < n or (n > 1 and not all(t.isascii() and t.isalpha() for t in group)):
+            continue
+        name = "".join(group)
+        if len(style_key(name)) >= 2 and (styles.find(name) is not None or is_famous_poet(name)):
+            return n
+    return 0
+
+
+def _explicit_style(name: str, styles: StyleBook) -> _Named:
+    if not style_key(name):
+        raise ParseError("style_missing")
+    if style_key(name) in BASE_WORDS:
+        return _Named(name, None, base=True)
+    return _Named(name, styles.find(name))
+
+
+def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook | None = None) -> PoemRequest:
+    """Parse the text after /poem (or /acrostic when acrostic_command).
+
+    A style may be named by any argument: a whole word that is a style's id, title or alias (李白,
+    libai, Li Bai, 太白), or 仿李白, or 风格:李白 / style:libai. A famous poet's name that is not a
+    style served now is refused with the list of styles (ParseError "unknown_style"); 主题:屈原 keeps
+    such a name a theme word. Inside an acrostic, a lone name is the acrostic itself (/acrostic 李白).
+    """
     args = (args or "").strip()
     if len("".join(args.split())) > MAX_ARG_CHARS:
         raise ParseError("too_long", limit=MAX_ARG_CHARS)
+    styles = styles if styles is not None else StyleBook()
     tokens = [tok for tok in _SPLIT.split(args) if tok]
     request = PoemRequest()
     words: list[str] = []
     acrostic_next = acrostic_command
     acrostic_parts: list[str] = []
-    for tok in tokens:
+    named: _Named | None = None
+
+    def name_style(new: _Named) -> None:
+        nonlocal named
+        if named is not None and named.identity != new.identity:
+            raise ParseError("two_styles", first=named.name, second=new.name)
+        named = new
+
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
         form = form_of_token(tok)
         if form is not None:
             request.form = form
@@ -97,12 +164,45 @@ def parse_poem_args(args: str, acrostic_command: bool = False) -> PoemRequest:
             if rest:
                 acrostic_parts.append(rest)
             continue
+        style_name, theme = split_prefix(tok, STYLE_PREFIXES), split_prefix(tok, THEME_PREFIXES)
+        if style_name is not None or theme is not None:
+            value = style_name if style_name is not None else theme
+            if not value and i < len(tokens):          # 风格: 李白, with a space after the colon
+                value, i = tokens[i], i + 1
+            if style_name is not None:
+                name_style(_explicit_style(value, styles))
+            elif value:
+                (acrostic_parts if acrostic_next else words).append(value)
+            continue
+        if tok.startswith(IMITATE) and _style_words([tok[1:]], 0, styles):
+            name_style(_Named(tok[1:], styles.find(tok[1:])))
+            continue
+        n = _style_words(tokens, i - 1, styles)
+        if n:
+            name = " ".join(tokens[i - 1:i - 1 + n])
+            i += n - 1
+            new = _Named(name, styles.find(name), token=name if acrostic_next else "")
+            if acrostic_next and named is not None and named.identity != new.identity:
+                acrostic_parts.append(name)     # 风格:杜甫 藏头 李白: a style is named, this is the acrostic
+            else:
+                name_style(new)
+            continue
         if _FORMISH.match(tok):
             raise ParseError("unknown_form", form=tok)
         if acrostic_next:
             acrostic_parts.append(tok)
         else:
             words.append(tok)
+    if named is not None and named.token and acrostic_next and not acrostic_parts:
+        acrostic_parts.append(named.token)     # /acrostic 李白: hide 李白, no style
+        named = None
+    if named is not None:
+        if named.base:
+            request.style = ""
+        elif named.style is None:
+            raise unknown_style_error(named.name, styles)
+        else:
+            request.style, request.style_title = named.style.id, named.style.title
     if acrostic_next:
         request.acrostic = _han_only("".join(acrostic_parts))
         if not request.acrostic:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from model.jobs import E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS
+from model.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
+                        E_UNKNOWN_STYLE)
 
 ZH, EN = "zh", "en"
 
@@ -18,20 +19,23 @@ TEXTS: dict[str, dict[str, str]] = {
             "/poem 春风 — 按主题写\n"
             "/poem 五律 明月 — 指定诗体和主题（五绝 七绝 五律 七律）\n"
             "/poem 藏头 春夏秋冬 或 /acrostic 春夏秋冬 — 藏头诗\n"
+            "/poem 李白 明月 — 仿一位诗人的风格写（/styles 查看可仿的风格）\n"
             "回复一首诗发 /poem — 仿写那首诗\n"
             "/similar — 找与你口味相近的古诗；回复一首诗发 /similar — 找与它相近的诗\n"
             "/daily — 订阅或退订每日一诗\n"
-            "/settings — 简繁、默认诗体、创意程度\n\n"
+            "/styles — 可仿的诗人风格\n"
+            "/settings — 简繁、默认诗体、默认风格、创意程度\n\n"
             "诗下的按钮：❤️ 收藏，🔄 再来一首，🔍 相似的诗，✏️ 保留几句、其余重写，📖 注音释义，🖼 诗卡图片。\n"
             "在任何聊天里输入 @我的用户名 加主题（如 春风、藏头 春夏秋冬），就能把诗发给朋友。"
         ),
         "cmd_start": "开始",
         "cmd_help": "用法说明",
-        "cmd_poem": "写一首诗：/poem [诗体] [主题]",
+        "cmd_poem": "写一首诗：/poem [风格] [诗体] [主题]",
         "cmd_acrostic": "藏头诗：/acrostic 春夏秋冬",
         "cmd_similar": "找相近的古诗",
         "cmd_daily": "订阅或退订每日一诗",
-        "cmd_settings": "简繁、默认诗体、创意",
+        "cmd_styles": "可仿的诗人风格",
+        "cmd_settings": "简繁、默认诗体、风格、创意",
         "model_loading": "模型加载中，诗马上就来。",
         "queued_no_worker": "写诗的服务暂时不在线。你的请求已经排队，服务恢复后会自动送到。",
         "rate_limited": "写得太快啦，请 {seconds} 秒后再试。",
@@ -44,6 +48,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_chinese": "主题、藏头和保留的句子只能用汉字：{chars} 不行。",
         "acrostic_missing": "藏头诗要给出藏头的字，例如 /acrostic 春夏秋冬",
         "acrostic_too_long": "藏头最多 {limit} 个字（七律、五律有 8 句）。",
+        "unknown_style": ("没有「{name}」这个风格。现有风格：{styles_zh}。\n"
+                          "用法：/poem {example} 明月；/styles 查看每种风格。想以「{name}」为主题，请发 /poem 主题:{name}"),
+        "unknown_style_none": ("现在还没有可仿的诗人风格，「{name}」也不在其中。/poem 加主题照常写诗；"
+                               "想以「{name}」为主题，请发 /poem 主题:{name}"),
+        "style_missing": "请写出风格的名字，例如 /poem 风格:李白 明月。/styles 查看全部风格。",
+        "two_styles": "一首诗只能仿一种风格：「{first}」和「{second}」选一个吧。",
+        "style_label": "— 仿{title}",
+        "styles_title": "可仿的风格：",
+        "styles_hint": ("用法：/poem {example} 明月，/poem {example} 七律 秋兴，或 /poem 风格:{example}。\n"
+                        "在 /settings 里可设默认风格；/poem 风格:无 则不仿任何人。"),
+        "styles_default": "你的默认风格：{title}",
+        "styles_none": "现在还没有可仿的诗人风格。诗照常写：/poem 春风",
+        "style_base": "不仿",
+        "style_unavailable": "{name}（暂不可用）",
+        "style_gone": "这个风格现在不可用了。",
         "impossible": "这个要求写不出来：{detail}",
         "invalid": "请求有误：{detail}",
         "internal": "写诗时出了点问题，请再试一次。",
@@ -89,7 +108,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_bad_arg": "用法：/daily on 订阅，/daily off 退订。",
         "admin_only": "只有管理员能用这个命令。",
         "daily_now_started": "已安排一首每日诗，生成后会发出。",
-        "settings": "设置\n字体：{script}\n默认诗体：{form}\n创意：{creativity}",
+        "settings": "设置\n字体：{script}\n默认诗体：{form}\n默认风格：{style}\n创意：{creativity}",
         "settings_saved": "已保存。",
         "script_s": "简体",
         "script_t": "繁體",
@@ -125,21 +144,24 @@ TEXTS: dict[str, dict[str, str]] = {
             "/poem 春风 — a poem on a theme\n"
             "/poem 五律 明月 — form and theme (五绝 七绝 五律 七律)\n"
             "/poem 藏头 春夏秋冬 or /acrostic 春夏秋冬 — an acrostic\n"
+            "/poem 李白 明月 — in the manner of a poet (/styles lists them)\n"
             "Reply /poem to a poem — imitate it\n"
             "/similar — classical poems close to your taste; reply /similar to a poem — poems close to it\n"
             "/daily — subscribe to or leave the daily poem\n"
-            "/settings — script, default form, creativity\n\n"
+            "/styles — the poets' styles I can write in\n"
+            "/settings — script, default form, default style, creativity\n\n"
             "Buttons under a poem: ❤️ like, 🔄 another, 🔍 similar poems, ✏️ keep lines and rewrite the rest, "
             "📖 reading aid, 🖼 the poem as a picture card.\n"
             "In any chat, type my @username and a theme (春风, or 藏头 春夏秋冬) to share a poem."
         ),
         "cmd_start": "Start",
         "cmd_help": "How to use the bot",
-        "cmd_poem": "Write a poem: /poem [form] [theme]",
+        "cmd_poem": "Write a poem: /poem [style] [form] [theme]",
         "cmd_acrostic": "Acrostic: /acrostic 春夏秋冬",
         "cmd_similar": "Classical poems close to your taste",
         "cmd_daily": "Subscribe to the daily poem",
-        "cmd_settings": "Script, default form, creativity",
+        "cmd_styles": "Poets' styles to write in",
+        "cmd_settings": "Script, default form, style, creativity",
         "model_loading": "The model is loading: your poem will follow in a moment.",
         "queued_no_worker": "The poem writer is offline right now. Your request is queued and will be answered when it is back.",
         "rate_limited": "Slow down a little: try again in {seconds} s.",
@@ -152,6 +174,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_chinese": "Themes, acrostics and kept lines must be Chinese characters: {chars} are not.",
         "acrostic_missing": "An acrostic needs its characters, e.g. /acrostic 春夏秋冬",
         "acrostic_too_long": "An acrostic has at most {limit} characters (a 律诗 has 8 lines).",
+        "unknown_style": ("There is no style “{name}”. The styles are: {styles_en}.\n"
+                          "Usage: /poem {example} 明月; /styles describes each. For a poem about “{name}”, "
+                          "send /poem 主题:{name}"),
+        "unknown_style_none": ("There are no poets' styles to write in yet, so none for “{name}”. /poem with a "
+                               "theme writes as usual; for a poem about “{name}”, send /poem 主题:{name}"),
+        "style_missing": "Name the style, e.g. /poem style:libai 明月. /styles lists them.",
+        "two_styles": "One style per poem: choose “{first}” or “{second}”.",
+        "style_label": "— in the manner of {title}",
+        "styles_title": "Styles I can write in:",
+        "styles_hint": ("Usage: /poem {example} 明月, /poem {example} 七律 秋兴, or /poem style:{example}.\n"
+                        "Choose a default style in /settings; /poem style:none imitates nobody."),
+        "styles_default": "Your default style: {title}",
+        "styles_none": "There are no poets' styles to write in yet. Poems work as usual: /poem 春风",
+        "style_base": "none",
+        "style_unavailable": "{name} (unavailable now)",
+        "style_gone": "That style is no longer available.",
         "impossible": "No poem can meet that request: {detail}",
         "invalid": "Bad request: {detail}",
         "internal": "Something went wrong while writing; please try again.",
@@ -197,7 +235,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_bad_arg": "Usage: /daily on to subscribe, /daily off to leave.",
         "admin_only": "Only admins can use this command.",
         "daily_now_started": "A daily poem is on its way.",
-        "settings": "Settings\nScript: {script}\nDefault form: {form}\nCreativity: {creativity}",
+        "settings": "Settings\nScript: {script}\nDefault form: {form}\nDefault style: {style}\nCreativity: {creativity}",
         "settings_saved": "Saved.",
         "script_s": "简体 simplified",
         "script_t": "繁體 traditional",
@@ -236,7 +274,18 @@ ERROR_KEYS: dict[str, str] = {
     E_NO_MODEL: "no_model",
     E_INTERNAL: "internal",
     E_DEAD_LETTER: "internal",
+    E_UNKNOWN_STYLE: "unknown_style",
 }
+# model.jobs.validate_generate's message for E_UNKNOWN_STYLE: no style 'x'; the styles are: a, b
+_UNKNOWN_STYLE_RE = re.compile(r"""no style (['"])(.*)\1; the styles are: (.*)$""")
+
+
+def unknown_style_detail(message: str | None) -> tuple[str, list[str]]:
+    """The style asked for and the ids the worker has, from an E_UNKNOWN_STYLE message."""
+    match = _UNKNOWN_STYLE_RE.search(message or "")
+    if match is None:
+        return "?", []
+    return match[2], [x for x in match[3].split(", ") if x and x != "none"]
 
 
 def lang_of(language_code: str | None) -> str:
@@ -258,6 +307,12 @@ def error_text(lang: str, code: str | None, message: str | None) -> str:
         # The detail reads "the model cannot write XYZ: ..."; show the characters, not the English.
         match = re.search(r"cannot write (\S+?):", detail)
         return t(lang, key, chars=" ".join(match[1]) if match else "?")
+    if key == "unknown_style":
+        # The worker's list, by id (bot.delivery shows the registry's titles for them).
+        name, ids = unknown_style_detail(detail)
+        if not ids:
+            return t(lang, "unknown_style_none", name=name)
+        return t(lang, key, name=name, styles_zh="、".join(ids), styles_en=", ".join(ids), example=ids[0])
     if key in ("invalid", "impossible"):
         return t(lang, key, detail=detail)
     return t(lang, key)
