@@ -33,7 +33,7 @@ from model.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "poem", "acrostic", "similar", "daily", "settings")
+COMMANDS = ("start", "help", "poem", "acrostic", "styles", "similar", "daily", "settings")
 
 
 def bot_commands(lang: str) -> list[BotCommand]:
@@ -126,6 +126,7 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     app.add_handler(CommandHandler("help", handlers.help_command, filters=new))
     app.add_handler(CommandHandler("poem", handlers.poem, filters=new))
     app.add_handler(CommandHandler("acrostic", handlers.acrostic, filters=new))
+    app.add_handler(CommandHandler("styles", handlers.styles_command, filters=new))
     app.add_handler(CommandHandler("similar", handlers.similar, filters=new))
     app.add_handler(CommandHandler("daily", handlers.daily, filters=new))
     app.add_handler(CommandHandler("daily_now", handlers.daily_now, filters=new))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.styles import valid_style_id
+
 MAX_BYTES = 64
 POEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,24}$")
 CORPUS_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")     # chinese-poetry ids are UUIDs
@@ -22,6 +24,8 @@ CARD = "c"                 # 🖼 under one of our poems: its card as a photo
 POEM_ACTIONS = {LIKE, ANOTHER, SIMILAR, KEEP, KEEP_TOGGLE, KEEP_GO, KEEP_CANCEL, GLOSS, CARD}
 MASK_ACTIONS = {KEEP_TOGGLE, KEEP_GO}
 SETTING_VALUES = {"script": {"s", "t"}, "form": {"0", "1", "2", "3"}, "cr": {"0", "1", "2"}}
+STYLE_SETTING = "style"    # its value: a style id (checked against the registry when pressed), or BASE_STYLE
+BASE_STYLE = "-"
 MAX_MASK = 0xFF   # one bit per line; a 律诗 has 8
 
 
@@ -75,7 +79,8 @@ def decode(data: str | None) -> Callback:
         return Callback(action, poem_id=parts[1])
     if action == SETTING and len(parts) == 3:
         key, value = parts[1], parts[2]
-        if value not in SETTING_VALUES.get(key, set()):
+        if value not in SETTING_VALUES.get(key, set()) and not (
+                key == STYLE_SETTING and (value == BASE_STYLE or valid_style_id(value))):
             raise CallbackError("unknown setting")
         return Callback(action, key=key, value=value)
     if action == DAILY and len(parts) == 2 and parts[1] in ("0", "1"):
@@ -127,6 +132,14 @@ def keep_cancel(poem_id: str) -> str:
 
 def setting(key: str, value: str) -> str:
     return encode(Callback(SETTING, key=key, value=value))
+
+
+def style_setting(style_id: str) -> str | None:
+    """The default-style button's data ("" for the base model); None when the id is too long for it."""
+    try:
+        return encode(Callback(SETTING, key=STYLE_SETTING, value=style_id or BASE_STYLE))
+    except ValueError:
+        return None
 
 
 def daily(subscribe: bool) -> str:

@@ -46,7 +46,7 @@ class Card:
     lines: list[str]
     form: str
     title: str = ""
-    note: str = ""             # after the form under the title: 藏头, 仿作
+    note: str = ""             # after the form under the title: 藏头, 仿作, 仿李白
     author: str = AUTHOR
     day: date | None = None
     traditional: bool = False
@@ -237,5 +237,7 @@ def poem_card(lines: list[str], form: str, request: dict | None = None, traditio
     """The card of a poem the bot wrote, titled by what was asked for (the acrostic, the theme words)."""
     req = request or {}
     note = "藏头" if req.get("acrostic") else ("仿作" if req.get("like_texts") else "")
+    if req.get("style"):        # written in a poet's manner: 七绝·仿李白
+        note = "·".join(x for x in (note, "仿" + str(req.get("style_title") or req["style"])) if x)
     title = title or str(req.get("acrostic") or "") or "·".join(req.get("keywords") or [])
     return Card(lines=list(lines), form=form, title=title, note=note, day=day, traditional=traditional)

@@ -18,11 +18,13 @@ from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
 from bot.card import Card, CardError, png_bytes, poem_card
 from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
+from bot.parsing import unknown_style_error
 from bot.render import fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
 from bot.state import PoemRecord, new_poem_id, retry_redis
-from bot.texts import error_text, t
-from model.jobs import JobFormatError, Result, result_from_fields
+from bot.styles import Style, StyleBook, valid_style_id
+from bot.texts import error_text, t, unknown_style_detail
+from model.jobs import E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
 from model.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
@@ -177,12 +179,23 @@ class ResultConsumer:
             return await self.deliver_inline(result)
         return await self.deliver_poem(result)
 
+    async def _error_text(self, result: Result, lang: str) -> str:
+        """The error for the user; a style the worker lacks is answered with the styles it has, by title."""
+        request = result.reply.get("request") or {}
+        if result.error_code == E_UNKNOWN_STYLE and isinstance(request, dict):
+            registry = await self.rt.state.styles()
+            _, ids = unknown_style_detail(result.error_message)
+            served = StyleBook(registry.get(i) or Style(i, i) for i in ids if valid_style_id(i))
+            name = str(request.get("style_title") or request.get("style") or "?")
+            error = unknown_style_error(name, served)
+            return t(lang, error.key, **error.values)
+        return error_text(lang, result.error_code, result.error_message)
+
     async def _send_error(self, result: Result) -> str:
         reply = result.reply
         lang = reply.get("lang", "zh")
         try:
-            await self.bot.send_message(int(reply["chat_id"]),
-                                        error_text(lang, result.error_code, result.error_message),
+            await self.bot.send_message(int(reply["chat_id"]), await self._error_text(result, lang),
                                         reply_parameters=reply_params(reply.get("reply_to")))
         except (Forbidden, BadRequest) as exc:
             log.info("could not report error to chat: %s", exc)
@@ -190,9 +203,14 @@ class ResultConsumer:
             return "failed"
         return "error_reply"
 
-    def _record(self, result: Result, owner_id: int | None, chat_id: int) -> PoemRecord:
+    async def _record(self, result: Result, owner_id: int | None, chat_id: int) -> PoemRecord:
         poem: dict[str, Any] = result.poems[0]
         request = dict(result.reply.get("request") or {})
+        # The style the worker wrote in (each poem names it), else the one asked for.
+        style = str(poem["style"] if isinstance(poem.get("style"), str) else request.get("style") or "")
+        if style != (request.get("style") or ""):
+            request["style_title"] = (await self.rt.state.styles()).title_of(style) if style else ""
+        request["style"] = style
         lines = [str(x) for x in poem.get("lines") or []]
         return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id,
                           form=str(poem.get("form") or request.get("form") or ""), lines=lines,
@@ -205,7 +223,7 @@ class ResultConsumer:
         lang, trad = reply.get("lang", "zh"), bool(reply.get("trad"))
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             return await self._send_error(result)
-        record = self._record(result, user_id, chat_id)
+        record = await self._record(result, user_id, chat_id)
         await self.rt.state.save_poem(record)      # before sending: buttons must work at once
         try:
             message = await self.bot.send_message(
@@ -269,7 +287,7 @@ class ResultConsumer:
         recipients = await state.subscribers()
         if self.rt.config.daily_chat_id is not None:
             recipients.setdefault(self.rt.config.daily_chat_id, "zh")
-        record = self._record(result, None, self.rt.config.daily_chat_id or 0)
+        record = await self._record(result, None, self.rt.config.daily_chat_id or 0)
         await state.save_poem(record)
         date = str(result.reply.get("date") or "")
         png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),

@@ -25,7 +25,7 @@ from bot.card import poem_card
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
 from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
-from bot.render import (daily_keyboard, keep_keyboard, poem_keyboard, settings_keyboard,
+from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
 from bot.runtime import Outcome, Runtime
 from bot.script import to_simplified
@@ -148,6 +148,7 @@ async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request:
     rt, lang = runtime(context), user_lang(update)
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     settings = await rt.state.settings(user.id)
+    await rt.resolve_style(request, settings)
     job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message.message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
@@ -157,7 +158,7 @@ async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request:
 @guarded
 async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
-    request = parse_poem_args(command_args(message))
+    request = parse_poem_args(command_args(message), styles=await runtime(context).state.styles())
     replied = message.reply_to_message
     if replied is not None and not request.acrostic:
         lines = extract_poem_lines(replied.text or replied.caption)
@@ -170,8 +171,19 @@ async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 @guarded
 async def acrostic(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    request = parse_poem_args(command_args(update.effective_message), acrostic_command=True)
+    request = parse_poem_args(command_args(update.effective_message), acrostic_command=True,
+                              styles=await runtime(context).state.styles())
     await _generate(update, context, request)
+
+
+@guarded
+async def styles_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/styles: the styles served now, one line each, and how to ask for one."""
+    rt, lang = runtime(context), user_lang(update)
+    settings = await rt.state.settings(update.effective_user.id)
+    await update.effective_message.reply_text(
+        format_styles(await rt.state.styles(), lang, settings.traditional, settings.style),
+        parse_mode=ParseMode.HTML)
 
 
 @guarded
@@ -258,10 +270,10 @@ async def daily_now(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @guarded
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt, lang = runtime(context), user_lang(update)
-    settings = await rt.state.settings(update.effective_user.id)
+    settings, styles = await rt.state.settings(update.effective_user.id), await rt.state.styles()
     await update.effective_message.reply_text(
-        settings_text(settings, rt.config.default_form, lang), parse_mode=ParseMode.HTML,
-        reply_markup=settings_keyboard(settings, rt.config.default_form, lang))
+        settings_text(settings, rt.config.default_form, lang, styles), parse_mode=ParseMode.HTML,
+        reply_markup=settings_keyboard(settings, rt.config.default_form, lang, styles))
 
 
 # --- buttons -------------------------------------------------------------------------------------
@@ -269,9 +281,11 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 def request_of(record: PoemRecord) -> PoemRequest:
     """The request that produced record, to ask again (🔄) or with some lines kept (✏️)."""
     req = record.request or {}
+    # The poem's own style, "" (the base model) when it had none: never the user's default of today.
     return PoemRequest(form=record.form if record.form in FORMS else req.get("form") or None,
                        keywords=list(req.get("keywords") or []), acrostic=str(req.get("acrostic") or ""),
-                       like_texts=list(req.get("like_texts") or []))
+                       like_texts=list(req.get("like_texts") or []), style=str(req.get("style") or ""),
+                       style_title=str(req.get("style_title") or ""))
 
 
 async def _edit_markup(update: Update, markup: Any) -> None:
@@ -293,13 +307,22 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
 
     if cb.action == callbacks.SETTING:
-        await rt.state.set_setting(user.id, cb.key, FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value)
+        styles = await rt.state.styles()
+        if cb.key == callbacks.STYLE_SETTING:
+            if cb.value != callbacks.BASE_STYLE and cb.value not in styles:
+                await query.answer(t(lang, "style_gone"), show_alert=True)
+                return
+            value = "" if cb.value == callbacks.BASE_STYLE else cb.value
+        else:
+            value = FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value
+        await rt.state.set_setting(user.id, cb.key, value)
         settings = await rt.state.settings(user.id)
         if isinstance(query.message, Message):
             try:
-                await query.edit_message_text(settings_text(settings, rt.config.default_form, lang),
+                await query.edit_message_text(settings_text(settings, rt.config.default_form, lang, styles),
                                               parse_mode=ParseMode.HTML,
-                                              reply_markup=settings_keyboard(settings, rt.config.default_form, lang))
+                                              reply_markup=settings_keyboard(settings, rt.config.default_form, lang,
+                                                                             styles))
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
                     raise
@@ -349,6 +372,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer(t(lang, "liked" if added else "already_liked"))
     elif cb.action == callbacks.ANOTHER:
         request = request_of(record)
+        await rt.resolve_style(request, settings)
         job = rt.make_generate_job(request, settings, chat_id=update.effective_chat.id, user_id=user.id,
                                    lang=lang, reply_to=message_id)
         outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=update.effective_chat.id)
@@ -416,6 +440,7 @@ async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: P
     # A theme word already in a kept line is satisfied; asking for it again only wastes room.
     request.keywords = [k for k in request.keywords if k not in kept_text]
     settings = await rt.state.settings(user.id)
+    await rt.resolve_style(request, settings)
     job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message_id, fixed_lines=fixed)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)

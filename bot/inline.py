@@ -53,7 +53,8 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     deadline = started + rt.config.inline_wait_s
     settings = await rt.state.settings(user.id)
     try:
-        request = parse_poem_args(query.query.strip())
+        request = parse_poem_args(query.query.strip(), styles=await rt.state.styles())
+        await rt.resolve_style(request, settings)
         fresh = await fresh_poems(rt, request, settings, user.id, lang, deadline)
     except ParseError as exc:
         await _answer_hint(update, t(lang, exc.key, **exc.values))

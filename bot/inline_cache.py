@@ -21,25 +21,29 @@ from model.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, 
 
 # What a cached poem keeps: enough to show it again with its prosody note.
 KEPT = ("lines", "form", "pattern", "rhyme_ok", "rhyme_group", "tone_rate", "form_ok")
+REQUEST_KEPT = ("form", "keywords", "acrostic", "style", "style_title")
 
 
 def theme_of(request: PoemRequest | dict[str, Any]) -> str:
-    """A request's cache theme: its 藏头 characters or its theme words (simplified), else the any-theme."""
+    """A request's cache theme: its 藏头 characters or its theme words (simplified), after its style
+    when it has one (s:libai:k:明月), else the any-theme."""
     if isinstance(request, PoemRequest):
-        acrostic, keywords = request.acrostic, request.keywords
+        acrostic, keywords, style = request.acrostic, request.keywords, request.style or ""
     else:
         acrostic, keywords = request.get("acrostic") or "", request.get("keywords") or []
+        style = str(request.get("style") or "")
+    prefix = f"s:{style}:" if style else ""
     if acrostic:
-        return "a:" + to_simplified(acrostic)
+        return prefix + "a:" + to_simplified(acrostic)
     if keywords:
-        return "k:" + ",".join(sorted(to_simplified(k) for k in keywords))
-    return INLINE_ANY_THEME
+        return prefix + "k:" + ",".join(sorted(to_simplified(k) for k in keywords))
+    return prefix + "any" if style else INLINE_ANY_THEME
 
 
 def slim(poem: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """The part of a worker's poem the cache keeps, with the request that asked for it."""
     kept = {k: poem[k] for k in KEPT if k in poem}
-    kept["request"] = {k: request.get(k) for k in ("form", "keywords", "acrostic") if request.get(k)}
+    kept["request"] = {k: request.get(k) for k in REQUEST_KEPT if request.get(k)}
     kept["at"] = time.time()
     return kept
 

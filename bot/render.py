@@ -13,12 +13,15 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot import callbacks
 from bot.script import for_script
 from bot.state import CREATIVITY_TEMPERATURES, UserSettings
+from bot.styles import StyleBook
 from bot.texts import EN, t
 from model.forms import FORM_NAMES
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
 MAX_CAPTION = 1024       # Telegram's limit on a photo's caption
+STYLE_BUTTONS_PER_ROW = 4
+MAX_STYLE_BUTTONS = 19   # with "none", five rows of four at most in /settings
 # English names of the canon collections model.index marks (the Chinese name is the key).
 CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems of a Thousand Masters"}
 
@@ -60,6 +63,13 @@ def request_label(request: dict[str, Any], lang: str) -> str:
     return ""
 
 
+def style_label(request: dict[str, Any], lang: str) -> str:
+    """The line under a poem written in a style: — 仿李白 / — in the manner of 李白; "" for the base model."""
+    if not request.get("style"):
+        return ""
+    return t(lang, "style_label", title=str(request.get("style_title") or request["style"]))
+
+
 def format_poem(lines: list[str], form: str, lang: str, traditional: bool = False,
                 request: dict[str, Any] | None = None, poem: dict[str, Any] | None = None,
                 heading: str | None = None) -> str:
@@ -69,6 +79,9 @@ def format_poem(lines: list[str], form: str, lang: str, traditional: bool = Fals
         title += " · " + h(for_script(label, traditional))
     parts = [f"<b>{h(heading)}</b>"] if heading else []
     parts += [f"<b>{title}</b>", h(for_script(verse(lines), traditional))]
+    manner = style_label(request or {}, lang)
+    if manner:
+        parts.append(h(for_script(manner, traditional)))
     text = "\n".join(parts)
     note = prosody_note(poem or {}, lang)
     return f"{text}\n\n<i>{h(note)}</i>" if note else text
@@ -152,26 +165,62 @@ def format_similar(items: list[dict[str, Any]], lang: str, traditional: bool, he
     return "\n\n".join(blocks)
 
 
-def settings_text(settings: UserSettings, default_form: str, lang: str) -> str:
+def style_setting_name(settings: UserSettings, styles: StyleBook, lang: str) -> str:
+    """The user's default style as /settings names it."""
+    if not settings.style:
+        return t(lang, "style_base")
+    style = styles.get(settings.style)
+    return style.title if style else t(lang, "style_unavailable", name=settings.style)
+
+
+def settings_text(settings: UserSettings, default_form: str, lang: str, styles: StyleBook | None = None) -> str:
     return h(t(lang, "settings", script=t(lang, f"script_{settings.script}"),
                form=settings.form or default_form,
+               style=style_setting_name(settings, styles or StyleBook(), lang),
                creativity=t(lang, f"creativity_{settings.creativity}")))
 
 
-def settings_keyboard(settings: UserSettings, default_form: str, lang: str) -> InlineKeyboardMarkup:
+def settings_keyboard(settings: UserSettings, default_form: str, lang: str,
+                      styles: StyleBook | None = None) -> InlineKeyboardMarkup:
     def mark(on: bool, label: str) -> str:
         return f"• {label} •" if on else label
 
     form = settings.form or default_form
-    return InlineKeyboardMarkup([
+    rows = [
         [InlineKeyboardButton(mark(settings.script == s, t(lang, f"script_{s}")),
                               callback_data=callbacks.setting("script", s)) for s in ("s", "t")],
         [InlineKeyboardButton(mark(form == name, name), callback_data=callbacks.setting("form", str(i)))
          for i, name in enumerate(FORM_NAMES)],
-        [InlineKeyboardButton(mark(settings.creativity == c, t(lang, f"creativity_{c}")),
-                              callback_data=callbacks.setting("cr", str(c)))
-         for c in range(len(CREATIVITY_TEMPERATURES))],
-    ])
+    ]
+    # The default style: "none" and one button per style served now (only when there are any, or the
+    # user still has one set that is gone, so it can be cleared).
+    choices = [("", t(lang, "style_base"))] + [(s.id, s.title) for s in list(styles or ())[:MAX_STYLE_BUTTONS]]
+    buttons = [InlineKeyboardButton(mark(settings.style == sid, label), callback_data=data)
+               for sid, label in choices if (data := callbacks.style_setting(sid)) is not None]
+    if len(buttons) > 1 or settings.style:
+        rows += [buttons[i:i + STYLE_BUTTONS_PER_ROW] for i in range(0, len(buttons), STYLE_BUTTONS_PER_ROW)]
+    rows.append([InlineKeyboardButton(mark(settings.creativity == c, t(lang, f"creativity_{c}")),
+                                      callback_data=callbacks.setting("cr", str(c)))
+                 for c in range(len(CREATIVITY_TEMPERATURES))])
+    return InlineKeyboardMarkup(rows)
+
+
+def format_styles(styles: StyleBook, lang: str, traditional: bool, default_style: str = "") -> str:
+    """/styles: one line per style (its title and what it is like), then how to use one."""
+    if not styles:
+        return h(t(lang, "styles_none"))
+    rows = [h(t(lang, "styles_title"))]
+    for style in styles:
+        line = (style.line_en or style.line) if lang == EN else (style.line or style.line_en)
+        name = f"<b>{h(for_script(style.title, traditional))}</b>"
+        if lang == EN and style.id != style.title:
+            name += f" ({h(style.id)})"
+        rows.append(f"{name} — {h(for_script(line, traditional))}" if line else name)
+    example = next(iter(styles)).title
+    blocks = ["\n".join(rows), h(for_script(t(lang, "styles_hint", example=example), traditional))]
+    if default_style and default_style in styles:
+        blocks.append(h(for_script(t(lang, "styles_default", title=styles.title_of(default_style)), traditional)))
+    return "\n\n".join(blocks)
 
 
 def daily_keyboard(subscribed: bool, lang: str) -> InlineKeyboardMarkup:

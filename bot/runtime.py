@@ -21,7 +21,7 @@ from telegram.error import TelegramError
 from bot.config import Config
 from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
-from bot.parsing import PoemRequest, check_keywords_fit
+from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
 from bot.script import to_simplified
 from bot.similar import Index
 from bot.state import State, UserSettings
@@ -72,23 +72,39 @@ class Runtime:
         return self.chars is None or char in self.chars
 
     # --- jobs --------------------------------------------------------------------------------
+    async def resolve_style(self, request: PoemRequest, settings: UserSettings) -> None:
+        """Settle request.style: none named takes the user's default while it is served; a named one
+        (or one kept from an earlier poem) must be served now, else ParseError unknown_style."""
+        styles = await self.state.styles()
+        if request.style is None:
+            default = styles.get(settings.style) if settings.style else None
+            request.style, request.style_title = (default.id, default.title) if default else ("", "")
+        elif request.style:
+            style = styles.get(request.style)
+            if style is None:
+                raise unknown_style_error(request.style_title or request.style, styles)
+            request.style_title = style.title
+
     def make_generate_job(self, request: PoemRequest, settings: UserSettings, *, chat_id: int,
                           user_id: int | None, lang: str, reply_to: int | None = None,
                           fixed_lines: dict[int, str] | None = None, seed: int | None = None,
                           purpose: str = "poem", extra: dict[str, Any] | None = None) -> GenerateJob:
-        """A validated job for request; raises ParseError or model.jobs.ValidationError."""
+        """A validated job for request; raises ParseError or model.jobs.ValidationError.
+
+        request.style is settled by resolve_style() first (left None, the job has no style)."""
         form = request.resolved_form(settings.form or self.config.default_form)
         check_keywords_fit(request, form)
         job = GenerateJob(chat_id=chat_id, user_id=user_id, form=form, acrostic=request.acrostic,
                           keywords=list(request.keywords), fixed_lines=dict(fixed_lines or {}),
                           like_texts=list(request.like_texts), temperature=settings.temperature,
-                          seed=seed)
+                          seed=seed, style=request.style or "")
         validate_generate(job, chars=self.can_write if self.chars is not None else None,
                           to_simplified=to_simplified)
         job.reply = {"chat_id": chat_id, "user_id": user_id, "lang": lang, "reply_to": reply_to,
                      "purpose": purpose, "trad": settings.traditional,
                      "request": {"form": job.form, "keywords": job.keywords, "acrostic": job.acrostic,
-                                 "like_texts": job.like_texts},
+                                 "like_texts": job.like_texts, "style": job.style,
+                                 "style_title": request.style_title if job.style else ""},
                      **(extra or {})}
         return job
 

@@ -28,6 +28,7 @@ PoemBot 沙盒 · sandbox chat — 本地模拟的 Telegram，不需要账号 / 
   /poem                  随机写一首七绝 / a random 七绝
   /poem 五律 明月         指定诗体和主题 / a form and a theme
   /poem 藏头 春夏秋冬     藏头诗 / an acrostic poem
+  /poem 李白 明月         仿李白的风格 / in the manner of 李白 (/styles lists the styles)
   /help                  全部用法 / every command
 诗下的按钮有编号：输入编号（如 1）就是按那个按钮 / buttons are numbered: type 1 to press [1]
 🖼 诗卡存成图片文件，路径会显示出来 / 🖼 cards are saved as picture files: their paths are shown
