@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--naive-poems", type=int, default=4)
     ap.add_argument("--matmul", type=int, default=2048)
     ap.add_argument("--xla", action="store_true", help="also time the loop compiled with XLA")
+    ap.add_argument("--styles", type=int, default=5,
+                    help="style adapters (random, rank 8) for the mixed-style measurement; 0 skips it")
     ap.add_argument("--repeats", type=int, default=3,
                     help="the constrained and plain loops alternate this many times; medians are reported")
     a = ap.parse_args(argv)
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
         naive_decode(model, r.plan, r.z, FORM_INDEX[form.name], rng)
     naive = a.naive_poems / (time.perf_counter() - started)
 
+    styles = (style_mix(model, vocab, config, tables, a.styles, a.repeats, a.min_seconds,
+                        batch=min(256, max(batches))) if a.styles else None)
+
     best = max(rows_out, key=lambda e: e["loop_graph_poems_s"])
     at_256 = next((e for e in rows_out if e["batch"] == 256), best)
     report = {
@@ -204,13 +209,51 @@ def main(argv: list[str] | None = None) -> dict:
         "effective_gflops_best": round(best["effective_gflops"], 2),
         "share_of_matmul_peak": round(best["effective_gflops"] / gflops_ref, 3),
         "constraint_cost_at_256": round(at_256["unconstrained_poems_s"] / at_256["loop_graph_poems_s"], 2),
+        "styles": styles,
     }
     print(json.dumps(report, ensure_ascii=False))
     print(f"decode: best {report['best_poems_s']:.0f} poems/s at batch {report['best_batch']} "
           f"({report['speedup_vs_naive']}x naive eager {naive:.1f}/s); "
           f"{report['effective_gflops_best']:.1f} GFLOP/s = {100 * report['share_of_matmul_peak']:.0f}% of "
-          f"matmul {gflops_ref:.0f}; constraints cost {report['constraint_cost_at_256']}x at batch 256")
+          f"matmul {gflops_ref:.0f}; constraints cost {report['constraint_cost_at_256']}x at batch 256"
+          + (f"; {styles['n_styles']} styles mixed in one batch at {100 * styles['mixed_vs_single']:.0f}% of "
+             f"a single-style batch, a base batch beside styles at {100 * styles['base_with_bank_vs_none']:.0f}%"
+             if styles else ""))
     return report
+
+
+def style_mix(model, vocab, config, tables, n_styles: int, repeats: int, min_seconds: float,
+              batch: int = 256) -> dict:
+    """Poems/s of one batch of 七绝 rows at default settings (K=1 rows): every row one style,
+    rows cycling through n_styles styles, and base rows, with and without the adapters loaded.
+    The timings alternate and each reports its median (the machine drifts)."""
+    from model.decode import Generator
+    from model.jobs import GenerateJob
+    from model.styles import Style, StyleBank, random_adapter
+
+    bank = StyleBank([Style(f"s{k}", {}, random_adapter(config, rank=8, seed=k)) for k in range(n_styles)])
+    plain = Generator(model, vocab, config, tables=tables)
+    styled = Generator(model, vocab, config, tables=tables, styles=bank)
+
+    def rows(gen, style_of):
+        return _rows(gen, [GenerateJob(form="七绝", seed=k, style=style_of(k), novelty=False, best_of=1)
+                           for k in range(batch)])
+
+    cases = {"no_bank": (plain, rows(plain, lambda k: "")),
+             "base_with_bank": (styled, rows(styled, lambda k: "")),
+             "single_style": (styled, rows(styled, lambda k: "s0")),
+             "mixed_styles": (styled, rows(styled, lambda k: f"s{k % n_styles}"))}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (gen, rs) in cases.items():
+            times[name].append(batch / timed(lambda: gen.decode_rows(rs, [0] * batch), min_seconds))
+    out = {f"{name}_poems_s": round(float(np.median(v)), 1) for name, v in times.items()}
+    out.update(n_styles=n_styles, rank=8, batch=batch,
+               mixed_vs_single=round(out["mixed_styles_poems_s"] / out["single_style_poems_s"], 3),
+               single_vs_no_bank=round(out["single_style_poems_s"] / out["no_bank_poems_s"], 3),
+               base_with_bank_vs_none=round(out["base_with_bank_poems_s"] / out["no_bank_poems_s"], 3))
+    print(json.dumps(out), file=sys.stderr, flush=True)
+    return out
 
 
 def _rows(gen, jobs):

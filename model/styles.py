@@ -52,12 +52,14 @@ def zero_adapter(config: Any, rank: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def random_adapter(model_dir: str | Path, rank: int = 4, seed: int = 0, scale: float = 0.1
+def random_adapter(model: str | Path | Any, rank: int = 4, seed: int = 0, scale: float = 0.1
                    ) -> dict[str, np.ndarray]:
-    """A random adapter for the model in model_dir: a visible but harmless change (tests, demos)."""
-    from model.vae import VAEConfig, CONFIG_FILE
+    """A random adapter for a model (its folder, or its VAEConfig): a visible but harmless change
+    (tests, benchmarks)."""
+    from model.vae import CONFIG_FILE, VAEConfig
 
-    config = VAEConfig.from_dict(json.loads((Path(model_dir) / CONFIG_FILE).read_text()))
+    config = (VAEConfig.from_dict(json.loads((Path(model) / CONFIG_FILE).read_text()))
+              if isinstance(model, (str, Path)) else model)
     rng = np.random.default_rng(seed)
     arrays = zero_adapter(config, rank)
     for k in ("in_a", "in_b", "out_a", "out_b", "out_bias"):
@@ -103,6 +105,12 @@ class Style:
     @property
     def rank(self) -> int:
         return int(self.arrays["in_a"].shape[-1])
+
+    @property
+    def strength(self) -> float:
+        """How much of the learned update decoding applies (card "strength", default 1): above 1
+        the manner shows more, at some cost in fluency; the card's metrics say which was measured."""
+        return float(self.card.get("strength", 1.0))
 
     def summary(self) -> dict:
         """What the bot shows: id, title, one line in each language, aliases."""
@@ -176,8 +184,9 @@ class StyleBank:
         out = {}
         for side in ("in", "out"):
             out[f"{side}_a"] = np.concatenate([pad(s.arrays[f"{side}_a"], 1) for s in self.styles], 1)
+            # A style's strength scales its whole update (B and the bias), as LoRA's alpha does.
             out[f"{side}_b"] = np.concatenate(
-                [np.concatenate([pad(s.arrays[f"{side}_b"], 0), s.arrays[f"{side}_bias"][None]], 0)
+                [s.strength * np.concatenate([pad(s.arrays[f"{side}_b"], 0), s.arrays[f"{side}_bias"][None]], 0)
                  for s in self.styles], 0)
         return {**{k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}, "rank": r}
 

@@ -340,6 +340,8 @@ class Worker:
             # JUSTID re-claim by ourselves resets idle time without counting a delivery.
             self.beat_client.xclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
                                     min_idle_time=0, message_ids=ids, justid=True)
+        # Styles first: a worker whose heartbeat is seen has its styles in the registry.
+        self._publish_styles()
         status = {"worker_id": self.s.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
                   "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
@@ -347,7 +349,6 @@ class Worker:
         self.beat_client.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
         # The model is loaded once a Worker exists: from now on, no heartbeat means "offline", not "loading".
         self.beat_client.set(keys.WORKERS_READY_KEY, self.s.worker_id, ex=keys.WORKERS_READY_TTL_S)
-        self._publish_styles()
         self.beat_client.delete(keys.worker_loading_key(self.s.worker_id))
         depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
         self.metrics.queue_depth.set(depth)

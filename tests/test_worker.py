@@ -23,14 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProc:
-    def __init__(self, redis_url: str, model_dir: Path, tmp: Path, name: str, **opts: object) -> None:
+    def __init__(self, redis_url: str, model_dir: Path, tmp: Path, name: str,
+                 env: dict[str, str] | None = None, **opts: object) -> None:
         self.id = name
         args = [sys.executable, "-m", "model.worker", "--redis-url", redis_url, "--model-dir", str(model_dir),
                 "--worker-id", name, "--metrics-port", "0"]
         for k, v in opts.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
         env = dict(os.environ, POEMBOT_FAULTS="1", POEMBOT_DATA_DIR=str(tmp / "data"),
-                   TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+                   TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), **(env or {}))
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log.open("w"),
                                      stderr=subprocess.STDOUT)
@@ -53,8 +54,8 @@ class WorkerProc:
 def workers(tiny_model_dir, tmp_path, redis_url):
     started: list[WorkerProc] = []
 
-    def start(name: str, **opts: object) -> WorkerProc:
-        w = WorkerProc(redis_url, tiny_model_dir, tmp_path, name, **opts)
+    def start(name: str, env: dict[str, str] | None = None, **opts: object) -> WorkerProc:
+        w = WorkerProc(redis_url, tiny_model_dir, tmp_path, name, env=env, **opts)
         started.append(w)
         return w
     yield start
@@ -118,6 +119,31 @@ def test_mixed_batch_round_trip(workers, redis_client) -> None:
     assert 'poembot_jobs_total{kind="generate",outcome="ok"} 12.0' in text
     assert w.stop() == 0
     wait_for(lambda: not live_workers(redis_client), timeout=10)    # heartbeat gone: "no worker alive"
+
+
+def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_model_dir, tmp_path) -> None:
+    from model.index import model_version
+    from model.jobs import E_UNKNOWN_STYLE
+    from model.styles import random_adapter, save_style
+
+    styles = tmp_path / "styles"
+    save_style(styles, "alpha", random_adapter(tiny_model_dir, seed=1, scale=0.5),
+               {"title": "甲", "line": "一行", "aliases": ["阿尔法"], "base_version": model_version(tiny_model_dir)})
+    save_style(styles, "stale", random_adapter(tiny_model_dir, seed=2), {"base_version": "0" * 16})
+    workers("w1", env={"POEMBOT_STYLES_DIR": str(styles)}).wait_alive(redis_client)
+    registry = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(keys.STYLES_KEY).items()}
+    assert list(registry) == ["alpha"], "an adapter of another base model must not be offered"
+    assert registry["alpha"]["title"] == "甲" and registry["alpha"]["aliases"] == ["阿尔法"]
+    assert 0 < redis_client.ttl(keys.STYLES_KEY) <= keys.STYLES_TTL_S
+    jobs = [GenerateJob(form="五绝", seed=3, style="alpha"), GenerateJob(form="五绝", seed=3),
+            GenerateJob(form="五绝", seed=3, style="stale")]
+    for job in jobs:
+        enqueue(redis_client, job)
+    results = wait_results(redis_client, [j.job_id for j in jobs], timeout_s=90)
+    styled, plain, refused = (results[j.job_id][0] for j in jobs)
+    assert styled.ok and styled.poems[0]["style"] == "alpha" and plain.poems[0]["style"] == ""
+    assert styled.poems[0]["lines"] != plain.poems[0]["lines"]
+    assert not refused.ok and refused.error_code == E_UNKNOWN_STYLE and "alpha" in refused.error_message
 
 
 def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, redis_client) -> None:
