@@ -1,14 +1,13 @@
 """The latent index: build from a tiny random VAE, cosine search, exclusions, popularity, versioning."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from factories import CHARS, random_corpus
 from model.corpus import Corpus
-from model.forms import FORMS
 from model.index import INDEX_FILE, Index, IndexMismatch, build_index, is_current, model_version, unit_rows
 from model.ivf import InvertedLists
 from model.popularity import IN_TANG300, NOT_CANON, match_poems, popularity
@@ -16,22 +15,6 @@ from model.reasons import QueryPoem, reason
 from model.themes import ThemeIndex
 from model.vocab import Vocab
 
-CHARS = "春夏秋冬风花雪月山水江天云雨人归来去明日"
-
-
-def synthetic_corpus(n: int = 80, seed: int = 1) -> Corpus:
-    rng = random.Random(seed)
-    corpus = Corpus()
-    names = list(FORMS)
-    for k in range(n):
-        form = FORMS[names[k % 4]]
-        lines = ["".join(rng.choice(CHARS) for _ in range(form.line_len))
-                 for _ in range(form.n_lines)]
-        corpus.append(id=f"p{k}", dynasty="tang" if k % 2 else "song", author=f"作者{k % 5}",
-                      title=f"题{k}", author_t=f"作者{k % 5}", title_t=f"題{k}", form=form.name,
-                      split="train", lines=lines, lines_t=lines, puncts="，。" * (form.n_lines // 2),
-                      strains=None, rank=k * 10)
-    return corpus
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +30,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 def test_build_search_and_popular(tiny_model_dir: Path, tmp_path: Path) -> None:
-    corpus = synthetic_corpus()
+    corpus = random_corpus(80, seed=1, authors=5)
     out = build_index(tiny_model_dir, tmp_path / "idx", size=50, corpus=corpus, canon_root=tmp_path / "none")
     index = Index.load(out, expect_version=model_version(tiny_model_dir))
     assert is_current(out, model_version(tiny_model_dir)) and index.weights is not None

@@ -2,19 +2,16 @@
 with no corpus on disk (as in the Docker image)."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model import themes as themes_mod
-from model.corpus import Corpus
-from model.forms import FORMS
+from factories import random_corpus
 from model.jobs import GenerateJob
 from model.themes import THEME_POEMS, ThemeIndex, poem_terms
 
-CHARS = "春夏秋冬风花雪月山水江天云雨人归来去明日"     # all in conftest's tiny vocabulary
 
 
 def test_poem_terms_are_characters_and_within_line_pairs() -> None:
@@ -55,27 +52,13 @@ def test_theme_index_files_round_trip(tmp_path: Path) -> None:
     assert list(weights.posting("春风")) == list(range(30))
 
 
-def synthetic_corpus(n: int = 120, seed: int = 3) -> Corpus:
-    rng = random.Random(seed)
-    corpus = Corpus()
-    names = list(FORMS)
-    for k in range(n):
-        form = FORMS[names[k % 4]]
-        lines = ["".join(rng.choice(CHARS) for _ in range(form.line_len)) for _ in range(form.n_lines)]
-        corpus.append(id=f"p{k}", dynasty="tang", author=f"作者{k % 7}", title=f"题{k}",
-                      author_t=f"作者{k % 7}", title_t=f"題{k}", form=form.name, split="train",
-                      lines=lines, lines_t=lines, puncts="，。" * (form.n_lines // 2), strains=None,
-                      rank=k * 10)
-    return corpus
-
-
 def test_theme_prior_works_without_a_corpus(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """`poembot index build` writes the theme index; a worker on a machine with no corpus (the
     Docker image) finds the prior there, and it is the mean μ of the most popular poems with the word."""
     from model.index import build_index
     from model.worker import load_generator
 
-    corpus = synthetic_corpus()
+    corpus = random_corpus(120, seed=3, authors=7)
     out = build_index(tiny_model_dir, tmp_path / "index", corpus=corpus, canon_root=tmp_path / "none")
     empty = tmp_path / "data"
     empty.mkdir()
