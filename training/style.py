@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from model.forms import FORM_INDEX, FORMS, OTHER, classify
+from model.forms import FORMS, OTHER, classify
 
 STYLE_CONFIG = Path(__file__).resolve().parent / "configs" / "style.json"
 SHIPPED_STYLES = Path(__file__).resolve().parent / "configs" / "styles.json"
@@ -323,6 +323,7 @@ def measure_style(generator: Any, corpus: Any, style_id: str, poets: list[str] |
                   style_set: StyleSet, n: int = SHARE_POEMS, seed: int = 0) -> dict:
     """Held-out NLL with and without the adapter, the classifier's own held-out accuracy, and the
     style share of generated poems with and without it (module doc)."""
+    from model.decode import poem_text
     from model.styles import Adapter
 
     style = generator.styles.get(style_id)
@@ -351,7 +352,7 @@ def measure_style(generator: Any, corpus: Any, style_id: str, poets: list[str] |
         "share_base": round(share_base, 3), "share_style": round(share_style, 3),
         "share_ratio": round(share_style / max(share_base, 1.0 / n), 2),
         "generated_per_side": n,
-        "samples": ["，".join(p) + "。" for p in styled[:6]],
+        "samples": [poem_text(p).replace("\n", "") for p in styled[:6]],
     }
 
 
@@ -393,6 +394,7 @@ def finetune_style(style_id: str, base_dir: str | Path, styles_dir: str | Path,
         meta["metrics"] = measure_style(generator, corpus, style_id, poets, style_set)
         save_style(styles_dir, style_id, arrays, meta)
         print(json.dumps(meta["metrics"], ensure_ascii=False, indent=1), file=sys.stderr)
+        write_styles_report(styles_dir)
     return path
 
 
@@ -415,4 +417,44 @@ def evaluate_style(style_id: str, base_dir: str | Path, styles_dir: str | Path) 
     metrics = measure_style(generator, corpus, style_id, poets, style_set)
     style.card["metrics"] = metrics
     save_style(styles_dir, style_id, style.arrays, style.card)
+    write_styles_report(styles_dir)
     return metrics
+
+
+STYLES_REPORT = "STYLES.md"
+
+
+def write_styles_report(styles_dir: str | Path) -> Path:
+    """STYLES.md in the styles folder: every style's data, training and measures in one table,
+    then a few of its poems, unedited (the first of a seeded run at default settings)."""
+    from model.styles import load_style
+
+    styles_dir = Path(styles_dir)
+    cards = [load_style(p).card for p in sorted(styles_dir.glob("*.npz")) if not p.name.startswith(".")]
+    rows = ["| style | poems (train / held out) | rank | steps (best) | held-out NLL base → style "
+            "| classifier recall / specificity | style share base → style | ratio (goal ≥ 3) |",
+            "|---|---:|---:|---:|---|---|---|---:|"]
+    samples = []
+    for c in cards:
+        d, t, m = c.get("data", {}), c.get("training", {}), c.get("metrics", {})
+        rows.append(
+            f"| {c.get('title', c['id'])} (`{c['id']}`) | {d.get('train_poems', '?')} / {d.get('held_out_poems', '?')} "
+            f"| {c.get('rank', '?')} | {t.get('steps', '?')} ({t.get('best_step', '?')}) "
+            f"| {m.get('heldout_nll_base', '?')} → {m.get('heldout_nll_style', '?')} "
+            f"| {m.get('classifier_recall', '?')} / {m.get('classifier_specificity', '?')} "
+            f"| {m.get('share_base', '?')} → {m.get('share_style', '?')} | {m.get('share_ratio', '?')} |")
+        if m.get("samples"):
+            samples += [f"### {c.get('title', c['id'])}", "", *[f"- {x}" for x in m["samples"]], ""]
+    text = "\n".join([
+        "# Style adapters", "",
+        "Each style is a low-rank adapter on the frozen base model (`model/styles.py`), trained by "
+        "`poembot finetune --style ID` and measured by `poembot evaluate --style ID` "
+        "(`training/style.py`): held-out NLL per character (importance-weighted, k=20) of the "
+        "style's held-out poems under the base decoder and the adapted one; and the share of "
+        f"{SHARE_POEMS} poems generated at default settings (best-of-4, the style's own mix of forms) "
+        "that a poet classifier trained on real poems (the style's own against 4× as many by others; "
+        "recall and specificity on held-out real poems) calls the style's, without and with the adapter.",
+        "", *rows, "", "## Poems (unselected)", "", *samples])
+    path = styles_dir / STYLES_REPORT
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
