@@ -234,7 +234,10 @@ class Worker:
             results = self._run(jobs)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(jobs))
-            for (entry_id, job), result in zip(jobs, results):
+            for entry_id, job in jobs:
+                # By job id, never by position: a generator that drops or reorders a result must
+                # not hand one user another's poem.
+                result = results.get(job.job_id)
                 if result is None:
                     continue                     # stays pending; redelivered after the visibility timeout
                 result.worker_id = self.s.worker_id
@@ -246,20 +249,21 @@ class Worker:
                 self.in_flight = set()
             self.busy_batch = 0
 
-    def _run(self, jobs: list[tuple[str, Job]]) -> list[Result | None]:
-        """Results for the batch; if the batch fails, each job alone, so one poison job fails alone."""
+    def _run(self, jobs: list[tuple[str, Job]]) -> dict[str, Result]:
+        """Results of the batch by job id; if the batch fails, each job alone, so one poison job
+        fails alone (and has no result: it stays pending)."""
         try:
             self._inject_faults([job for _, job in jobs])
-            return list(self.generator.run([job for _, job in jobs]))
+            return {r.job_id: r for r in self.generator.run([job for _, job in jobs])}
         except Exception:                        # noqa: BLE001 - isolate the culprit below
             if len(jobs) == 1:
                 log.exception("job %s failed", jobs[0][1].job_id)
                 self.metrics.errors.labels(code=E_INTERNAL).inc()
-                return [None]
+                return {}
             log.warning("batch of %d failed; retrying its jobs one by one", len(jobs))
-        out: list[Result | None] = []
+        out: dict[str, Result] = {}
         for item in jobs:
-            out += self._run([item])
+            out.update(self._run([item]))
         return out
 
     def _inject_faults(self, jobs: list[Job]) -> None:

@@ -85,6 +85,32 @@ def test_publish_is_once_per_job(redis_client, redis_url) -> None:
     assert redis_client.ttl(keys.result_dedup_key("j1")) > 0
 
 
+def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url) -> None:
+    """A generator that answers out of order, or not at all for one job, still gives each job its
+    own result; the unanswered job stays pending for redelivery."""
+    from model.connections import ensure_group
+    from model.worker import Worker, WorkerSettings
+
+    class Shuffling:
+        def run(self, jobs):
+            return [Result(job_id=j.job_id, ok=True, poems=[{"text": j.acrostic}])
+                    for j in reversed(jobs) if j.acrostic != "丢"]
+
+    ensure_group(redis_client)
+    worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Shuffling())
+    jobs = [GenerateJob(acrostic=a) for a in ("春", "夏", "丢", "秋")]
+    entry_of = {job.acrostic: enqueue(redis_client, job) for job in jobs}
+    worker._handle(worker._read(count=10, block_ms=100))
+    published = {}
+    for _, fields in redis_client.xrange(keys.RESULTS_STREAM):
+        result = json.loads(fields[keys.RESULT_FIELD.encode()])
+        published[result["job_id"]] = result["poems"][0]["text"]
+    assert published == {j.job_id: j.acrostic for j in jobs if j.acrostic != "丢"}
+    pending = redis_client.xpending_range(keys.JOBS_STREAM, keys.WORKER_GROUP, "-", "+", 10)
+    assert [p["message_id"].decode() for p in pending] == [entry_of["丢"]], \
+        "only the unanswered job may stay pending; every answered one is acknowledged"
+
+
 def test_mixed_batch_round_trip(workers, redis_client) -> None:
     jobs = [GenerateJob(form=f, seed=k, acrostic="春秋"[: k % 3], n=1 + k % 2, reply={"chat": k})
             for k, f in enumerate(["五绝", "七绝", "五律", "七律"] * 3)]
