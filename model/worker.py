@@ -386,7 +386,20 @@ def announce_loading(url: str, worker_id: str) -> None:
         log.debug("could not announce loading: %s", exc)
 
 
+def gpu_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as it needs it rather than all of it at start, so a GPU
+    can hold more than one worker (or a worker beside a training run)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:          # already initialised by an earlier import
+            log.warning("GPU memory growth not set: %s", exc)
+
+
 def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
+    gpu_memory_growth()
     from model.decode import Generator
     from model.themes import find_themes
     model_dir = Path(model_dir)
