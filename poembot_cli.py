@@ -299,11 +299,20 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
 @app.command("worker")
 def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_BATCH"),
                max_wait_ms: Optional[int] = typer.Option(None, help="POEMBOT_MAX_WAIT_MS"),
-               model: Optional[str] = typer.Option(None, help="POEMBOT_MODEL_DIR")) -> None:
+               model: Optional[str] = typer.Option(None, help="POEMBOT_MODEL_DIR"),
+               redis_url: Optional[str] = typer.Option(None, help="REDIS_URL"),
+               worker_id: Optional[str] = typer.Option(None, help="this worker's consumer name "
+                                                       "(default host-pid-random)"),
+               visibility_ms: Optional[int] = typer.Option(None, help="POEMBOT_VISIBILITY_MS"),
+               max_deliveries: Optional[int] = typer.Option(None, help="POEMBOT_MAX_DELIVERIES"),
+               metrics_port: Optional[int] = typer.Option(None, help="POEMBOT_METRICS_PORT "
+                                                          "(0: any free port)")) -> None:
     """Serve generation and encode jobs from Redis (GPU when present)."""
     from model.worker import run_worker
 
-    raise typer.Exit(run_worker(max_batch=max_batch, max_wait_ms=max_wait_ms, model_dir=model))
+    raise typer.Exit(run_worker(redis_url=redis_url, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                model_dir=model, metrics_port=metrics_port, worker_id=worker_id,
+                                visibility_ms=visibility_ms, max_deliveries=max_deliveries))
 
 
 @app.command("bot")

@@ -160,7 +160,7 @@ class Cluster:
 
     def start_worker(self, slot: int) -> Child:
         name = self._name(f"worker{slot}-")
-        argv = ["-m", "model.worker", "--model-dir", str(self.model_dir), "--worker-id", name,
+        argv = ["-m", "poembot_cli", "worker", "--model", str(self.model_dir), "--worker-id", name,
                 "--max-batch", str(self.max_batch), "--max-wait-ms", "20",
                 "--visibility-ms", str(self.visibility_ms)]
         child = Child(name, argv, child_env(REDIS_URL=self.redis.url), self.dir).start()

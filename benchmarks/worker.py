@@ -69,7 +69,7 @@ def start_workers(n: int, url: str, model_dir: Path, tmp: Path, max_batch: int, 
                PYTHONPATH=str(ROOT), POEMBOT_STYLES_DIR=str(styles_dir))
     procs = []
     for i in range(n):
-        args = [sys.executable, "-m", "model.worker", "--redis-url", url, "--model-dir", str(model_dir),
+        args = [sys.executable, "-m", "poembot_cli", "worker", "--redis-url", url, "--model", str(model_dir),
                 "--worker-id", f"bench{i}", "--metrics-port", "0", "--max-batch", str(max_batch),
                 "--max-wait-ms", str(max_wait_ms)]
         log = open(tmp / f"worker{i}.log", "w")

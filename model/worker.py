@@ -5,7 +5,6 @@ that publishes its result, guarded by a SET NX key per job_id, so a re-delivered
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -447,22 +446,3 @@ def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_w
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.worker", description=__doc__)
-    p.add_argument("--redis-url")
-    p.add_argument("--model-dir")
-    p.add_argument("--max-batch", type=int)
-    p.add_argument("--max-wait-ms", type=int)
-    p.add_argument("--metrics-port", type=int)
-    p.add_argument("--worker-id")
-    p.add_argument("--visibility-ms", type=int)
-    p.add_argument("--max-deliveries", type=int)
-    a = p.parse_args(argv)
-    return run_worker(a.redis_url, a.max_batch, a.max_wait_ms, a.model_dir, a.metrics_port, a.worker_id,
-                      a.visibility_ms, a.max_deliveries)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ class WorkerProc:
     def __init__(self, redis_url: str, model_dir: Path, tmp: Path, name: str,
                  env: dict[str, str] | None = None, **opts: object) -> None:
         self.id = name
-        args = [sys.executable, "-m", "model.worker", "--redis-url", redis_url, "--model-dir", str(model_dir),
+        args = [sys.executable, "-m", "poembot_cli", "worker", "--redis-url", redis_url, "--model", str(model_dir),
                 "--worker-id", name, "--metrics-port", "0"]
         for k, v in opts.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
