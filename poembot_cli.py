@@ -89,6 +89,41 @@ def corpus_stats(as_json: bool = typer.Option(False, "--json", help="print one J
         typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
 
 
+@corpus_app.command("prosody")
+def corpus_prosody(split: str = typer.Option("test", help="train, val, test or all"),
+                   raw: Optional[str] = typer.Option(None, help="read the raw package's dist/ "
+                                                     "instead of the built corpus"),
+                   simplified: bool = typer.Option(False, "--simplified", help="judge the "
+                                                   "simplified text (default: traditional)"),
+                   as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """How often the corpus' own regular poems rhyme and keep 平仄 (the reference for the model)."""
+    from model.corpus import Corpus
+    from training.prosody_report import corpus_from_raw, format_reference, prosody_reference
+
+    try:
+        corpus = corpus_from_raw(Path(raw)) if raw else Corpus.load()
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    ref = prosody_reference(corpus, None if split == "all" else split, traditional=not simplified)
+    typer.echo(json.dumps(ref, ensure_ascii=False, indent=1) if as_json else format_reference(ref))
+
+
+@corpus_app.command("tables")
+def corpus_tables(what: str = typer.Argument(..., help="pingshui, tones or all"),
+                  dist: Optional[str] = typer.Option(None, help="the extracted package/dist "
+                                                     "(default /tmp/cp/package/dist)"),
+                  out: Optional[str] = typer.Option(None, help="where to write (default "
+                                                    "model/data)")) -> None:
+    """Regenerate the committed prosody tables model/data/pingshui.tsv and tones.tsv (needs
+    `pip install .[tables]` and the raw corpus)."""
+    from training.tables import DEFAULT_DIST, regenerate
+    from model.paths import TABLES_DIR
+
+    if what not in ("pingshui", "tones", "all"):
+        _fail(f"unknown table {what!r}: pingshui, tones or all")
+    regenerate(what, Path(dist) if dist else DEFAULT_DIST, Path(out) if out else TABLES_DIR)
+
+
 @index_app.command("build")
 def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                 out: Optional[str] = typer.Option(None, help="index folder (default: data dir)"),
@@ -244,13 +279,19 @@ def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                                                    "JSON, writes nothing"),
                  judge: Optional[str] = typer.Option(None, help="LM folder judging the poems "
                                                      "(default MODEL/lm)"),
+                 max_test: int = typer.Option(2400, help="test poems for the ELBO"),
+                 iw_poems: int = typer.Option(400, help="test poems for the importance-weighted NLL"),
+                 iw_k: int = typer.Option(50, help="posterior samples per poem for it"),
+                 constrained_only: bool = typer.Option(False, "--constrained-only", help="only the "
+                                                       "constrained decoder's section; prints JSON, "
+                                                       "writes nothing"),
                  style: Optional[str] = typer.Option(None, help="measure this style adapter "
                                                      "instead: held-out NLL and style share, "
                                                      "written into its card"),
                  styles_dir: Optional[str] = typer.Option(None, help="with --style "
                                                           "(POEMBOT_STYLES_DIR)")) -> None:
     """Write report.md, samples.md, plots and metrics.json into the model folder."""
-    from training.evaluate import evaluate, evaluate_meaning
+    from training.evaluate import evaluate, evaluate_constrained, evaluate_meaning
 
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}")
@@ -267,8 +308,11 @@ def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
     try:
         if meaning_only:
             evaluate_meaning(model, n=n, best_of=best_of, judge=judge)
+        elif constrained_only:
+            evaluate_constrained(model, n, as_json=True)
         else:
-            evaluate(model, n=n, as_json=as_json, best_of=best_of)
+            evaluate(model, n=n, as_json=as_json, max_test=max_test, iw_poems=iw_poems, iw_k=iw_k,
+                     best_of=best_of)
     except FileNotFoundError as exc:
         _fail(str(exc))
 

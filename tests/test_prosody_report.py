@@ -14,7 +14,7 @@ from model import prosody
 from model.corpus import Corpus
 from model.forms import FORM_NAMES, classify
 from test_prosody import DONG, WU, compose
-from training.prosody_report import format_reference, main, prosody_reference
+from training.prosody_report import format_reference, prosody_reference
 
 S2T = opencc.OpenCC("s2t")
 
@@ -70,11 +70,16 @@ def test_reference_on_all_splits_and_simplified_text(corpus: Corpus):
     assert "Tang only" in text and "七绝" in text and "q-broken" in text
 
 
-def test_main_reads_the_built_corpus(corpus: Corpus, tmp_path, monkeypatch, capsys):
+def test_corpus_prosody_command_reads_the_built_corpus(corpus: Corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path))
     corpus.save(tmp_path / "corpus")
-    assert main(["--split", "test", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    from typer.testing import CliRunner
+
+    from poembot_cli import app
+
+    run = CliRunner().invoke(app, ["corpus", "prosody", "--split", "test", "--json"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
     assert out["forms"]["七绝"]["n"] == 3 and out["split"] == "test"
 
 

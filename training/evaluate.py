@@ -1,10 +1,9 @@
 """Evaluate a trained poem VAE against its LM baseline, and the constrained decoder that users get.
 
-Writes report.md, metrics.json and PNG plots into the model folder; `python -m training.evaluate DIR`.
+Writes report.md, metrics.json and PNG plots into the model folder; `poembot evaluate --model DIR`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -925,25 +924,3 @@ def _constrained_report(m: dict, samples: dict[str, list[str]]) -> list[str]:
     lines += ["", "## Acrostic samples", ""]
     lines += [f"- {t}" for t in samples.get("acrostic", [])]
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir")
-    parser.add_argument("-n", type=int, default=1000, help="poems sampled per form")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.add_argument("--max-test", type=int, default=2400)
-    parser.add_argument("--iw-poems", type=int, default=400)
-    parser.add_argument("--iw-k", type=int, default=50)
-    parser.add_argument("--constrained-only", action="store_true",
-                        help="only the constrained decoder's section; prints JSON, writes nothing")
-    args = parser.parse_args(argv)
-    if args.constrained_only:
-        evaluate_constrained(args.model_dir, args.n, as_json=True)
-        return 0
-    evaluate(args.model_dir, args.n, args.json, args.max_test, args.iw_poems, args.iw_k)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

