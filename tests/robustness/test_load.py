@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from benchmarks.load import Cluster, run_load, standard_faults, summary
+
+# Minutes each: `make reliability` runs them (CI runs it after `make test`), `make test` does not.
+pytestmark = pytest.mark.reliability
 
 QUEUED_NO_WORKER = "暂时不在线"
 
