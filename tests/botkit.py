@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
     """A Config for the emulator whose daily slot is an hour away, so start-up never posts."""
-    now = time.localtime()
+    now = time.gmtime()                 # the slot is in tz="UTC", whatever the machine's zone
     base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url,
                   daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min), tz="UTC",
                   admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)

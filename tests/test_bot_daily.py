@@ -165,3 +165,22 @@ async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in, card_fonts
         assert "已安排" in (await emu.wait_for_call("sendMessage", since=since, chat_id=ADMIN["id"])).text
         post = await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL)
         assert "每日一诗" in post.text
+
+
+def test_test_config_slot_is_an_hour_away_in_any_machine_time_zone(monkeypatch) -> None:
+    """botkit.make_config's daily slot must be an hour off in the config's own zone, so the daily
+    tests hold on a machine west (or east) of UTC too."""
+    import time
+
+    try:
+        for zone in ("America/Los_Angeles", "Asia/Shanghai", "UTC"):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            config = make_config(BotApiEmulator(), "redis://unused")
+            now = datetime.now(ZoneInfo(config.tz))
+            slot = now.replace(hour=config.daily_time.hour, minute=config.daily_time.minute)
+            gap_min = ((slot - now).total_seconds() / 60) % (24 * 60)
+            assert 55 <= gap_min <= 61, (zone, config.daily_time, now)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
