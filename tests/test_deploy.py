@@ -104,3 +104,59 @@ def test_the_image_ships_the_index_where_bot_and_worker_look_for_it():
     worker_source = (ROOT / "model" / "worker.py").read_text()
     assert 'os.environ.get("POEMBOT_INDEX_PATH")' in worker_source
     assert Config.from_env({"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "POEMBOT_INDEX_PATH": copied[1]}).index_path == Path(copied[1])
+
+
+# --- deploy/k8s ---------------------------------------------------------------------------------
+K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"
+
+
+def k8s_documents() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_k8s_manifests_validate_against_the_kubernetes_schemas() -> None:
+    import kubernetes_validate
+
+    kinds = []
+    for doc in k8s_documents():
+        kinds.append(doc["kind"])
+        if doc["apiVersion"].startswith("keda.sh/"):
+            continue                              # a CRD: checked against the stack below
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert {"Deployment", "StatefulSet", "Service", "ConfigMap", "ScaledObject"} <= set(kinds)
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def test_k8s_worker_scales_on_the_jobs_stream_and_pods_read_the_documented_settings() -> None:
+    from model import keys
+
+    docs = k8s_documents()
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    trigger = scaled["spec"]["triggers"][0]
+    assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
+    assert trigger["type"] == "redis-streams"
+    assert trigger["metadata"]["stream"] == keys.JOBS_STREAM
+    assert trigger["metadata"]["consumerGroup"] == keys.WORKER_GROUP
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert trigger["metadata"]["address"].split(".")[0] in services
+    gpu = deployments["poembot-worker-gpu"]["spec"]["template"]["spec"]["containers"][0]
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # Every variable a pod gets is one the README's configuration table documents.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    names = set()
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            names |= set(doc["data"])
+        if doc["kind"] == "Deployment":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                names |= {e["name"] for e in c.get("env", [])}
+    undocumented = sorted(n for n in names - {"POEMBOT_ROLE"} if f"`{n}`" not in readme)
+    assert not undocumented, undocumented
