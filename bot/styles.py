@@ -1,7 +1,8 @@
 """Style adapters as the bot sees them: the registry the workers publish, and telling a style from a theme.
 
 Each worker writes the styles it serves into the Redis hash model.keys.STYLES_KEY (style id -> JSON
-{id, title, line, line_en, aliases}); State.styles() reads it into a StyleBook, cached a few seconds.
+{id, title, line, line_en, aliases, seen_at}) on every heartbeat; State.styles() reads it into a
+StyleBook, cached a few seconds, leaving out entries no worker has refreshed for STYLES_FRESH_S.
 A word names a style when it matches an id, a title or an alias (case, spaces, hyphens and the
 traditional script ignored: 蘇軾 and "Su Shi" find 苏轼). FAMOUS_POETS lets the parser tell that a
 word was *meant* as a style even when no such style is served, so /poem 白居易 is answered with the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
@@ -19,6 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from bot.script import to_simplified
 from bot.texts import EN
 from model.jobs import MAX_STYLE_CHARS
+from model.keys import style_entry_fresh
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +101,15 @@ class Style:
     aliases: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, style_id: str, text: str) -> "Style | None":
-        """A registry entry, or None when it is not one (logged): the bot never trusts its shape."""
+    def from_json(cls, style_id: str, text: str, now: float | None = None) -> "Style | None":
+        """A registry entry, or None when it is not one (logged: the bot never trusts its shape)
+        or is stale (model.keys.style_entry_fresh, checked when now is given)."""
         try:
             body = json.loads(text)
         except (TypeError, ValueError):
             body = None
+        if isinstance(body, dict) and now is not None and not style_entry_fresh(body, now):
+            return None
         if not isinstance(body, dict) or not valid_style_id(style_id) or body.get("id", style_id) != style_id:
             if style_id not in _WARNED:        # the registry is re-read every few seconds: say it once
                 _WARNED.add(style_id)
@@ -137,9 +143,11 @@ class StyleBook:
                         self._by_key.setdefault(key, style)
 
     @classmethod
-    def from_hash(cls, entries: Mapping[str, str]) -> "StyleBook":
-        """From the registry hash (HGETALL of STYLES_KEY), skipping entries that are not styles."""
-        return cls(s for s in (Style.from_json(k, v) for k, v in entries.items()) if s is not None)
+    def from_hash(cls, entries: Mapping[str, str], now: float | None = None) -> "StyleBook":
+        """From the registry hash (HGETALL of STYLES_KEY), skipping entries that are not styles
+        and those no worker has refreshed lately (a style taken out of service)."""
+        now = time.time() if now is None else now
+        return cls(s for s in (Style.from_json(k, v, now) for k, v in entries.items()) if s is not None)
 
     def find(self, name: str) -> Style | None:
         """The style a user's word names (id, title or alias), or None."""

@@ -31,10 +31,18 @@ RESULT_DEDUP_TTL_S = 24 * 3600
 
 
 # The style adapters the workers can serve: a hash of style id -> JSON {id, title, line, line_en,
-# aliases}. Each worker HSETs its own at start and on every heartbeat and refreshes the TTL, so the
-# bot can list styles and tell a style from a theme; bounded by the number of shipped adapters.
+# aliases, seen_at}. Each worker HSETs its own with seen_at = now on every heartbeat, deletes entries
+# no worker has refreshed for STYLES_FRESH_S (a style taken out of service) and refreshes the key's
+# TTL to that; readers skip such stale entries too. Bounded by the number of adapters in service.
 STYLES_KEY = f"{PREFIX}:styles"
-STYLES_TTL_S = 30 * 24 * 3600
+STYLES_FRESH_S = 600
+
+
+def style_entry_fresh(entry: dict, now: float) -> bool:
+    """Whether a registry entry was refreshed by a worker within STYLES_FRESH_S (an entry without
+    seen_at, written by hand, counts as fresh)."""
+    seen = entry.get("seen_at")
+    return not isinstance(seen, (int, float)) or now - seen < STYLES_FRESH_S
 
 
 def heartbeat_key(worker_id: str) -> str:

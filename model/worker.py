@@ -366,13 +366,21 @@ class Worker:
         """HSET this worker's styles into the registry the bot reads (/styles, style names in
         /poem); the TTL is refreshed each beat, so a registry no worker serves fades away."""
         styles = getattr(self.generator, "styles", None)
-        if not styles:
-            return
-        pipe = self.beat_client.pipeline(transaction=False)
-        pipe.hset(keys.STYLES_KEY, mapping={s.id: json.dumps(s.summary(), ensure_ascii=False)
-                                            for s in styles.styles})
-        pipe.expire(keys.STYLES_KEY, keys.STYLES_TTL_S)
-        pipe.execute()
+        now = time.time()
+        if styles:
+            self.beat_client.hset(keys.STYLES_KEY, mapping={
+                s.id: json.dumps({**s.summary(), "seen_at": now}, ensure_ascii=False) for s in styles.styles})
+        stale = []
+        for style_id, raw in self.beat_client.hgetall(keys.STYLES_KEY).items():
+            try:
+                fresh = keys.style_entry_fresh(json.loads(raw), now)
+            except (ValueError, TypeError, AttributeError):
+                fresh = False
+            if not fresh:
+                stale.append(style_id)
+        if stale:
+            self.beat_client.hdel(keys.STYLES_KEY, *stale)
+        self.beat_client.expire(keys.STYLES_KEY, keys.STYLES_FRESH_S)
 
 
 def announce_loading(url: str, worker_id: str) -> None:

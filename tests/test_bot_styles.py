@@ -68,6 +68,16 @@ def test_style_book_reads_the_registry_and_skips_what_is_not_a_style() -> None:
     assert "libai" in book and "李白" not in book and len(book) == 6 and not StyleBook()
 
 
+def test_a_style_no_worker_refreshes_drops_out_of_the_list() -> None:
+    from model.keys import STYLES_FRESH_S
+
+    now = 1_000_000.0
+    entries = {"libai": json.dumps({**CARDS[0], "seen_at": now - 5}, ensure_ascii=False),
+               "dufu": json.dumps({**CARDS[1], "seen_at": now - STYLES_FRESH_S - 1}, ensure_ascii=False),
+               "sushi": json.dumps(CARDS[3], ensure_ascii=False)}          # by hand: no seen_at
+    assert sorted(s.id for s in StyleBook.from_hash(entries, now)) == ["libai", "sushi"]
+
+
 def test_an_alias_never_hides_another_styles_id_or_title() -> None:
     a = Style("a1", "甲", aliases=("b1", "乙"))
     b = Style("b1", "乙")

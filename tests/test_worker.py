@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -156,11 +157,14 @@ def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_mode
     save_style(styles, "alpha", random_adapter(tiny_model_dir, seed=1, scale=0.5),
                {"title": "甲", "line": "一行", "aliases": ["阿尔法"], "base_version": model_version(tiny_model_dir)})
     save_style(styles, "stale", random_adapter(tiny_model_dir, seed=2), {"base_version": "0" * 16})
+    # A style some worker served long ago (taken out of service since): the next beat removes it.
+    redis_client.hset(keys.STYLES_KEY, "retired", json.dumps({"title": "旧", "seen_at": 1.0}))
     workers("w1", env={"POEMBOT_STYLES_DIR": str(styles)}).wait_alive(redis_client)
     registry = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(keys.STYLES_KEY).items()}
-    assert list(registry) == ["alpha"], "an adapter of another base model must not be offered"
+    assert list(registry) == ["alpha"], "only fresh styles of this base model may be offered"
     assert registry["alpha"]["title"] == "甲" and registry["alpha"]["aliases"] == ["阿尔法"]
-    assert 0 < redis_client.ttl(keys.STYLES_KEY) <= keys.STYLES_TTL_S
+    assert keys.style_entry_fresh(registry["alpha"], time.time())
+    assert 0 < redis_client.ttl(keys.STYLES_KEY) <= keys.STYLES_FRESH_S
     jobs = [GenerateJob(form="五绝", seed=3, style="alpha"), GenerateJob(form="五绝", seed=3),
             GenerateJob(form="五绝", seed=3, style="stale")]
     for job in jobs:
