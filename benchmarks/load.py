@@ -200,7 +200,7 @@ class Cluster:
             await asyncio.sleep(0.05)
 
     async def workers_alive(self) -> int:
-        return len([k async for k in self.client.scan_iter(match=keys.heartbeat_pattern(), count=100)])
+        return int(await self.client.zcount(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf"))
 
     async def polling(self) -> bool:
         return self.emu.waiting_polls > 0

@@ -20,7 +20,7 @@ from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
 from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, STYLES_KEY, WORKER_GROUP,
-                        WORKER_LOADING_PREFIX, WORKERS_READY_KEY, heartbeat_pattern)
+                        WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY, WORKERS_READY_KEY, alive_since)
 
 log = logging.getLogger(__name__)
 
@@ -291,19 +291,14 @@ class State:
         await self._release(keys=[POLLER_KEY], args=[owner])
 
     async def workers_alive(self) -> int:
-        """Workers whose heartbeat key has not expired."""
-        n = 0
-        async for _ in self.redis.scan_iter(match=heartbeat_pattern(), count=100):
-            n += 1
-        return n
+        """Workers whose last heartbeat is fresh (one ZCOUNT of WORKERS_ALIVE_KEY)."""
+        return int(await self.redis.zcount(WORKERS_ALIVE_KEY, alive_since(time.time()), "+inf"))
 
     async def workers_loading(self) -> bool:
         """No worker was ever ready (a first start), or one is loading its model right now."""
         if not await self.redis.exists(WORKERS_READY_KEY):
             return True
-        async for _ in self.redis.scan_iter(match=f"{WORKER_LOADING_PREFIX}*", count=100):
-            return True
-        return False
+        return bool(await self.redis.zcount(WORKERS_LOADING_KEY, time.time(), "+inf"))
 
     async def read_results(self, consumer: str, block_ms: int, count: int = 16) -> list[tuple[str, dict]]:
         reply = await self.redis.xreadgroup(RESULTS_GROUP, consumer, {RESULTS_STREAM: ">"},

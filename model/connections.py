@@ -97,16 +97,22 @@ def wait_results(client: redis.Redis, job_ids: Iterable[str], timeout_s: float =
 
 
 def live_workers(client: redis.Redis) -> list[dict]:
-    """Heartbeats of workers alive now (their keys expire HEARTBEAT_TTL_S after a worker stops)."""
+    """Heartbeat statuses of the workers alive now (keys.WORKERS_ALIVE_KEY; no keyspace scan)."""
+    ids = client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf")
+    if not ids:
+        return []
     out = []
-    for key in client.scan_iter(match=keys.heartbeat_pattern(), count=100):
-        raw = client.get(key)
+    for raw in client.mget([keys.heartbeat_key(_text(i)) for i in ids]):
         if raw:
             try:
                 out.append(json.loads(raw))
             except ValueError:
                 continue
     return out
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def queue_depth(client: redis.Redis) -> int:

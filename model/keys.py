@@ -25,6 +25,11 @@ DEAD_MAXLEN = 10_000
 HEARTBEAT_PREFIX = f"{PREFIX}:worker:"    # + worker_id -> JSON status, expires after HEARTBEAT_TTL_S
 HEARTBEAT_TTL_S = 15
 HEARTBEAT_INTERVAL_S = 5.0
+# Liveness: a sorted set of worker_id -> the time of its last heartbeat (epoch s). A worker is alive
+# while that is under HEARTBEAT_TTL_S old; each beat trims older members and sets the key to expire
+# HEARTBEAT_TTL_S later, so it holds at most the workers alive now. Readers ask with one ZCOUNT or
+# ZRANGEBYSCORE (the status keys above give the details), never a SCAN over the keyspace.
+WORKERS_ALIVE_KEY = f"{PREFIX}:workers:alive"
 
 RESULT_DEDUP_PREFIX = f"{PREFIX}:done:"   # + job_id -> worker_id; SET NX so a result is published once
 RESULT_DEDUP_TTL_S = 24 * 3600
@@ -49,8 +54,9 @@ def heartbeat_key(worker_id: str) -> str:
     return f"{HEARTBEAT_PREFIX}{worker_id}"
 
 
-def heartbeat_pattern() -> str:
-    return f"{HEARTBEAT_PREFIX}*"
+def alive_since(now: float) -> float:
+    """The oldest heartbeat time (epoch s) of a worker still counted alive at now."""
+    return now - HEARTBEAT_TTL_S
 
 
 def result_dedup_key(job_id: str) -> str:
@@ -60,16 +66,14 @@ def result_dedup_key(job_id: str) -> str:
 # --- bot keys ----------------------------------------------------------------------------
 # The bot helper adds its own names below (results consumer group, per-user state, rate limits).
 
-# Whether workers have ever come up, so the bot can tell "loading" from "offline". Not under
-# HEARTBEAT_PREFIX: every key there counts as a live worker.
+# Whether workers have ever come up, so the bot can tell "loading" from "offline".
 WORKERS_READY_KEY = f"{PREFIX}:workers:ready"        # set by every ready worker's heartbeat
 WORKERS_READY_TTL_S = 30 * 24 * 3600                 # a month without a worker: a new start says "loading"
-WORKER_LOADING_PREFIX = f"{PREFIX}:workers:loading:"  # + worker_id, while its model loads
-WORKER_LOADING_TTL_S = 600                           # a worker that died while loading stops counting
-
-
-def worker_loading_key(worker_id: str) -> str:
-    return f"{WORKER_LOADING_PREFIX}{worker_id}"
+# Workers loading their model: a sorted set of worker_id -> the time its loading stops counting
+# (WORKER_LOADING_TTL_S after it began: a worker that died while loading). Trimmed by each writer,
+# removed from by the worker's first heartbeat, expiring with its newest member.
+WORKERS_LOADING_KEY = f"{PREFIX}:workers:loading"
+WORKER_LOADING_TTL_S = 600
 
 
 # --- inline mode (bot/inline.py) -------------------------------------------------------------

@@ -142,7 +142,10 @@ class Worker:
         self._flush_outbox_on_exit()
         beat.join(timeout=5)
         try:
-            self.client.delete(keys.heartbeat_key(self.s.worker_id))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(keys.WORKERS_ALIVE_KEY, self.s.worker_id)
+            pipe.delete(keys.heartbeat_key(self.s.worker_id))
+            pipe.execute()
         except redis.RedisError:
             pass
         log.info("worker %s stopped after %d jobs", self.s.worker_id, self.jobs_done)
@@ -349,10 +352,16 @@ class Worker:
                   "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
                   "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
                   "metrics_port": getattr(self.metrics, "port", None)}
-        self.beat_client.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
+        now = time.time()
+        pipe = self.beat_client.pipeline(transaction=False)
+        pipe.set(keys.heartbeat_key(self.s.worker_id), json.dumps(status), ex=keys.HEARTBEAT_TTL_S)
+        pipe.zadd(keys.WORKERS_ALIVE_KEY, {self.s.worker_id: now})
+        pipe.zremrangebyscore(keys.WORKERS_ALIVE_KEY, "-inf", f"({keys.alive_since(now)}")
+        pipe.expire(keys.WORKERS_ALIVE_KEY, keys.HEARTBEAT_TTL_S)
         # The model is loaded once a Worker exists: from now on, no heartbeat means "offline", not "loading".
-        self.beat_client.set(keys.WORKERS_READY_KEY, self.s.worker_id, ex=keys.WORKERS_READY_TTL_S)
-        self.beat_client.delete(keys.worker_loading_key(self.s.worker_id))
+        pipe.set(keys.WORKERS_READY_KEY, self.s.worker_id, ex=keys.WORKERS_READY_TTL_S)
+        pipe.zrem(keys.WORKERS_LOADING_KEY, self.s.worker_id)
+        pipe.execute()
         depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
         self.metrics.queue_depth.set(depth)
         try:
@@ -387,7 +396,12 @@ def announce_loading(url: str, worker_id: str) -> None:
     """Tell the bot a model is loading (its first requests then hear "loading", not "offline")."""
     try:
         client = connect(url)
-        client.set(keys.worker_loading_key(worker_id), "1", ex=keys.WORKER_LOADING_TTL_S)
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(keys.WORKERS_LOADING_KEY, {worker_id: now + keys.WORKER_LOADING_TTL_S})
+        pipe.zremrangebyscore(keys.WORKERS_LOADING_KEY, "-inf", now)
+        pipe.expire(keys.WORKERS_LOADING_KEY, keys.WORKER_LOADING_TTL_S)
+        pipe.execute()
         client.close()
     except redis.RedisError as exc:
         log.debug("could not announce loading: %s", exc)

@@ -32,7 +32,7 @@ from model.forms import FORMS
 from model.index import Index as LatentIndex
 from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
-from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
+from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY,
                         WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
 
 LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
@@ -149,11 +149,15 @@ class StandInWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, SHUTDOWN_TIMEOUT_S)
+        await self.redis.zrem(WORKERS_ALIVE_KEY, self.worker_id)
         await self.redis.delete(heartbeat_key(self.worker_id))
         await self.redis.aclose()
 
     async def _beat(self) -> None:
-        await self.redis.set(heartbeat_key(self.worker_id), json.dumps({"at": time.time()}), ex=HEARTBEAT_TTL_S)
+        now = time.time()
+        await self.redis.set(heartbeat_key(self.worker_id), json.dumps({"at": now}), ex=HEARTBEAT_TTL_S)
+        await self.redis.zadd(WORKERS_ALIVE_KEY, {self.worker_id: now})
+        await self.redis.expire(WORKERS_ALIVE_KEY, HEARTBEAT_TTL_S)
         await self.redis.set(WORKERS_READY_KEY, self.worker_id, ex=WORKERS_READY_TTL_S)
 
     async def _run(self) -> None:

@@ -243,6 +243,11 @@ def test_worker_reconnects_after_redis_restart(workers, redis_server) -> None:
 def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:
     w = workers("t", max_wait_ms=100)
     w.wait_alive(redis_client)
+    # Liveness is a bounded sorted set, not a keyspace scan; loading ended with the first beat.
+    assert redis_client.zscore(keys.WORKERS_ALIVE_KEY, "t") is not None
+    assert 0 < redis_client.ttl(keys.WORKERS_ALIVE_KEY) <= keys.HEARTBEAT_TTL_S
+    assert redis_client.zscore(keys.WORKERS_LOADING_KEY, "t") is None
+    assert [s["worker_id"] for s in live_workers(redis_client)] == ["t"]
     job = GenerateJob(form="五绝", seed=3, reply={"fault": "sleep:3"})
     enqueue(redis_client, job)
     wait_for(lambda: json.loads(redis_client.get(keys.heartbeat_key("t")) or "{}").get("busy"), timeout=30,
@@ -252,3 +257,4 @@ def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:
     got = wait_results(redis_client, [job.job_id], timeout_s=5)
     assert got[job.job_id][0].ok
     assert redis_client.get(keys.heartbeat_key("t")) is None
+    assert redis_client.zscore(keys.WORKERS_ALIVE_KEY, "t") is None and live_workers(redis_client) == []
