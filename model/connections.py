@@ -56,6 +56,20 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
+def prune_workers(client: redis.Redis, idle_ms: int) -> list[str]:
+    """Delete the jobs group's consumers of workers that are gone: not alive, nothing pending (what
+    a dead worker held is claimed by others first), idle for idle_ms. Without this every worker that
+    ever ran stays in XINFO CONSUMERS for good. Returns the names deleted."""
+    alive = {_text(w) for w in client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf")}
+    gone = []
+    for consumer in client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP):
+        name = _text(consumer["name"])
+        if name not in alive and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+            client.xgroup_delconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, name)
+            gone.append(name)
+    return gone
+
+
 def enqueue(client: redis.Redis, job: Job) -> str:
     """XADD a job to the jobs stream; returns the entry id."""
     entry = client.xadd(keys.JOBS_STREAM, job_fields(job), maxlen=keys.JOBS_MAXLEN, approximate=True)

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from model import keys
-from model.connections import Backoff, connect, ensure_group
+from model.connections import Backoff, connect, ensure_group, prune_workers
 from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
                         job_from_fields, job_id_from_fields, reply_from_fields, result_to_json)
 from model.metrics import WorkerMetrics
@@ -33,6 +33,8 @@ GPU_BATCH, GPU_WAIT_MS = 512, 10
 BLOCK_MS = 1000                           # longest blocking read: bounds how late a SIGTERM is seen
 VISIBILITY_MS = 60_000                    # a job pending this long on a silent consumer is taken over
 MAX_DELIVERIES = 3                        # then it goes to the dead-letter stream with an error Result
+PRUNE_EVERY_S = 60.0                      # how often a worker deletes the group consumers of stopped ones
+PRUNE_IDLE_MS = 10 * 60_000               # a stopped worker's consumer is deleted once idle this long
 FAULTS_ENV = "POEMBOT_FAULTS"             # "1" lets job.reply["fault"] inject failures (tests only)
 
 # Publish once, then ack and delete: all or nothing, so a crash cannot lose or double a result.
@@ -332,9 +334,15 @@ class Worker:
 
     # --- heartbeat and visibility ---------------------------------------------------------------
     def _beat_loop(self) -> None:
+        next_prune = 0.0
         while not self.stopping.is_set():
             try:
                 self._beat()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    gone = prune_workers(self.beat_client, idle_ms=max(self.s.visibility_ms, PRUNE_IDLE_MS))
+                    if gone:
+                        log.info("pruned the consumers of %d stopped workers: %s", len(gone), ", ".join(gone))
             except redis.RedisError as exc:
                 log.debug("heartbeat failed: %s", exc)
             self.stopping.wait(self.s.beat_s)

@@ -112,6 +112,26 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
         "only the unanswered job may stay pending; every answered one is acknowledged"
 
 
+def test_consumers_of_stopped_workers_are_pruned(redis_client) -> None:
+    """Only a consumer that is not alive, holds nothing and has been idle long enough goes."""
+    import time as clock
+
+    from model.connections import ensure_group, prune_workers
+
+    ensure_group(redis_client)
+    enqueue(redis_client, GenerateJob())
+    enqueue(redis_client, GenerateJob())
+    # "gone" holds nothing and does not beat; "holding" has a pending job; "alive" beats.
+    redis_client.xgroup_createconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, "gone")
+    redis_client.xgroup_createconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, "alive")
+    redis_client.xreadgroup(keys.WORKER_GROUP, "holding", {keys.JOBS_STREAM: ">"}, count=1)
+    redis_client.zadd(keys.WORKERS_ALIVE_KEY, {"alive": clock.time()})
+    assert prune_workers(redis_client, idle_ms=10**9) == []          # nobody idle that long
+    assert prune_workers(redis_client, idle_ms=0) == ["gone"]
+    names = {c["name"] for c in redis_client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP)}
+    assert {n.decode() if isinstance(n, bytes) else n for n in names} == {"holding", "alive"}
+
+
 def test_mixed_batch_round_trip(workers, redis_client) -> None:
     jobs = [GenerateJob(form=f, seed=k, acrostic="春秋"[: k % 3], n=1 + k % 2, reply={"chat": k})
             for k, f in enumerate(["五绝", "七绝", "五律", "七律"] * 3)]
