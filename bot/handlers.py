@@ -31,7 +31,7 @@ from bot.runtime import Outcome, Runtime
 from bot.script import to_simplified
 from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
-from bot.texts import ZH, error_text, lang_of, t
+from bot.texts import ZH, error_text, t, user_lang
 from model.forms import FORM_NAMES, FORMS, classify
 from model.jobs import EncodeJob, ValidationError, validate_encode
 from model.reasons import QueryPoem
@@ -46,11 +46,6 @@ UNSUBSCRIBE_WORDS = {"off", "0", "unsubscribe", "退订", "退訂", "关", "關"
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
     return context.application.bot_data["rt"]
-
-
-def user_lang(update: Update) -> str:
-    user = update.effective_user
-    return lang_of(user.language_code if user else None)
 
 
 async def tell(update: Update, text: str) -> None:

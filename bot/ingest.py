@@ -4,7 +4,8 @@ and handlers run from that stream, so a killed bot replica or a Redis restart lo
 Polling: one replica at a time (a Redis lease) calls getUpdates and confirms an offset only after the
 updates are in the stream. Webhook: bot/webhook.py stores each POST before it answers 200.
 Every replica consumes the stream in one consumer group; an update is acknowledged after its handlers
-ran, re-run after a Redis failure, and taken over from a replica that died holding it.
+ran, re-run after a Redis failure, and taken over from a replica that died holding it. One that has
+used up MAX_ATTEMPTS runs is dropped, and its chat is told so once (UpdateConsumer.apologise).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 from telegram.ext import Application
 
 from bot.state import State, retry_redis
+from bot.texts import t, user_lang
 from model.connections import Backoff
 
 log = logging.getLogger(__name__)
@@ -187,15 +189,19 @@ class UpdateConsumer:
         try:
             if deliveries > 1 and not await self.state.update_deliveries(entry_id):
                 return          # its first run (here) finished after the claim: nothing left to do
-            if deliveries > MAX_ATTEMPTS:
-                log.error("dropping update entry %s after %d runs", entry_id, deliveries - 1)
-                await self._ack(entry_id)
-                return
             try:
                 data = fields["update"]
                 update = Update.de_json(json.loads(data), self.app.bot)
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("dropping unreadable update entry %s: %s", entry_id, exc)
+                await self._ack(entry_id)
+                return
+            if deliveries > MAX_ATTEMPTS:
+                log.error("dropping update entry %s after %d runs", entry_id, MAX_ATTEMPTS)
+                # Only on the first delivery past the limit: a later one means the apology was tried
+                # already and the acknowledgement after it was lost, so it never goes out twice.
+                if deliveries == MAX_ATTEMPTS + 1:
+                    await self.apologise(update)
                 await self._ack(entry_id)
                 return
             if await self.process(update, update_key(update.update_id, data)):
@@ -221,6 +227,19 @@ class UpdateConsumer:
                 return True
             await asyncio.sleep(delays.next_delay())
         return False
+
+    async def apologise(self, update: Update) -> None:
+        """Tell the chat of a dropped update, in its sender's language, that it was not handled.
+
+        One try, plain text (nothing to escape); a failure is logged, never raised, so the apology
+        cannot keep the update pending and make itself run again."""
+        chat = update.effective_chat
+        if chat is None:
+            return          # an inline query: no chat to write to
+        try:
+            await self.app.bot.send_message(chat.id, t(user_lang(update), "gave_up"))
+        except Exception as exc:
+            log.warning("could not apologise to chat %s for a dropped update: %s", chat.id, exc)
 
     async def _ack(self, entry_id: str) -> None:
         await retry_redis(lambda: self.state.ack_update(entry_id), f"update entry {entry_id} as handled",

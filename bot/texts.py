@@ -5,9 +5,13 @@ Texts are plain strings with {placeholders}; callers escape values for HTML befo
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from model.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
                         E_UNKNOWN_STYLE)
+
+if TYPE_CHECKING:
+    from telegram import Update
 
 ZH, EN = "zh", "en"
 
@@ -73,6 +77,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "edited": "我不处理修改过的消息，请重新发送一条。",
         "error": "出错了，请稍后再试。",
         "redis_down": "服务暂时不可用，请稍后再试。",
+        "gave_up": "抱歉，你刚才的请求试了几次都没能处理好，请再发一次。",
         "cb_invalid": "这个按钮无效。",
         "cb_stale": "这首诗已过期。发送 /poem 再写一首吧。",
         "not_yours": "这是别人的诗，只有作者本人能点这个按钮。",
@@ -200,6 +205,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "edited": "I do not act on edited messages; please send a new one.",
         "error": "Something went wrong; please try again later.",
         "redis_down": "The service is unavailable right now; please try again later.",
+        "gave_up": "Sorry: I tried several times but could not handle your last request. Please send it again.",
         "cb_invalid": "This button is not valid.",
         "cb_stale": "This poem has expired. Send /poem for a new one.",
         "not_yours": "This is someone else's poem: only its author can press this.",
@@ -291,6 +297,12 @@ def unknown_style_detail(message: str | None) -> tuple[str, list[str]]:
 def lang_of(language_code: str | None) -> str:
     """English for users whose Telegram language is English, Chinese for everyone else."""
     return EN if (language_code or "").lower().startswith("en") else ZH
+
+
+def user_lang(update: "Update") -> str:
+    """The language to answer the sender of update in (lang_of their Telegram language)."""
+    user = update.effective_user
+    return lang_of(user.language_code if user else None)
 
 
 def t(lang: str, key: str, **values: object) -> str:

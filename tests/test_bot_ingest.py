@@ -6,13 +6,17 @@ killed processes under load.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
+import pytest
 from telegram import Update
 
-from bot.ingest import update_key
+from bot.ingest import MAX_ATTEMPTS, update_key
 from bot.state import UPDATES_GROUP, UPDATES_STREAM, State
-from botkit import emu, make_config, running_bot, stand_in  # noqa: F401
+from bot.texts import EN, ZH, t
+from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
 from emulator import BotApiEmulator, command_entities
 
 ALICE = BotApiEmulator.user(3001, "Alice")
@@ -20,6 +24,20 @@ ALICE = BotApiEmulator.user(3001, "Alice")
 
 def verse(text: str) -> list[str]:
     return [line[:-1] for line in text.splitlines() if line.endswith(("，", "。"))]
+
+
+async def held_by_dead_replica(state: State, user: dict[str, Any], text: str, runs: int = 1) -> None:
+    """Store a message update from user that a replica took `runs` times, dying each time before it
+    acknowledged it (so the next replica to claim it sees runs + 1 deliveries)."""
+    await state.ensure_groups()
+    message = {"message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(user), "from": user,
+               "text": text, "entities": command_entities(text)}
+    data = json.dumps({"update_id": 99, "message": message})
+    await state.ingest_updates([(update_key(99, data), data)])
+    taken = await state.redis.xreadgroup(UPDATES_GROUP, "dead-replica", {UPDATES_STREAM: ">"}, count=10)
+    (entry_id, _), = taken[0][1]
+    await state.redis.xclaim(UPDATES_STREAM, UPDATES_GROUP, "dead-replica", 0, [entry_id], retrycount=runs)
+    assert await state.update_deliveries(entry_id) == runs
 
 
 async def test_an_update_fetched_twice_is_stored_once(redis_url) -> None:
@@ -55,14 +73,7 @@ async def test_running_an_update_again_enqueues_and_answers_nothing_new(emu, red
 
 async def test_an_update_a_dead_replica_held_is_taken_over(emu, redis_url, stand_in) -> None:
     state = State.from_url(redis_url)
-    await state.ensure_groups()
-    message = {"message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(ALICE), "from": ALICE,
-               "text": "/poem 明月", "entities": command_entities("/poem 明月")}
-    data = json.dumps({"update_id": 99, "message": message})
-    await state.ingest_updates([(update_key(99, data), data)])
-    # A replica read it and died before acknowledging it.
-    taken = await state.redis.xreadgroup(UPDATES_GROUP, "dead-replica", {UPDATES_STREAM: ">"}, count=10)
-    assert len(taken[0][1]) == 1
+    await held_by_dead_replica(state, ALICE, "/poem 明月")
     async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
         poem = await emu.wait_for_call("sendMessage", chat_id=ALICE["id"], timeout=20)
         assert "明月" in "".join(verse(poem.text))
@@ -85,3 +96,33 @@ async def test_a_request_during_a_redis_restart_is_answered_once(emu, redis_serv
         await emu.send_text(ALICE, "/help")
         await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], timeout=30)
         assert len([c for c in emu.find_calls("sendMessage", chat_id=ALICE["id"]) if "· 江<" in c.text]) == 1
+
+
+@pytest.mark.parametrize("language_code, lang", [("zh-hans", ZH), ("en-US", EN)])
+async def test_an_update_that_used_up_its_attempts_is_dropped_with_an_apology(
+        emu, redis_url, stand_in, language_code: str, lang: str) -> None:
+    user = BotApiEmulator.user(3002, "Bo", language_code=language_code)
+    state = State.from_url(redis_url)
+    await held_by_dead_replica(state, user, "/poem 明月", runs=MAX_ATTEMPTS)
+    async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
+        apology = await emu.wait_for_call("sendMessage", chat_id=user["id"], timeout=20)
+        assert apology.text == t(lang, "gave_up")
+        await eventually(state.updates_pending, lambda n: n == 0)
+    assert stand_in.jobs == []                      # dropped: not run a sixth time
+    assert emu.find_calls("sendMessage", ok=None, chat_id=user["id"]) == [apology]
+    await state.close()
+
+
+@pytest.mark.parametrize("runs, blocked, tries", [(MAX_ATTEMPTS, True, 1), (MAX_ATTEMPTS + 1, False, 0)])
+async def test_an_apology_is_tried_once_at_most(emu, redis_url, runs: int, blocked: bool, tries: int) -> None:
+    """An apology that fails is not retried, and an update dropped again (its acknowledgement was
+    lost after the apology) is not apologised for twice; either way the update is acknowledged."""
+    if blocked:
+        emu.blocked_chats.add(ALICE["id"])
+    state = State.from_url(redis_url)
+    await held_by_dead_replica(state, ALICE, "/poem 明月", runs=runs)
+    async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
+        await eventually(state.updates_pending, lambda n: n == 0, timeout=20)
+        await asyncio.sleep(1.0)                    # several claim rounds: nothing comes back
+    assert len(emu.find_calls("sendMessage", ok=None, chat_id=ALICE["id"])) == tries
+    await state.close()
