@@ -377,22 +377,32 @@ def run_cmd() -> None:
 
 @app.command("health")
 def health_cmd(role: str = typer.Option("bot", help="bot | worker")) -> None:
-    """Exit 0 when Redis answers (and, for a worker, this host's worker heartbeat is fresh)."""
+    """Exit 0 when Redis answers and, for a worker, this host's worker heartbeat is fresh; for a bot,
+    this replica's liveness record is fresh and names no dead background task (bot/liveness.py). The
+    replica is POEMBOT_CONSUMER_NAME, or, when that is unset, every bot replica on this host."""
     import socket
 
     from model.connections import connect, live_workers
 
+    host = socket.gethostname()
     try:
-        client = connect()
+        client = connect(decode_responses=True)
         client.ping()
+        problem = None
         if role == "worker":
-            host = socket.gethostname()
             if not any(w.get("host") == host for w in live_workers(client)):
-                _fail(f"no fresh worker heartbeat from {host}")
+                problem = f"no fresh worker heartbeat from {host}"
+        else:
+            from bot.liveness import replica_problem
+
+            replica = os.environ.get("POEMBOT_CONSUMER_NAME", "").strip() or None
+            problem = replica_problem(client, replica, host)
     except OSError as exc:
-        _fail(f"Redis unreachable: {exc}")
+        problem = f"Redis unreachable: {exc}"
     except Exception as exc:  # redis-py's errors are not OSErrors
-        _fail(f"unhealthy: {exc}")
+        problem = f"unhealthy: {exc}"
+    if problem:
+        _fail(problem)
     typer.echo("ok")
 
 

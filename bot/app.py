@@ -23,6 +23,7 @@ from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
 from bot.ingest import Poller, UpdateConsumer
+from bot.liveness import retire, watch
 from bot.redact import install_redaction
 from bot.runtime import Runtime, load_chars
 from bot.similar import Index, find_index
@@ -46,10 +47,10 @@ async def _post_init(app: Application) -> None:
     await app.bot.set_my_commands(bot_commands(EN), language_code="en")
     await rt.state.ensure_groups()
     consumer = ResultConsumer(rt, app.bot)
-    app.bot_data["consumer_task"] = rt.spawn(consumer.run())
+    app.bot_data["consumer_task"] = rt.spawn(consumer.run(), service="results")
     updates = UpdateConsumer(app, rt.state, rt.consumer, claim_idle_ms=rt.claim_idle_ms)
     app.bot_data["updates"] = updates
-    app.bot_data["updates_task"] = rt.spawn(updates.run())
+    app.bot_data["updates_task"] = rt.spawn(updates.run(), service="updates")
     config = rt.config
     if config.webhook_mode:
         hook = WebhookServer(app, rt.state, config.webhook_secret or "", config.webhook_path,
@@ -61,13 +62,15 @@ async def _post_init(app: Application) -> None:
     else:
         poller = Poller(app, rt.state, rt.consumer, timeout_s=config.poll_timeout_s)
         app.bot_data["poller"] = poller
-        app.bot_data["poller_task"] = rt.spawn(poller.run())
+        app.bot_data["poller_task"] = rt.spawn(poller.run(), service="poller")
     schedule_daily(app, rt)
     # Card fonts load in the background (a second or more), not in front of the first 🖼 or inline query.
     rt.spawn(asyncio.to_thread(warm_up))
     if rt.config.metrics_port is not None:
         rt.metrics.serve(rt.config.metrics_port)
-        rt.spawn(rt.metrics.refresh_loop(rt.state))
+        rt.spawn(rt.metrics.refresh_loop(rt.state), service="metrics")
+    # After every service is spawned: the first record already lists them all.
+    app.bot_data["watchdog_task"] = rt.spawn(watch(rt))
     # A replica that starts after today's slot (deploy, crash) still posts within the grace window.
     if await fire_daily(rt):
         log.info("posted a daily poem missed while no replica was running")
@@ -75,6 +78,14 @@ async def _post_init(app: Application) -> None:
 
 async def _post_stop(app: Application) -> None:
     """Stop taking updates, let those in hand finish, then stop the rest."""
+    rt: Runtime = app.bot_data["rt"]
+    # First the watchdog, so the services stopped below are not reported dead; the record goes
+    # with it, so a process restarted in this one's place is not judged by it.
+    watchdog: asyncio.Task | None = app.bot_data.get("watchdog_task")
+    if watchdog is not None:
+        watchdog.cancel()
+        await asyncio.wait({watchdog}, timeout=1.0)
+        await retire(rt.state.redis, rt.consumer)
     poller: Poller | None = app.bot_data.get("poller")
     if poller is not None:
         app.bot_data["poller_task"].cancel()
@@ -86,7 +97,7 @@ async def _post_stop(app: Application) -> None:
     if updates is not None:
         updates.stop()
         await asyncio.gather(app.bot_data["updates_task"], return_exceptions=True)
-    await app.bot_data["rt"].stop_tasks()
+    await rt.stop_tasks()
 
 
 async def _post_shutdown(app: Application) -> None:

@@ -64,6 +64,9 @@ class Runtime:
         self.claim_idle_ms = config.claim_idle_ms
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
+        # The tasks that must run as long as the bot (poller, consumers): bot.liveness reports any
+        # that ended, and `poembot health --role bot` fails on it.
+        self.services: dict[str, asyncio.Task] = {}
         self._alive_at = float("-inf")
         self._typing_jobs: set[str] = set()
         self.metrics = BotMetrics()
@@ -181,11 +184,18 @@ class Runtime:
             self._typing_jobs.discard(job_id)
 
     # --- background tasks ---------------------------------------------------------------------
-    def spawn(self, coro: Any) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
+    def spawn(self, coro: Any, service: str | None = None) -> asyncio.Task:
+        """Run coro in the background; a service (named) is one that should never end while the bot runs."""
+        task = asyncio.get_running_loop().create_task(coro, name=service)
         self._tasks.add(task)
         task.add_done_callback(self._reap)
+        if service is not None:
+            self.services[service] = task
         return task
+
+    def dead_services(self) -> list[str]:
+        """The services whose task ended: failed, cancelled or returned."""
+        return sorted(name for name, task in self.services.items() if task.done())
 
     def _reap(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

@@ -75,6 +75,27 @@ WORKERS_READY_TTL_S = 30 * 24 * 3600                 # a month without a worker:
 WORKERS_LOADING_KEY = f"{PREFIX}:workers:loading"
 WORKER_LOADING_TTL_S = 600
 
+# Bot replica liveness (bot/liveness.py). Each replica's watchdog checks, every BOT_BEAT_INTERVAL_S
+# and whenever one ends, that its background tasks (poller, updates and results consumers, ...) still
+# run, and writes bot_replica_key(replica) -> JSON {replica, host, pid, at, tasks, dead} expiring
+# BOT_ALIVE_TTL_S later; `poembot health --role bot` fails when this replica's record is missing,
+# older than that, or names a dead task. BOTS_ALIVE_KEY: a sorted set of replica -> the time of its
+# last record, trimmed of older members and expiring with its newest like WORKERS_ALIVE_KEY, so the
+# replicas alive now are one ZRANGEBYSCORE; it holds at most the replicas running.
+BOT_REPLICA_PREFIX = f"{PREFIX}:bot:replica:"
+BOTS_ALIVE_KEY = f"{PREFIX}:bot:replicas"
+BOT_ALIVE_TTL_S = 15
+BOT_BEAT_INTERVAL_S = 5.0
+
+
+def bot_replica_key(replica: str) -> str:
+    return f"{BOT_REPLICA_PREFIX}{replica}"
+
+
+def bots_alive_since(now: float) -> float:
+    """The oldest record time (epoch s) of a bot replica still counted alive at now."""
+    return now - BOT_ALIVE_TTL_S
+
 
 # --- inline mode (bot/inline.py) -------------------------------------------------------------
 INLINE_PREFIX = f"{PREFIX}:bot:inline"
