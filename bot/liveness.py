@@ -5,6 +5,9 @@ A replica is named by POEMBOT_CONSUMER_NAME (Runtime.consumer; host-pid by defau
 runs in another process on the same host: when the variable is set it reads that replica's record;
 when it is not, it cannot know the bot's pid, so it reads every live replica's record from this host.
 Either way it fails when there is none, when one is stale, or when one names a dead task.
+
+The watchdog also prunes the bots' consumer groups of replicas that are gone, once a minute across
+all replicas (State.take_prune_turn).
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# A gone replica's consumer is deleted once idle this long, and never before POEMBOT_CLAIM_IDLE_MS
+# (what it held must have been claimed by then); the workers' jobs group waits as long.
+PRUNE_IDLE_MIN_MS = 10 * 60_000
 
 
 def replica_record(rt: Runtime, now: float) -> dict[str, Any]:
@@ -56,7 +63,8 @@ async def retire(client: aioredis.Redis, replica: str) -> None:
 
 
 async def watch(rt: Runtime, every_s: float = keys.BOT_BEAT_INTERVAL_S) -> None:
-    """Write this replica's record every every_s, and at once when one of its services ends."""
+    """Write this replica's record every every_s, and at once when one of its services ends; prune
+    the consumer groups when it is this replica's turn."""
     reported: set[str] = set()
     while True:
         record = replica_record(rt, time.time())
@@ -67,11 +75,24 @@ async def watch(rt: Runtime, every_s: float = keys.BOT_BEAT_INTERVAL_S) -> None:
             await beat(rt.state.redis, record)
         except RedisError as exc:
             log.warning("liveness record not written: %s", exc)
+        try:
+            await prune_if_due(rt)
+        except RedisError as exc:
+            log.warning("bot consumer groups not pruned: %s", exc)
         running = [task for task in rt.services.values() if not task.done()]
         if running:
             await asyncio.wait(running, timeout=every_s, return_when=asyncio.FIRST_COMPLETED)
         else:
             await asyncio.sleep(every_s)
+
+
+async def prune_if_due(rt: Runtime) -> None:
+    """Prune the bots' consumer groups when it is this replica's turn (once a minute, any replica)."""
+    if not await rt.state.take_prune_turn(rt.consumer):
+        return
+    gone = await rt.state.prune_consumers(max(rt.claim_idle_ms, PRUNE_IDLE_MIN_MS))
+    if gone:
+        log.info("pruned the consumers of %d gone bot replicas: %s", len(gone), ", ".join(gone))
 
 
 def live_records(client: redis.Redis, now: float) -> list[dict[str, Any]]:

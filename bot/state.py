@@ -15,12 +15,13 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from model.connections import Backoff
+from model.connections import Backoff, gone_consumers
 from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
-from model.keys import (JOBS_MAXLEN, JOBS_STREAM, PREFIX, RESULTS_STREAM, STYLES_KEY, WORKER_GROUP,
-                        WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY, WORKERS_READY_KEY, alive_since)
+from model.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, JOBS_MAXLEN, JOBS_STREAM, PREFIX,
+                        RESULTS_STREAM, STYLES_KEY, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY,
+                        WORKERS_READY_KEY, alive_since, bots_alive_since)
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,22 @@ class State:
 
     async def ack_result(self, entry_id: str) -> None:
         await self.redis.xack(RESULTS_STREAM, RESULTS_GROUP, entry_id)
+
+    async def take_prune_turn(self, owner: str) -> bool:
+        """True for one caller per BOT_PRUNE_EVERY_S across replicas: its turn to prune the groups."""
+        return bool(await self.redis.set(BOT_PRUNE_KEY, owner, nx=True, ex=BOT_PRUNE_EVERY_S))
+
+    async def prune_consumers(self, idle_ms: int) -> list[str]:
+        """Delete the updates and results groups' consumers of bot replicas that are gone (not in
+        BOTS_ALIVE_KEY; model.connections.gone_consumers): without this every replica that ever ran
+        (host-pid names change at each start) stays in XINFO CONSUMERS. Returns "stream/name"s."""
+        alive = set(await self.redis.zrangebyscore(BOTS_ALIVE_KEY, bots_alive_since(time.time()), "+inf"))
+        gone = []
+        for stream, group in ((UPDATES_STREAM, UPDATES_GROUP), (RESULTS_STREAM, RESULTS_GROUP)):
+            for name in gone_consumers(await self.redis.xinfo_consumers(stream, group), alive, idle_ms):
+                await self.redis.xgroup_delconsumer(stream, group, name)
+                gone.append(f"{stream}/{name}")
+        return gone
 
     # --- delivery exactly once -------------------------------------------------------------
     async def begin_delivery(self, job_id: str, consumer: str) -> str:

@@ -56,17 +56,25 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def prune_workers(client: redis.Redis, idle_ms: int) -> list[str]:
-    """Delete the jobs group's consumers of workers that are gone: not alive, nothing pending (what
-    a dead worker held is claimed by others first), idle for idle_ms. Without this every worker that
-    ever ran stays in XINFO CONSUMERS for good. Returns the names deleted."""
-    alive = {_text(w) for w in client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf")}
-    gone = []
-    for consumer in client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP):
+def gone_consumers(consumers: Iterable[dict], alive: set[str], idle_ms: int) -> list[str]:
+    """The consumers (XINFO CONSUMERS rows) of processes that are gone: not alive, nothing pending
+    (what a dead one held is claimed by others first), idle for idle_ms. Shared by the workers'
+    pruning and the bot's (bot.state.State.prune_consumers)."""
+    names = []
+    for consumer in consumers:
         name = _text(consumer["name"])
         if name not in alive and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
-            client.xgroup_delconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, name)
-            gone.append(name)
+            names.append(name)
+    return names
+
+
+def prune_workers(client: redis.Redis, idle_ms: int) -> list[str]:
+    """Delete the jobs group's consumers of workers that are gone (gone_consumers). Without this every
+    worker that ever ran stays in XINFO CONSUMERS for good. Returns the names deleted."""
+    alive = {_text(w) for w in client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf")}
+    gone = gone_consumers(client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP), alive, idle_ms)
+    for name in gone:
+        client.xgroup_delconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, name)
     return gone
 
 

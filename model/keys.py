@@ -87,6 +87,11 @@ BOTS_ALIVE_KEY = f"{PREFIX}:bot:replicas"
 BOT_ALIVE_TTL_S = 15
 BOT_BEAT_INTERVAL_S = 5.0
 
+# The bots' consumer groups (updates, results) lose the consumers of replicas that are gone once a
+# minute, by whichever replica's watchdog comes first: SET NX with this TTL takes the turn.
+BOT_PRUNE_KEY = f"{PREFIX}:bot:prune"
+BOT_PRUNE_EVERY_S = 60
+
 
 def bot_replica_key(replica: str) -> str:
     return f"{BOT_REPLICA_PREFIX}{replica}"

@@ -1,5 +1,6 @@
 """Bot replica liveness (bot/liveness.py): `poembot health --role bot` passes while every background
-task of the replica runs, and fails, naming the task, once one of them dies.
+task of the replica runs, and fails, naming the task, once one of them dies; the bots' consumer groups
+lose the consumers of replicas that are gone.
 
 Real bot, emulator and Redis; the health check runs as a container runs it, in another process.
 """
@@ -13,10 +14,15 @@ import time
 import pytest
 import redis
 
+from bot import liveness
 from bot.liveness import replica_problem
+from bot.state import RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM, State
 from botkit import emu, eventually, make_config, running_bot  # noqa: F401
 from model import keys
+from model.jobs import Result, result_fields
 from procs import ROOT, child_env
+
+GROUPS = ((UPDATES_STREAM, UPDATES_GROUP), (keys.RESULTS_STREAM, RESULTS_GROUP))
 
 
 async def health(redis_url: str, replica: str | None) -> tuple[int, str]:
@@ -68,3 +74,44 @@ def test_a_stale_or_foreign_record_does_not_count(redis_url) -> None:
     assert replica_problem(client, None, "h1", now) is None
     assert "no liveness record" in replica_problem(client, None, "h2", now)   # another host's replica
     client.close()
+
+
+async def consumers(state: State) -> dict[str, set[str]]:
+    """The consumer names of each bot group, by stream."""
+    return {stream: {c["name"] for c in await state.redis.xinfo_consumers(stream, group)}
+            for stream, group in GROUPS}
+
+
+async def test_consumers_of_gone_replicas_are_pruned(redis_url) -> None:
+    """Only a consumer that is not a live replica, holds nothing and has been idle long enough goes."""
+    state = State.from_url(redis_url)
+    await state.ensure_groups()
+    data = json.dumps({"update_id": 1})
+    await state.ingest_updates([("1-x", data)])
+    await state.redis.xadd(keys.RESULTS_STREAM, result_fields(Result(job_id="j1", ok=True)))
+    # "gone" holds nothing and is no live replica; "holding" has an entry pending; "alive" beats.
+    for stream, group in GROUPS:
+        await state.redis.xgroup_createconsumer(stream, group, "gone")
+        await state.redis.xgroup_createconsumer(stream, group, "alive")
+        await state.redis.xreadgroup(group, "holding", {stream: ">"}, count=1)
+    await state.redis.zadd(keys.BOTS_ALIVE_KEY, {"alive": time.time()})
+    assert await state.prune_consumers(idle_ms=10**9) == []           # nobody idle that long
+    assert sorted(await state.prune_consumers(idle_ms=0)) == sorted(f"{s}/gone" for s, _ in GROUPS)
+    assert await consumers(state) == {stream: {"holding", "alive"} for stream, _ in GROUPS}
+    # Once a minute across replicas: the first to ask takes the turn.
+    assert await state.take_prune_turn("replica-a")
+    assert not await state.take_prune_turn("replica-b")
+    assert 0 < await state.redis.ttl(keys.BOT_PRUNE_KEY) <= keys.BOT_PRUNE_EVERY_S
+    await state.close()
+
+
+async def test_a_running_bot_prunes_a_gone_replica(emu, redis_url, monkeypatch) -> None:
+    monkeypatch.setattr(liveness, "PRUNE_IDLE_MIN_MS", 0)       # idle past POEMBOT_CLAIM_IDLE_MS is enough
+    state = State.from_url(redis_url)
+    await state.ensure_groups()
+    for stream, group in GROUPS:
+        await state.redis.xgroup_createconsumer(stream, group, "gone-replica")
+    await asyncio.sleep(0.5)                                      # idle past claim_idle_ms below
+    async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
+        await eventually(lambda: consumers(state), lambda c: all("gone-replica" not in n for n in c.values()))
+    await state.close()
