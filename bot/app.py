@@ -19,6 +19,7 @@ from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, Com
 
 from bot import handlers, inline
 from bot.card import warm_up
+from reading.gloss import warm_up as warm_reading_aid
 from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
@@ -64,8 +65,10 @@ async def _post_init(app: Application) -> None:
         app.bot_data["poller"] = poller
         app.bot_data["poller_task"] = rt.spawn(poller.run(), service="poller")
     schedule_daily(app, rt)
-    # Card fonts load in the background (a second or more), not in front of the first 🖼 or inline query.
+    # Card fonts and the reading aid's dictionary load in the background (seconds), not in front of
+    # the first 🖼, inline query or 📖.
     rt.spawn(asyncio.to_thread(warm_up))
+    rt.spawn(asyncio.to_thread(warm_reading_aid))
     if rt.config.metrics_port is not None:
         rt.metrics.serve(rt.config.metrics_port)
         rt.spawn(rt.metrics.refresh_loop(rt.state), service="metrics")

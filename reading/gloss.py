@@ -143,6 +143,13 @@ def _pinyin():
     return pypinyin
 
 
+def warm_up() -> None:
+    """Load CC-CEDICT and pypinyin's tables now (seconds on a busy 2-core machine), so the first
+    📖 after a start does not wait for them."""
+    dictionary()
+    _pinyin()
+
+
 def readings(line: str) -> tuple[list[str], list[str]]:
     """Per character: the reading with tone marks and numbered (for matching CC-CEDICT)."""
     pypinyin = _pinyin()

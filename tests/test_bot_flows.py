@@ -364,7 +364,8 @@ async def test_reading_aid_under_a_poem_and_under_a_similar_answer(emu, redis_ur
         _, poem = await ask_poem(emu, ALICE, "/poem")
         since = emu.mark()
         await emu.press_and_answer(ALICE, poem, poem.button("注音释义")["callback_data"])
-        reading = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
+        # The first reading after a start may wait for CC-CEDICT to load (seconds on a busy machine).
+        reading = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], timeout=60)
         first = verse_lines(poem.text)[0]
         shown = reading.text.splitlines()
         assert shown[0] == first and all(ord(c) < 0x3000 for c in shown[1].replace(" ", ""))
