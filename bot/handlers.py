@@ -24,7 +24,7 @@ from bot.daily import fire_daily
 from bot.card import poem_card
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
-from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args, poem_text
+from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args
 from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
 from bot.runtime import Outcome, Runtime
@@ -32,7 +32,7 @@ from bot.script import to_simplified
 from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
-from model.forms import FORM_NAMES, FORMS, classify
+from model.forms import FORM_NAMES, FORMS, classify, poem_text
 from model.jobs import EncodeJob, ValidationError, validate_encode
 from model.reasons import QueryPoem
 from reading.gloss import gloss, render
@@ -158,7 +158,7 @@ async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if replied is not None and not request.acrostic:
         lines = extract_poem_lines(replied.text or replied.caption)
         if lines:
-            request.like_texts = [poem_text(lines)]
+            request.like_texts = [poem_text(lines, "", "", close=False)]
             if request.form is None and classify(lines) in FORMS:
                 request.form = classify(lines)
     await _generate(update, context, request)
@@ -222,7 +222,7 @@ async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record
                            header_key="similar_poem_title", query=[QueryPoem(list(record.lines))])
         return None
     job = validate_encode(EncodeJob(
-        texts=[to_simplified(poem_text(lines))],
+        texts=[to_simplified(poem_text(lines, "", "", close=False))],
         reply={"purpose": "similar", "chat_id": chat.id, "user_id": user.id, "lang": lang,
                "reply_to": reply_to, "trad": settings.traditional}))
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)

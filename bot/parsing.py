@@ -238,8 +238,3 @@ def extract_poem_lines(text: str | None) -> list[str]:
         if 4 <= len(part) <= 9 and all(is_han(c) for c in part):
             lines.append(part)
     return lines if len(lines) >= 2 else []
-
-
-def poem_text(lines: list[str]) -> str:
-    """Lines joined as the model writes them: ， after odd lines, 。 after even ones."""
-    return "".join(line + ("，" if i % 2 == 0 else "。") for i, line in enumerate(lines))

@@ -15,7 +15,7 @@ from bot.script import for_script
 from bot.state import CREATIVITY_TEMPERATURES, UserSettings
 from bot.styles import StyleBook
 from bot.texts import EN, t
-from model.forms import FORM_NAMES
+from model.forms import FORM_NAMES, poem_text
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
@@ -28,11 +28,6 @@ CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems o
 
 def h(value: object) -> str:
     return escape(str(value), quote=False)
-
-
-def verse(lines: list[str]) -> str:
-    """One line per row, with the ，/。 the model writes after odd and even lines."""
-    return "\n".join(line + ("，" if i % 2 == 0 else "。") for i, line in enumerate(lines))
 
 
 def prosody_note(poem: dict[str, Any], lang: str) -> str:
@@ -78,7 +73,7 @@ def format_poem(lines: list[str], form: str, lang: str, traditional: bool = Fals
     if label:
         title += " · " + h(for_script(label, traditional))
     parts = [f"<b>{h(heading)}</b>"] if heading else []
-    parts += [f"<b>{title}</b>", h(for_script(verse(lines), traditional))]
+    parts += [f"<b>{title}</b>", h(for_script(poem_text(lines, "\n", "\n", close=False), traditional))]
     manner = style_label(request or {}, lang)
     if manner:
         parts.append(h(for_script(manner, traditional)))

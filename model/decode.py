@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
-from model.forms import FORM_INDEX, OTHER, classify
+from model.forms import FORM_INDEX, OTHER, classify, poem_text
 from model.styles import BASE, StyleBank, StyleMix, style_prior
 from model.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
@@ -332,15 +332,6 @@ class Decoded:
 def row_seeds(seed: int, poem_index: int, attempt: int, candidate: int = 0) -> np.ndarray:
     key = [seed, poem_index, attempt] + ([candidate] if candidate else [])
     return np.random.SeedSequence(key).generate_state(2, np.uint32)
-
-
-def poem_text(lines: list[str]) -> str:
-    """Couplets one per line, ， inside and 。 at the end."""
-    couplets = []
-    for k in range(0, len(lines), 2):
-        pair = lines[k:k + 2]
-        couplets.append("，".join(pair) + "。")
-    return "\n".join(couplets)
 
 
 class Generator:

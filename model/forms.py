@@ -56,3 +56,19 @@ def normalise_form_name(name: str) -> str | None:
     if name in FORMS:
         return name
     return FORM_ALIASES.get(name)
+
+
+def poem_text(lines: list[str], line_break: str = "", couplet_break: str = "\n", close: bool = True) -> str:
+    """Lines as verse: ， after the first line of each couplet and 。 after the second.
+
+    line_break goes between the two lines of a couplet and couplet_break between couplets: the
+    defaults give the worker's text (one couplet a row), "\\n", "\\n" the bot's message (one line a
+    row) and "", "" one run for a job. A lone last line ends with 。 when close, else with ，.
+    """
+    out = []
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        out.append(line + ("。" if i % 2 or (close and last) else "，"))
+        if not last:
+            out.append(couplet_break if i % 2 else line_break)
+    return "".join(out)

@@ -28,7 +28,7 @@ from bot.app import build_application
 from bot.config import Config
 from bot.state import RESULTS_GROUP, State
 from emulator import BotApiEmulator
-from model.forms import FORMS
+from model.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
 from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
@@ -65,7 +65,7 @@ def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> Latent
     for i in range(n):
         line = "".join(FILLER[(i * 7 + k * 3) % len(FILLER)] for k in range(5))
         meta.append({"title": f"试题{i}", "author": f"作者{i}", "dynasty": "tang" if i % 2 else "song",
-                     "form": "五绝", "text": f"{line}，{line[::-1]}。\n{line}，{line[::-1]}。",
+                     "form": "五绝", "text": poem_text([line, line[::-1]] * 2),
                      "rank": n - i})
     return LatentIndex("test", [f"c{i}" for i in range(n)], vectors, meta, np.arange(n))
 
@@ -198,7 +198,7 @@ class StandInWorker:
                 poems = []
                 for k in range(job.n):
                     lines = stand_in_poem(job, seed + k)
-                    text = "".join(l + ("，" if i % 2 == 0 else "。") for i, l in enumerate(lines))
+                    text = poem_text(lines, "", "", close=False)
                     poems.append({"text": text, "lines": lines, "form": job.form, "rhyme_ok": True,
                                   "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text), "seed": seed + k})
                 result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply,

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from bot import callbacks
 from bot.callbacks import Callback, CallbackError
 from bot.config import Config, ConfigError
-from bot.parsing import ParseError, extract_poem_lines, parse_poem_args, poem_text
+from bot.parsing import ParseError, extract_poem_lines, parse_poem_args
 from bot.redact import RedactToken
 from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
 from bot.similar import taste_vector
 from bot.state import CREATIVITY_TEMPERATURES, LIKES_CAP, PoemRecord, State
 from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
 from emulator import check_html
+from model.forms import poem_text
 from model.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
 
 TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
@@ -103,7 +104,15 @@ def test_extract_poem_lines_reads_our_messages_and_pastes() -> None:
     assert extract_poem_lines(ours) == ["春风吹柳绿", "明月照江流", "山水云风月", "花江天人日"]
     assert extract_poem_lines("山水云风月，花江天人日。") == ["山水云风月", "花江天人日"]
     assert extract_poem_lines("你好") == [] and extract_poem_lines(None) == []
-    assert poem_text(["一二三四五", "六七八九十"]) == "一二三四五，六七八九十。"
+
+
+def test_poem_text_lays_out_couplets_for_each_caller() -> None:
+    lines = ["一二三四五", "六七八九十", "春风吹柳绿"]
+    assert poem_text(lines[:2], "", "", close=False) == "一二三四五，六七八九十。"
+    assert poem_text(lines) == "一二三四五，六七八九十。\n春风吹柳绿。"                  # the worker's text
+    assert poem_text(lines, "\n", "\n", close=False) == "一二三四五，\n六七八九十。\n春风吹柳绿，"  # a message
+    assert poem_text(lines, "", "", close=False) == "一二三四五，六七八九十。春风吹柳绿，"   # a job's like-text
+    assert poem_text([]) == ""
 
 
 # --- callback data -------------------------------------------------------------------------------

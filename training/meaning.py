@@ -193,7 +193,7 @@ def write_samples(path: Path, poems: Poems, acrostics: list[tuple[str, list[str]
 
 
 def one_line(lines: list[str]) -> str:
-    """A poem with its marks on one line (poem_text puts each couplet on a line of its own)."""
-    from model.decode import poem_text
+    """A poem with its marks on one line, a space between couplets."""
+    from model.forms import poem_text
 
-    return " ".join(poem_text(lines).splitlines())
+    return poem_text(lines, couplet_break=" ")

@@ -323,7 +323,7 @@ def measure_style(generator: Any, corpus: Any, style_id: str, poets: list[str] |
                   style_set: StyleSet, n: int = SHARE_POEMS, seed: int = 0) -> dict:
     """Held-out NLL with and without the adapter, the classifier's own held-out accuracy, and the
     style share of generated poems with and without it (module doc)."""
-    from model.decode import poem_text
+    from model.forms import poem_text
     from model.styles import Adapter
 
     style = generator.styles.get(style_id)
@@ -352,7 +352,7 @@ def measure_style(generator: Any, corpus: Any, style_id: str, poets: list[str] |
         "share_base": round(share_base, 3), "share_style": round(share_style, 3),
         "share_ratio": round(share_style / max(share_base, 1.0 / n), 2),
         "generated_per_side": n,
-        "samples": [poem_text(p).replace("\n", "") for p in styled[:6]],
+        "samples": [poem_text(p, couplet_break="") for p in styled[:6]],
     }
 
 
