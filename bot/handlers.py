@@ -28,13 +28,13 @@ from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_
 from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
 from bot.runtime import Outcome, Runtime
-from bot.script import to_simplified
 from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
 from model.forms import FORM_NAMES, FORMS, classify, poem_text
 from model.jobs import EncodeJob, ValidationError, validate_encode
 from model.reasons import QueryPoem
+from model.script import to_simplified
 from reading.gloss import gloss, render
 
 log = logging.getLogger(__name__)

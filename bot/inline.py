@@ -28,11 +28,11 @@ from bot.inline_cache import poem_digest, recent_poems, theme_of, wait_inline
 from bot.parsing import ParseError, PoemRequest, parse_poem_args
 from bot.render import fits_caption, format_poem
 from bot.runtime import Runtime
-from bot.script import for_script
 from bot.state import UserSettings
 from bot.texts import error_text, t, user_lang
 from model.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
 from model.jobs import ValidationError
+from model.script import for_script
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from bot.config import Config
 from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
-from bot.script import to_simplified
 from bot.similar import Index
 from bot.state import State, UserSettings
 from model.jobs import GenerateJob, Job, validate_generate
+from model.script import to_simplified
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from bot.script import to_simplified
 from bot.texts import EN
 from model.jobs import MAX_STYLE_CHARS
 from model.keys import style_entry_fresh
+from model.script import to_simplified
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from model import script
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
 from model.forms import FORM_INDEX, OTHER, classify, poem_text
@@ -353,8 +354,6 @@ class Generator:
         self._encode_fn = tf.function(
             lambda tokens, form: model.encode(tokens, form)[0],
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
-        self._t2s: Callable[[str], str] | None = None
-        self._s2t: Callable[[str], str] | None = None
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -375,14 +374,10 @@ class Generator:
 
     # --- script conversion --------------------------------------------------------------------
     def to_simplified(self, text: str) -> str:
-        if self._t2s is None:
-            self._t2s = _opencc("t2s")
-        return self._t2s(text)
+        return script.to_simplified(text, lenient=True)
 
     def to_traditional(self, text: str) -> str:
-        if self._s2t is None:
-            self._s2t = _opencc("s2t")
-        return self._s2t(text)
+        return script.to_traditional(text, lenient=True)
 
     # --- entry points -------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[Result]:
@@ -696,15 +691,6 @@ class Generator:
                 member &= self.tables.groups_of(self.vocab.id(lines[i][-1]))
         hits = [g for g, ok in zip(self.tables.groups, member) if ok]
         return hits[0] if hits else None
-
-
-def _opencc(config: str) -> Callable[[str], str]:
-    try:
-        import opencc
-        return opencc.OpenCC(config).convert
-    except Exception:                       # noqa: BLE001 - conversion is a nicety, not a need
-        log.warning("OpenCC %s unavailable; text is left as typed", config)
-        return lambda s: s
 
 
 def _try_corpus() -> Any:

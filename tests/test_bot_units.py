@@ -23,6 +23,7 @@ from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
 from emulator import check_html
 from model.forms import poem_text
 from model.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
+from model.script import converter, to_simplified, to_traditional
 
 TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
 
@@ -113,6 +114,13 @@ def test_poem_text_lays_out_couplets_for_each_caller() -> None:
     assert poem_text(lines, "\n", "\n", close=False) == "一二三四五，\n六七八九十。\n春风吹柳绿，"  # a message
     assert poem_text(lines, "", "", close=False) == "一二三四五，六七八九十。春风吹柳绿，"   # a job's like-text
     assert poem_text([]) == ""
+
+
+def test_script_conversion_is_strict_for_the_bot_and_lenient_for_the_worker() -> None:
+    assert to_simplified("春風") == "春风" and to_traditional("春风") == "春風" and to_simplified("") == ""
+    assert converter("no-such-config", lenient=True)("風") == "風"      # the worker's text is left as typed
+    with pytest.raises(Exception):
+        converter("no-such-config")
 
 
 # --- callback data -------------------------------------------------------------------------------
