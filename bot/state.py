@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from model.connections import Backoff, gone_consumers
+from model.connections import Backoff, ensure_group, gone_consumers
 from model.forms import FORM_NAMES
 from model.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
@@ -231,11 +231,7 @@ class State:
         ran are still served) and the bots' results group (new results only)."""
         for stream, group, start in ((JOBS_STREAM, WORKER_GROUP, "0"), (RESULTS_STREAM, RESULTS_GROUP, "$"),
                                      (UPDATES_STREAM, UPDATES_GROUP, "0")):
-            try:
-                await self.redis.xgroup_create(stream, group, id=start, mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self.redis, stream, group, start)
 
     async def enqueue(self, job: Job) -> str | None:
         """XADD job unless a job with its id was enqueued before (then None)."""

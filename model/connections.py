@@ -4,14 +4,16 @@ redis-py only (no TensorFlow): the bot, the worker, the tests and the benchmarks
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Awaitable, Iterable
 
 import redis
+import redis.asyncio as aioredis
 
 from model import keys
 from model.jobs import Job, Result, job_fields, result_from_fields
@@ -47,13 +49,32 @@ class Backoff:
         self.attempt = 0
 
 
-def ensure_group(client: redis.Redis) -> None:
-    """The workers' consumer group on the jobs stream, from the stream's start (idempotent)."""
+def ensure_group(client: redis.Redis | aioredis.Redis, stream: str = keys.JOBS_STREAM,
+                 group: str = keys.WORKER_GROUP, start: str = "0") -> Awaitable[None] | None:
+    """Create a consumer group on stream, and the stream, unless the group exists (idempotent).
+
+    The default is the workers' group on the jobs stream, from the stream's start (so jobs queued
+    before any worker ran are served). Works with either client: with a redis.asyncio one, await
+    what it returns.
+    """
     try:
-        client.xgroup_create(keys.JOBS_STREAM, keys.WORKER_GROUP, id="0", mkstream=True)
+        created = client.xgroup_create(stream, group, id=start, mkstream=True)
     except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+        _raise_unless_busy(exc)
+        return None
+    return _awaited_group(created) if inspect.isawaitable(created) else None
+
+
+async def _awaited_group(created: Awaitable[object]) -> None:
+    try:
+        await created
+    except redis.ResponseError as exc:
+        _raise_unless_busy(exc)
+
+
+def _raise_unless_busy(exc: redis.ResponseError) -> None:
+    if "BUSYGROUP" not in str(exc):        # BUSYGROUP: the group exists already
+        raise exc
 
 
 def gone_consumers(consumers: Iterable[dict], alive: set[str], idle_ms: int) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from telegram.ext import Application
 
@@ -28,6 +28,7 @@ from bot.app import build_application
 from bot.config import Config
 from bot.state import RESULTS_GROUP, State
 from emulator import BotApiEmulator
+from model.connections import ensure_group
 from model.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
 from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
@@ -130,11 +131,7 @@ class StandInWorker:
         self._stopping = False
 
     async def start(self) -> "StandInWorker":
-        try:
-            await self.redis.xgroup_create(JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group(self.redis)
         await self._beat()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self

@@ -74,6 +74,27 @@ def results_per_job(client) -> dict[str, int]:
     return counts
 
 
+async def test_ensure_group_is_idempotent_with_either_client(redis_client, redis_url) -> None:
+    """One helper creates the consumer groups for the worker (sync client) and the bot (asyncio)."""
+    import redis.asyncio as aioredis
+
+    from model.connections import ensure_group
+    ensure_group(redis_client)
+    ensure_group(redis_client)
+    client = aioredis.from_url(redis_url)
+    try:
+        await ensure_group(client)
+        await ensure_group(client, keys.RESULTS_STREAM, "bots", "$")
+        await ensure_group(client, keys.RESULTS_STREAM, "bots", "$")
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            redis_client.set("not-a-stream", "x")
+            await ensure_group(client, "not-a-stream", "g")
+    finally:
+        await client.aclose()
+    assert [g["name"] for g in redis_client.xinfo_groups(keys.JOBS_STREAM)] == [keys.WORKER_GROUP.encode()]
+    assert [g["name"] for g in redis_client.xinfo_groups(keys.RESULTS_STREAM)] == [b"bots"]
+
+
 def test_publish_is_once_per_job(redis_client, redis_url) -> None:
     from model.connections import ensure_group
     from model.worker import Worker, WorkerSettings
