@@ -32,7 +32,7 @@ from redis.exceptions import RedisError  # noqa: E402
 from bot.emulator import ApiCall, BotApiEmulator  # noqa: E402
 from bot.state import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
 from model import keys  # noqa: E402
-from procs import Child, RedisServer, child_env  # noqa: E402
+from procs import Child, RedisServer, child_env, poembot_child  # noqa: E402
 
 # Characters every model here can write (the shipped vocabulary and the tests' tiny one).
 THEMES = ["春风", "明月", "秋雨", "江山", "山水", "云天", "风雪", "归人", "江月", "花雨"]
@@ -163,7 +163,7 @@ class Cluster:
         argv = ["-m", "poembot_cli", "worker", "--model", str(self.model_dir), "--worker-id", name,
                 "--max-batch", str(self.max_batch), "--max-wait-ms", "20",
                 "--visibility-ms", str(self.visibility_ms)]
-        child = Child(name, argv, child_env(REDIS_URL=self.redis.url), self.dir).start()
+        child = poembot_child(name, argv, child_env(REDIS_URL=self.redis.url), self.dir).start()
         self.workers[slot] = child
         return child
 
@@ -175,7 +175,7 @@ class Cluster:
                         POEMBOT_CLAIM_IDLE_MS=self.claim_idle_ms, POEMBOT_POLL_TIMEOUT_S=1,
                         POEMBOT_RATE_PER_MIN=60, POEMBOT_QUEUE_CAP=100_000, **self.bot_env)
         argv = ["-c", "from bot.app import main; raise SystemExit(main())"]
-        child = Child(name, argv, env, self.dir).start()
+        child = poembot_child(name, argv, env, self.dir).start()
         self.bots.append(child)
         return child
 

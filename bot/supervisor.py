@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -26,7 +26,9 @@ STOP_GRACE_S = 15.0
 
 @dataclass
 class Child:
-    """One supervised command; restarted when it exits while the group is running."""
+    """One command run as a child process, its output appended to log_path (else this terminal's);
+    the supervisor restarts it when it exits, and tests/procs.poembot_child starts poembot processes
+    with it that a test can kill with any signal."""
     name: str
     argv: list[str]
     env: dict[str, str]
@@ -34,30 +36,56 @@ class Child:
     restarts: int = 0
     started_at: float = 0.0
     log_path: Path | None = None
-    _log_file: object = field(default=None, repr=False)
+    cwd: Path | None = None
+    new_session: bool = True          # its own session: a Ctrl-C at the terminal reaches the supervisor alone
+    stop_grace_s: float = STOP_GRACE_S
 
-    def start(self) -> None:
+    def start(self) -> "Child":
         out = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            out = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                         stderr=subprocess.STDOUT if out is not None else None,
+                                         stdin=subprocess.DEVNULL, start_new_session=self.new_session)
+        finally:
+            if out is not None:
+                out.close()           # the child holds its own descriptor
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.proc.pid)
+        return self
 
-    def stop(self, grace: float = STOP_GRACE_S) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in %.0f s; killing it", self.name, grace)
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no clean-up at all, as a crash or an OOM kill would leave things."""
+        if self.alive:
             self.proc.kill()
             self.proc.wait()
-        if self._log_file is not None:
-            self._log_file.close()
+
+    def stop(self, grace: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after grace seconds (stop_grace_s by default); the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            grace = self.stop_grace_s if grace is None else grace
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", self.name, grace)
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        """What the child wrote to log_path so far ("" without one)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 class EmbeddedRedis:

@@ -1,17 +1,19 @@
 """Real processes for tests and benchmarks: a restartable redis-server and supervised poembot children.
 
 tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and benchmarks/load.py
-also start bot and worker processes through Child, so faults can be injected with real signals.
+also start bot and worker processes through poembot_child (a bot.supervisor.Child), so faults can be
+injected with real signals.
 """
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from bot.supervisor import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,48 +81,11 @@ class RedisServer:
         self.start()
 
 
-class Child:
-    """One poembot process (`python -m ...`) with its output in a log file; killable with any signal."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Child":
-        out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, *self.argv], env=self.env, cwd=ROOT, stdout=out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        out.close()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """kill -9: no clean-up at all, as a crash or an OOM kill would leave things."""
-        if self.alive:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def stop(self, grace_s: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL after grace_s; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+def poembot_child(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    """One poembot process (`python ARGV` from the repository root) with its output in
+    log_dir/NAME.log, killable with any signal; in the test's session, so it ends with the run."""
+    return Child(name, [sys.executable, *argv], env, log_path=log_dir / f"{name}.log", cwd=ROOT,
+                 new_session=False, stop_grace_s=30.0)
 
 
 def child_env(**extra: Any) -> dict[str, str]:

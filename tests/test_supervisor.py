@@ -55,6 +55,20 @@ def test_crashed_child_is_restarted_and_stop_is_graceful(tmp_path: Path) -> None
     assert sleeper.proc.poll() == 0 and sleeper.proc.pid == first_pid   # never restarted
 
 
+def test_child_logs_to_its_file_stops_with_its_code_and_can_be_killed(tmp_path: Path) -> None:
+    """The one Child serves the supervisor and the tests' poembot processes (tests/procs.poembot_child)."""
+    talker = Child("talker", [sys.executable, "-c", "import sys; print('out', flush=True); sys.exit('err')"], {},
+                   log_path=tmp_path / "logs" / "talker.log").start()
+    talker.proc.wait(30)
+    assert not talker.alive and talker.stop() == 1
+    assert talker.log().split() == ["out", "err"]           # stdout and stderr, in the one file
+    sleeper = Child("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {}, cwd=tmp_path,
+                    new_session=False).start()
+    assert sleeper.alive and sleeper.log() == ""
+    sleeper.kill()
+    assert not sleeper.alive and sleeper.proc.returncode == -9
+
+
 def test_embedded_redis_is_a_real_server(tmp_path: Path) -> None:
     import redis
 

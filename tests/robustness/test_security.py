@@ -25,7 +25,7 @@ from emulator import BotApiEmulator, check_html, command_entities
 from model import connections
 from model.jobs import job_from_fields
 from model.keys import JOBS_STREAM
-from procs import Child, RedisServer, child_env
+from procs import RedisServer, child_env, poembot_child
 
 ALICE = BotApiEmulator.user(8001, "Alice")
 BOB = BotApiEmulator.user(8002, "Bob", language_code="en")
@@ -144,7 +144,7 @@ async def test_the_token_never_reaches_logs_or_replies(log_format: str, emu: Bot
                     DAILY_TIME=f"{hour:02d}:00", POEMBOT_MODEL_DIR=tmp_path,      # no model: /similar off
                     POEMBOT_LOG_LEVEL="DEBUG", POEMBOT_LOG_FORMAT=log_format)
     worker = await StandInWorker(pw_url(pw_redis)).start()
-    bot = Child("bot", ["-m", "poembot_cli", "bot"], env, tmp_path).start()
+    bot = poembot_child("bot", ["-m", "poembot_cli", "bot"], env, tmp_path).start()
     try:
         await emu.wait_for_call("setMyCommands", since=0, timeout=60)
 
