@@ -32,7 +32,7 @@ from redis.exceptions import RedisError  # noqa: E402
 from bot.emulator import ApiCall, BotApiEmulator  # noqa: E402
 from bot.state import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
 from model import keys  # noqa: E402
-from procs import Child, RedisServer, child_env, poembot_child  # noqa: E402
+from procs import Child, RedisServer, child_env, eventually, poembot_child  # noqa: E402
 
 # Characters every model here can write (the shipped vocabulary and the tests' tiny one).
 THEMES = ["春风", "明月", "秋雨", "江山", "山水", "云天", "风雪", "归人", "江月", "花雨"]
@@ -186,18 +186,12 @@ class Cluster:
     # --- probes -------------------------------------------------------------------------------
     async def until(self, probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], timeout: float,
                     message: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                value = await probe()
-            except (OSError, RedisError):     # Redis may be restarting
-                value = None
-            if value is not None and ok(value):
-                return value
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {c.name}\n{c.log()[-3000:]}" for c in [*self.bots, *self.workers.values()])
-                raise AssertionError(f"{message} within {timeout:.0f}s (last {value!r})\n{logs}")
-            await asyncio.sleep(0.05)
+        """procs.eventually, through Redis restarts (OSError, RedisError), with the processes' logs."""
+        return await eventually(probe, ok, timeout, message=message, tolerate=(OSError, RedisError),
+                                details=self._logs)
+
+    def _logs(self) -> str:
+        return "\n".join(f"--- {c.name}\n{c.log()[-3000:]}" for c in [*self.bots, *self.workers.values()])
 
     async def workers_alive(self) -> int:
         return int(await self.client.zcount(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf"))

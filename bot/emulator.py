@@ -343,37 +343,42 @@ class BotApiEmulator:
         Waits on the emulator's condition until one arrives; AssertionError after timeout.
         """
         start = self._mark if since is None else since
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with self._changed:
-            while True:
-                for call in self.calls[start:]:
-                    if (call.matches(method, params) and (ok is None or call.ok == ok)
-                            and (where is None or where(call))):
-                        return call
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    seen = [(c.method, {k: v for k, v in c.params.items() if k != "reply_markup"})
-                            for c in self.calls[start:]][-12:]
-                    raise AssertionError(f"no {method} {params} within {timeout}s; calls seen: {seen}")
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
+
+        def first() -> ApiCall | None:
+            return next((call for call in self.calls[start:]
+                         if call.matches(method, params) and (ok is None or call.ok == ok)
+                         and (where is None or where(call))), None)
+
+        def failure() -> str:
+            seen = [(c.method, {k: v for k, v in c.params.items() if k != "reply_markup"})
+                    for c in self.calls[start:]][-12:]
+            return f"no {method} {params} within {timeout}s; calls seen: {seen}"
+        return await self._wait_until(first, timeout, failure)
 
     async def wait_for_calls(self, method: str, n: int, *, timeout: float = 10.0, since: int = 0,
                              ok: bool | None = True, **params: Any) -> list[ApiCall]:
         """Wait until at least n matching calls were made since `since`."""
+        def enough() -> list[ApiCall] | None:
+            found = self.find_calls(method, since, ok, **params)
+            return found if len(found) >= n else None
+
+        def failure() -> str:
+            return f"{len(self.find_calls(method, since, ok, **params))} of {n} {method} {params} within {timeout}s"
+        return await self._wait_until(enough, timeout, failure)
+
+    async def _wait_until(self, find: Callable[[], Any], timeout: float, failure: Callable[[], str]) -> Any:
+        """find()'s first answer that is not None, checked at each change of the calls; AssertionError
+        with failure() after timeout seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with self._changed:
             while True:
-                found = self.find_calls(method, since, ok, **params)
-                if len(found) >= n:
+                found = find()
+                if found is not None:
                     return found
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise AssertionError(f"{len(found)} of {n} {method} {params} within {timeout}s")
+                    raise AssertionError(failure())
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from datetime import time as dtime
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -35,6 +35,7 @@ from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError,
                         result_fields)
 from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY,
                         WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
+from procs import eventually  # noqa: F401  (test modules import it from here)
 
 LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
 SHUTDOWN_TIMEOUT_S = 30
@@ -201,20 +202,6 @@ class StandInWorker:
                 result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply,
                                 poems=poems)
         await self.redis.xadd(RESULTS_STREAM, result_fields(result), maxlen=RESULTS_MAXLEN, approximate=True)
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool],
-                     timeout: float = 10.0, every: float = 0.05) -> Any:
-    """Poll probe() until ok(value) holds; AssertionError with the last value after timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
-        await asyncio.sleep(every)
 
 
 async def results_pending(state: State) -> int:

@@ -6,17 +6,20 @@ injected with real signals.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from bot.supervisor import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+# --- waiting: every test and benchmark polls real state through these two (one blocks, one awaits) ---
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
              message: str = "condition not met in time") -> Any:
@@ -29,6 +32,28 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(message)
         time.sleep(interval)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool],
+                     timeout: float = 10.0, every: float = 0.05, message: str = "condition not met",
+                     tolerate: tuple[type[BaseException], ...] = (),
+                     details: Callable[[], str] | None = None) -> Any:
+    """Await probe() until ok(value) holds and return the value; AssertionError with the last value
+    (and details(), e.g. the processes' logs) after timeout seconds. A probe that raises one of
+    tolerate (Redis restarting) counts as no value yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            value = await probe()
+            if ok(value):
+                return value
+        except tolerate:
+            value = None
+        if loop.time() > deadline:
+            raise AssertionError(f"{message} within {timeout}s; last value {value!r}"
+                                 + (f"\n{details()}" if details else ""))
+        await asyncio.sleep(every)
 
 
 # --- Redis -------------------------------------------------------------------------------------

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 from bot.supervisor import Child, EmbeddedRedis, Supervisor
+from conftest import wait_for
 
 CRASHER = """
 import pathlib, sys
@@ -27,14 +27,6 @@ while True:
 """
 
 
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def test_crashed_child_is_restarted_and_stop_is_graceful(tmp_path: Path) -> None:
     counter, marker = tmp_path / "count", tmp_path / "marker"
     crasher = Child("crasher", [sys.executable, "-c", CRASHER, str(counter)], {})
@@ -43,8 +35,8 @@ def test_crashed_child_is_restarted_and_stop_is_graceful(tmp_path: Path) -> None
     thread = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
     thread.start()
     try:
-        wait_until(lambda: counter.exists() and int(counter.read_text()) >= 2)
-        wait_until(lambda: marker.exists() and marker.read_text() == "ready")
+        wait_for(lambda: counter.exists() and int(counter.read_text()) >= 2, timeout=20)
+        wait_for(lambda: marker.exists() and marker.read_text() == "ready", timeout=20)
         assert crasher.restarts >= 1
         first_pid = sleeper.proc.pid
     finally:
