@@ -1,9 +1,11 @@
-"""The four regular forms (近体诗 shapes) and how a poem's lines map to one.
+"""The four regular forms (近体诗 shapes), how a poem's lines map to one, and how lines are cut and laid out.
 
 Pure Python with no dependencies: the bot, the corpus builder and the decoder share it.
 """
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 
@@ -72,3 +74,25 @@ def poem_text(lines: list[str], line_break: str = "", couplet_break: str = "\n",
         if not last:
             out.append(couplet_break if i % 2 else line_break)
     return "".join(out)
+
+
+def cut_lines(text: str, separators: str, trailing_mark: str = "。") -> tuple[list[str], str]:
+    """Cut text at any of separators: the lines and the mark that ended each; trailing text with no
+    closing mark gets trailing_mark. A mark with no text before it (the second of two in a row, one
+    at the start) is dropped. The corpus builder, the table builder and typed poems
+    (model.jobs.split_lines) all cut lines here."""
+    parts = _splitter(separators).split(text)
+    lines, marks = [], []
+    for k in range(0, len(parts) - 1, 2):
+        if parts[k]:
+            lines.append(parts[k])
+            marks.append(parts[k + 1])
+    if parts and parts[-1]:   # trailing text without a closing mark
+        lines.append(parts[-1])
+        marks.append(trailing_mark)
+    return lines, "".join(marks)
+
+
+@functools.lru_cache(maxsize=8)
+def _splitter(separators: str) -> re.Pattern[str]:
+    return re.compile(f"([{re.escape(separators)}])")

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Collection, Literal, Union
 
-from model.forms import FORMS, normalise_form_name
+from model.forms import FORMS, cut_lines, normalise_form_name
 from model.keys import JOB_FIELD, RESULT_FIELD
 
 PROTOCOL_VERSION = 1
@@ -36,6 +36,7 @@ TEMPERATURE_RANGE = (0.05, 2.0)
 MAX_LATENT_DIM = 1024
 MAX_STYLE_CHARS = 32
 # Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
+TYPED_LINE_BREAKS = "，。、？！；：,.?!;:\n\r"     # where a typed poem's lines end
 IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
 
 # Error codes carried by Result.error_code; the bot maps them to user messages.
@@ -250,18 +251,10 @@ def reply_from_fields(entry: dict) -> dict[str, Any]:
 # Validation: cheap checks the bot runs before enqueueing and the worker runs again before decoding.
 
 def split_lines(text: str) -> list[str]:
-    """A poem typed with any punctuation or line breaks → its lines."""
-    out, cur = [], []
-    for c in text:
-        if c in "，。、？！；：,.?!;:\n\r":
-            if cur:
-                out.append("".join(cur))
-            cur = []
-        elif c.strip():
-            cur.append(c)
-    if cur:
-        out.append("".join(cur))
-    return [clean_text(line) for line in out if clean_text(line)]
+    """A poem typed with any punctuation or line breaks → its lines (spaces inside a line dropped)."""
+    typed = "".join(c for c in text if c.strip() or c in "\n\r")
+    lines, _ = cut_lines(typed, TYPED_LINE_BREAKS)
+    return [clean for line in lines if (clean := clean_text(line))]
 
 
 def clean_text(text: str) -> str:

@@ -15,7 +15,8 @@ from model.corpus import Corpus
 from model.forms import FORMS, classify
 from model.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
 from training import build_corpus, fetch
-from training.build_corpus import normalise, split_lines, split_of
+from model.forms import cut_lines
+from training.build_corpus import SEPARATORS, normalise, split_of
 
 # Traditional characters with distinct simplified forms, so the t2s step is observable.
 TRAD = "東風鳥飛雲開門書長時車馬橋燈龍劍簾聲夢詩歸來春秋山水花月江天人"
@@ -65,9 +66,14 @@ def make_raw_corpus(root: Path, seed: int = 0) -> dict:
 
 def test_normalise_and_split() -> None:
     text = normalise("東風 吹(一作來)鳥飛,山水花月江。天人春秋夢;長時車馬橋")
-    lines, marks = split_lines(text)
+    lines, marks = cut_lines(text, SEPARATORS)
     assert lines == ["東風吹鳥飛", "山水花月江", "天人春秋夢", "長時車馬橋"]
     assert marks == "，。；。"
+    # The table builder's cut: more marks, trailing text without one, strains cut at the same places.
+    from training.tables import PUNCT, cut_poem
+    assert cut_lines("，東風吹,、鳥飛", PUNCT, trailing_mark="") == (["東風吹", "鳥飛"], ",")
+    assert cut_poem("東風吹,、鳥飛", "平平仄,、仄平") == (["東風吹", "鳥飛"], ",", ["平平仄", "仄平"])
+    assert cut_poem("東風吹,鳥飛", "平平仄") == (["東風吹", "鳥飛"], ",", None)
 
 
 def test_classify_forms() -> None:

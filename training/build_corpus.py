@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
-from model.forms import FORMS, classify
+from model.forms import FORMS, classify, cut_lines
 from model.paths import corpus_dir
 from model.vocab import Vocab, readable_form
 from training.fetch import corpus_root
@@ -25,7 +25,6 @@ _HALF_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", "
 # Editorial notes inside the text: （一作…）, [缺], {…}, 【…】.
 _NOTES = re.compile(r"[（(\[［{【〔][^）)\]］}】〕]*[）)\]］}】〕]")
 _SPACE = re.compile(r"[\s/]+")   # "/" is the corpus file's line separator
-_SPLIT = re.compile(f"([{SEPARATORS}])")
 VOCAB_SIZE = 6000
 VOCAB_MIN_COUNT = 2
 
@@ -43,20 +42,6 @@ def normalise(text: str) -> str:
     text = text.translate(_HALF_TO_FULL)
     text = _NOTES.sub("", text)
     return _SPACE.sub("", text)
-
-
-def split_lines(text: str) -> tuple[list[str], str]:
-    """Cut normalised text at ，。？！；: the segments and the mark that ended each."""
-    parts = _SPLIT.split(text)
-    lines, marks = [], []
-    for k in range(0, len(parts) - 1, 2):
-        if parts[k]:
-            lines.append(parts[k])
-            marks.append(parts[k + 1])
-    if parts and parts[-1]:   # trailing text without a closing mark
-        lines.append(parts[-1])
-        marks.append("。")
-    return lines, "".join(marks)
 
 
 def split_of(poem_id: str) -> str:
@@ -114,7 +99,7 @@ def read_raw(root: Path) -> tuple[list[RawPoem], dict[str, list[str]], dict[tupl
 def _align_strains(lines_t: list[str], raw: list[str] | None) -> list[str] | None:
     if not raw:
         return None
-    marks, _ = split_lines(normalise("".join(raw)))
+    marks, _ = cut_lines(normalise("".join(raw)), SEPARATORS)
     if len(marks) != len(lines_t) or any(len(a) != len(b) for a, b in zip(marks, lines_t)):
         return None
     return marks
@@ -144,7 +129,7 @@ def build(root: Path | None = None, out: Path | None = None) -> dict:
 
     cleaned = []
     for poem in tqdm(raw, desc="cleaning", unit="poem"):
-        lines, marks = split_lines(normalise("".join(poem.paragraphs)))
+        lines, marks = cut_lines(normalise("".join(poem.paragraphs)), SEPARATORS)
         if lines and poem.id:
             cleaned.append((poem, lines, marks))
 

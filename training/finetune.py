@@ -30,9 +30,10 @@ DEFAULT_TOP_RANK = 1000           # the rank counts are noisy (shared/README.md)
 
 def _to_lines(text: str, t2s) -> list[str]:
     """A poem's text → its simplified lines (readable forms kept), as the corpus build does."""
-    from training.build_corpus import normalise, split_lines
+    from model.forms import cut_lines
+    from training.build_corpus import SEPARATORS, normalise
 
-    lines_t, _ = split_lines(normalise(text))
+    lines_t, _ = cut_lines(normalise(text), SEPARATORS)
     return [readable_form(t2s(line), line) for line in lines_t]
 
 

