@@ -6,6 +6,7 @@ missed-slot catch-up) lives in post_init so serve() and the tests go through the
 from __future__ import annotations
 
 import asyncio
+import threading
 import logging
 import signal
 import sys
@@ -66,9 +67,11 @@ async def _post_init(app: Application) -> None:
         app.bot_data["poller_task"] = rt.spawn(poller.run(), service="poller")
     schedule_daily(app, rt)
     # Card fonts and the reading aid's dictionary load in the background (seconds), not in front of
-    # the first 🖼, inline query or 📖.
-    rt.spawn(asyncio.to_thread(warm_up))
-    rt.spawn(asyncio.to_thread(warm_reading_aid))
+    # the first 🖼, inline query or 📖 — in daemon threads: the default executor would make a stop
+    # wait for a load still running (a bot stopped soon after its start, on a busy CPU, hit the
+    # supervisor's kill -9 after 30 s).
+    for load in (warm_up, warm_reading_aid):
+        threading.Thread(target=load, name=f"warm-{load.__module__}", daemon=True).start()
     if rt.config.metrics_port is not None:
         rt.metrics.serve(rt.config.metrics_port)
         rt.spawn(rt.metrics.refresh_loop(rt.state), service="metrics")
