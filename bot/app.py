@@ -21,6 +21,7 @@ from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, Com
 from bot import handlers, inline
 from bot.card import warm_up
 from reading.gloss import warm_up as warm_reading_aid
+from bot.styles import StyleBook
 from bot.config import Config, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
@@ -123,6 +124,8 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     state = state or State.from_url(config.redis_url, poem_ttl_s=config.poem_ttl_s,
                                     delivery_lease_s=config.delivery_lease_s,
                                     history_cap=config.history_cap)
+    if config.styles_dir is not None:
+        state.shipped_styles = StyleBook.from_cards(config.styles_dir)
     app = (Application.builder()
            .token(config.token)
            .updater(None)

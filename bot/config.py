@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from model.forms import FORMS
-from model.paths import PRETRAINED_DIR
+from model.paths import PRETRAINED_DIR, SHIPPED_STYLES_DIR
 
 DEFAULT_API_URL = "https://api.telegram.org"
 _TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
@@ -46,6 +46,7 @@ class Config:
     history_cap: int = 50
     default_form: str = "七绝"
     model_dir: Path | None = None          # the workers' model: its vocab.json and matching index
+    styles_dir: Path | None = None         # the shipped style cards, named until a worker publishes its own
     index_path: Path | None = None         # latent index for /similar (default: the model's)
     vocab_path: Path | None = None         # characters the model can write (default: model's vocab.json)
     typing_max_s: int = 120                # stop the typing indicator after this long
@@ -183,6 +184,7 @@ class Config:
             history_cap=integer("POEMBOT_HISTORY_CAP", 50, 1),
             default_form=default_form,
             model_dir=path("POEMBOT_MODEL_DIR") or PRETRAINED_DIR,
+            styles_dir=path("POEMBOT_STYLES_DIR") or SHIPPED_STYLES_DIR,
             index_path=path("POEMBOT_INDEX_PATH"),
             vocab_path=path("POEMBOT_VOCAB_PATH"),
             typing_max_s=integer("POEMBOT_TYPING_MAX_S", 120, 1),

@@ -217,6 +217,8 @@ class State:
         self._release = redis.register_script(_RELEASE_LUA)
         self._styles: StyleBook | None = None
         self._styles_at = float("-inf")
+        # The shipped styles (Config.styles_dir), named while no worker has published its own.
+        self.shipped_styles = StyleBook()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "State":
@@ -447,10 +449,12 @@ class State:
 
     # --- styles ------------------------------------------------------------------------------
     async def styles(self, max_age_s: float = STYLES_CACHE_S) -> StyleBook:
-        """The styles the workers serve (model.keys.STYLES_KEY), read at most every max_age_s."""
+        """The styles the workers serve (model.keys.STYLES_KEY), read at most every max_age_s; the
+        shipped ones while no worker has published any (its model still loading): a first
+        `/poem 李白 明月` then waits for the worker like any poem instead of being refused."""
         now = time.monotonic()
         if self._styles is None or now - self._styles_at >= max_age_s:
-            self._styles = StyleBook.from_hash(await self.redis.hgetall(STYLES_KEY))
+            self._styles = StyleBook.from_hash(await self.redis.hgetall(STYLES_KEY)) or self.shipped_styles
             self._styles_at = now
         return self._styles
 

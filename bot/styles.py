@@ -16,6 +16,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from bot.texts import EN
@@ -148,6 +149,15 @@ class StyleBook:
         and those no worker has refreshed lately (a style taken out of service)."""
         now = time.time() if now is None else now
         return cls(s for s in (Style.from_json(k, v, now) for k, v in entries.items()) if s is not None)
+
+    @classmethod
+    def from_cards(cls, folder: Path) -> "StyleBook":
+        """The styles whose cards (`ID.json`, model/styles.py) sit in folder: what this deployment
+        ships, named while no worker has published what it serves (a first start, models loading)."""
+        cards = sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith(".")) \
+            if Path(folder).is_dir() else []
+        return cls(s for s in (Style.from_json(p.stem, p.read_text(encoding="utf-8")) for p in cards)
+                   if s is not None)
 
     def find(self, name: str) -> Style | None:
         """The style a user's word names (id, title or alias), or None."""

@@ -68,6 +68,24 @@ def test_style_book_reads_the_registry_and_skips_what_is_not_a_style() -> None:
     assert "libai" in book and "李白" not in book and len(book) == 6 and not StyleBook()
 
 
+async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_url: str) -> None:
+    """On a first start the registry is empty while the worker loads its model: the shipped cards
+    (model/styles) name the styles, so /poem 李白 waits for the worker instead of being refused."""
+    from model.paths import SHIPPED_STYLES_DIR
+
+    shipped = StyleBook.from_cards(SHIPPED_STYLES_DIR)
+    assert {"libai", "dufu", "wangwei", "sushi", "luyou"} <= {s.id for s in shipped}
+    assert shipped.find("李白").id == "libai" and shipped.find("东坡").id == "sushi"
+    state = State.from_url(redis_url)
+    try:
+        state.shipped_styles = shipped
+        assert (await state.styles(max_age_s=0)).find("李白").id == "libai"
+        await state.redis.hset(STYLES_KEY, "mine", json.dumps({"title": "我的"}))
+        assert [s.id for s in await state.styles(max_age_s=0)] == ["mine"]    # what workers serve wins
+    finally:
+        await state.close()
+
+
 def test_a_style_no_worker_refreshes_drops_out_of_the_list() -> None:
     from model.keys import STYLES_FRESH_S
 
