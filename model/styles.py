@@ -174,7 +174,8 @@ class StyleBank:
     def stacked(self) -> dict[str, Any]:
         """The serving form (module doc): in_a [D, S·r], in_b [S·(r+1), D], out_a [H, S·r],
         out_b [S·(r+1), V], every style padded to the largest rank r with zeros; and "rank": r."""
-        r = max(s.rank for s in self.styles)
+        # At least 1: a bias-only adapter (rank 0) still needs a slot for its coefficient-1 bias row.
+        r = max(1, max(s.rank for s in self.styles))
 
         def pad(a: np.ndarray, axis: int) -> np.ndarray:
             width = [(0, 0)] * a.ndim

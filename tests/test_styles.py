@@ -142,3 +142,23 @@ def test_a_style_needs_enough_regular_poems(tmp_path: Path) -> None:
     path.write_text("床前明月光，疑是地上霜。举头望明月，低头思故乡。\n" * 3, encoding="utf-8")
     with pytest.raises(ValueError, match="at least"):
         file_set(path)
+
+
+def test_a_bias_only_adapter_serves_beside_low_rank_ones(tiny_model, tiny_model_dir) -> None:
+    """Rank 0 (a bias adapter) stacks with the others and shifts the logits by its bias alone."""
+    import tensorflow as tf
+
+    from model.styles import Style, StyleBank, StyleMix, random_adapter, zero_adapter
+
+    bias_only = zero_adapter(tiny_model.config, 0)
+    bias_only["out_bias"] = np.linspace(-1, 1, tiny_model.config.vocab_size).astype(np.float32)
+    bank = StyleBank([Style("b", {}, bias_only), Style("r", {}, random_adapter(tiny_model_dir, rank=3))])
+    stacked = {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in bank.stacked().items()}
+    token = tf.constant([7, 7], tf.int32)
+    z = tf.zeros([2, tiny_model.config.latent_dim])
+    form = tf.constant([0, 0], tf.int32)
+    state = tiny_model.decoder_init(z, form)
+    mixed, _ = tiny_model.decoder_step(token, state, z, form, StyleMix(stacked, np.array([0, -1], np.int32)))
+    base, _ = tiny_model.decoder_step(token, state, z, form)
+    np.testing.assert_allclose(mixed[0] - base[0], bias_only["out_bias"], atol=1e-5)
+    np.testing.assert_allclose(mixed[1], base[1], atol=1e-6)
