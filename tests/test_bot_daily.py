@@ -109,7 +109,10 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
 async def test_without_card_fonts_the_daily_poem_goes_as_text(emu, redis_url, stand_in, tmp_path,
                                                               monkeypatch) -> None:
     monkeypatch.setenv("POEMBOT_FONT_DIR", str(tmp_path))          # nothing fetched there
-    async with running_bot(make_config(emu, redis_url, daily_chat_id=CHANNEL)) as app:
+    # The slot and zone at() speaks in: with make_config's (UTC, an hour from now) the injected
+    # instant fell on 05-21 in UTC whenever the test ran between 14:00 and 22:00 UTC.
+    config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
+    async with running_bot(config) as app:
         since = emu.mark()
         assert await fire_daily(app.bot_data["rt"], at(0, day=22)) is True
         post = await emu.wait_for_call("sendMessage", since=since, chat_id=CHANNEL)
