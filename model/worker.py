@@ -337,6 +337,9 @@ class Worker:
         next_prune = 0.0
         while not self.stopping.is_set():
             try:
+                # Styles first: a worker whose heartbeat is seen has its styles in the registry.
+                # Here, not in _beat: _beat also runs at the start of every batch, a hot path.
+                self._publish_styles()
                 self._beat()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -354,8 +357,6 @@ class Worker:
             # JUSTID re-claim by ourselves resets idle time without counting a delivery.
             self.beat_client.xclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
                                     min_idle_time=0, message_ids=ids, justid=True)
-        # Styles first: a worker whose heartbeat is seen has its styles in the registry.
-        self._publish_styles()
         status = {"worker_id": self.s.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
                   "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
