@@ -20,7 +20,7 @@ from model import script
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
 from model.forms import FORM_INDEX, OTHER, classify, poem_text
-from model.styles import BASE, StyleBank, StyleMix, style_prior
+from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
 from model.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
@@ -109,8 +109,7 @@ class ConstrainedDecoder:
         # Every style adapter, stacked: a batch mixes styles by a per-row mask (model/styles.py).
         self.styles: dict[str, Any] | None = None
         if styles:
-            stacked = styles.stacked()
-            self.styles = {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in stacked.items()}
+            self.styles = stacked_tensors(styles)
         vocab_size = int(tables.tone.shape[0])
         self.vocab_size = vocab_size
         self.n_groups = int(tables.rhyme.shape[0])

@@ -192,6 +192,13 @@ class StyleBank:
         return {**{k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}, "rank": r}
 
 
+def stacked_tensors(bank: "StyleBank") -> dict[str, Any]:
+    """bank.stacked() as StyleMix takes it: tensors, and the rank as an int."""
+    import tensorflow as tf
+
+    return {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in bank.stacked().items()}
+
+
 class Adapter:
     """One style's adapter as tensors (constants to measure, variables to train); works on
     [..., D] / [..., H] inputs, so the teacher-forced decoder and one decoding step share it."""

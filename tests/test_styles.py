@@ -64,10 +64,10 @@ def test_a_mixed_batch_applies_each_rows_own_adapter(tiny_model, styled) -> None
     """StyleMix (the stacked, masked form) gives every row exactly its style's logits."""
     import tensorflow as tf
 
-    from model.styles import Adapter, StyleMix
+    from model.styles import Adapter, StyleMix, stacked_tensors
 
     bank = styled.styles
-    stacked = {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in bank.stacked().items()}
+    stacked = stacked_tensors(bank)
     rows = np.array([-1, 0, 1, 2, 1, -1], np.int32)
     B = len(rows)
     rng = np.random.default_rng(0)
@@ -148,12 +148,12 @@ def test_a_bias_only_adapter_serves_beside_low_rank_ones(tiny_model, tiny_model_
     """Rank 0 (a bias adapter) stacks with the others and shifts the logits by its bias alone."""
     import tensorflow as tf
 
-    from model.styles import Style, StyleBank, StyleMix, random_adapter, zero_adapter
+    from model.styles import Style, StyleBank, StyleMix, random_adapter, stacked_tensors, zero_adapter
 
     bias_only = zero_adapter(tiny_model.config, 0)
     bias_only["out_bias"] = np.linspace(-1, 1, tiny_model.config.vocab_size).astype(np.float32)
     bank = StyleBank([Style("b", {}, bias_only), Style("r", {}, random_adapter(tiny_model_dir, rank=3))])
-    stacked = {k: (int(v) if k == "rank" else tf.constant(v)) for k, v in bank.stacked().items()}
+    stacked = stacked_tensors(bank)
     token = tf.constant([7, 7], tf.int32)
     z = tf.zeros([2, tiny_model.config.latent_dim])
     form = tf.constant([0, 0], tf.int32)
