@@ -11,6 +11,10 @@ COPY bot ./bot
 COPY model ./model
 COPY training ./training
 COPY reading ./reading
+COPY protocol ./protocol
+COPY worker ./worker
+COPY devtools ./devtools
+COPY verse ./verse
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip==25.3 \
     && if [ "$VARIANT" = "gpu" ]; then extra=gpu; else extra=model; fi \
@@ -30,7 +34,7 @@ RUN apt-get update \
 RUN poembot corpus fetch \
     && poembot corpus build \
     && poembot index build --out /index \
-    && python -c "import model.decode as d, model.paths as p; d.load_novelty(p.PRETRAINED_DIR, d._try_corpus()).save(p.PRETRAINED_DIR / d.NOVELTY_FILE)" \
+    && python -c "import model.decode as d, protocol.paths as p; d.load_novelty(p.PRETRAINED_DIR, d._try_corpus()).save(p.PRETRAINED_DIR / d.NOVELTY_FILE)" \
     && rm -rf /build-data/download
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -110,18 +110,18 @@ def corpus_prosody(split: str = typer.Option("test", help="train, val, test or a
 
 @corpus_app.command("tables")
 def corpus_tables(what: str = typer.Argument(..., help="pingshui, tones or all"),
-                  dist: Optional[str] = typer.Option(None, help="the extracted package/dist "
-                                                     "(default /tmp/cp/package/dist)"),
+                  dist: Optional[str] = typer.Option(None, help="the extracted package (default: "
+                                                     "the one `poembot corpus fetch` made)"),
                   out: Optional[str] = typer.Option(None, help="where to write (default "
-                                                    "model/data)")) -> None:
-    """Regenerate the committed prosody tables model/data/pingshui.tsv and tones.tsv (needs
+                                                    "verse/data)")) -> None:
+    """Regenerate the committed prosody tables verse/data/pingshui.tsv and tones.tsv (needs
     `pip install .[tables]` and the raw corpus)."""
-    from training.tables import DEFAULT_DIST, regenerate
-    from model.paths import TABLES_DIR
+    from training.tables import regenerate
+    from verse.prosody import TABLES_DIR
 
     if what not in ("pingshui", "tones", "all"):
         _fail(f"unknown table {what!r}: pingshui, tones or all")
-    regenerate(what, Path(dist) if dist else DEFAULT_DIST, Path(out) if out else TABLES_DIR)
+    regenerate(what, Path(dist) if dist else None, Path(out) if out else TABLES_DIR)
 
 
 @index_app.command("build")
@@ -133,7 +133,8 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                                               help="skip when an index for this model exists")) -> None:
     """Encode every regular corpus poem with the model's encoder (μ, float16) into the index behind
     /similar, and write the theme index (terms → popular poems, their mean μ) the worker's themes use."""
-    from model.index import build_index, default_index_dir, is_current, model_version
+    from model.index import default_index_dir, is_current, model_version
+    from model.index_build import build_index
 
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}: train one with `poembot train` or use the shipped one")
@@ -167,7 +168,7 @@ def card_examples(out: str = typer.Option("docs/cards", help="folder for the PNG
                   seed: int = typer.Option(2026, help="seed of the first poem")) -> None:
     """Write example cards (every form, an acrostic, a traditional poem) from the model's poems."""
     from bot.card import CardError
-    from model.card_examples import write_examples
+    from devtools.card_examples import write_examples
 
     try:
         for path in write_examples(Path(out), model_dir=Path(model), seed=seed):
@@ -199,7 +200,7 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
 def gloss_cmd(text: str = typer.Argument(..., help="a poem, lines separated by any punctuation"),
               english: bool = typer.Option(False, "--english", help="English layout")) -> None:
     """A reading aid: each line with its pinyin and a word-by-word English gloss."""
-    from model.jobs import split_lines
+    from protocol.jobs import split_lines
     from reading.gloss import gloss, render
 
     lines = split_lines(text)
@@ -251,7 +252,7 @@ def finetune_cmd(init: str = typer.Option(DEFAULT_MODEL, help="the trained model
 def _finetune_style(style: str, init: str, poets: Optional[list[str]], file: Optional[str],
                     title: Optional[str], styles_dir: Optional[str], config: Optional[str],
                     max_steps: Optional[int], measure: bool) -> None:
-    from model.paths import styles_dir as default_styles_dir
+    from protocol.paths import styles_dir as default_styles_dir
     from training.style import finetune_style, shipped_style
 
     entry = shipped_style(style) or {}
@@ -296,7 +297,7 @@ def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
     if not (Path(model) / "config.json").exists():
         _fail(f"no model at {model}")
     if style:
-        from model.paths import styles_dir as default_styles_dir
+        from protocol.paths import styles_dir as default_styles_dir
         from training.style import evaluate_style
         try:
             metrics = evaluate_style(style, model, styles_dir or default_styles_dir())
@@ -352,7 +353,7 @@ def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_B
                metrics_port: Optional[int] = typer.Option(None, help="POEMBOT_METRICS_PORT "
                                                           "(0: any free port)")) -> None:
     """Serve generation and encode jobs from Redis (GPU when present)."""
-    from model.worker import run_worker
+    from worker.service import run_worker
 
     raise typer.Exit(run_worker(redis_url=redis_url, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                 model_dir=model, metrics_port=metrics_port, worker_id=worker_id,
@@ -370,7 +371,7 @@ def bot_cmd() -> None:
 @app.command("run")
 def run_cmd() -> None:
     """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat)."""
-    from bot.supervisor import run
+    from devtools.supervisor import run
 
     raise typer.Exit(run())
 
@@ -382,7 +383,7 @@ def health_cmd(role: str = typer.Option("bot", help="bot | worker")) -> None:
     replica is POEMBOT_CONSUMER_NAME, or, when that is unset, every bot replica on this host."""
     import socket
 
-    from model.connections import connect, live_workers
+    from protocol.connections import connect, live_workers
 
     host = socket.gethostname()
     try:

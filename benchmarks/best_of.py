@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import model.decode as decode
     import training.evaluate as evaluate
-    from model.jobs import GenerateJob
+    from protocol.jobs import GenerateJob
     from model.vae import load_model
     from training import meaning
 

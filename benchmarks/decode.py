@@ -26,7 +26,7 @@ REQUEST_CHARS = "春夏秋冬风"
 def random_setup(vocab_size: int):
     """A random-weight model at the calibration size, over real characters (so prosody masks bite)."""
     import opencc
-    from model import prosody
+    from verse import prosody
     from model.vae import VAEConfig, build_vae
     from model.vocab import SPECIALS, Vocab
 
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
     from model.constraints import ProsodyTables
     from model.decode import Generator
-    from model.forms import FORM_INDEX, FORMS
-    from model.jobs import GenerateJob
+    from verse.forms import FORM_INDEX, FORMS
+    from protocol.jobs import GenerateJob
 
     if a.model:
         from model.vae import load_model
@@ -228,7 +228,7 @@ def style_mix(model, vocab, config, tables, n_styles: int, repeats: int, min_sec
     rows cycling through n_styles styles, and base rows, with and without the adapters loaded.
     The timings alternate and each reports its median (the machine drifts)."""
     from model.decode import Generator
-    from model.jobs import GenerateJob
+    from protocol.jobs import GenerateJob
     from model.styles import Style, StyleBank, random_adapter
 
     bank = StyleBank([Style(f"s{k}", {}, random_adapter(config, rank=8, seed=k)) for k in range(n_styles)])

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from model.corpus import Corpus
     from model.decode import Generator
-    from model.forms import FORM_NAMES
-    from model.jobs import GenerateJob
+    from verse.forms import FORM_NAMES
+    from protocol.jobs import GenerateJob
     from reading.gloss import dictionary
 
     dictionary()                                   # loaded once, not timed per poem

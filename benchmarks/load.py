@@ -29,9 +29,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import redis.asyncio as aioredis  # noqa: E402
 from redis.exceptions import RedisError  # noqa: E402
 
-from bot.emulator import ApiCall, BotApiEmulator  # noqa: E402
+from devtools.emulator import ApiCall, BotApiEmulator  # noqa: E402
 from bot.state import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
-from model import keys  # noqa: E402
+from protocol import keys  # noqa: E402
 from procs import Child, RedisServer, child_env, eventually, poembot_child  # noqa: E402
 
 # Characters every model here can write (the shipped vocabulary and the tests' tiny one).
@@ -388,7 +388,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.paths import PRETRAINED_DIR
+    from protocol.paths import PRETRAINED_DIR
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.tfidf import TfidfIndex
-from model.jobs import GenerateJob
+from protocol.jobs import GenerateJob
 
 THEMES = ("春风 明月 秋思 送别 边塞 思乡 梅花 落花 江南 故人 黄昏 夕阳 白云 青山 流水 杨柳 芳草 "
           "归雁 寒山 孤舟 渔舟 长安 塞上 烟雨 杏花 桃花 菊花 秋风 秋雨 春雨 夜雨 明月 月夜 "
@@ -63,9 +63,9 @@ def main() -> None:
     import os
 
     from model.index import Index, default_index_dir, model_version
-    from model.paths import PRETRAINED_DIR
+    from protocol.paths import PRETRAINED_DIR
     from model.reasons import BREAKS
-    from model.worker import load_generator
+    from model.generate import load_generator
 
     model_dir = Path(args.model) if args.model else PRETRAINED_DIR
     directory = Path(args.index) if args.index else default_index_dir(model_version(model_dir))

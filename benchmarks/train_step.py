@@ -53,7 +53,7 @@ def make_step(config, num_sampled: int, xla: bool):
 
 def batches(vocab_size: int, batch_size: int, n: int, seed: int = 0):
     """n token batches of real shapes (one form per batch, forms in corpus proportion), Zipf ids."""
-    from model.forms import FORMS, FORM_NAMES
+    from verse.forms import FORMS, FORM_NAMES
 
     rng = np.random.default_rng(seed)
     forms = rng.choice([f for f, _ in FORM_MIX], size=n, p=[p for _, p in FORM_MIX])

@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model import keys  # noqa: E402
-from model.connections import connect, enqueue  # noqa: E402
-from model.jobs import GenerateJob, result_from_fields  # noqa: E402
+from protocol import keys  # noqa: E402
+from protocol.connections import connect, enqueue  # noqa: E402
+from protocol.jobs import GenerateJob, result_from_fields  # noqa: E402
 
 FORMS = ("五绝", "七绝", "五律", "七律")
 

@@ -1,4 +1,4 @@
 """poembot's Telegram process: parses requests, enqueues jobs, delivers results.
 
-It never imports TensorFlow; it talks to the model only through model.jobs and Redis.
+It never imports TensorFlow; it talks to the model only through protocol.jobs and Redis.
 """

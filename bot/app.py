@@ -33,7 +33,7 @@ from bot.similar import Index, find_index
 from bot.state import State
 from bot.texts import EN, ZH, t
 from bot.webhook import WebhookServer
-from model.logs import setup_logging
+from protocol.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bot import fonts
 from bot.cmap import Coverage, coverage
-from model.script import for_script
+from verse.script import for_script
 
 PAPER = (246, 240, 228)
 INK = (38, 34, 30)

@@ -13,8 +13,8 @@ from typing import Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from model.forms import FORMS
-from model.paths import PRETRAINED_DIR, SHIPPED_STYLES_DIR
+from verse.forms import FORMS
+from protocol.paths import PRETRAINED_DIR, SHIPPED_STYLES_DIR
 
 DEFAULT_API_URL = "https://api.telegram.org"
 _TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")

@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta
 from telegram.ext import Application, ContextTypes
 
 from bot.runtime import Runtime
-from model.forms import FORM_NAMES
-from model.jobs import GenerateJob
+from verse.forms import FORM_NAMES
+from protocol.jobs import GenerateJob
 
 log = logging.getLogger(__name__)
 

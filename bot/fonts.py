@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.paths import data_dir
+from protocol.paths import data_dir
 
 NPM_PACKAGE = "@expo-google-fonts/noto-serif-sc"
 NPM_VERSION = "0.4.3"

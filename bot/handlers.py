@@ -31,10 +31,10 @@ from bot.runtime import Outcome, Runtime
 from bot.similar import taste_poems, taste_vector
 from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
-from model.forms import FORM_NAMES, FORMS, classify, poem_text
-from model.jobs import EncodeJob, ValidationError, validate_encode
+from verse.forms import FORM_NAMES, FORMS, classify, poem_text
+from protocol.jobs import EncodeJob, ValidationError, validate_encode
 from model.reasons import QueryPoem
-from model.script import to_simplified
+from verse.script import to_simplified
 from reading.gloss import gloss, render
 
 log = logging.getLogger(__name__)

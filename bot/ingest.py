@@ -23,7 +23,7 @@ from telegram.ext import Application
 
 from bot.state import State, retry_redis
 from bot.texts import t, user_lang
-from model.connections import Backoff
+from protocol.connections import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from bot.render import fits_caption, format_poem
 from bot.runtime import Runtime
 from bot.state import UserSettings
 from bot.texts import error_text, t, user_lang
-from model.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
-from model.jobs import ValidationError
-from model.script import for_script
+from protocol.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
+from protocol.jobs import ValidationError
+from verse.script import for_script
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.parsing import PoemRequest
-from model.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, INLINE_DONE_TTL_S,
+from protocol.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, INLINE_DONE_TTL_S,
                         inline_cache_key, inline_done_key)
-from model.script import to_simplified
+from verse.script import to_simplified
 
 # What a cached poem keeps: enough to show it again with its prosody note.
 KEPT = ("lines", "form", "pattern", "rhyme_ok", "rhyme_group", "tone_rate", "form_ok")

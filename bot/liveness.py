@@ -1,5 +1,5 @@
 """Bot replica liveness: a watchdog keeps this replica's record in Redis fresh and says which of its
-background tasks died; `poembot health --role bot` reads it (keys: model.keys.bot_replica_key).
+background tasks died; `poembot health --role bot` reads it (keys: protocol.keys.bot_replica_key).
 
 A replica is named by POEMBOT_CONSUMER_NAME (Runtime.consumer; host-pid by default). The health check
 runs in another process on the same host: when the variable is set it reads that replica's record;
@@ -23,7 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from model import keys
+from protocol import keys
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

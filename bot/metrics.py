@@ -1,6 +1,6 @@
 """Prometheus metrics of a bot replica: updates, submitted jobs, deliveries, Telegram errors, latency, queue.
 
-Each Runtime owns a registry (like model.metrics), so several bots in one test process do not collide.
+Each Runtime owns a registry (like worker.metrics), so several bots in one test process do not collide.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from redis.exceptions import RedisError
 from telegram import Update
 
-from model.keys import JOBS_STREAM
+from protocol.keys import JOBS_STREAM
 
 log = logging.getLogger(__name__)
 

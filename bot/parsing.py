@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, Style, StyleBook, is_famous_poet,
                         split_prefix, style_key, style_names)
-from model.forms import FORMS, normalise_form_name
-from model.jobs import IGNORED_CHARS, MAX_KEYWORDS
+from verse.forms import FORMS, is_han, normalise_form_name
+from protocol.jobs import IGNORED_CHARS, MAX_KEYWORDS
 
 MAX_ARG_CHARS = 40          # after dropping spaces: more is not a theme but a paste
 MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
@@ -24,7 +24,6 @@ LONG_FORMS = {"五言绝句": "五绝", "七言绝句": "七绝", "五言律诗"
 # Tokens that name a form we do not write, so "/poem 七古 春" is refused rather than read as a theme.
 _FORMISH = re.compile(r"^([一二三四五六七八九十]言?[绝絕律古]句?|[四五六七]言.*|词|詞|古风|古風|排律|"
                       r"绝句|絕句|律诗|律詩|乐府|樂府|宋词|宋詞|元曲)$")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _SPLIT = re.compile(r"[\s，、,;；]+")
 _LINE_SPLIT = re.compile(r"[\n，。？！；,.?!;、：:]+")
 
@@ -54,10 +53,6 @@ class PoemRequest:
         if len(self.acrostic) > FORMS[default_form].n_lines:
             return "五律" if FORMS[default_form].line_len == 5 else "七律"
         return default_form
-
-
-def is_han(char: str) -> bool:
-    return bool(_HAN.fullmatch(char))
 
 
 def form_of_token(token: str) -> str | None:

@@ -14,8 +14,8 @@ from bot import callbacks
 from bot.state import CREATIVITY_TEMPERATURES, UserSettings
 from bot.styles import StyleBook
 from bot.texts import EN, t
-from model.forms import FORM_NAMES, poem_text
-from model.script import for_script
+from verse.forms import FORM_NAMES, poem_text
+from verse.script import for_script
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096

@@ -24,8 +24,8 @@ from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
 from bot.similar import Index
 from bot.state import State, UserSettings
-from model.jobs import GenerateJob, Job, validate_generate
-from model.script import to_simplified
+from protocol.jobs import GenerateJob, Job, validate_generate
+from verse.script import to_simplified
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Runtime:
                           user_id: int | None, lang: str, reply_to: int | None = None,
                           fixed_lines: dict[int, str] | None = None, seed: int | None = None,
                           purpose: str = "poem", extra: dict[str, Any] | None = None) -> GenerateJob:
-        """A validated job for request; raises ParseError or model.jobs.ValidationError.
+        """A validated job for request; raises ParseError or protocol.jobs.ValidationError.
 
         request.style is settled by resolve_style() first (left None, the job has no style)."""
         form = request.resolved_form(settings.form or self.config.default_form)

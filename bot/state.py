@@ -1,6 +1,6 @@
 """Everything the bot keeps in Redis: poems by id, user history, likes, settings, subscribers, limits.
 
-All bot key names live here (stream names come from model.keys); every replica shares this state.
+All bot key names live here (stream names come from protocol.keys); every replica shares this state.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from model.connections import Backoff, ensure_group, gone_consumers
-from model.forms import FORM_NAMES
-from model.jobs import Job, job_fields
+from protocol.connections import Backoff, ensure_group, gone_consumers
+from verse.forms import FORM_NAMES
+from protocol.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
-from model.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, JOBS_MAXLEN, JOBS_STREAM, PREFIX,
+from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, JOBS_MAXLEN, JOBS_STREAM, PREFIX,
                         RESULTS_STREAM, STYLES_KEY, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY,
                         WORKERS_READY_KEY, alive_since, bots_alive_since)
 
@@ -321,7 +321,7 @@ class State:
 
     async def prune_consumers(self, idle_ms: int) -> list[str]:
         """Delete the updates and results groups' consumers of bot replicas that are gone (not in
-        BOTS_ALIVE_KEY; model.connections.gone_consumers): without this every replica that ever ran
+        BOTS_ALIVE_KEY; protocol.connections.gone_consumers): without this every replica that ever ran
         (host-pid names change at each start) stays in XINFO CONSUMERS. Returns "stream/name"s."""
         alive = set(await self.redis.zrangebyscore(BOTS_ALIVE_KEY, bots_alive_since(time.time()), "+inf"))
         gone = []
@@ -449,7 +449,7 @@ class State:
 
     # --- styles ------------------------------------------------------------------------------
     async def styles(self, max_age_s: float = STYLES_CACHE_S) -> StyleBook:
-        """The styles the workers serve (model.keys.STYLES_KEY), read at most every max_age_s; the
+        """The styles the workers serve (protocol.keys.STYLES_KEY), read at most every max_age_s; the
         shipped ones while no worker has published any (its model still loading): a first
         `/poem 李白 明月` then waits for the worker like any poem instead of being refused."""
         now = time.monotonic()

@@ -1,6 +1,6 @@
 """Style adapters as the bot sees them: the registry the workers publish, and telling a style from a theme.
 
-Each worker writes the styles it serves into the Redis hash model.keys.STYLES_KEY (style id -> JSON
+Each worker writes the styles it serves into the Redis hash protocol.keys.STYLES_KEY (style id -> JSON
 {id, title, line, line_en, aliases, seen_at}) on every heartbeat; State.styles() reads it into a
 StyleBook, cached a few seconds, leaving out entries no worker has refreshed for STYLES_FRESH_S.
 A word names a style when it matches an id, a title or an alias (case, spaces, hyphens and the
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from bot.texts import EN
-from model.jobs import MAX_STYLE_CHARS
-from model.keys import style_entry_fresh
-from model.script import to_simplified
+from protocol.jobs import MAX_STYLE_CHARS
+from protocol.keys import style_entry_fresh
+from verse.script import to_simplified
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Style:
     @classmethod
     def from_json(cls, style_id: str, text: str, now: float | None = None) -> "Style | None":
         """A registry entry, or None when it is not one (logged: the bot never trusts its shape)
-        or is stale (model.keys.style_entry_fresh, checked when now is given)."""
+        or is stale (protocol.keys.style_entry_fresh, checked when now is given)."""
         try:
             body = json.loads(text)
         except (TypeError, ValueError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from model.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
+from protocol.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
                         E_UNKNOWN_STYLE)
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ ERROR_KEYS: dict[str, str] = {
     E_DEAD_LETTER: "internal",
     E_UNKNOWN_STYLE: "unknown_style",
 }
-# model.jobs.validate_generate's message for E_UNKNOWN_STYLE: no style 'x'; the styles are: a, b
+# protocol.jobs.validate_generate's message for E_UNKNOWN_STYLE: no style 'x'; the styles are: a, b
 _UNKNOWN_STYLE_RE = re.compile(r"""no style (['"])(.*)\1; the styles are: (.*)$""")
 
 
@@ -312,7 +312,7 @@ def t(lang: str, key: str, **values: object) -> str:
 
 
 def error_text(lang: str, code: str | None, message: str | None) -> str:
-    """A worker or validation error (model.jobs E_* code and English detail) for this user."""
+    """A worker or validation error (protocol.jobs E_* code and English detail) for this user."""
     key = ERROR_KEYS.get(code or "", "internal")
     detail = message or ""
     if key == "unknown_chars":

@@ -1,4 +1,5 @@
-"""poembot's model side: forms, vocabulary, prosody, the VAE, decoding and the worker.
+"""poembot's machine learning: vocabulary, the VAE, constrained decoding, generation, styles and the
+latent index (its search, model.index and model.ivf, is numpy only, so the bot may import it).
 
 Importing this package is cheap: TensorFlow is only loaded by the modules that need it.
 """

@@ -11,8 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
-from model.forms import FORMS, Form
-from model.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS, GenerateJob, ValidationError
+from verse.forms import FORMS, Form
+from protocol.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS, GenerateJob, ValidationError
 from model.vocab import COMMA, EOS, N_SPECIALS, PAD, PERIOD, Vocab
 
 FREE = -1                 # forced[t] value of a position the model writes
@@ -43,7 +43,7 @@ class ProsodyTables:
 
     @classmethod
     def from_vocab(cls, vocab: Vocab) -> "ProsodyTables":
-        from model import prosody     # the prosody helper's tables (no TensorFlow)
+        from verse import prosody     # the prosody helper's tables (no TensorFlow)
         groups, member = prosody.ping_rhyme_table(vocab)
         return cls(tone=prosody.tone_mask(vocab), rhyme=member, groups=list(groups),
                    writable=np.array(vocab.readable_mask()))

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from model.forms import FORMS
-from model.paths import corpus_dir
+from verse.forms import FORMS
+from protocol.paths import corpus_dir
 
 FORMAT_VERSION = 3   # 3: characters outside GBK keep their traditional form
 POEMS_FILE = "poems.json.gz"

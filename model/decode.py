@@ -16,12 +16,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from model import script
+from verse import script
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
-from model.forms import FORM_INDEX, OTHER, classify, poem_text
+from verse.forms import FORM_INDEX, OTHER, classify, poem_text
 from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
-from model.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
+from protocol.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 
@@ -360,7 +360,7 @@ class Generator:
              **kwargs: Any) -> "Generator":
         """The model in model_dir; with novelty, its novelty table (from the built corpus if the model
         folder has none); the style adapters in styles_dir trained on this model. Themes come from
-        the theme index the loaders attach (model.worker)."""
+        the theme index the loaders attach (worker.service)."""
         from model.index import model_version
         from model.vae import load_model
         model_dir = Path(model_dir)
@@ -548,7 +548,7 @@ class Generator:
     def _theme_prior(self, keywords: list[str]) -> np.ndarray | None:
         """Mean μ of the most popular poems holding every keyword, from the theme index
         (model/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
-        # The loaders (model.worker.load_generator, `poembot generate`) attach the theme index
+        # The loaders (model.generate.load_generator, `poembot generate`) attach the theme index
         # of the model's version as .themes; a Generator without one writes themes by their words only.
         themes = getattr(self, "themes", None)
         if not keywords or themes is None:
@@ -657,7 +657,7 @@ class Generator:
 
     def verdict(self, lines: list[str]) -> dict[str, Any]:
         try:
-            from model import prosody
+            from verse import prosody
             v = prosody.check(lines)
             d = v.to_dict()
             return {"form_ok": bool(v.form_ok), "rhyme_ok": bool(v.rhyme_ok),
@@ -707,7 +707,7 @@ def load_novelty(model_dir: Path, load_corpus: Callable[[], Any] = lambda: None)
     path = Path(model_dir) / NOVELTY_FILE
     if path.exists():
         return NoveltyTable.load(path)
-    from model.paths import corpus_dir
+    from protocol.paths import corpus_dir
     cache = corpus_dir() / NOVELTY_FILE
     built = corpus_dir() / "poems.json.gz"
     if cache.exists() and built.exists() and cache.stat().st_mtime >= built.stat().st_mtime:

@@ -1,21 +1,56 @@
-"""`poembot generate`: write poems from a model folder on this machine, without Redis or a worker.
+"""Load a model folder for generation (load_generator: what the worker serves), and `poembot generate`:
+write poems on this machine, without Redis or a worker.
 
 The Typer command in poembot_cli.py passes its options straight to generate_cli.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from model.jobs import MAX_N, GenerateJob
-from model.paths import PRETRAINED_DIR
+from protocol.jobs import MAX_N, GenerateJob
+from protocol.paths import PRETRAINED_DIR, styles_dir
+
+log = logging.getLogger(__name__)
 
 MAX_CLI_N = 1000          # the command line may ask for many; the bot keeps GenerateJob's MAX_N
 JOBS_PER_CALL = 16        # jobs of MAX_N poems decoded per Generator call (and per progress step)
+
+
+def gpu_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as it needs it rather than all of it at start, so a GPU
+    can hold more than one worker (or a worker beside a training run)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:          # already initialised by an earlier import
+            log.warning("GPU memory growth not set: %s", exc)
+
+
+def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
+    gpu_memory_growth()
+    from model.decode import Generator
+    from model.themes import find_themes
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
+    if jit_compile is None:
+        jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
+    # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
+    # missing novelty table.
+    generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=styles_dir())
+    if generator.styles:
+        log.info("styles: %s", ", ".join(generator.styles.ids))
+    generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
+    return generator
 
 
 def job_sizes(n: int) -> list[int]:
@@ -55,8 +90,7 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                         style=style)
             for k, size in enumerate(job_sizes(n))]
 
-    from model.worker import load_generator     # TensorFlow loads here, after the cheap checks
-    generator = load_generator(model_dir)
+    generator = load_generator(model_dir)     # TensorFlow loads here, after the cheap checks
     poems: list[dict] = []
     with tqdm(total=n, unit="poem", file=err, disable=n <= MAX_N, desc="writing") as bar:
         for start in range(0, len(jobs), JOBS_PER_CALL):

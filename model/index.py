@@ -1,8 +1,8 @@
 """The latent index: VAE encoder means of every regular-form corpus poem, searched by cosine
 similarity through inverted lists (model/ivf.py), and the /similar ranking on top of it.
 
-Building needs TensorFlow (`poembot index build`); loading and searching need only numpy, so the
-bot can use it. Rows are stored in descending popularity (canon poems first), so row order is
+Loading and searching need only numpy, so the bot can use it; building needs TensorFlow and lives in
+model/index_build.py (`poembot index build`). Rows are stored in descending popularity (canon poems first), so row order is
 popularity order; the theme index (model/themes.py) is written beside it from the same μ.
 """
 from __future__ import annotations
@@ -17,11 +17,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from model.forms import FORMS
 from model.ivf import InvertedLists
-from model.paths import data_dir
-from model.popularity import (IN_QIANJIA, IN_TANG300, SAME_POEM_AGREEMENT, agreement, canon_membership,
-                              popularity, shared_rank)
+from protocol.paths import data_dir
+from model.popularity import IN_QIANJIA, IN_TANG300, SAME_POEM_AGREEMENT, agreement
 from model.reasons import BREAKS, QueryPoem, imagery, reason
 from model.themes import ThemeIndex
 
@@ -30,7 +28,6 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.npz"
 META_FILE = "meta.json.gz"
 INDEX_FORMAT = 2          # 2: every regular poem, raw μ, popularity, canon, inverted lists, themes
-DEFAULT_SIZE = None       # None: every regular-form poem (~230k)
 EXACT_BELOW = 20_000      # smaller indexes are scanned whole; larger ones get inverted lists
 # Files that define a model's behaviour; their hash is the version an index is tied to.
 MODEL_FILES = ("config.json", "vocab.json", "weights.npz")
@@ -353,77 +350,3 @@ def is_current(directory: Path, version: str) -> bool:
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-8)).astype(np.float32)
-
-
-def choose_rows(corpus, size: int | None, canon_root: Path | None = None
-                ) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Regular-form rows (all four forms) in descending popularity — canon poems first, then by
-    shared rank, ties in corpus order — at most size of them; with their popularity and canon."""
-    rows = corpus.indices(forms=tuple(FORMS))
-    shared = shared_rank(corpus, rows)
-    canon = canon_membership(corpus, rows, canon_root)
-    pop = popularity(shared, canon)
-    order = np.lexsort((np.arange(len(rows)), -shared, -pop))[:size]
-    return [rows[k] for k in order], pop[order], canon[order]
-
-
-def encode_texts(model, vocab, lines_list: list[list[str]], batch: int = 512,
-                 progress: bool = False) -> np.ndarray:
-    """Encoder means μ for poems of regular form (TensorFlow)."""
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    from model.forms import FORM_INDEX, classify
-
-    order = sorted(range(len(lines_list)), key=lambda i: classify(lines_list[i]))
-    out = np.zeros((len(lines_list), model.config.latent_dim), dtype=np.float32)
-    encode = tf.function(lambda t, f: model.encode(t, f)[0], reduce_retracing=True)
-    starts = range(0, len(order), batch)
-    for start in tqdm(starts, desc="encoding", unit="batch", disable=not progress):
-        chunk = order[start:start + batch]
-        # Group by form so each call has one sequence length and no padding.
-        by_form: dict[str, list[int]] = {}
-        for i in chunk:
-            by_form.setdefault(classify(lines_list[i]), []).append(i)
-        for form, rows in by_form.items():
-            if form not in FORM_INDEX:
-                raise ValueError(f"poem {rows[0]} is not of a regular form")
-            tokens = np.array([vocab.encode_lines(lines_list[i]) for i in rows], dtype=np.int32)
-            forms = np.full(len(rows), FORM_INDEX[form], dtype=np.int32)
-            out[rows] = encode(tf.constant(tokens), tf.constant(forms)).numpy()
-    return out
-
-
-def assemble(version: str, corpus, rows: list[int], mu: np.ndarray, pop: np.ndarray,
-             canon: np.ndarray) -> tuple[Index, ThemeIndex]:
-    """The latent and theme indexes from encoded rows (numpy; split from build_index so the
-    benchmarks can reuse one encoding)."""
-    meta = [{"title": corpus.title[i], "author": corpus.author[i], "dynasty": corpus.dynasty[i],
-             "form": corpus.form[i], "text": corpus.text(i), "rank": corpus.rank[i]} for i in rows]
-    vectors = unit_rows(mu)
-    lists = InvertedLists.build(vectors) if len(rows) >= EXACT_BELOW else None
-    themes = ThemeIndex.build([corpus.lines[i] for i in rows], mu)
-    index = Index(version, [corpus.id[i] for i in rows], vectors, meta, np.arange(len(rows)),
-                  pop, canon, lists, themes)
-    return index, themes
-
-
-def build_index(model_dir: str | Path, out_dir: str | Path | None = None,
-                size: int | None = DEFAULT_SIZE, corpus=None, canon_root: Path | None = None) -> Path:
-    """Encode the regular poems (the `size` most popular when given) and save the latent index and
-    the theme index. canon_root: the chinese-poetry download (default: the data dir's)."""
-    from model.corpus import Corpus
-    from model.vae import load_model
-    from training.fetch import corpus_root
-
-    version = model_version(model_dir)
-    out = Path(out_dir) if out_dir else default_index_dir(version)
-    corpus = corpus if corpus is not None else Corpus.load()
-    root = canon_root or corpus_root()
-    rows, pop, canon = choose_rows(corpus, size, root if root.exists() else None)
-    model, vocab, _ = load_model(model_dir)
-    mu = encode_texts(model, vocab, [corpus.lines[i] for i in rows], progress=True)
-    index, themes = assemble(version, corpus, rows, mu, pop, canon)
-    index.save(out, mu=mu)
-    themes.save(out)
-    return out

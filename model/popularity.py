@@ -5,6 +5,7 @@ Used by the latent index (what /similar ranks and the theme index orders by) and
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -12,10 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
+from model.vocab import readable_form
+from verse.forms import OTHER, SEPARATORS, classify, cut_lines, normalise
+
 log = logging.getLogger(__name__)
 
 TANG300 = "tangshisanbaishou.json"
 QIANJIA = "qianjiashi.json"
+CANON_FILES = (TANG300, QIANJIA)    # under dist/mengxue/ of the package
 # Canon membership, as stored per index row: which collection holds the poem (唐诗三百首 wins).
 NOT_CANON, IN_QIANJIA, IN_TANG300 = 0, 1, 2
 # A canon text and a corpus poem are the same poem when this share of their characters agree
@@ -61,10 +66,42 @@ def match_poems(corpus, rows: Sequence[int], poems: list[list[str]]) -> dict[int
     return found
 
 
+def poem_lines(text: str, t2s) -> list[str]:
+    """A poem's text → its simplified lines (readable forms kept), as the corpus build does."""
+    lines_t, _ = cut_lines(normalise(text), SEPARATORS)
+    return [readable_form(t2s(line), line) for line in lines_t]
+
+
+def canon_poems(root: Path, files: tuple[str, ...] = CANON_FILES) -> list[list[str]]:
+    """Regular-form poems of 唐诗三百首 and 千家诗, or of one of them (lines, simplified)."""
+    import opencc
+
+    t2s = opencc.OpenCC("t2s").convert
+    found = sorted(root.rglob("mengxue"))
+    if not found:
+        raise FileNotFoundError(f"no mengxue folder under {root}: run `poembot corpus fetch`")
+    out = []
+    for name in files:
+        data = json.loads((found[0] / name).read_text(encoding="utf-8"))
+        for section in data.get("content", []):
+            for item in section.get("content", []):
+                for text in _texts(item):
+                    lines = poem_lines(text, t2s)
+                    if classify(lines) != OTHER:
+                        out.append(lines)
+    return out
+
+
+def _texts(item: dict) -> list[str]:
+    """The poem texts of one entry: its paragraphs, or each part of a series (其一, 其二 …)."""
+    paragraphs = item.get("paragraphs") or []
+    if all(isinstance(p, str) for p in paragraphs):
+        return ["".join(paragraphs)]
+    return [text for part in paragraphs if isinstance(part, dict) for text in _texts(part)]
+
+
 def canon_membership(corpus, rows: Sequence[int], root: Path | None) -> np.ndarray:
     """NOT_CANON / IN_QIANJIA / IN_TANG300 per row; all NOT_CANON (logged) without the package."""
-    from training.finetune import canon_poems
-
     out = np.full(len(rows), NOT_CANON, dtype=np.int8)
     if root is None:
         log.warning("no chinese-poetry download: canon membership unknown, popularity uses the "

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from model.forms import FORMS, MAX_SEQ_LEN
+from verse.forms import FORMS, MAX_SEQ_LEN
 from model.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
 
 if TYPE_CHECKING:

@@ -27,13 +27,13 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.config import Config
 from bot.state import RESULTS_GROUP, State
-from emulator import BotApiEmulator
-from model.connections import ensure_group
-from model.forms import FORMS, poem_text
+from devtools.emulator import BotApiEmulator
+from protocol.connections import ensure_group
+from verse.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
-from model.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
+from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
-from model.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY,
+from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY,
                         WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
 from procs import eventually  # noqa: F401  (test modules import it from here)
 
@@ -120,7 +120,7 @@ def stand_in_poem(job: GenerateJob, seed: int) -> list[str]:
 
 
 class StandInWorker:
-    """Serves the jobs stream like model.worker does (same group, heartbeat and Result format)."""
+    """Serves the jobs stream like worker.service does (same group, heartbeat and Result format)."""
 
     def __init__(self, redis_url: str, worker_id: str = "stand-in", unknown: str = "") -> None:
         self.redis = aioredis.from_url(redis_url, decode_responses=True)
@@ -172,7 +172,7 @@ class StandInWorker:
                         await self._serve(entry)
                         await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
             except (RedisConnectionError, BusyLoadingError):
-                # Redis restarting: wait for it like model.worker does.
+                # Redis restarting: wait for it like worker.service does.
                 await asyncio.sleep(0.2)
 
     async def _serve(self, entry: dict) -> None:
@@ -236,7 +236,7 @@ async def stand_in(redis_url: str) -> AsyncIterator[StandInWorker]:
 @pytest.fixture
 def start_worker(redis_url: str, tiny_generator: Any) -> Iterator[Callable[[], Any]]:
     """Starts real workers on threads (call it when the test wants one); stops them afterwards."""
-    from model.worker import Worker, WorkerSettings
+    from worker.service import Worker, WorkerSettings
 
     running: list[tuple[Any, threading.Thread]] = []
 

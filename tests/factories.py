@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from model.corpus import Corpus
-from model.forms import FORMS
+from verse.forms import FORMS
 
 CHARS = "春夏秋冬风花雪月山水江天云雨人归来去明日"     # all in conftest's tiny vocabulary
 

@@ -1,7 +1,7 @@
 """Real processes for tests and benchmarks: a restartable redis-server and supervised poembot children.
 
 tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and benchmarks/load.py
-also start bot and worker processes through poembot_child (a bot.supervisor.Child), so faults can be
+also start bot and worker processes through poembot_child (a devtools.supervisor.Child), so faults can be
 injected with real signals.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from bot.supervisor import Child
+from devtools.supervisor import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from bot.daily import DAILY_JOB_NAME, due_slot, fire_daily
 from bot.state import State
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     eventually)
-from emulator import BotApiEmulator, check_html, png_size
-from model.keys import JOBS_STREAM
+from devtools.emulator import BotApiEmulator, check_html, png_size
+from protocol.keys import JOBS_STREAM
 
 ALICE = BotApiEmulator.user(2001, "Alice")
 BOB = BotApiEmulator.user(2002, "Bob", language_code="en")

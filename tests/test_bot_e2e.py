@@ -1,5 +1,5 @@
 """End to end with every real part: the bot (PTB over HTTP to the emulator), Redis, and the real worker
-(model.worker.Worker on a thread) decoding with conftest's tiny random model.
+(worker.service.Worker on a thread) decoding with conftest's tiny random model.
 
 Slower than test_bot_flows.py (TensorFlow), so it covers the main paths once each.
 """
@@ -12,7 +12,7 @@ from bot.daily import fire_daily
 from bot.state import State
 from botkit import (card_fonts, emu, eventually, make_config, running_bot, start_worker,  # noqa: F401
                     synthetic_index)
-from emulator import BotApiEmulator, check_html, png_size
+from devtools.emulator import BotApiEmulator, check_html, png_size
 from model.vocab import N_SPECIALS
 
 ALICE = BotApiEmulator.user(4001, "Alice")

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from botkit import emu, eventually  # noqa: F401
-from emulator import BotApiEmulator
+from devtools.emulator import BotApiEmulator
 
 
 async def call(emu: BotApiEmulator, method: str, token: str | None = None, **params) -> tuple[int, dict]:

@@ -12,8 +12,8 @@ from bot import callbacks
 from bot.state import CREATIVITY_TEMPERATURES, State, poem_key
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker, eventually, results_pending, synthetic_index)
-from emulator import BotApiEmulator, check_html, png_size
-from model.jobs import EncodeJob, GenerateJob
+from devtools.emulator import BotApiEmulator, check_html, png_size
+from protocol.jobs import EncodeJob, GenerateJob
 
 ALICE = BotApiEmulator.user(1001, "Alice")
 BOB = BotApiEmulator.user(1002, "Bob", language_code="en-US")

@@ -17,7 +17,7 @@ from bot.ingest import MAX_ATTEMPTS, update_key
 from bot.state import UPDATES_GROUP, UPDATES_STREAM, State
 from bot.texts import EN, ZH, t
 from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
-from emulator import BotApiEmulator, command_entities
+from devtools.emulator import BotApiEmulator, command_entities
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 

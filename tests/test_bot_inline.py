@@ -8,8 +8,8 @@ from typing import Any
 
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker)
-from emulator import ApiCall, BotApiEmulator, check_html
-from model.keys import INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, inline_cache_key
+from devtools.emulator import ApiCall, BotApiEmulator, check_html
+from protocol.keys import INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, inline_cache_key
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 BOB = BotApiEmulator.user(3002, "Bob", language_code="en")

@@ -18,8 +18,8 @@ from bot import liveness
 from bot.liveness import replica_problem
 from bot.state import RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM, State
 from botkit import emu, eventually, make_config, running_bot  # noqa: F401
-from model import keys
-from model.jobs import Result, result_fields
+from protocol import keys
+from protocol.jobs import Result, result_fields
 from procs import ROOT, child_env
 
 GROUPS = ((UPDATES_STREAM, UPDATES_GROUP), (keys.RESULTS_STREAM, RESULTS_GROUP))

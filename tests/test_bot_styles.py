@@ -2,7 +2,7 @@
 /styles, the default style in /settings, the style under each poem and 🔄 keeping it.
 
 Units first (parsing with hypothesis, rendering, the Redis registry), then flows through the Bot API
-emulator with real Redis and a stand-in worker that serves styles the way model.worker does (each poem
+emulator with real Redis and a stand-in worker that serves styles the way worker.service does (each poem
 names its style, a style it lacks is an E_UNKNOWN_STYLE result), then end to end with the real worker
 and a real (random) adapter from model.styles.
 """
@@ -26,10 +26,10 @@ from bot.styles import FAMOUS_POETS, Style, StyleBook, is_famous_poet, style_key
 from bot.texts import EN, ZH, error_text, t
 from botkit import (StandInWorker, emu, eventually, make_config, running_bot, stand_in,  # noqa: F401
                     stand_in_poem)
-from emulator import BotApiEmulator, check_html
-from model.jobs import (E_UNKNOWN_STYLE, GenerateJob, JobFormatError, Result, ValidationError, job_from_fields,
+from devtools.emulator import BotApiEmulator, check_html
+from protocol.jobs import (E_UNKNOWN_STYLE, GenerateJob, JobFormatError, Result, ValidationError, job_from_fields,
                         result_fields, validate_generate)
-from model.keys import RESULTS_MAXLEN, RESULTS_STREAM, STYLES_KEY
+from protocol.keys import RESULTS_MAXLEN, RESULTS_STREAM, STYLES_KEY
 
 CARDS = [
     {"id": "libai", "title": "李白", "line": "飘逸豪放，明月与酒", "line_en": "free and soaring: moon and wine",
@@ -71,7 +71,7 @@ def test_style_book_reads_the_registry_and_skips_what_is_not_a_style() -> None:
 async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_url: str) -> None:
     """On a first start the registry is empty while the worker loads its model: the shipped cards
     (model/styles) name the styles, so /poem 李白 waits for the worker instead of being refused."""
-    from model.paths import SHIPPED_STYLES_DIR
+    from protocol.paths import SHIPPED_STYLES_DIR
 
     shipped = StyleBook.from_cards(SHIPPED_STYLES_DIR)
     assert {"libai", "dufu", "wangwei", "sushi", "luyou"} <= {s.id for s in shipped}
@@ -87,7 +87,7 @@ async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_u
 
 
 def test_a_style_no_worker_refreshes_drops_out_of_the_list() -> None:
-    from model.keys import STYLES_FRESH_S
+    from protocol.keys import STYLES_FRESH_S
 
     now = 1_000_000.0
     entries = {"libai": json.dumps({**CARDS[0], "seen_at": now - 5}, ensure_ascii=False),
@@ -201,7 +201,7 @@ def test_with_no_styles_published_a_poets_name_says_so() -> None:
 
 
 def test_the_workers_unknown_style_error_reads_as_the_same_answer() -> None:
-    """model.jobs' own message for a style a worker lacks, as the bot shows it without a registry."""
+    """protocol.jobs' own message for a style a worker lacks, as the bot shows it without a registry."""
     with pytest.raises(ValidationError) as info:
         validate_generate(GenerateJob(style="baijuyi"), styles={"libai", "dufu"})
     assert info.value.code == E_UNKNOWN_STYLE
@@ -329,7 +329,7 @@ BOB = BotApiEmulator.user(5002, "Bob", language_code="en")
 
 
 class StyledStandIn(StandInWorker):
-    """The stand-in worker, serving styles as model.worker does: every poem names its style, and a
+    """The stand-in worker, serving styles as worker.service does: every poem names its style, and a
     style it lacks gets an E_UNKNOWN_STYLE result carrying validate_generate's message."""
 
     def __init__(self, redis_url: str, styles: set[str]) -> None:
@@ -523,10 +523,10 @@ def styled_generator(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture
 def styled_worker(redis_url, styled_generator):
-    """A real model.worker.Worker on a thread, serving the styled generator."""
+    """A real worker.service.Worker on a thread, serving the styled generator."""
     import threading
 
-    from model.worker import Worker, WorkerSettings
+    from worker.service import Worker, WorkerSettings
 
     settings_ = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, block_ms=100,
                                worker_id="styled-worker")

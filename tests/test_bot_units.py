@@ -20,10 +20,10 @@ from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
 from bot.similar import taste_vector
 from bot.state import CREATIVITY_TEMPERATURES, LIKES_CAP, PoemRecord, State
 from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
-from emulator import check_html
-from model.forms import poem_text
-from model.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
-from model.script import converter, to_simplified, to_traditional
+from devtools.emulator import check_html
+from verse.forms import poem_text
+from protocol.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
+from verse.script import converter, to_simplified, to_traditional
 
 TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
 

@@ -10,7 +10,7 @@ import aiohttp
 from bot.config import Config
 from botkit import (emu, free_port, make_config, running_bot,  # noqa: F401
                     stand_in)
-from emulator import BotApiEmulator, command_entities
+from devtools.emulator import BotApiEmulator, command_entities
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 SECRET = "s3cret_Token-42"

@@ -14,8 +14,8 @@ from PIL import Image
 from bot import fonts
 from bot.card import Card, CardError, chinese_date, missing_glyphs, png_bytes, poem_card, render, typefaces
 from botkit import card_fonts  # noqa: F401
-from model.paths import PRETRAINED_DIR
-from model.script import to_traditional
+from protocol.paths import PRETRAINED_DIR
+from verse.script import to_traditional
 
 # Synthetic lines (common characters in arbitrary order), one per form.
 LINES = {"五绝": ["山水云风月", "花江天人日", "春秋夜雨青", "白高远长清"],

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from model.corpus import Corpus
-from model.forms import FORMS, classify
+from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
 from model.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
 from training import build_corpus, fetch
-from model.forms import cut_lines
-from training.build_corpus import SEPARATORS, normalise, split_of
+from training.build_corpus import split_of
 
 # Traditional characters with distinct simplified forms, so the t2s step is observable.
 TRAD = "東風鳥飛雲開門書長時車馬橋燈龍劍簾聲夢詩歸來春秋山水花月江天人"

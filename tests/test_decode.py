@@ -1,5 +1,5 @@
 """Constrained decoding with a random-weight model: every hard constraint holds, seeds reproduce,
-batches mix, impossible requests are refused. Constraints are checked against model.prosody directly.
+batches mix, impossible requests are refused. Constraints are checked against verse.prosody directly.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from model import prosody
+from verse import prosody
 from model.constraints import NoveltyTable, tone_pattern
-from model.forms import FORMS, classify
-from model.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob, Result
+from verse.forms import FORMS, classify
+from protocol.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob, Result
 
 PING_GROUPS = set(prosody.ping_groups())
 
@@ -216,7 +216,7 @@ def test_traditional_output_and_json(tiny_generator) -> None:
 
 
 def test_encode_job_returns_mu_and_verdict(tiny_generator) -> None:
-    from model.jobs import EncodeJob
+    from protocol.jobs import EncodeJob
     res = tiny_generator.run([EncodeJob(texts=["春风花月夜，秋雪冬风来。山水江天云，明日人归去。"])])
     assert isinstance(res[0], Result) and res[0].ok and res[0].kind == "encode"
     poem = res[0].poems[0]

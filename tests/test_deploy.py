@@ -89,7 +89,7 @@ def test_the_image_copies_every_package_the_project_installs():
 
 def test_the_image_ships_the_index_where_bot_and_worker_look_for_it():
     """`index build --out DIR` writes the latent and theme indexes; the runtime image copies DIR and
-    points POEMBOT_INDEX_PATH (read by bot.config and model.worker) at it, so the worker's theme
+    points POEMBOT_INDEX_PATH (read by bot.config and worker.service) at it, so the worker's theme
     prior works with no corpus in the image."""
     import re
 
@@ -101,7 +101,7 @@ def test_the_image_ships_the_index_where_bot_and_worker_look_for_it():
     copied = re.search(rf"COPY --from=index {re.escape(built[1])} (\S+)", text)
     assert copied, "the runtime stage does not copy the index"
     assert f"POEMBOT_INDEX_PATH={copied[1]}" in text
-    worker_source = (ROOT / "model" / "worker.py").read_text()
+    worker_source = (ROOT / "worker" / "service.py").read_text()
     assert 'os.environ.get("POEMBOT_INDEX_PATH")' in worker_source
     assert Config.from_env({"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "POEMBOT_INDEX_PATH": copied[1]}).index_path == Path(copied[1])
 
@@ -135,7 +135,7 @@ def test_k8s_manifests_validate_against_the_kubernetes_schemas() -> None:
 
 
 def test_k8s_worker_scales_on_the_jobs_stream_and_pods_read_the_documented_settings() -> None:
-    from model import keys
+    from protocol import keys
 
     docs = k8s_documents()
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from model.forms import FORM_NAMES, FORMS  # noqa: E402
+from verse.forms import FORM_NAMES, FORMS  # noqa: E402
 from training.evaluate import (constrained_metrics, evaluate, latent_neighbours,  # noqa: E402
                                line_tone_fits, mutual_info, neighbour_rates, text_stats,
                                tfidf_bigram_neighbours)
@@ -113,7 +113,7 @@ def test_constrained_metrics_on_the_prosody_model(tiny_generator):
 
 def _tone_chars() -> tuple[list[str], list[str]]:
     """Characters whose only 平水韵 tone is 平, and ones whose only tone is 仄 (from the committed tables)."""
-    from model import prosody
+    from verse import prosody
     from conftest import tiny_chars
     chars = tiny_chars()
     ping = [c for c in chars if prosody.tones(c) == frozenset({prosody.PING})]
@@ -122,7 +122,7 @@ def _tone_chars() -> tuple[list[str], list[str]]:
 
 
 def test_line_tone_fits_counts_lines_against_the_named_pattern():
-    from model import prosody
+    from verse import prosody
     ping, ze = _tone_chars()
     pattern = "仄起首句不入韵"
     want = prosody.named_patterns("五绝")[pattern]

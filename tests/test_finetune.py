@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from training.finetune import (FINETUNE_LINES_FILE, FINETUNE_SET_FILE, canon_poems,  # noqa: E402
-                               finetune, split_set)
+from model.popularity import canon_poems  # noqa: E402
+from training.finetune import FINETUNE_LINES_FILE, FINETUNE_SET_FILE, finetune, split_set  # noqa: E402
 from training.train import CONFIG_DIR, VAL_LOG_FILE, synthetic_corpus, train  # noqa: E402
 
 

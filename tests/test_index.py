@@ -8,7 +8,8 @@ import pytest
 
 from factories import CHARS, random_corpus
 from model.corpus import Corpus
-from model.index import INDEX_FILE, Index, IndexMismatch, build_index, is_current, model_version, unit_rows
+from model.index import INDEX_FILE, Index, IndexMismatch, is_current, model_version, unit_rows
+from model.index_build import build_index
 from model.ivf import InvertedLists
 from model.popularity import IN_TANG300, NOT_CANON, match_poems, popularity
 from model.reasons import QueryPoem, reason

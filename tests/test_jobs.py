@@ -1,6 +1,6 @@
 """The job protocol: round trips through JSON and stream fields, versioning, and request validation.
 
-Pure Python: these tests also prove model.jobs and model.keys load without TensorFlow.
+Pure Python: these tests also prove protocol.jobs and protocol.keys load without TensorFlow.
 """
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from model import jobs, keys
-from model.jobs import (E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError,
+from protocol import jobs, keys
+from protocol.jobs import (E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError,
                         Result, ValidationError)
 
 
 def test_importing_jobs_does_not_load_tensorflow() -> None:
-    code = "import sys, model.jobs, model.keys, model.connections; print('tensorflow' in sys.modules)"
+    code = "import sys, protocol.jobs, protocol.keys, protocol.connections; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from model.forms import FORMS  # noqa: E402
+from verse.forms import FORMS  # noqa: E402
 from model.vocab import SPECIALS, Vocab  # noqa: E402
 from training import meaning  # noqa: E402
 

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.metrics import update_kind
 from bot.state import State
 from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
-from emulator import BotApiEmulator
-from model.keys import JOBS_STREAM
-from model.logs import setup_logging
+from devtools.emulator import BotApiEmulator
+from protocol.keys import JOBS_STREAM
+from protocol.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:SECRET-abcdefghijklmnopqrstuvwxyz"
@@ -30,7 +30,7 @@ TOKEN = "123456789:SECRET-abcdefghijklmnopqrstuvwxyz"
 # Logs one plain line with extras, one exception whose text holds the token, and httpx lines.
 LOGGING_SCRIPT = """
 import logging, sys
-from model.logs import setup_logging
+from protocol.logs import setup_logging
 from bot.redact import install_redaction
 token = sys.argv[1]
 setup_logging("bot")

@@ -1,4 +1,4 @@
-"""Tests for model.prosody on synthetic lines composed from characters of known tone and rhyme group.
+"""Tests for verse.prosody on synthetic lines composed from characters of known tone and rhyme group.
 
 No classical poem appears here: every poem is built by compose() from the pools below.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import opencc
 import pytest
 
-from model import prosody
-from model.forms import FORMS
+from verse import prosody
+from verse.forms import FORMS
 from model.vocab import SPECIALS, Vocab
 
 PING_POOL = "天人春花山秋江云声心年时"      # each only 平

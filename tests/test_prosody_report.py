@@ -10,9 +10,9 @@ import os
 import opencc
 import pytest
 
-from model import prosody
+from verse import prosody
 from model.corpus import Corpus
-from model.forms import FORM_NAMES, classify
+from verse.forms import FORM_NAMES, classify
 from test_prosody import DONG, WU, compose
 from training.prosody_report import format_reference, prosody_reference
 

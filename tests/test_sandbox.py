@@ -13,9 +13,9 @@ from typing import AsyncIterator, Callable
 
 import pytest
 
-from bot.sandbox import SandboxChat, keyboard_lines, plain_text, repl, sandbox_user
+from devtools.sandbox import SandboxChat, keyboard_lines, plain_text, repl, sandbox_user
 from botkit import card_fonts, emu, eventually, make_config, running_bot, stand_in  # noqa: F401
-from emulator import BotApiEmulator
+from devtools.emulator import BotApiEmulator
 from botkit import start_worker  # noqa: F401
 from test_bot_e2e import POEM_TIMEOUT
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.jobs import E_INVALID, E_UNKNOWN_STYLE, GenerateJob, ValidationError, validate_generate
+from protocol.jobs import E_INVALID, E_UNKNOWN_STYLE, GenerateJob, ValidationError, validate_generate
 
 STYLE_IDS = ("alpha", "beta", "gamma")
 

@@ -5,7 +5,7 @@ import sys
 import threading
 from pathlib import Path
 
-from bot.supervisor import Child, EmbeddedRedis, Supervisor
+from devtools.supervisor import Child, EmbeddedRedis, Supervisor
 from conftest import wait_for
 
 CRASHER = """

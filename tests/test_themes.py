@@ -9,7 +9,7 @@ import pytest
 
 from model import themes as themes_mod
 from factories import random_corpus
-from model.jobs import GenerateJob
+from protocol.jobs import GenerateJob
 from model.themes import THEME_POEMS, ThemeIndex, poem_terms
 
 
@@ -55,8 +55,8 @@ def test_theme_index_files_round_trip(tmp_path: Path) -> None:
 def test_theme_prior_works_without_a_corpus(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """`poembot index build` writes the theme index; a worker on a machine with no corpus (the
     Docker image) finds the prior there, and it is the mean μ of the most popular poems with the word."""
-    from model.index import build_index
-    from model.worker import load_generator
+    from model.index_build import build_index
+    from model.generate import load_generator
 
     corpus = random_corpus(120, seed=3, authors=7)
     out = build_index(tiny_model_dir, tmp_path / "index", corpus=corpus, canon_root=tmp_path / "none")

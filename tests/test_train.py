@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from model.forms import FORM_INDEX, FORMS, classify  # noqa: E402
+from verse.forms import FORM_INDEX, FORMS, classify  # noqa: E402
 from training.train import (CONFIG_DIR, LM_DIR, LOG_FILE, STATE_FILE, TrainConfig,  # noqa: E402
                             _learning_rate, encode_split, epoch_batches,
                             load_corpus_and_vocab, synthetic_corpus, train)

@@ -12,7 +12,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from model.forms import FORM_INDEX, FORMS  # noqa: E402
+from verse.forms import FORM_INDEX, FORMS  # noqa: E402
 import keras  # noqa: E402
 
 from model.vae import (VAEConfig, beta_at, build_vae, dummy_inputs, free_bits_kl,  # noqa: E402

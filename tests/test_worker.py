@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from model import keys
-from model.connections import connect, enqueue, live_workers, wait_results
-from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, EncodeJob, GenerateJob, Result,
+from protocol import keys
+from protocol.connections import connect, enqueue, live_workers, wait_results
+from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, EncodeJob, GenerateJob, Result,
                         job_to_json)
 from conftest import wait_for
 
@@ -78,7 +78,7 @@ async def test_ensure_group_is_idempotent_with_either_client(redis_client, redis
     """One helper creates the consumer groups for the worker (sync client) and the bot (asyncio)."""
     import redis.asyncio as aioredis
 
-    from model.connections import ensure_group
+    from protocol.connections import ensure_group
     ensure_group(redis_client)
     ensure_group(redis_client)
     client = aioredis.from_url(redis_url)
@@ -96,8 +96,8 @@ async def test_ensure_group_is_idempotent_with_either_client(redis_client, redis
 
 
 def test_publish_is_once_per_job(redis_client, redis_url) -> None:
-    from model.connections import ensure_group
-    from model.worker import Worker, WorkerSettings
+    from protocol.connections import ensure_group
+    from worker.service import Worker, WorkerSettings
     ensure_group(redis_client)
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=None)
     result = Result(job_id="j1", ok=True, poems=[{"text": "x"}])
@@ -110,8 +110,8 @@ def test_publish_is_once_per_job(redis_client, redis_url) -> None:
 def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url) -> None:
     """A generator that answers out of order, or not at all for one job, still gives each job its
     own result; the unanswered job stays pending for redelivery."""
-    from model.connections import ensure_group
-    from model.worker import Worker, WorkerSettings
+    from protocol.connections import ensure_group
+    from worker.service import Worker, WorkerSettings
 
     class Shuffling:
         def run(self, jobs):
@@ -137,7 +137,7 @@ def test_consumers_of_stopped_workers_are_pruned(redis_client) -> None:
     """Only a consumer that is not alive, holds nothing and has been idle long enough goes."""
     import time as clock
 
-    from model.connections import ensure_group, prune_workers
+    from protocol.connections import ensure_group, prune_workers
 
     ensure_group(redis_client)
     enqueue(redis_client, GenerateJob())
@@ -191,7 +191,7 @@ def test_mixed_batch_round_trip(workers, redis_client) -> None:
 
 def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_model_dir, tmp_path) -> None:
     from model.index import model_version
-    from model.jobs import E_UNKNOWN_STYLE
+    from protocol.jobs import E_UNKNOWN_STYLE
     from model.styles import random_adapter, save_style
 
     styles = tmp_path / "styles"

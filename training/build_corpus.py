@@ -15,16 +15,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
-from model.forms import FORMS, classify, cut_lines
-from model.paths import corpus_dir
+from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
+from protocol.paths import corpus_dir
 from model.vocab import Vocab, readable_form
-from training.fetch import corpus_root
+from protocol.paths import corpus_root
 
-SEPARATORS = "，。？！；"
-_HALF_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "："})
-# Editorial notes inside the text: （一作…）, [缺], {…}, 【…】.
-_NOTES = re.compile(r"[（(\[［{【〔][^）)\]］}】〕]*[）)\]］}】〕]")
-_SPACE = re.compile(r"[\s/]+")   # "/" is the corpus file's line separator
 VOCAB_SIZE = 6000
 VOCAB_MIN_COUNT = 2
 
@@ -36,12 +31,6 @@ class RawPoem:
     author: str
     title: str
     paragraphs: list[str]
-
-
-def normalise(text: str) -> str:
-    text = text.translate(_HALF_TO_FULL)
-    text = _NOTES.sub("", text)
-    return _SPACE.sub("", text)
 
 
 def split_of(poem_id: str) -> str:
@@ -190,8 +179,8 @@ def is_current(directory: Path | None = None) -> bool:
 
 
 def _write_tones(corpus: Corpus, path: Path) -> int:
-    """Per-character 平仄 votes from the corpus strains (the rule lives in model.prosody)."""
-    from model import prosody
+    """Per-character 平仄 votes from the corpus strains (the rule lives in verse.prosody)."""
+    from verse import prosody
 
     pairs = ((line, mark) for lines, marks in zip(corpus.lines_t, corpus.strains)
              if marks is not None for line, mark in zip(lines, marks))

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.corpus import Corpus
-from model.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
-from model.jobs import MAX_N, GenerateJob, Result
+from verse.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
+from protocol.jobs import MAX_N, GenerateJob, Result
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def sample_poems(model, form: int, z: np.ndarray, temperature: float = 1.0, top_
 
 def _prosody():
     try:
-        from model import prosody
+        from verse import prosody
         return prosody.check
     except Exception:      # the checker may be absent or its tables unbuilt: report without it
         return None
@@ -299,7 +299,7 @@ def line_tone_fits(lines: list[str], form: str, pattern: str | None) -> list[boo
     None for a line with no character of known tone there; every line misses when there is no
     pattern (the poem is not of the form).
     """
-    from model import prosody
+    from verse import prosody
 
     if pattern is None or form not in FORMS or classify(lines) != form:
         return [False] * len(lines)
@@ -333,7 +333,7 @@ def _verdict_fields(poem: dict, form: str) -> tuple[bool, bool, str | None]:
     pattern = (poem.get("prosody") or {}).get("pattern")
     rhyme = poem.get("rhyme_ok")
     if rhyme is None:
-        from model import prosody
+        from verse import prosody
         v = prosody.check(lines)
         rhyme, pattern = v.rhyme_ok, v.pattern
     return classify(lines) == form, bool(rhyme), pattern
@@ -501,7 +501,7 @@ def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lin
         ref_sample = [lines for f in FORM_NAMES for lines in ref_by_form[f][:per_form[f]]]
         ref_stats = text_stats(ref_sample)
         ref_all = text_stats([lines for _, lines in reference])
-        from model import prosody
+        from verse import prosody
         verdicts = [(form, lines, prosody.check(lines)) for form, lines in reference]
         m.update({
             "constrained_ref_n": len(reference),

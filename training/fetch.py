@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from model.paths import download_dir
+from protocol.paths import corpus_root, download_dir
 
 PACKAGE = "chinese-poetry"
 VERSION = "2.0.1"
@@ -24,7 +24,6 @@ INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5k
              "EQ3lfJ//25K8p3uHNg==")
 GITHUB_ARCHIVE = "https://codeload.github.com/chinese-poetry/chinese-poetry/tar.gz/refs/heads/master"
 TARBALL = f"{PACKAGE}-{VERSION}.tgz"
-EXTRACTED = "chinese-poetry"
 DONE_MARK = ".complete"
 
 
@@ -38,11 +37,6 @@ def integrity_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return "sha512-" + base64.b64encode(digest.digest()).decode()
-
-
-def corpus_root(dest: Path | None = None) -> Path:
-    """The extracted corpus folder (holds the poet.*.json files somewhere below it)."""
-    return (dest or download_dir()) / EXTRACTED
 
 
 def _download(url: str, target: Path, what: str) -> None:

@@ -16,53 +16,15 @@ import sys
 from pathlib import Path
 
 from model.corpus import Corpus
-from model.forms import FORMS, OTHER, classify
-from model.popularity import shared_rank
-from model.vocab import Vocab, readable_form
+from verse.forms import FORMS, OTHER, classify
+from model.popularity import canon_poems, poem_lines, shared_rank
+from model.vocab import Vocab
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"
-CANON_FILES = ("tangshisanbaishou.json", "qianjiashi.json")   # under dist/mengxue/
 FINETUNE_LINES_FILE = "finetune_lines.txt"
 FINETUNE_SET_FILE = "finetune_set.json"
 MIN_POEMS = 50                     # fewer cannot hold out a tenth and still learn anything
 DEFAULT_TOP_RANK = 1000           # the rank counts are noisy (shared/README.md): a few only
-
-
-def _to_lines(text: str, t2s) -> list[str]:
-    """A poem's text → its simplified lines (readable forms kept), as the corpus build does."""
-    from model.forms import cut_lines
-    from training.build_corpus import SEPARATORS, normalise
-
-    lines_t, _ = cut_lines(normalise(text), SEPARATORS)
-    return [readable_form(t2s(line), line) for line in lines_t]
-
-
-def canon_poems(root: Path, files: tuple[str, ...] = CANON_FILES) -> list[list[str]]:
-    """Regular-form poems of 唐诗三百首 and 千家诗, or of one of them (lines, simplified)."""
-    import opencc
-
-    t2s = opencc.OpenCC("t2s").convert
-    found = sorted(root.rglob("mengxue"))
-    if not found:
-        raise FileNotFoundError(f"no mengxue folder under {root}: run `poembot corpus fetch`")
-    out = []
-    for name in files:
-        data = json.loads((found[0] / name).read_text(encoding="utf-8"))
-        for section in data.get("content", []):
-            for item in section.get("content", []):
-                for text in _texts(item):
-                    lines = _to_lines(text, t2s)
-                    if classify(lines) != OTHER:
-                        out.append(lines)
-    return out
-
-
-def _texts(item: dict) -> list[str]:
-    """The poem texts of one entry: its paragraphs, or each part of a series (其一, 其二 …)."""
-    paragraphs = item.get("paragraphs") or []
-    if all(isinstance(p, str) for p in paragraphs):
-        return ["".join(paragraphs)]
-    return [text for part in paragraphs if isinstance(part, dict) for text in _texts(part)]
 
 
 def popular_poems(corpus: Corpus, top: int) -> list[list[str]]:
@@ -87,7 +49,7 @@ def file_poems(path: Path) -> list[list[str]]:
     for k, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not text.strip():
             continue
-        lines = _to_lines(text, t2s)
+        lines = poem_lines(text, t2s)
         if classify(lines) != OTHER:
             poems.append(lines)
         else:
@@ -126,7 +88,7 @@ def finetune(init: str, out: str, canon: bool = True, top_rank: int = DEFAULT_TO
     if file:
         poems += file_poems(Path(file))
     if canon:
-        from training.fetch import corpus_root as default_root
+        from protocol.paths import corpus_root as default_root
 
         poems += canon_poems(corpus_root or default_root())
         if top_rank:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.forms import FORM_INDEX, FORM_NAMES
+from verse.forms import FORM_INDEX, FORM_NAMES
 from model.vocab import PAD, Vocab
 
 Poems = list[tuple[str, list[str]]]          # (form, lines)
@@ -194,6 +194,6 @@ def write_samples(path: Path, poems: Poems, acrostics: list[tuple[str, list[str]
 
 def one_line(lines: list[str]) -> str:
     """A poem with its marks on one line, a space between couplets."""
-    from model.forms import poem_text
+    from verse.forms import poem_text
 
     return poem_text(lines, couplet_break=" ")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from model import prosody
+from verse import prosody
 from model.corpus import Corpus
-from model.forms import FORM_NAMES, classify
+from verse.forms import FORM_NAMES, classify
 
 N_EXAMPLES = 3
 

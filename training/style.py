@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from model.forms import FORMS, OTHER, classify
+from verse.forms import FORMS, OTHER, classify
 
 STYLE_CONFIG = Path(__file__).resolve().parent / "configs" / "style.json"
 SHIPPED_STYLES = Path(__file__).resolve().parent / "configs" / "styles.json"
@@ -310,7 +310,7 @@ def form_mix(poems: list[list[str]]) -> list[str]:
 
 def generated(generator: Any, style: str, forms: list[str], n: int, seed: int) -> list[list[str]]:
     """n poems at default settings in the given style ("" = base), forms drawn from forms."""
-    from model.jobs import GenerateJob
+    from protocol.jobs import GenerateJob
 
     rng = np.random.default_rng([seed, 23])
     jobs = [GenerateJob(form=str(rng.choice(forms)), style=style, seed=seed * 100_000 + i)
@@ -323,7 +323,7 @@ def measure_style(generator: Any, corpus: Any, style_id: str, poets: list[str] |
                   style_set: StyleSet, n: int = SHARE_POEMS, seed: int = 0) -> dict:
     """Held-out NLL with and without the adapter, the classifier's own held-out accuracy, and the
     style share of generated poems with and without it (module doc)."""
-    from model.forms import poem_text
+    from verse.forms import poem_text
     from model.styles import Adapter
 
     style = generator.styles.get(style_id)

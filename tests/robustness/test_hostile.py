@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from bot import callbacks
 from botkit import (emu, make_config, running_bot, stand_in, start_worker,  # noqa: F401
                     StandInWorker, synthetic_index)
-from emulator import ApiCall, BotApiEmulator, check_html, command_entities
-from model.jobs import Job, job_from_fields
-from model.keys import JOBS_STREAM
+from devtools.emulator import ApiCall, BotApiEmulator, check_html, command_entities
+from protocol.jobs import Job, job_from_fields
+from protocol.keys import JOBS_STREAM
 
 ALICE = BotApiEmulator.user(7001, "Alice")
 BOB = BotApiEmulator.user(7002, "Bob", language_code="en-GB")

@@ -65,7 +65,7 @@ async def test_no_request_lost_or_answered_twice_through_faults(cluster: Cluster
 
 
 async def test_the_bot_says_no_worker_while_none_is_alive(cluster: Cluster, reliability) -> None:
-    from bot.emulator import BotApiEmulator
+    from devtools.emulator import BotApiEmulator
 
     emu = cluster.emu
     for slot in list(cluster.workers):

@@ -21,10 +21,10 @@ from redis.exceptions import AuthenticationError
 from bot.state import State
 from botkit import (emu, free_port, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker)
-from emulator import BotApiEmulator, check_html, command_entities
-from model import connections
-from model.jobs import job_from_fields
-from model.keys import JOBS_STREAM
+from devtools.emulator import BotApiEmulator, check_html, command_entities
+from protocol import connections
+from protocol.jobs import job_from_fields
+from protocol.keys import JOBS_STREAM
 from procs import RedisServer, child_env, poembot_child
 
 ALICE = BotApiEmulator.user(8001, "Alice")

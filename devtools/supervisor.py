@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from bot.sandbox import EmulatorThread
+    from devtools.sandbox import EmulatorThread
 
 log = logging.getLogger("poembot.run")
 
@@ -149,9 +149,9 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
     """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped.
 
     Without TELEGRAM_BOT_TOKEN the bot talks to a local Bot API emulator and this terminal becomes
-    the sandbox chat (bot.sandbox); the children then log to files so the chat stays readable.
+    the sandbox chat (devtools.sandbox); the children then log to files so the chat stays readable.
     """
-    from model.paths import data_dir
+    from protocol.paths import data_dir
 
     env = dict(os.environ)
     sandbox = with_bot and not env.get("TELEGRAM_BOT_TOKEN", "").strip()
@@ -162,7 +162,7 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
         env.setdefault("POEMBOT_LOG_FORMAT", "text")
     else:
         # In the sandbox this terminal is the chat, so the supervisor's own lines stay out of it.
-        from model.logs import setup_logging
+        from protocol.logs import setup_logging
         setup_logging("run")
     redis = None
     if not env.get("REDIS_URL"):
@@ -171,7 +171,7 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
         log.info("embedded Redis at %s", redis.url)
     emulator = None
     if sandbox:
-        from bot.sandbox import EmulatorThread
+        from devtools.sandbox import EmulatorThread
 
         emulator = EmulatorThread()
         emulator.start()
@@ -211,7 +211,7 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
 def _chat(supervisor: Supervisor, emulator: "EmulatorThread", log_dir: Path | None,
           stop: Callable[..., None]) -> None:
     """The sandbox: the chat reads this terminal on the main thread while the group runs on another."""
-    from bot.sandbox import repl
+    from devtools.sandbox import repl
 
     # Ctrl-C and SIGTERM interrupt the blocking read; leaving the chat stops the group.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -10,8 +10,8 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Collection, Literal, Union
 
-from model.forms import FORMS, cut_lines, normalise_form_name
-from model.keys import JOB_FIELD, RESULT_FIELD
+from verse.forms import FORMS, cut_lines, normalise_form_name
+from protocol.keys import JOB_FIELD, RESULT_FIELD
 
 PROTOCOL_VERSION = 1
 

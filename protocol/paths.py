@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-TABLES_DIR = PACKAGE_DIR / "data"
-PRETRAINED_DIR = PACKAGE_DIR / "pretrained"
-SHIPPED_STYLES_DIR = PACKAGE_DIR / "styles"
+EXTRACTED = "chinese-poetry"        # the package's folder under download_dir()
+# The packages are siblings, in the repository and in site-packages alike.
+PACKAGES_DIR = Path(__file__).resolve().parent.parent
+PRETRAINED_DIR = PACKAGES_DIR / "model" / "pretrained"
+SHIPPED_STYLES_DIR = PACKAGES_DIR / "model" / "styles"
 
 
 def styles_dir() -> Path:
@@ -25,6 +26,11 @@ def data_dir() -> Path:
 
 def download_dir() -> Path:
     return data_dir() / "download"
+
+
+def corpus_root(dest: Path | None = None) -> Path:
+    """The extracted package (`poembot corpus fetch`; its poet.*.json files lie somewhere below it)."""
+    return (dest or download_dir()) / EXTRACTED
 
 
 def corpus_dir() -> Path:

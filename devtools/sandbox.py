@@ -12,8 +12,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Coroutine, TextIO
 
-from bot.emulator import ApiCall, BotApiEmulator
-from model.paths import data_dir
+from devtools.emulator import ApiCall, BotApiEmulator
+from protocol.paths import data_dir
 
 # Well-formed (Config checks the shape) but never valid at api.telegram.org.
 SANDBOX_TOKEN = "1000000001:SANDBOX-local-emulator-only_not-a-real-token"

@@ -15,8 +15,8 @@ from typing import Awaitable, Iterable
 import redis
 import redis.asyncio as aioredis
 
-from model import keys
-from model.jobs import Job, Result, job_fields, result_from_fields
+from protocol import keys
+from protocol.jobs import Job, Result, job_fields, result_from_fields
 
 DEFAULT_URL = "redis://localhost:6379/0"
 SOCKET_TIMEOUT_S = 15.0        # above any BLOCK the worker uses, so a blocked read is not cut short

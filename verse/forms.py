@@ -37,6 +37,14 @@ OTHER = "other"
 # Traditional spellings users may type.
 FORM_ALIASES: dict[str, str] = {"五絕": "五绝", "七絕": "七绝", "五律": "五律", "七律": "七律"}
 MAX_SEQ_LEN = max(f.seq_len for f in FORMS.values())
+# CJK Unified Ideographs and Extension A, the compatibility block, and the supplementary planes' extensions
+# B to G with their compatibility supplement. Not 〇 (a numeral sign) nor □ (the corpus's lost character).
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+
+
+def is_han(char: str) -> bool:
+    """One Chinese character (hanzi), as poems and the bot's input accept them."""
+    return bool(_HAN.fullmatch(char))
 
 
 def classify(lines: list[str]) -> str:
@@ -80,7 +88,7 @@ def cut_lines(text: str, separators: str, trailing_mark: str = "。") -> tuple[l
     """Cut text at any of separators: the lines and the mark that ended each; trailing text with no
     closing mark gets trailing_mark. A mark with no text before it (the second of two in a row, one
     at the start) is dropped. The corpus builder, the table builder and typed poems
-    (model.jobs.split_lines) all cut lines here."""
+    (protocol.jobs.split_lines) all cut lines here."""
     parts = _splitter(separators).split(text)
     lines, marks = [], []
     for k in range(0, len(parts) - 1, 2):
@@ -96,3 +104,18 @@ def cut_lines(text: str, separators: str, trailing_mark: str = "。") -> tuple[l
 @functools.lru_cache(maxsize=8)
 def _splitter(separators: str) -> re.Pattern[str]:
     return re.compile(f"([{re.escape(separators)}])")
+
+
+# ------------------------------------------------------------------- the corpus package's raw text
+SEPARATORS = "，。？！；"
+_HALF_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "："})
+# Editorial notes inside the text: （一作…）, [缺], {…}, 【…】.
+_NOTES = re.compile(r"[（(\[［{【〔][^）)\]］}】〕]*[）)\]］}】〕]")
+_SPACE = re.compile(r"[\s/]+")   # "/" is the corpus file's line separator
+
+
+def normalise(text: str) -> str:
+    """A raw corpus text with its punctuation made full-width, editorial notes and spaces dropped."""
+    text = text.translate(_HALF_TO_FULL)
+    text = _NOTES.sub("", text)
+    return _SPACE.sub("", text)

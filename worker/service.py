@@ -19,12 +19,13 @@ from typing import Any
 
 import redis
 
-from model import keys
-from model.connections import Backoff, connect, ensure_group, prune_workers
-from model.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
+from protocol import keys
+from protocol.connections import Backoff, connect, ensure_group, prune_workers
+from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
                         job_from_fields, job_id_from_fields, reply_from_fields, result_to_json)
-from model.metrics import WorkerMetrics
-from model.paths import PRETRAINED_DIR, styles_dir
+from model.generate import load_generator
+from worker.metrics import WorkerMetrics
+from protocol.paths import PRETRAINED_DIR
 
 log = logging.getLogger("poembot.worker")
 
@@ -416,43 +417,13 @@ def announce_loading(url: str, worker_id: str) -> None:
         log.debug("could not announce loading: %s", exc)
 
 
-def gpu_memory_growth() -> None:
-    """Let TensorFlow take GPU memory as it needs it rather than all of it at start, so a GPU
-    can hold more than one worker (or a worker beside a training run)."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError as exc:          # already initialised by an earlier import
-            log.warning("GPU memory growth not set: %s", exc)
-
-
-def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
-    gpu_memory_growth()
-    from model.decode import Generator
-    from model.themes import find_themes
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
-    if jit_compile is None:
-        jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
-    # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
-    # missing novelty table.
-    generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=styles_dir())
-    if generator.styles:
-        log.info("styles: %s", ", ".join(generator.styles.ids))
-    generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
-    return generator
-
-
 def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_wait_ms: int | None = None,
                model_dir: str | Path | None = None, metrics_port: int | None = None,
                worker_id: str | None = None, visibility_ms: int | None = None,
                max_deliveries: int | None = None, jit_compile: bool | None = None) -> int:
     """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code."""
-    from model.connections import redis_url as resolve_url
-    from model.logs import setup_logging
+    from protocol.connections import redis_url as resolve_url
+    from protocol.logs import setup_logging
     setup_logging("worker")
     model_dir = Path(model_dir or os.environ.get("POEMBOT_MODEL_DIR") or PRETRAINED_DIR)
     worker_id = worker_id or new_worker_id()

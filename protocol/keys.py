@@ -13,7 +13,7 @@ RESULTS_STREAM = f"{PREFIX}:results"      # workers XADD serialised results here
 DEAD_STREAM = f"{PREFIX}:dead"            # jobs that failed too often, kept for inspection
 WORKER_GROUP = "workers"                  # consumer group of the workers on JOBS_STREAM
 
-# Stream entries carry one field holding the JSON message (see model.jobs).
+# Stream entries carry one field holding the JSON message (see protocol.jobs).
 JOB_FIELD = "job"
 RESULT_FIELD = "result"
 

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from bot.card import png_bytes, poem_card
-from model.jobs import GenerateJob
+from protocol.jobs import GenerateJob
 
 EXAMPLE_DAY = date(2026, 12, 1)
 
@@ -36,7 +36,7 @@ EXAMPLES = (
 
 def write_examples(out: Path, model_dir: Path, seed: int = 2026) -> list[Path]:
     """Write one PNG per example into out; returns their paths."""
-    from model.worker import load_generator      # TensorFlow: only this command needs it
+    from model.generate import load_generator      # TensorFlow: only this command needs it
 
     generator = load_generator(model_dir)
     jobs = [GenerateJob(form=e.form, keywords=list(e.keywords), acrostic=e.acrostic, seed=seed + i)
