@@ -37,9 +37,10 @@ cards: fonts
 run: index fonts
 	$(VENV)/bin/poembot run
 
-# Everything but the long load and fault runs (marker `reliability`).
+# Everything but the long load and fault runs (marker `reliability`). The slowest tests are listed at
+# the end of every run, so each CI log says where the suite's time goes.
 test: install fonts
-	$(VENV)/bin/pytest -m "not reliability" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not reliability" --durations=25 $(PYTEST_ARGS)
 
 # The robustness suite with its load and fault runs, writing its figures to docs/reliability.md
 # (make test writes runs/reliability.md). CI runs it after make test.
