@@ -30,7 +30,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from redis.exceptions import RedisError  # noqa: E402
 
 from devtools.emulator import ApiCall, BotApiEmulator  # noqa: E402
-from bot.state import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
+from protocol.keys import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
 from protocol import keys  # noqa: E402
 from procs import Child, RedisServer, child_env, eventually, poembot_child  # noqa: E402
 

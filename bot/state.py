@@ -1,6 +1,6 @@
 """Everything the bot keeps in Redis: poems by id, user history, likes, settings, subscribers, limits.
 
-All bot key names live here (stream names come from protocol.keys); every replica shares this state.
+Every key name, TTL and cap comes from protocol.keys; every replica shares this state.
 """
 from __future__ import annotations
 
@@ -19,64 +19,22 @@ from protocol.connections import Backoff, ensure_group, gone_consumers
 from verse.forms import FORM_NAMES
 from protocol.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
-from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, JOBS_MAXLEN, JOBS_STREAM, PREFIX,
-                        RESULTS_STREAM, STYLES_KEY, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY,
-                        WORKERS_READY_KEY, alive_since, bots_alive_since)
+from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, DAILY_TTL_S, DELIVERED_TTL_S,
+                           ENQUEUED_TTL_S, INFLIGHT_KEY, INFLIGHT_STALE_S, JOBS_MAXLEN, JOBS_STREAM, LIKES_CAP,
+                           POLLER_KEY, RATE_WINDOW_S, RESULTS_GROUP, RESULTS_STREAM, SEEN_PREFIX, SHOWN_CAP,
+                           STYLES_KEY, SUBSCRIBERS_KEY, UPDATE_SEEN_TTL_S, UPDATES_GROUP, UPDATES_MAXLEN,
+                           UPDATES_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY, WORKERS_READY_KEY,
+                           alive_since, bots_alive_since, daily_key, delivered_key, enqueued_key, message_key,
+                           poem_key, rate_key, recipient_key, user_key)
 
 log = logging.getLogger(__name__)
 
-BOT = f"{PREFIX}:bot"
-RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
-UPDATES_STREAM = f"{BOT}:updates"      # Telegram updates, stored before they are confirmed (bot.ingest)
-UPDATES_GROUP = "bots"                 # consumer group of the bot replicas on UPDATES_STREAM
-UPDATES_MAXLEN = 100_000
-UPDATE_SEEN_TTL_S = 24 * 3600          # Telegram re-sends an unconfirmed update; it is stored once
-POLLER_KEY = f"{BOT}:poller"           # the one replica allowed to call getUpdates (a lease)
-ENQUEUED_TTL_S = 24 * 3600             # a job id re-submitted by a re-run update is enqueued once
-SUBSCRIBERS_KEY = f"{BOT}:subscribers"     # hash chat_id -> language
-INFLIGHT_KEY = f"{BOT}:inflight"       # zset job_id -> enqueue time, for the global queue cap
-INFLIGHT_STALE_S = 3600                # a job this old no longer counts against the cap
-DELIVERED_TTL_S = 24 * 3600
-DAILY_TTL_S = 3 * 24 * 3600
-SHOWN_CAP = 500
-LIKES_CAP = 200
 # 稳 中 奇. The middle one is GenerateJob's default, the setting `poembot evaluate` measures: with
 # best-of-K choosing the likeliest of 4 candidates, 1.0 keeps the poems as varied as real verse.
 CREATIVITY_TEMPERATURES = (0.8, 1.0, 1.1)
 # The style registry changes when a worker starts with other adapters; every /poem reads it, so each
 # process keeps its copy this long (a new style shows up within seconds, Redis sees one HGETALL).
 STYLES_CACHE_S = 5.0
-
-
-def poem_key(poem_id: str) -> str:
-    return f"{BOT}:poem:{poem_id}"
-
-
-def user_key(user_id: int, what: str) -> str:
-    return f"{BOT}:user:{user_id}:{what}"
-
-
-def rate_key(user_id: int) -> str:
-    return f"{BOT}:rate:{user_id}"
-
-
-def delivered_key(job_id: str) -> str:
-    return f"{BOT}:delivered:{job_id}"
-
-
-SEEN_PREFIX = f"{BOT}:seen:"           # + bot.ingest.update_key: one stored update
-
-
-def enqueued_key(job_id: str) -> str:
-    return f"{BOT}:enqueued:{job_id}"
-
-
-def daily_key(date: str) -> str:
-    return f"{BOT}:daily:{date}"
-
-
-def message_key(chat_id: int, message_id: int) -> str:
-    return f"{BOT}:msg:{chat_id}:{message_id}"
 
 
 def new_poem_id() -> str:
@@ -346,6 +304,18 @@ class State:
     async def abort_delivery(self, job_id: str) -> None:
         await self.redis.delete(delivered_key(job_id))
 
+    async def renew_delivery(self, job_id: str, consumer: str, entry_id: str) -> bool:
+        """Keep job_id's lease (begin_delivery) for consumer another delivery_lease_s, and its results
+        entry with it, so no replica takes it over; False when the lease is no longer consumer's
+        (another replica holds it, or the reply was recorded sent)."""
+        held = bool(await self._lease(keys=[delivered_key(job_id)],
+                                      args=[f"sending:{consumer}", self.delivery_lease_s * 1000]))
+        if held:
+            # Reset the entry's idle time: XAUTOCLAIM hands out only entries idle past claim_idle_ms.
+            await self.redis.xclaim(RESULTS_STREAM, RESULTS_GROUP, consumer, min_idle_time=0,
+                                    message_ids=[entry_id], justid=True)
+        return held
+
     async def is_delivered(self, job_id: str) -> bool:
         return await self.redis.get(delivered_key(job_id)) == "sent"
 
@@ -358,7 +328,7 @@ class State:
         key: another limit's counter (inline queries have their own), rate_key(user_id) by default."""
         now = time.time() if now is None else now
         member = request_id or f"{now:.6f}-{secrets.token_hex(3)}"
-        wait = await self._rate(keys=[key or rate_key(user_id)], args=[now, 60, per_min, member])
+        wait = await self._rate(keys=[key or rate_key(user_id)], args=[now, RATE_WINDOW_S, per_min, member])
         return max(0.0, float(wait))
 
     async def reserve_slot(self, job_id: str, cap: int, now: float | None = None) -> bool:
@@ -474,11 +444,11 @@ class State:
 
     async def claim_recipient(self, job_id: str, chat_id: int) -> bool:
         """True once per (job, chat): a broadcast resumed by another replica skips chats already sent."""
-        return bool(await self.redis.set(f"{delivered_key(job_id)}:{chat_id}", "1", nx=True,
+        return bool(await self.redis.set(recipient_key(job_id, chat_id), "1", nx=True,
                                          ex=DELIVERED_TTL_S))
 
     async def release_recipient(self, job_id: str, chat_id: int) -> None:
-        await self.redis.delete(f"{delivered_key(job_id)}:{chat_id}")
+        await self.redis.delete(recipient_key(job_id, chat_id))
 
     async def claim_daily(self, date: str, owner: str) -> bool:
         """True for exactly one caller per date, across replicas and restarts."""

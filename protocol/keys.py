@@ -4,6 +4,8 @@ Pure Python (no Redis or TensorFlow import): the bot, the worker and the tests a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Names share one prefix so a shared Redis can be inspected (or flushed) by pattern.
 PREFIX = "poembot"
 
@@ -63,8 +65,85 @@ def result_dedup_key(job_id: str) -> str:
     return f"{RESULT_DEDUP_PREFIX}{job_id}"
 
 
-# --- bot keys ----------------------------------------------------------------------------
-# The bot helper adds its own names below (results consumer group, per-user state, rate limits).
+# --- the bot (bot/state.py, bot/ingest.py) ------------------------------------------------------
+BOT = f"{PREFIX}:bot"
+RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
+UPDATES_GROUP = "bots"                 # consumer group of the bot replicas on UPDATES_STREAM
+
+# Telegram updates, stored before they are confirmed (bot.ingest). Bound: UPDATES_MAXLEN (XADD
+# MAXLEN ~), and each entry is deleted once it is acknowledged.
+UPDATES_STREAM = f"{BOT}:updates"
+UPDATES_MAXLEN = 100_000
+# + bot.ingest.update_key: one stored update, so that Telegram's re-sends are stored once.
+SEEN_PREFIX = f"{BOT}:seen:"
+UPDATE_SEEN_TTL_S = 24 * 3600
+
+POLLER_KEY = f"{BOT}:poller"           # the one replica allowed to call getUpdates: a lease (PX)
+ENQUEUED_TTL_S = 24 * 3600             # a job id re-submitted by a re-run update is enqueued once
+# Daily subscribers: a hash chat_id -> language, no TTL. Bound: the number of subscribed chats
+# (/daily off and a chat that blocked the bot remove theirs).
+SUBSCRIBERS_KEY = f"{BOT}:subscribers"
+# Jobs in flight: a zset job_id -> enqueue time, for the global queue cap, no TTL. Bound: members
+# leave on delivery, and each reservation drops those older than INFLIGHT_STALE_S.
+INFLIGHT_KEY = f"{BOT}:inflight"
+INFLIGHT_STALE_S = 3600                # a job this old no longer counts against the cap
+DELIVERED_TTL_S = 24 * 3600            # delivered_key, recipient_key once sent
+DAILY_TTL_S = 3 * 24 * 3600            # daily_key: the claim of one day's post
+SHOWN_CAP = 500                        # corpus poems remembered per user as shown (/similar)
+LIKES_CAP = 200                        # likes kept per user
+RATE_WINDOW_S = 60                     # rate_key: a sliding window, expiring RATE_WINDOW_S + 1 after use
+# Per-user keys (user_key) expire this long after their last use: every write sets the TTL and every
+# read for the user's own request renews it, so an active user keeps history, likes and settings.
+USER_TTL_S = 180 * 24 * 3600
+
+
+def poem_key(poem_id: str) -> str:
+    """A poem the bot sent (JSON PoemRecord); expires after Config.poem_ttl_s."""
+    return f"{BOT}:poem:{poem_id}"
+
+
+def user_key(user_id: int, what: str) -> str:
+    """One user's history (list, capped by Config.history_cap), likes (hash, LIKES_CAP), shown (zset,
+    SHOWN_CAP) or settings (hash)."""
+    return f"{BOT}:user:{user_id}:{what}"
+
+
+def rate_key(user_id: int) -> str:
+    """One user's /poem requests in the last RATE_WINDOW_S (zset); expires RATE_WINDOW_S + 1 after use."""
+    return f"{BOT}:rate:{user_id}"
+
+
+def delivered_key(job_id: str) -> str:
+    """Whether job_id's reply went out ("sending:<replica>" while a lease, "sent" for DELIVERED_TTL_S)."""
+    return f"{BOT}:delivered:{job_id}"
+
+
+def recipient_key(job_id: str, chat_id: int) -> str:
+    """One chat of a broadcast (the daily poem) was sent job_id's poem; expires after DELIVERED_TTL_S."""
+    return f"{delivered_key(job_id)}:{chat_id}"
+
+
+def seen_key(update_key: str) -> str:
+    """One stored update (bot.ingest.update_key); expires after UPDATE_SEEN_TTL_S."""
+    return f"{SEEN_PREFIX}{update_key}"
+
+
+def enqueued_key(job_id: str) -> str:
+    """Job job_id was XADDed once; expires after ENQUEUED_TTL_S."""
+    return f"{BOT}:enqueued:{job_id}"
+
+
+def daily_key(date: str) -> str:
+    """Who posts the daily poem of date (SET NX); expires after DAILY_TTL_S."""
+    return f"{BOT}:daily:{date}"
+
+
+def message_key(chat_id: int, message_id: int) -> str:
+    """The poem id a sent message shows; expires with the poem (Config.poem_ttl_s)."""
+    return f"{BOT}:msg:{chat_id}:{message_id}"
+
+
+# --- bot liveness and the workers as the bot sees them -------------------------------------
 
 # Whether workers have ever come up, so the bot can tell "loading" from "offline".
 WORKERS_READY_KEY = f"{PREFIX}:workers:ready"        # set by every ready worker's heartbeat
@@ -129,3 +208,28 @@ def inline_rate_key(user_id: int) -> str:
 def card_file_key(digest: str) -> str:
     """The Telegram file_id of an uploaded card, by a digest of what the card shows."""
     return f"{INLINE_PREFIX}:card:{digest}"
+
+
+# --- keys without a TTL ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bound:
+    """Why a key that never expires cannot grow without limit."""
+    type: str          # the Redis type (TYPE): stream, hash, zset, set
+    why: str
+
+
+# Every key that has no TTL, by its full name; every other key poembot writes expires (the comment
+# at each name says when). tests/test_keys.py lists the keys after an end-to-end run and fails on a
+# key that is in neither group.
+BOUNDED: dict[str, Bound] = {
+    JOBS_STREAM: Bound("stream", f"MAXLEN ~{JOBS_MAXLEN}; a worker deletes each job as it publishes its result"),
+    RESULTS_STREAM: Bound("stream", f"MAXLEN ~{RESULTS_MAXLEN}"),
+    DEAD_STREAM: Bound("stream", f"MAXLEN ~{DEAD_MAXLEN}"),
+    UPDATES_STREAM: Bound("stream", f"MAXLEN ~{UPDATES_MAXLEN}; each entry is deleted as it is acknowledged"),
+    SUBSCRIBERS_KEY: Bound("hash", "one field per subscribed chat"),
+    INFLIGHT_KEY: Bound("zset", f"jobs in flight: members leave on delivery or after {INFLIGHT_STALE_S} s"),
+}
+
+
+def bound_of(key: str) -> Bound | None:
+    return BOUNDED.get(key)

@@ -12,7 +12,6 @@ import json
 import socket
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from datetime import time as dtime
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -26,15 +25,15 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.config import Config
-from bot.state import RESULTS_GROUP, State
+from bot.state import State
 from devtools.emulator import BotApiEmulator
 from protocol.connections import ensure_group
 from verse.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
-from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY,
-                        WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
+from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
+                        WORKERS_ALIVE_KEY, WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
 from procs import eventually  # noqa: F401  (test modules import it from here)
 
 LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
@@ -52,10 +51,10 @@ def free_port() -> int:
 def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
     """A Config for the emulator whose daily slot is an hour away, so start-up never posts."""
     now = time.gmtime()                 # the slot is in tz="UTC", whatever the machine's zone
-    base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url,
+    base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None, styles_dir=None,
                   daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min), tz="UTC",
                   admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
-    return replace(base, **overrides)
+    return base.model_copy(update=overrides)
 
 
 def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> LatentIndex:

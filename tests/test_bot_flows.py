@@ -9,7 +9,8 @@ import logging
 import re
 
 from bot import callbacks
-from bot.state import CREATIVITY_TEMPERATURES, State, poem_key
+from bot.state import CREATIVITY_TEMPERATURES, State
+from protocol.keys import poem_key
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker, eventually, results_pending, synthetic_index)
 from devtools.emulator import BotApiEmulator, check_html, png_size

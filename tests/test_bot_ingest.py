@@ -14,7 +14,8 @@ import pytest
 from telegram import Update
 
 from bot.ingest import MAX_ATTEMPTS, update_key
-from bot.state import UPDATES_GROUP, UPDATES_STREAM, State
+from bot.state import State
+from protocol.keys import UPDATES_GROUP, UPDATES_STREAM
 from bot.texts import EN, ZH, t
 from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
 from devtools.emulator import BotApiEmulator, command_entities

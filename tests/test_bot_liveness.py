@@ -16,7 +16,8 @@ import redis
 
 from bot import liveness
 from bot.liveness import replica_problem
-from bot.state import RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM, State
+from bot.state import State
+from protocol.keys import RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM
 from botkit import emu, eventually, make_config, running_bot  # noqa: F401
 from protocol import keys
 from protocol.jobs import Result, result_fields

@@ -18,7 +18,8 @@ from bot.parsing import ParseError, extract_poem_lines, parse_poem_args
 from bot.redact import RedactToken
 from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
 from bot.similar import taste_vector
-from bot.state import CREATIVITY_TEMPERATURES, LIKES_CAP, PoemRecord, State
+from bot.state import CREATIVITY_TEMPERATURES, PoemRecord, State
+from protocol.keys import LIKES_CAP
 from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
 from devtools.emulator import check_html
 from verse.forms import poem_text
