@@ -24,14 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProc:
+    """A real worker process; with faults (tests/faulty_worker.py's options, e.g. ["--sleep-s", "60"]),
+    the same worker started through that wrapper, whose model is slow or raises on command."""
+
     def __init__(self, redis_url: str, model_dir: Path, tmp: Path, name: str,
-                 env: dict[str, str] | None = None, **opts: object) -> None:
+                 env: dict[str, str] | None = None, faults: list[str] | None = None, **opts: object) -> None:
         self.id = name
-        args = [sys.executable, "-m", "poembot_cli", "worker", "--redis-url", redis_url, "--model", str(model_dir),
+        entry = [str(ROOT / "tests" / "faulty_worker.py"), *faults, "--"] if faults else ["-m", "poembot_cli"]
+        args = [sys.executable, *entry, "worker", "--redis-url", redis_url, "--model", str(model_dir),
                 "--worker-id", name, "--metrics-port", "0"]
         for k, v in opts.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
-        env = dict(os.environ, POEMBOT_FAULTS="1", POEMBOT_DATA_DIR=str(tmp / "data"),
+        env = dict(os.environ, POEMBOT_DATA_DIR=str(tmp / "data"),
                    TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), **(env or {}))
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log.open("w"),
@@ -55,8 +59,9 @@ class WorkerProc:
 def workers(tiny_model_dir, tmp_path, redis_url):
     started: list[WorkerProc] = []
 
-    def start(name: str, env: dict[str, str] | None = None, **opts: object) -> WorkerProc:
-        w = WorkerProc(redis_url, tiny_model_dir, tmp_path, name, env=env, **opts)
+    def start(name: str, env: dict[str, str] | None = None, faults: list[str] | None = None,
+              **opts: object) -> WorkerProc:
+        w = WorkerProc(redis_url, tiny_model_dir, tmp_path, name, env=env, faults=faults, **opts)
         started.append(w)
         return w
     yield start
@@ -131,6 +136,26 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
     pending = redis_client.xpending_range(keys.JOBS_STREAM, keys.WORKER_GROUP, "-", "+", 10)
     assert [p["message_id"].decode() for p in pending] == [entry_of["丢"]], \
         "only the unanswered job may stay pending; every answered one is acknowledged"
+
+
+def test_the_production_worker_takes_no_fault_orders_from_a_job(redis_client, redis_url, monkeypatch) -> None:
+    """Fault injection lives in tests/faulty_worker.py: neither the old switch nor a job's reply
+    can make the real worker fail (the reply is the sender's, passed through untouched)."""
+    from protocol.connections import ensure_group
+    from worker.service import Worker, WorkerSettings
+
+    class Echo:
+        def run(self, jobs):
+            return [Result(job_id=j.job_id, ok=True, reply=j.reply) for j in jobs]
+
+    monkeypatch.setenv("POEMBOT_FAULTS", "1")
+    ensure_group(redis_client)
+    worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Echo())
+    job = GenerateJob(reply={"fault": "raise", "fault_worker": "w"})
+    enqueue(redis_client, job)
+    worker._handle(worker._read(count=10, block_ms=100))
+    assert results_per_job(redis_client) == {job.job_id: 1}
+    assert redis_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)["pending"] == 0
 
 
 def test_consumers_of_stopped_workers_are_pruned(redis_client) -> None:
@@ -218,10 +243,9 @@ def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_mode
 
 
 def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, redis_client) -> None:
-    a = workers("a", visibility_ms=1500, max_wait_ms=300)
+    a = workers("a", faults=["--sleep-s", "60"], visibility_ms=1500, max_wait_ms=300)
     a.wait_alive(redis_client)
-    jobs = [GenerateJob(form="七绝", seed=k, reply={"fault": "sleep:60", "fault_worker": "a"})
-            for k in range(6)]
+    jobs = [GenerateJob(form="七绝", seed=k) for k in range(6)]
     for job in jobs:
         enqueue(redis_client, job)
 
@@ -243,14 +267,14 @@ def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, redis_clien
 
 
 def test_poison_job_goes_to_dead_letter_with_an_error_result(workers, redis_client) -> None:
-    poison = GenerateJob(form="五绝", seed=1, reply={"fault": "raise", "chat": 5})
+    poison = GenerateJob(form="五绝", seed=1, reply={"chat": 5})
     good = [GenerateJob(form="五绝", seed=k) for k in range(3)]
     unreadable = json.loads(job_to_json(GenerateJob(job_id="future-job")))
     unreadable["v"] = 99
     for job in [poison, *good]:
         enqueue(redis_client, job)
     redis_client.xadd(keys.JOBS_STREAM, {keys.JOB_FIELD: json.dumps(unreadable)})
-    w = workers("p", visibility_ms=600, max_deliveries=2, max_wait_ms=200)
+    w = workers("p", faults=["--raise-on", poison.job_id], visibility_ms=600, max_deliveries=2, max_wait_ms=200)
     w.wait_alive(redis_client)
     got = wait_results(redis_client, [poison.job_id, "future-job", *(g.job_id for g in good)], timeout_s=120)
     assert all(got[g.job_id][0].ok for g in good)
@@ -282,14 +306,14 @@ def test_worker_reconnects_after_redis_restart(workers, redis_server) -> None:
 
 
 def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:
-    w = workers("t", max_wait_ms=100)
+    w = workers("t", faults=["--sleep-s", "3"], max_wait_ms=100)
     w.wait_alive(redis_client)
     # Liveness is a bounded sorted set, not a keyspace scan; loading ended with the first beat.
     assert redis_client.zscore(keys.WORKERS_ALIVE_KEY, "t") is not None
     assert 0 < redis_client.ttl(keys.WORKERS_ALIVE_KEY) <= keys.HEARTBEAT_TTL_S
     assert redis_client.zscore(keys.WORKERS_LOADING_KEY, "t") is None
     assert [s["worker_id"] for s in live_workers(redis_client)] == ["t"]
-    job = GenerateJob(form="五绝", seed=3, reply={"fault": "sleep:3"})
+    job = GenerateJob(form="五绝", seed=3)
     enqueue(redis_client, job)
     wait_for(lambda: json.loads(redis_client.get(keys.heartbeat_key("t")) or "{}").get("busy"), timeout=30,
              message="worker never started the batch")

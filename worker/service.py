@@ -36,7 +36,6 @@ VISIBILITY_MS = 60_000                    # a job pending this long on a silent 
 MAX_DELIVERIES = 3                        # then it goes to the dead-letter stream with an error Result
 PRUNE_EVERY_S = 60.0                      # how often a worker deletes the group consumers of stopped ones
 PRUNE_IDLE_MS = 10 * 60_000               # a stopped worker's consumer is deleted once idle this long
-FAULTS_ENV = "POEMBOT_FAULTS"             # "1" lets job.reply["fault"] inject failures (tests only)
 
 # Publish once, then ack and delete: all or nothing, so a crash cannot lose or double a result.
 PUBLISH_LUA = """
@@ -108,7 +107,6 @@ class Worker:
         self.started_at = time.time()
         self.jobs_done = 0
         self.busy_batch = 0
-        self.faults = os.environ.get(FAULTS_ENV) == "1"
         self._last_claim = 0.0
         self._claim_cursor = "0-0"
 
@@ -258,7 +256,6 @@ class Worker:
         """Results of the batch by job id; if the batch fails, each job alone, so one poison job
         fails alone (and has no result: it stays pending)."""
         try:
-            self._inject_faults([job for _, job in jobs])
             return {r.job_id: r for r in self.generator.run([job for _, job in jobs])}
         except Exception:                        # noqa: BLE001 - isolate the culprit below
             if len(jobs) == 1:
@@ -270,19 +267,6 @@ class Worker:
         for item in jobs:
             out.update(self._run([item]))
         return out
-
-    def _inject_faults(self, jobs: list[Job]) -> None:
-        if not self.faults:
-            return
-        for job in jobs:
-            target = job.reply.get("fault_worker")
-            if target and target != self.s.worker_id:
-                continue
-            fault = str(job.reply.get("fault", ""))
-            if fault.startswith("sleep:"):
-                self.stopping.wait(float(fault.split(":", 1)[1]))
-            elif fault == "raise":
-                raise RuntimeError(f"injected fault in job {job.job_id}")
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
