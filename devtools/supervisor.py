@@ -145,6 +145,22 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def check_settings(env: dict[str, str], with_bot: bool = True, with_worker: bool = True) -> None:
+    """Validate the settings the children will get from env (raises ConfigError naming the variable),
+    so `poembot run` fails before it starts Redis or anything else. In the sandbox (no token) the bot
+    gets the emulator's token and URL and polls, so those are not the user's to get wrong."""
+    from devtools.sandbox import SANDBOX_TOKEN
+    from protocol.settings import BotSettings, WorkerSettings
+
+    if with_worker:
+        WorkerSettings.from_env(env)
+    if with_bot:
+        if not env.get("TELEGRAM_BOT_TOKEN", "").strip():
+            sandbox = {"TELEGRAM_BOT_TOKEN": SANDBOX_TOKEN, "TELEGRAM_API_URL": "", "WEBHOOK_URL": ""}
+            env = {**env, **sandbox}
+        BotSettings.from_env(env)
+
+
 def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = None) -> int:
     """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped.
 

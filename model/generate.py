@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,7 +14,8 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from protocol.jobs import MAX_N, GenerateJob
-from protocol.paths import PRETRAINED_DIR, styles_dir
+from protocol.paths import PRETRAINED_DIR
+from protocol.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,11 @@ def gpu_memory_growth() -> None:
             log.warning("GPU memory growth not set: %s", exc)
 
 
-def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> Any:
+def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
+                   settings: ModelSettings | None = None) -> Any:
+    """The model in model_dir, ready to serve; XLA, styles and the theme index as settings says (the
+    worker passes the WorkerSettings it validated; by default, read from the environment)."""
+    settings = settings or ModelSettings.from_env()
     gpu_memory_growth()
     from model.decode import Generator
     from model.themes import find_themes
@@ -43,13 +47,13 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None) -> An
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
     if jit_compile is None:
-        jit_compile = os.environ.get("POEMBOT_XLA", "0") == "1"
+        jit_compile = settings.xla
     # Themes come from the theme index (no corpus needed); the corpus loads only to derive a
     # missing novelty table.
-    generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=styles_dir())
+    generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=settings.styles_dir)
     if generator.styles:
         log.info("styles: %s", ", ".join(generator.styles.ids))
-    generator.themes = find_themes(model_dir, os.environ.get("POEMBOT_INDEX_PATH") or None)
+    generator.themes = find_themes(model_dir, settings.index_path)
     return generator
 
 

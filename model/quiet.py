@@ -15,7 +15,12 @@ QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_CPP_MAX_VLOG_LEVEL": "-1", "GLOG_m
 
 
 def verbose_requested() -> bool:
-    return (os.environ.get("POEMBOT_LOG_LEVEL") or "").strip().upper() == "DEBUG"
+    from protocol.settings import ConfigError, LogSettings
+
+    try:
+        return LogSettings.from_env().log_level == "DEBUG"
+    except ConfigError:          # not verbose: the role's own start-up reports the bad value
+        return False
 
 
 def quiet_native_logs() -> None:

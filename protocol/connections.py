@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -18,12 +17,14 @@ import redis.asyncio as aioredis
 from protocol import keys
 from protocol.jobs import Job, Result, job_fields, result_from_fields
 
-DEFAULT_URL = "redis://localhost:6379/0"
 SOCKET_TIMEOUT_S = 15.0        # above any BLOCK the worker uses, so a blocked read is not cut short
 
 
 def redis_url(url: str | None = None) -> str:
-    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    """url, else REDIS_URL (validated: ConfigError names it), else the local default."""
+    from protocol.settings import RedisSettings
+
+    return url or RedisSettings.from_env().redis_url
 
 
 def connect(url: str | None = None, **kwargs) -> redis.Redis:

@@ -1,15 +1,17 @@
 """Logging set-up shared by every poembot process: JSON lines in production, readable text in a terminal.
 
-POEMBOT_LOG_FORMAT (json | text | auto) and POEMBOT_LOG_LEVEL choose; standard library only.
+POEMBOT_LOG_FORMAT (json | text | auto) and POEMBOT_LOG_LEVEL choose (read through protocol.settings);
+the standard library's logging underneath.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import datetime, timezone
 from typing import Any
+
+from protocol.settings import LogSettings
 
 FORMATS = ("json", "text", "auto")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(role)s] %(name)s: %(message)s"
@@ -67,7 +69,7 @@ class _PoembotHandler(logging.StreamHandler):
 
 
 def _choose_format(fmt: str | None) -> str:
-    choice = (fmt or os.environ.get("POEMBOT_LOG_FORMAT") or "auto").strip().lower() or "auto"
+    choice = (fmt or LogSettings.from_env().log_format).strip().lower() or "auto"
     if choice not in FORMATS:
         raise ValueError(f"POEMBOT_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {choice!r}")
     if choice == "auto":
@@ -78,7 +80,7 @@ def _choose_format(fmt: str | None) -> str:
 
 
 def _choose_level(level: str | None) -> int:
-    name = (level or os.environ.get("POEMBOT_LOG_LEVEL") or "INFO").strip().upper() or "INFO"
+    name = (level or LogSettings.from_env().log_level).strip().upper() or "INFO"
     value = logging.getLevelName(name)
     if not isinstance(value, int):
         raise ValueError(f"POEMBOT_LOG_LEVEL must be a level name such as INFO or DEBUG, got {name!r}")

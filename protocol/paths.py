@@ -5,7 +5,6 @@ POEMBOT_STYLES_DIR (default model/styles) holds the style adapters a worker serv
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 EXTRACTED = "chinese-poetry"        # the package's folder under download_dir()
@@ -16,12 +15,15 @@ SHIPPED_STYLES_DIR = PACKAGES_DIR / "model" / "styles"
 
 
 def styles_dir() -> Path:
-    return Path(os.environ.get("POEMBOT_STYLES_DIR") or SHIPPED_STYLES_DIR).expanduser()
+    from protocol.settings import PathsSettings      # it imports this module's constants
+
+    return PathsSettings.from_env().styles_dir or SHIPPED_STYLES_DIR
 
 
 def data_dir() -> Path:
-    root = os.environ.get("POEMBOT_DATA_DIR") or str(Path.home() / ".cache" / "poembot")
-    return Path(root).expanduser()
+    from protocol.settings import PathsSettings
+
+    return PathsSettings.from_env().data_dir
 
 
 def download_dir() -> Path:

@@ -49,11 +49,12 @@ def free_port() -> int:
 
 
 def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
-    """A Config for the emulator whose daily slot is an hour away, so start-up never posts."""
+    """A Config for the emulator whose daily slot is an hour away, so start-up never posts. Built
+    unvalidated, as typed values (an emulator not started yet has no URL)."""
     now = time.gmtime()                 # the slot is in tz="UTC", whatever the machine's zone
-    base = Config(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None, styles_dir=None,
-                  daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min), tz="UTC",
-                  admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
+    base = Config.model_construct(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None,
+                                  styles_dir=None, daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min),
+                                  tz="UTC", admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
     return base.model_copy(update=overrides)
 
 

@@ -5,7 +5,6 @@ Real bot code against the emulator, real Redis, and the stand-in worker for the 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -49,9 +48,9 @@ async def test_due_slot_and_firing_with_injected_time(emu, redis_url) -> None:
         # The same instant written in UTC is the same slot.
         assert due_slot(rt, at(15).astimezone(ZoneInfo("UTC"))) == at(0)
         # A grace window that runs past midnight still belongs to the day before.
-        rt.config = replace(rt.config, daily_grace_s=26 * 3600)
+        rt.config = rt.config.model_copy(update={"daily_grace_s": 26 * 3600})
         assert due_slot(rt, at(24 * 60 - 1)) == at(0)
-        rt.config = replace(rt.config, daily_grace_s=3600)
+        rt.config = rt.config.model_copy(update={"daily_grace_s": 3600})
 
         state = rt.state
         before = await jobs_in_stream(state)
@@ -122,8 +121,8 @@ async def test_without_card_fonts_the_daily_poem_goes_as_text(emu, redis_url, st
 
 async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand_in, card_fonts) -> None:
     base = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", daily_chat_id=CHANNEL)
-    async with running_bot(replace(base, consumer_name="replica-a")) as a, \
-            running_bot(replace(base, consumer_name="replica-b")) as b:
+    async with running_bot(base.model_copy(update={"consumer_name": "replica-a"})) as a, \
+            running_bot(base.model_copy(update={"consumer_name": "replica-b"})) as b:
         since = emu.mark()
         fired = await asyncio.gather(fire_daily(a.bot_data["rt"], at(0, day=21)),
                                      fire_daily(b.bot_data["rt"], at(1, day=21)),

@@ -87,25 +87,6 @@ def test_the_image_copies_every_package_the_project_installs():
         assert f"COPY {package} ./{package}" in dockerfile, package
 
 
-def test_the_image_ships_the_index_where_bot_and_worker_look_for_it():
-    """`index build --out DIR` writes the latent and theme indexes; the runtime image copies DIR and
-    points POEMBOT_INDEX_PATH (read by bot.config and worker.service) at it, so the worker's theme
-    prior works with no corpus in the image."""
-    import re
-
-    from bot.config import Config
-
-    text = (ROOT / "Dockerfile").read_text()
-    built = re.search(r"poembot index build --out (\S+)", text)
-    assert built, "the index stage builds no index"
-    copied = re.search(rf"COPY --from=index {re.escape(built[1])} (\S+)", text)
-    assert copied, "the runtime stage does not copy the index"
-    assert f"POEMBOT_INDEX_PATH={copied[1]}" in text
-    worker_source = (ROOT / "worker" / "service.py").read_text()
-    assert 'os.environ.get("POEMBOT_INDEX_PATH")' in worker_source
-    assert Config.from_env({"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "POEMBOT_INDEX_PATH": copied[1]}).index_path == Path(copied[1])
-
-
 # --- deploy/k8s ---------------------------------------------------------------------------------
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 K8S_VERSION = "1.30.0"

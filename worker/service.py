@@ -26,6 +26,8 @@ from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFor
 from model.generate import load_generator
 from worker.metrics import WorkerMetrics
 from protocol.paths import PRETRAINED_DIR
+# The environment's worker settings; WorkerSettings below is what one Worker runs with.
+from protocol.settings import WorkerSettings as WorkerEnv
 
 log = logging.getLogger("poembot.worker")
 
@@ -51,8 +53,9 @@ if fresh then return 1 else return 0 end
 """
 
 
-def default_batching() -> tuple[int, int]:
-    """(max_batch, max_wait_ms) from POEMBOT_MAX_BATCH / POEMBOT_MAX_WAIT_MS, else by device."""
+def default_batching(env: WorkerEnv | None = None) -> tuple[int, int]:
+    """(max_batch, max_wait_ms) from POEMBOT_MAX_BATCH / POEMBOT_MAX_WAIT_MS (env), else by device."""
+    env = env or WorkerEnv.from_env()
     gpu = False
     try:
         import tensorflow as tf
@@ -60,7 +63,7 @@ def default_batching() -> tuple[int, int]:
     except ImportError:
         pass
     batch, wait = (GPU_BATCH, GPU_WAIT_MS) if gpu else (CPU_BATCH, CPU_WAIT_MS)
-    return (int(os.environ.get("POEMBOT_MAX_BATCH", batch)), int(os.environ.get("POEMBOT_MAX_WAIT_MS", wait)))
+    return (env.max_batch or batch, wait if env.max_wait_ms is None else env.max_wait_ms)
 
 
 def new_worker_id() -> str:
@@ -404,28 +407,30 @@ def announce_loading(url: str, worker_id: str) -> None:
 def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_wait_ms: int | None = None,
                model_dir: str | Path | None = None, metrics_port: int | None = None,
                worker_id: str | None = None, visibility_ms: int | None = None,
-               max_deliveries: int | None = None, jit_compile: bool | None = None) -> int:
-    """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code."""
-    from protocol.connections import redis_url as resolve_url
+               max_deliveries: int | None = None, jit_compile: bool | None = None,
+               env: WorkerEnv | None = None) -> int:
+    """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code. env: the worker's
+    settings (`poembot worker` validates them before anything loads); the arguments override them."""
     from protocol.logs import setup_logging
-    setup_logging("worker")
-    model_dir = Path(model_dir or os.environ.get("POEMBOT_MODEL_DIR") or PRETRAINED_DIR)
+    env = env or WorkerEnv.from_env()
+    setup_logging("worker", env.log_level, env.log_format)
+    model_dir = Path(model_dir or env.model_dir or PRETRAINED_DIR)
+    redis_url = redis_url or env.redis_url
     worker_id = worker_id or new_worker_id()
-    announce_loading(resolve_url(redis_url), worker_id)
+    announce_loading(redis_url, worker_id)
     try:
-        generator = load_generator(model_dir, jit_compile)
+        generator = load_generator(model_dir, jit_compile, env)
     except FileNotFoundError as exc:
         log.error("%s", exc)
         return 2
-    batch, wait = default_batching()
-    port_env = os.environ.get("POEMBOT_METRICS_PORT")
+    batch, wait = default_batching(env)
     settings = WorkerSettings(
-        redis_url=resolve_url(redis_url), max_batch=max_batch or batch,
+        redis_url=redis_url, max_batch=max_batch or batch,
         max_wait_ms=wait if max_wait_ms is None else max_wait_ms,
         worker_id=worker_id,
-        visibility_ms=visibility_ms or int(os.environ.get("POEMBOT_VISIBILITY_MS", VISIBILITY_MS)),
-        max_deliveries=max_deliveries or int(os.environ.get("POEMBOT_MAX_DELIVERIES", MAX_DELIVERIES)),
-        metrics_port=metrics_port if metrics_port is not None else (int(port_env) if port_env else None),
+        visibility_ms=visibility_ms or env.visibility_ms,
+        max_deliveries=max_deliveries or env.max_deliveries,
+        metrics_port=metrics_port if metrics_port is not None else env.metrics_port,
         model_dir=str(model_dir))
     worker = Worker(settings, generator)
     signal.signal(signal.SIGTERM, worker.stop)
