@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.styles import valid_style_id
 
 MAX_BYTES = 64
+# Checked with fullmatch: "$" also matches before a final "\n", which match() let through.
 POEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,24}$")
 CORPUS_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")     # chinese-poetry ids are UUIDs
 
@@ -61,20 +62,24 @@ def encode(cb: Callback) -> str:
 
 
 def decode(data: str | None) -> Callback:
-    if not data or len(data.encode()) > MAX_BYTES:
+    try:
+        size = len(data.encode()) if data else 0
+    except UnicodeEncodeError:               # a lone surrogate: no client sent that through Telegram
+        raise CallbackError("callback data is not UTF-8") from None
+    if not size or size > MAX_BYTES:
         raise CallbackError("empty or oversized callback data")
     parts = data.split(":")
     action = parts[0]
     if action in MASK_ACTIONS and len(parts) == 3:
         _, poem_id, mask_hex = parts
-        if not POEM_ID_RE.match(poem_id) or not re.fullmatch(r"[0-9a-f]{1,2}", mask_hex):
+        if not POEM_ID_RE.fullmatch(poem_id) or not re.fullmatch(r"[0-9a-f]{1,2}", mask_hex):
             raise CallbackError(f"bad {action} data")
         mask = int(mask_hex, 16)
         if mask > MAX_MASK:
             raise CallbackError("mask out of range")
         return Callback(action, poem_id=poem_id, mask=mask)
     if action in POEM_ACTIONS - MASK_ACTIONS and len(parts) == 2:
-        if not POEM_ID_RE.match(parts[1]):
+        if not POEM_ID_RE.fullmatch(parts[1]):
             raise CallbackError(f"bad poem id in {action} data")
         return Callback(action, poem_id=parts[1])
     if action == SETTING and len(parts) == 3:
@@ -85,7 +90,7 @@ def decode(data: str | None) -> Callback:
         return Callback(action, key=key, value=value)
     if action == DAILY and len(parts) == 2 and parts[1] in ("0", "1"):
         return Callback(action, key=parts[1])
-    if action == GLOSS_CORPUS and len(parts) == 2 and CORPUS_ID_RE.match(parts[1]):
+    if action == GLOSS_CORPUS and len(parts) == 2 and CORPUS_ID_RE.fullmatch(parts[1]):
         return Callback(action, key=parts[1])
     raise CallbackError(f"unknown callback data {data[:20]!r}")
 

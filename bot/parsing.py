@@ -26,6 +26,7 @@ _FORMISH = re.compile(r"^([一二三四五六七八九十]言?[绝絕律古]句?
                       r"绝句|絕句|律诗|律詩|乐府|樂府|宋词|宋詞|元曲)$")
 _SPLIT = re.compile(r"[\s，、,;；]+")
 _LINE_SPLIT = re.compile(r"[\n，。？！；,.?!;、：:]+")
+_PARAGRAPH = re.compile(r"\n[^\S\n]*\n")      # a blank line (spaces allowed on it)
 
 
 class ParseError(ValueError):
@@ -223,13 +224,17 @@ def extract_poem_lines(text: str | None) -> list[str]:
     """The verse lines of a message (runs of 4 to 9 Han characters), or [] when it holds no poem.
 
     Titles, notes and anything mixing other characters are skipped, so one of the bot's own
-    poem messages yields exactly its lines.
+    poem messages yields exactly its lines. Verse comes at least a couplet to a paragraph: a lone run
+    alone in its paragraph beside paragraphs of verse is a title, a signature or the bot's prosody
+    note (押平水韵, 韵脚欠工), not a line; when every paragraph holds one run (a poem typed a line to a
+    paragraph), they are its lines.
     """
     if not text:
         return []
-    lines = []
-    for part in _LINE_SPLIT.split(text):
-        part = part.strip()
-        if 4 <= len(part) <= 9 and all(is_han(c) for c in part):
-            lines.append(part)
+    paragraphs = [[part for part in (p.strip() for p in _LINE_SPLIT.split(paragraph))
+                   if 4 <= len(part) <= 9 and all(is_han(c) for c in part)]
+                  for paragraph in _PARAGRAPH.split(text)]
+    if any(len(runs) >= 2 for runs in paragraphs):
+        paragraphs = [runs for runs in paragraphs if len(runs) >= 2]
+    lines = [line for runs in paragraphs for line in runs]
     return lines if len(lines) >= 2 else []

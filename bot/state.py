@@ -81,6 +81,21 @@ class UserSettings:
     def temperature(self) -> float:
         return CREATIVITY_TEMPERATURES[self.creativity]
 
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> "UserSettings":
+        """A user's settings hash as stored; a value this version did not write is its default."""
+        s = cls()
+        if raw.get("script") in ("s", "t"):
+            s.script = raw["script"]
+        if raw.get("form") in FORM_NAMES:
+            s.form = raw["form"]
+        # Compared as text: str.isdigit() passes "²", which int() refuses.
+        if raw.get("cr") in {str(i) for i in range(len(CREATIVITY_TEMPERATURES))}:
+            s.creativity = int(raw["cr"])
+        if valid_style_id(raw.get("style")):
+            s.style = raw["style"]
+        return s
+
 
 # Sliding-window limiter: drop old entries, count, and either refuse with the wait or record.
 _RATE_LUA = """
@@ -403,16 +418,7 @@ class State:
     # --- settings ----------------------------------------------------------------------------
     async def settings(self, user_id: int) -> UserSettings:
         raw = await self.redis.hgetall(user_key(user_id, "settings"))
-        s = UserSettings()
-        if raw.get("script") in ("s", "t"):
-            s.script = raw["script"]
-        if raw.get("form") in FORM_NAMES:
-            s.form = raw["form"]
-        if raw.get("cr", "").isdigit() and int(raw["cr"]) < len(CREATIVITY_TEMPERATURES):
-            s.creativity = int(raw["cr"])
-        if valid_style_id(raw.get("style")):
-            s.style = raw["style"]
-        return s
+        return UserSettings.from_hash(raw)
 
     async def set_setting(self, user_id: int, key: str, value: str) -> None:
         await self.redis.hset(user_key(user_id, "settings"), key, value)

@@ -90,7 +90,7 @@ def split_prefix(token: str, prefixes: Iterable[str]) -> str | None:
 
 
 def valid_style_id(style_id: Any) -> bool:
-    return isinstance(style_id, str) and bool(_ID_RE.match(style_id))
+    return isinstance(style_id, str) and bool(_ID_RE.fullmatch(style_id))   # not match: "$" passes a final \n
 
 
 @dataclass(frozen=True)

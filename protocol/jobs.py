@@ -181,6 +181,8 @@ def job_from_json(text: str | bytes) -> Job:
     if kind not in JOB_KINDS:
         raise JobFormatError(f"unknown job kind {kind!r}")
     job = _build(JOB_KINDS[kind], body)
+    if not isinstance(job.reply, dict):       # the bot routes the result by it: unreadable otherwise
+        raise JobFormatError("reply must be a JSON object")
     if isinstance(job, GenerateJob):
         # JSON object keys are strings; the line index is an int.
         try:
@@ -267,6 +269,10 @@ def _check(condition: bool, code: str, message: str) -> None:
         raise ValidationError(code, message)
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = None,
                       to_simplified: Callable[[str], str] | None = None,
                       styles: Collection[str] | None = None) -> GenerateJob:
@@ -278,6 +284,13 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
     Returns the job with form name, acrostic, keywords and fixed lines normalised.
     """
     conv = to_simplified or (lambda s: s)
+    # Field types first: a job read from the stream holds whatever JSON its sender wrote, and a
+    # wrong type must be refused here, not raise TypeError mid-batch (the worker would then retry
+    # the whole batch one job at a time and dead-letter this one only after every delivery).
+    _check(isinstance(job.acrostic, str), E_INVALID, "acrostic must be text")
+    _check(_strings(job.keywords), E_INVALID, "keywords must be a list of words")
+    _check(_strings(job.like_texts), E_INVALID, "like_texts must be a list of poems")
+    _check(isinstance(job.fixed_lines, dict), E_INVALID, "fixed_lines must map line numbers to text")
     form_name = normalise_form_name(str(job.form)) if job.form is not None else None
     _check(form_name is not None, E_INVALID,
            f"unknown form {job.form!r}; choose one of {', '.join(FORMS)}")
@@ -369,7 +382,7 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
 
 
 def validate_encode(job: EncodeJob) -> EncodeJob:
-    _check(0 < len(job.texts) <= MAX_ENCODE_TEXTS, E_INVALID,
+    _check(_strings(job.texts) and 0 < len(job.texts) <= MAX_ENCODE_TEXTS, E_INVALID,
            f"encode between 1 and {MAX_ENCODE_TEXTS} texts")
     for t in job.texts:
         _check(isinstance(t, str) and 0 < len(t) <= MAX_TEXT_CHARS, E_INVALID,
