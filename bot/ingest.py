@@ -24,6 +24,7 @@ from telegram.ext import Application
 from bot.state import State, retry_redis
 from bot.texts import t, user_lang
 from protocol.connections import Backoff
+from protocol.keys import UPDATE_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class UpdateConsumer:
             if deliveries > 1 and not await self.state.update_deliveries(entry_id):
                 return          # its first run (here) finished after the claim: nothing left to do
             try:
-                data = fields["update"]
+                data = fields[UPDATE_FIELD]
                 update = Update.de_json(json.loads(data), self.app.bot)
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("dropping unreadable update entry %s: %s", entry_id, exc)

@@ -15,17 +15,17 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from protocol.connections import Backoff, ensure_group, gone_consumers
+from protocol.connections import Backoff, connect_async, ensure_group, gone_consumers
 from verse.forms import FORM_NAMES
 from protocol.jobs import Job, job_fields
 from bot.styles import StyleBook, valid_style_id
 from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, DAILY_TTL_S, DELIVERED_TTL_S,
                            ENQUEUED_TTL_S, INFLIGHT_KEY, INFLIGHT_STALE_S, JOBS_MAXLEN, JOBS_STREAM, LIKES_CAP,
-                           POLLER_KEY, RATE_WINDOW_S, RESULTS_GROUP, RESULTS_STREAM, SEEN_PREFIX, SHOWN_CAP,
-                           STYLES_KEY, SUBSCRIBERS_KEY, UPDATE_SEEN_TTL_S, UPDATES_GROUP, UPDATES_MAXLEN,
-                           UPDATES_STREAM, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY, WORKERS_READY_KEY,
-                           alive_since, bots_alive_since, daily_key, delivered_key, enqueued_key, message_key,
-                           poem_key, rate_key, recipient_key, user_key)
+                           POLLER_KEY, RATE_WINDOW_S, RESULTS_GROUP, RESULTS_STREAM, SHOWN_CAP, STYLES_KEY,
+                           SUBSCRIBERS_KEY, UPDATE_FIELD, UPDATE_SEEN_TTL_S, UPDATES_GROUP, UPDATES_MAXLEN,
+                           UPDATES_STREAM, USER_TTL_S, WORKER_GROUP, WORKERS_ALIVE_KEY, WORKERS_LOADING_KEY,
+                           WORKERS_READY_KEY, alive_since, bots_alive_since, daily_key, delivered_key, enqueued_key,
+                           message_key, poem_key, rate_key, recipient_key, seen_key, user_key)
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,12 @@ return 1
 """
 
 # Store each update once (Telegram re-sends unconfirmed ones): the seen mark and the entry together.
+# KEYS: the updates stream, then each update's seen mark; ARGV: the marks' TTL, the stream's MAXLEN,
+# the entry's field name, then each update's JSON (in the order of KEYS).
 _INGEST_LUA = """
-for i = 1, #ARGV, 2 do
-  if redis.call('SET', KEYS[2] .. ARGV[i], '1', 'NX', 'EX', tonumber(KEYS[3])) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', KEYS[4], '*', 'update', ARGV[i + 1])
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[i + 2])
   end
 end
 return 1
@@ -137,6 +139,13 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
 end
 return false
+"""
+
+# Acknowledge an entry and delete it (an acknowledged update is never read again).
+_ACK_DELETE_LUA = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return acked
 """
 
 # The poller lease: take it when free, extend it when ours.
@@ -188,6 +197,7 @@ class State:
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
         self._lease = redis.register_script(_LEASE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
+        self._ack = redis.register_script(_ACK_DELETE_LUA)
         self._styles: StyleBook | None = None
         self._styles_at = float("-inf")
         # The shipped styles (Config.styles_dir), named while no worker has published its own.
@@ -195,7 +205,7 @@ class State:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "State":
-        return cls(aioredis.from_url(url, decode_responses=True), **kwargs)
+        return cls(connect_async(url, decode_responses=True), **kwargs)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -219,8 +229,8 @@ class State:
         """Store (key, JSON) pairs (bot.ingest.stored) in the updates stream, each key once."""
         if not updates:
             return
-        args = [x for key, data in updates for x in (key, data)]
-        await self._ingest(keys=[UPDATES_STREAM, SEEN_PREFIX, UPDATE_SEEN_TTL_S, UPDATES_MAXLEN], args=args)
+        await self._ingest(keys=[UPDATES_STREAM, *(seen_key(key) for key, _ in updates)],
+                           args=[UPDATE_SEEN_TTL_S, UPDATES_MAXLEN, UPDATE_FIELD, *(data for _, data in updates)])
 
     async def read_updates(self, consumer: str, block_ms: int, count: int = 16) -> list[tuple[str, dict]]:
         reply = await self.redis.xreadgroup(UPDATES_GROUP, consumer, {UPDATES_STREAM: ">"},
@@ -250,7 +260,9 @@ class State:
         return int(info[0]["times_delivered"]) if info else 0
 
     async def ack_update(self, entry_id: str) -> None:
-        await self.redis.xack(UPDATES_STREAM, UPDATES_GROUP, entry_id)
+        """Acknowledge a handled update and delete its entry: the stream holds only updates not yet
+        handled (and UPDATES_MAXLEN at most, should every replica be gone)."""
+        await self._ack(keys=[UPDATES_STREAM], args=[UPDATES_GROUP, entry_id])
 
     async def updates_pending(self) -> int:
         info = await self.redis.xpending(UPDATES_STREAM, UPDATES_GROUP)
@@ -375,31 +387,48 @@ class State:
         poem_id = await self.redis.get(message_key(chat_id, message_id))
         return await self.load_poem(poem_id) if poem_id else None
 
-    # --- history and likes -------------------------------------------------------------------
+    # --- per-user keys: each expires USER_TTL_S after its last write or read --------------------
+    async def _user_read(self, key: str, read: Callable[[Any], Any]) -> Any:
+        """read(pipe) queues one command on key; run it and renew the key's TTL in one round trip
+        (a read for the user's own request is use: an active user's keys never expire)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            read(pipe)
+            pipe.expire(key, USER_TTL_S)
+            value, _ = await pipe.execute()
+        return value
+
     async def add_history(self, user_id: int, poem_id: str, mu: list[float] | None) -> None:
         key = user_key(user_id, "history")
         entry = json.dumps({"pid": poem_id, "mu": mu}, separators=(",", ":"))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(key, entry)
             pipe.ltrim(key, 0, self.history_cap - 1)
+            pipe.expire(key, USER_TTL_S)
             await pipe.execute()
 
     async def history(self, user_id: int) -> list[dict[str, Any]]:
-        return [json.loads(e) for e in await self.redis.lrange(user_key(user_id, "history"), 0, -1)]
+        key = user_key(user_id, "history")
+        return [json.loads(e) for e in await self._user_read(key, lambda pipe: pipe.lrange(key, 0, -1))]
 
     async def add_like(self, user_id: int, poem_id: str, mu: list[float] | None) -> bool:
         """True when newly liked; the oldest likes go once there are LIKES_CAP of them."""
         key = user_key(user_id, "likes")
         entry = json.dumps({"mu": mu, "at": time.time()}, separators=(",", ":"))
-        added = bool(await self.redis.hsetnx(key, poem_id, entry))
-        if added and await self.redis.hlen(key) > LIKES_CAP:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, poem_id, entry)
+            pipe.expire(key, USER_TTL_S)
+            pipe.hlen(key)
+            added, _, count = await pipe.execute()
+        added = bool(added)
+        if added and count > LIKES_CAP:
             likes = await self.redis.hgetall(key)
             oldest = sorted(likes, key=lambda pid: json.loads(likes[pid]).get("at", 0))
             await self.redis.hdel(key, *oldest[: len(likes) - LIKES_CAP])
         return added
 
     async def likes(self, user_id: int) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(user_key(user_id, "likes"))
+        key = user_key(user_id, "likes")
+        raw = await self._user_read(key, lambda pipe: pipe.hgetall(key))
         return {pid: json.loads(v) for pid, v in raw.items()}
 
     async def mark_shown(self, user_id: int, corpus_ids: list[str]) -> None:
@@ -410,18 +439,25 @@ class State:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {cid: now for cid in corpus_ids})
             pipe.zremrangebyrank(key, 0, -SHOWN_CAP - 1)
+            pipe.expire(key, USER_TTL_S)
             await pipe.execute()
 
     async def shown(self, user_id: int) -> set[str]:
-        return set(await self.redis.zrange(user_key(user_id, "shown"), 0, -1))
+        key = user_key(user_id, "shown")
+        return set(await self._user_read(key, lambda pipe: pipe.zrange(key, 0, -1)))
 
     # --- settings ----------------------------------------------------------------------------
     async def settings(self, user_id: int) -> UserSettings:
-        raw = await self.redis.hgetall(user_key(user_id, "settings"))
+        key = user_key(user_id, "settings")
+        raw = await self._user_read(key, lambda pipe: pipe.hgetall(key))
         return UserSettings.from_hash(raw)
 
     async def set_setting(self, user_id: int, key: str, value: str) -> None:
-        await self.redis.hset(user_key(user_id, "settings"), key, value)
+        name = user_key(user_id, "settings")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(name, key, value)
+            pipe.expire(name, USER_TTL_S)
+            await pipe.execute()
 
     # --- styles ------------------------------------------------------------------------------
     async def styles(self, max_age_s: float = STYLES_CACHE_S) -> StyleBook:

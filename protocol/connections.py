@@ -13,6 +13,8 @@ from typing import Awaitable, Iterable
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from protocol import keys
 from protocol.jobs import Job, Result, job_fields, result_from_fields
@@ -27,11 +29,33 @@ def redis_url(url: str | None = None) -> str:
     return url or RedisSettings.from_env().redis_url
 
 
-def connect(url: str | None = None, **kwargs) -> redis.Redis:
-    """A client that fails fast when Redis is gone (callers decide how to back off)."""
+# A Redis Cluster is named by any of its nodes with these schemes (redis+cluster://host:6379): the
+# clients below are then cluster clients, which find the other nodes and route each key to its slot.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain redis:// (rediss://) URL of a node when url names a Redis Cluster, else None."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{plain}://{rest}" if plain else None
+
+
+def connect(url: str | None = None, **kwargs) -> redis.Redis | RedisCluster:
+    """A client that fails fast when Redis is gone (callers decide how to back off); a cluster client
+    for a redis+cluster:// URL."""
     options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=3.0, health_check_interval=15)
     options.update(kwargs)
-    return redis.Redis.from_url(redis_url(url), **options)
+    url = redis_url(url)
+    node = cluster_url(url)
+    return RedisCluster.from_url(node, **options) if node else redis.Redis.from_url(url, **options)
+
+
+def connect_async(url: str | None = None, **kwargs) -> aioredis.Redis | AsyncRedisCluster:
+    """The asyncio client for url (the bot's): a cluster client for a redis+cluster:// URL."""
+    url = redis_url(url)
+    node = cluster_url(url)
+    return AsyncRedisCluster.from_url(node, **kwargs) if node else aioredis.from_url(url, **kwargs)
 
 
 @dataclass

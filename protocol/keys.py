@@ -9,31 +9,46 @@ from dataclasses import dataclass
 # Names share one prefix so a shared Redis can be inspected (or flushed) by pattern.
 PREFIX = "poembot"
 
+# Redis Cluster: the keys one Lua script, one MULTI or one multi-key command uses together must sit
+# in one slot, so they share a hash tag (the part of the name in braces, which alone picks the slot):
+#   {jobs}      the jobs, results and dead-letter streams, the per-job done and enqueued marks
+#               (the enqueue and publish scripts touch a stream and a mark together);
+#   {updates}   the updates stream and its per-update seen marks (the ingest script);
+#   {workers}   the worker heartbeats and registry (live_workers reads the heartbeats in one MGET);
+#   {replicas}  the bot replicas' liveness records (one MGET).
+# Every other key is used alone and has no tag, so the per-user, per-poem and per-message keys
+# spread over the cluster's slots. What a cluster cannot spread: each tagged group is one slot, so
+# the job queue lives on one master (a stream is one key anyway) and the cluster gives that group
+# failover, not more throughput.
+QUEUE_TAG, UPDATES_TAG, WORKERS_TAG, REPLICAS_TAG = "{jobs}", "{updates}", "{workers}", "{replicas}"
+
 # --- the job protocol (worker side) -------------------------------------------------------
-JOBS_STREAM = f"{PREFIX}:jobs"            # producers XADD serialised jobs here
-RESULTS_STREAM = f"{PREFIX}:results"      # workers XADD serialised results here
-DEAD_STREAM = f"{PREFIX}:dead"            # jobs that failed too often, kept for inspection
+JOBS_STREAM = f"{PREFIX}:{QUEUE_TAG}"            # producers XADD serialised jobs here
+RESULTS_STREAM = f"{JOBS_STREAM}:results"       # workers XADD serialised results here
+DEAD_STREAM = f"{JOBS_STREAM}:dead"             # jobs that failed too often, kept for inspection
 WORKER_GROUP = "workers"                  # consumer group of the workers on JOBS_STREAM
 
 # Stream entries carry one field holding the JSON message (see protocol.jobs).
 JOB_FIELD = "job"
 RESULT_FIELD = "result"
 
-# Approximate caps (XADD MAXLEN ~): streams are queues and logs, not archives.
+# Approximate caps (XADD MAXLEN ~): streams are queues and logs, not archives. The streams have no
+# TTL; these caps bound them (BOUNDED below), and a worker deletes each job once its result is out.
 JOBS_MAXLEN = 100_000
 RESULTS_MAXLEN = 20_000
 DEAD_MAXLEN = 10_000
 
-HEARTBEAT_PREFIX = f"{PREFIX}:worker:"    # + worker_id -> JSON status, expires after HEARTBEAT_TTL_S
+WORKERS = f"{PREFIX}:{WORKERS_TAG}"
+HEARTBEAT_PREFIX = f"{WORKERS}:worker:"   # + worker_id -> JSON status, expires after HEARTBEAT_TTL_S
 HEARTBEAT_TTL_S = 15
 HEARTBEAT_INTERVAL_S = 5.0
 # Liveness: a sorted set of worker_id -> the time of its last heartbeat (epoch s). A worker is alive
 # while that is under HEARTBEAT_TTL_S old; each beat trims older members and sets the key to expire
 # HEARTBEAT_TTL_S later, so it holds at most the workers alive now. Readers ask with one ZCOUNT or
 # ZRANGEBYSCORE (the status keys above give the details), never a SCAN over the keyspace.
-WORKERS_ALIVE_KEY = f"{PREFIX}:workers:alive"
+WORKERS_ALIVE_KEY = f"{WORKERS}:alive"
 
-RESULT_DEDUP_PREFIX = f"{PREFIX}:done:"   # + job_id -> worker_id; SET NX so a result is published once
+RESULT_DEDUP_PREFIX = f"{JOBS_STREAM}:done:"   # + job_id -> worker_id; SET NX so a result is published once
 RESULT_DEDUP_TTL_S = 24 * 3600
 
 
@@ -72,10 +87,11 @@ UPDATES_GROUP = "bots"                 # consumer group of the bot replicas on U
 
 # Telegram updates, stored before they are confirmed (bot.ingest). Bound: UPDATES_MAXLEN (XADD
 # MAXLEN ~), and each entry is deleted once it is acknowledged.
-UPDATES_STREAM = f"{BOT}:updates"
+UPDATES_STREAM = f"{BOT}:{UPDATES_TAG}"
 UPDATES_MAXLEN = 100_000
 # + bot.ingest.update_key: one stored update, so that Telegram's re-sends are stored once.
-SEEN_PREFIX = f"{BOT}:seen:"
+SEEN_PREFIX = f"{UPDATES_STREAM}:seen:"
+UPDATE_FIELD = "update"                # an entry's one field: the update's JSON
 UPDATE_SEEN_TTL_S = 24 * 3600
 
 POLLER_KEY = f"{BOT}:poller"           # the one replica allowed to call getUpdates: a lease (PX)
@@ -130,7 +146,7 @@ def seen_key(update_key: str) -> str:
 
 def enqueued_key(job_id: str) -> str:
     """Job job_id was XADDed once; expires after ENQUEUED_TTL_S."""
-    return f"{BOT}:enqueued:{job_id}"
+    return f"{JOBS_STREAM}:enqueued:{job_id}"
 
 
 def daily_key(date: str) -> str:
@@ -146,12 +162,12 @@ def message_key(chat_id: int, message_id: int) -> str:
 # --- bot liveness and the workers as the bot sees them -------------------------------------
 
 # Whether workers have ever come up, so the bot can tell "loading" from "offline".
-WORKERS_READY_KEY = f"{PREFIX}:workers:ready"        # set by every ready worker's heartbeat
+WORKERS_READY_KEY = f"{WORKERS}:ready"               # set by every ready worker's heartbeat
 WORKERS_READY_TTL_S = 30 * 24 * 3600                 # a month without a worker: a new start says "loading"
 # Workers loading their model: a sorted set of worker_id -> the time its loading stops counting
 # (WORKER_LOADING_TTL_S after it began: a worker that died while loading). Trimmed by each writer,
 # removed from by the worker's first heartbeat, expiring with its newest member.
-WORKERS_LOADING_KEY = f"{PREFIX}:workers:loading"
+WORKERS_LOADING_KEY = f"{WORKERS}:loading"
 WORKER_LOADING_TTL_S = 600
 
 # Bot replica liveness (bot/liveness.py). Each replica's watchdog checks, every BOT_BEAT_INTERVAL_S
@@ -161,14 +177,14 @@ WORKER_LOADING_TTL_S = 600
 # older than that, or names a dead task. BOTS_ALIVE_KEY: a sorted set of replica -> the time of its
 # last record, trimmed of older members and expiring with its newest like WORKERS_ALIVE_KEY, so the
 # replicas alive now are one ZRANGEBYSCORE; it holds at most the replicas running.
-BOT_REPLICA_PREFIX = f"{PREFIX}:bot:replica:"
-BOTS_ALIVE_KEY = f"{PREFIX}:bot:replicas"
+BOTS_ALIVE_KEY = f"{BOT}:{REPLICAS_TAG}"
+BOT_REPLICA_PREFIX = f"{BOTS_ALIVE_KEY}:"
 BOT_ALIVE_TTL_S = 15
 BOT_BEAT_INTERVAL_S = 5.0
 
 # The bots' consumer groups (updates, results) lose the consumers of replicas that are gone once a
 # minute, by whichever replica's watchdog comes first: SET NX with this TTL takes the turn.
-BOT_PRUNE_KEY = f"{PREFIX}:bot:prune"
+BOT_PRUNE_KEY = f"{BOT}:prune"
 BOT_PRUNE_EVERY_S = 60
 
 
@@ -182,7 +198,7 @@ def bots_alive_since(now: float) -> float:
 
 
 # --- inline mode (bot/inline.py) -------------------------------------------------------------
-INLINE_PREFIX = f"{PREFIX}:bot:inline"
+INLINE_PREFIX = f"{BOT}:inline"
 INLINE_CACHE_CAP = 20                  # recent poems kept per theme
 INLINE_CACHE_TTL_S = 7 * 24 * 3600     # a theme nobody asked for in a week is forgotten
 INLINE_ANY_THEME = "*"                 # the cache of every theme together, for a theme never asked

@@ -18,7 +18,6 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
-import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from telegram.ext import Application
@@ -27,7 +26,7 @@ from bot.app import build_application
 from bot.config import Config
 from bot.state import State
 from devtools.emulator import BotApiEmulator
-from protocol.connections import ensure_group
+from protocol.connections import connect_async, ensure_group
 from verse.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
@@ -123,7 +122,7 @@ class StandInWorker:
     """Serves the jobs stream like worker.service does (same group, heartbeat and Result format)."""
 
     def __init__(self, redis_url: str, worker_id: str = "stand-in", unknown: str = "") -> None:
-        self.redis = aioredis.from_url(redis_url, decode_responses=True)
+        self.redis = connect_async(redis_url, decode_responses=True)     # a cluster client on a cluster
         self.worker_id = worker_id
         self.unknown = set(unknown)         # characters this "model" cannot write
         self.jobs: list[Any] = []

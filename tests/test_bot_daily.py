@@ -13,7 +13,7 @@ from bot.state import State
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     eventually)
 from devtools.emulator import BotApiEmulator, check_html, png_size
-from protocol.keys import JOBS_STREAM
+from protocol.keys import JOBS_STREAM, RESULTS_GROUP, RESULTS_STREAM
 
 ALICE = BotApiEmulator.user(2001, "Alice")
 BOB = BotApiEmulator.user(2002, "Bob", language_code="en")
@@ -131,7 +131,7 @@ async def test_two_replicas_firing_the_same_slot_post_once(emu, redis_url, stand
         await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL)
         # Both consumers drained the results stream before we count.
         state = a.bot_data["rt"].state
-        await eventually(lambda: state.redis.xpending("poembot:results", "bots"), lambda p: p["pending"] == 0)
+        await eventually(lambda: state.redis.xpending(RESULTS_STREAM, RESULTS_GROUP), lambda p: p["pending"] == 0)
         assert len(emu.find_calls("sendPhoto", since, chat_id=CHANNEL)) == 1
         assert len([j for j in stand_in.jobs if j.reply.get("purpose") == "daily"]) == 1
 

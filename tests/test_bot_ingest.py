@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from telegram import Update
 
-from bot.ingest import MAX_ATTEMPTS, update_key
+from bot.ingest import MAX_ATTEMPTS, stored, update_key
 from bot.state import State
 from protocol.keys import UPDATES_GROUP, UPDATES_STREAM
 from bot.texts import EN, ZH, t
@@ -55,15 +55,18 @@ async def test_an_update_fetched_twice_is_stored_once(redis_url) -> None:
 
 async def test_running_an_update_again_enqueues_and_answers_nothing_new(emu, redis_url, stand_in) -> None:
     async with running_bot(make_config(emu, redis_url)) as app:
-        await emu.send_text(ALICE, "/poem 春风")
+        message = {"message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(ALICE), "from": ALICE,
+                   "text": "/poem 春风", "entities": command_entities("/poem 春风")}
+        sent = await emu.inject({"message": message})
         first = await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])
         assert "春风" in "".join(verse(first.text))
         state: State = app.bot_data["rt"].state
-        (entry_id, fields), = await state.redis.xrange(UPDATES_STREAM)
-        update = Update.de_json(json.loads(fields["update"]), app.bot)
+        await eventually(state.updates_pending, lambda n: n == 0)
+        assert await state.redis.xlen(UPDATES_STREAM) == 0          # handled: acknowledged and deleted
+        update = Update.de_json(sent, app.bot)
 
         # As after a crash between handling and acknowledging: the same update runs once more.
-        assert await app.bot_data["updates"].process(update, update_key(update.update_id, fields["update"]))
+        assert await app.bot_data["updates"].process(update, stored(update)[0])
         since = emu.mark()
         await emu.send_text(ALICE, "/help")                  # handled after the re-run's effects
         await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
