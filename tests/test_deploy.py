@@ -48,6 +48,12 @@ def test_compose_file_structure() -> None:
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert "redis-data" in compose["volumes"]
+    # Bot replicas scale like workers: no fixed host port (a second replica could not bind it).
+    for name in ("bot", "worker", "worker-gpu"):
+        assert "ports" not in services[name], f"{name} publishes a fixed host port: it cannot scale"
+    assert str(services["bot"]["deploy"]["replicas"]).startswith("${POEMBOT_BOTS")
+    webhook = yaml.safe_load((ROOT / "compose.webhook.yaml").read_text())["services"]["bot"]
+    assert webhook["ports"] == ["8443:8443"] and webhook["deploy"]["replicas"] == 1
     # every variable the compose file passes on is documented in .env.example or set in compose
     assert "TELEGRAM_BOT_TOKEN" in (ROOT / ".env.example").read_text()
 
