@@ -50,7 +50,9 @@ async def _post_init(app: Application) -> None:
     await app.bot.set_my_commands(bot_commands(EN), language_code="en")
     await rt.state.ensure_groups()
     consumer = ResultConsumer(rt, app.bot)
+    app.bot_data["consumer"] = consumer
     app.bot_data["consumer_task"] = rt.spawn(consumer.run(), service="results")
+    rt.spawn(consumer.broadcasts.run(), service="broadcast")
     updates = UpdateConsumer(app, rt.state, rt.consumer, claim_idle_ms=rt.claim_idle_ms)
     app.bot_data["updates"] = updates
     app.bot_data["updates_task"] = rt.spawn(updates.run(), service="updates")
@@ -104,6 +106,9 @@ async def _post_stop(app: Application) -> None:
     if updates is not None:
         updates.stop()
         await asyncio.gather(app.bot_data["updates_task"], return_exceptions=True)
+    consumer: ResultConsumer | None = app.bot_data.get("consumer")
+    if consumer is not None:
+        await consumer.broadcasts.stop()       # between two sends: another replica finishes it
     await rt.stop_tasks()
 
 
@@ -131,8 +136,9 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
            .updater(None)
            .base_url(f"{config.api_url}/bot")
            .base_file_url(f"{config.api_url}/file/bot")
-           # Retries 429s after the server's retry_after and paces broadcasts (daily poem).
-           .rate_limiter(AIORateLimiter(max_retries=3))
+           # Holds every send to POEMBOT_SEND_PER_S and retries 429s after the server's retry_after
+           # (the daily broadcast keeps to a share of it: bot.delivery.Broadcasts).
+           .rate_limiter(AIORateLimiter(overall_max_rate=config.send_per_s, max_retries=3))
            .concurrent_updates(True)
            .post_init(_post_init)
            .post_stop(_post_stop)

@@ -1,12 +1,16 @@
 """The bot side of the results stream: a consumer-group reader that turns Results into replies.
 
 Replicas share one group, so each result reaches one of them; a per-job SET NX lease makes the
-reply go out once even when a result is re-read after a crash; a failed send is retried later.
+reply go out once even when a result is re-read after a crash, and is renewed while the reply is being
+sent (LeaseKeeper); a failed send is retried later. The daily broadcast runs in a task of its own at
+its own pace (Broadcasts), so replies never wait behind it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import time
 from datetime import date
 from typing import Any, Awaitable, Callable, Sequence
@@ -30,6 +34,12 @@ from model.reasons import QueryPoem
 log = logging.getLogger(__name__)
 
 SIMILAR_K = 5
+# The daily broadcast sends at most this share of POEMBOT_SEND_PER_S, so replies always have the rest.
+BROADCAST_SHARE = 2 / 3
+BROADCAST_STOP_WAIT_S = 10.0   # a stopping replica lets the broadcast's send in hand finish this long
+# The broadcast records which message holds the poem (for replies to it) this many chats at a time: one
+# round trip instead of one per chat; a crash loses at most these records, never a post.
+BROADCAST_RECORD_BATCH = 100
 
 
 def reply_params(message_id: int | None) -> ReplyParameters | None:
@@ -59,6 +69,59 @@ async def card_png(card: Card) -> bytes | None:
 
 class RetryLater(Exception):
     """A send failed for a transient reason; leave the result unacknowledged so it is re-read."""
+
+
+class LeaseKeeper:
+    """Renews a claimed delivery's lease (State.begin_delivery) while its reply is being sent.
+
+    A send can outlast the lease: the rate limiter waits out a 429's retry_after before it sends
+    again, and a broadcast takes minutes. Another replica would then take the result over and send
+    the reply a second time, so the lease and the results entry are renewed every third of the time
+    another replica waits for them, until the delivery is recorded or given up."""
+
+    def __init__(self, rt: Runtime, job_id: str, entry_id: str) -> None:
+        self.rt, self.job_id, self.entry_id = rt, job_id, entry_id
+        self.every_s = min(rt.state.delivery_lease_s, rt.claim_idle_ms / 1000) / 3
+        self.settled = False
+        self._task = rt.spawn(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                held = await self.rt.state.renew_delivery(self.job_id, self.rt.consumer, self.entry_id)
+            except RedisError as exc:
+                log.warning("delivery lease of %s not renewed: %s", self.job_id, exc)
+                continue
+            if not held:
+                if not self.settled:
+                    log.error("lost the delivery lease of %s: its reply may go out twice", self.job_id,
+                              extra={"job_id": self.job_id})
+                return
+
+    async def release(self) -> None:
+        """Stop renewing; before the lease is given up (a renewal would take it again), after it is
+        recorded sent (until then it must not run out)."""
+        self.settled = True
+        while not self._task.done():
+            # Again until done: a cancel landing inside redis-py's read can be swallowed.
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=1.0)
+
+
+class Pacer:
+    """Spaces calls of wait() at least 1/rate_per_s apart: a sender's own share of the send rate."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.gap_s = 1.0 / rate_per_s
+        self._next = float("-inf")
+
+    async def wait(self) -> None:
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next)
+        self._next = start + self.gap_s
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | None, lang: str,
@@ -104,6 +167,8 @@ class ResultConsumer:
         self.rt = rt
         self.bot = bot
         self.block_ms = block_ms
+        # Its run() is a service of its own (bot.app): the results loop only hands daily results to it.
+        self.broadcasts = Broadcasts(self)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,31 +213,45 @@ class ResultConsumer:
             await state.ack_result(entry_id)
             self.rt.job_done(result.job_id)
             return
-        try:
-            outcome = await self.deliver(result)
-        except (RetryLater, NetworkError, RedisError) as exc:
-            log.warning("delivery of %s failed, will retry: %s", result.job_id, exc,
-                        extra={"job_id": result.job_id})
-            if isinstance(exc, TelegramError):
-                metrics.telegram_error(exc)
-            metrics.result(purpose, "retry")
-            await state.abort_delivery(result.job_id)
+        lease = LeaseKeeper(self.rt, result.job_id, entry_id)
+        if purpose == "daily":
+            self.broadcasts.put(entry_id, result, lease)    # minutes of sends: not in this loop
             return
-        except Exception as exc:
-            log.exception("delivery of %s failed; giving up", result.job_id, extra={"job_id": result.job_id})
-            if isinstance(exc, TelegramError):
-                metrics.telegram_error(exc)
-            outcome = "failed"
-        metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
-        await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
+        await self.complete(entry_id, result, lease, self.deliver)
+
+    async def complete(self, entry_id: str, result: Result, lease: LeaseKeeper,
+                       deliver: Callable[[Result], Awaitable[str]]) -> None:
+        """Send result's reply with deliver while lease is kept, record it sent and acknowledge the
+        entry; after a transient failure give the lease up and leave the entry to be read again."""
+        state, metrics, purpose = self.rt.state, self.rt.metrics, result.reply.get("purpose")
+        try:
+            try:
+                outcome = await deliver(result)
+            except (RetryLater, NetworkError, RedisError) as exc:
+                log.warning("delivery of %s failed, will retry: %s", result.job_id, exc,
+                            extra={"job_id": result.job_id})
+                if isinstance(exc, TelegramError):
+                    metrics.telegram_error(exc)
+                metrics.result(purpose, "retry")
+                await lease.release()
+                await state.abort_delivery(result.job_id)
+                return
+            except Exception as exc:
+                log.exception("delivery of %s failed; giving up", result.job_id, extra={"job_id": result.job_id})
+                if isinstance(exc, TelegramError):
+                    metrics.telegram_error(exc)
+                outcome = "failed"
+            metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
+            await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
+        finally:
+            await lease.release()
         await settle(lambda: state.ack_result(entry_id), "a delivery's acknowledgement")
         self.rt.job_done(result.job_id)
 
     async def deliver(self, result: Result) -> str:
-        """Send the reply for result; the outcome: sent, error_reply or failed."""
+        """Send the reply for result (not a daily one: Broadcasts.send); the outcome: sent, error_reply
+        or failed."""
         purpose = result.reply.get("purpose")
-        if purpose == "daily":
-            return await self.deliver_daily(result)
         if purpose == "similar":
             return await self.deliver_similar(result)
         if purpose == "inline":
@@ -278,50 +357,120 @@ class ResultConsumer:
             log.warning("card refused, sending the text alone: %s", exc)
             return None
 
-    async def deliver_daily(self, result: Result) -> str:
+
+class Broadcasts:
+    """The daily broadcast, in a task of its own (service "broadcast") at its own pace.
+
+    A broadcast to every subscriber takes minutes (10,000 chats at 20 sends/s: over 8), and in the
+    results loop it held up every reply behind it. The results loop claims a daily result and hands
+    it here; its entry stays unacknowledged and its lease kept until every chat has the poem, so a
+    broadcast cut short (a replica stopped or killed) is finished by another replica, which skips the
+    chats already claimed (State.claim_recipient: before each send, so no chat gets it twice)."""
+
+    def __init__(self, consumer: ResultConsumer) -> None:
+        self.consumer = consumer
+        self.pacer = Pacer(consumer.rt.config.send_per_s * BROADCAST_SHARE)
+        # This process's name on the chats it claims, and the chats it has sent, by job: a claim this
+        # process made again (its answer lost) is its own to send, once.
+        self.owner = f"{consumer.rt.consumer}:{secrets.token_hex(4)}"
+        self._done: dict[str, set[int]] = {}
+        self.stopping = False
+        self._queue: asyncio.Queue[tuple[str, Result, LeaseKeeper]] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def put(self, entry_id: str, result: Result, lease: LeaseKeeper) -> None:
+        self._idle.clear()
+        self._queue.put_nowait((entry_id, result, lease))
+
+    async def run(self) -> None:
+        while True:
+            entry_id, result, lease = await self._queue.get()
+            try:
+                await self.consumer.complete(entry_id, result, lease, self.send)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Recording it failed (Redis away too long): the entry is read again later.
+                log.exception("daily broadcast error")
+            finally:
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def stop(self, wait_s: float = BROADCAST_STOP_WAIT_S) -> None:
+        """Stop between two sends (a clean stop leaves no chat in doubt) and give up the leases of
+        broadcasts not begun: another replica finishes them."""
+        self.stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), wait_s)
+        while not self._queue.empty():
+            _, result, lease = self._queue.get_nowait()
+            await lease.release()
+            with contextlib.suppress(RedisError):
+                await self.consumer.rt.state.abort_delivery(result.job_id)
+
+    async def send(self, result: Result) -> str:
         """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
-        state = self.rt.state
+        consumer, state = self.consumer, self.consumer.rt.state
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             log.error("daily poem failed: %s %s", result.error_code, result.error_message)
             return "failed"
         recipients = await state.subscribers()
-        if self.rt.config.daily_chat_id is not None:
-            recipients.setdefault(self.rt.config.daily_chat_id, "zh")
-        record = await self._record(result, None, self.rt.config.daily_chat_id or 0)
+        daily_chat_id = consumer.rt.config.daily_chat_id
+        if daily_chat_id is not None:
+            recipients.setdefault(daily_chat_id, "zh")
+        record = await consumer._record(result, None, daily_chat_id or 0)
         await state.save_poem(record)
         date = str(result.reply.get("date") or "")
         png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
                                        title=t("zh", "daily_card_title")))
         photo: bytes | str | None = png            # after the first upload, its file_id
+        texts: dict[str, str] = {}                 # by language: the same for every chat of one
+        sent: list[tuple[int, int, str]] = []      # (chat, message, poem) not yet recorded
+        done = self._done.setdefault(result.job_id, set())
         transient = False
-        for chat_id, lang in sorted(recipients.items()):
-            if not await state.claim_recipient(result.job_id, chat_id):
-                continue
-            text = format_poem(record.lines, record.form, lang, False, record.request, result.poems[0],
-                               heading=t(lang, "daily_title", date=date))
-            markup = poem_keyboard(record.poem_id, lang)
-            try:
-                message = None
-                if photo is not None and fits_caption(text):
-                    message = await self._photo_or_none(chat_id, photo, text, markup)
-                    photo = message.photo[-1].file_id if message is not None and message.photo else None
-                if message is None:
-                    message = await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
-                                                          reply_markup=markup)
-            except (Forbidden, BadRequest) as exc:
-                # Blocked, kicked or deleted: stop sending there.
-                log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)
-                self.rt.metrics.telegram_error(exc)
-                await state.unsubscribe(chat_id)
-                continue
-            except (NetworkError, TelegramError) as exc:
-                log.warning("daily poem to one chat failed, will retry: %s", exc)
-                self.rt.metrics.telegram_error(exc)
-                await state.release_recipient(result.job_id, chat_id)
-                transient = True
-                continue
-            await settle(lambda: state.remember_message(chat_id, message.message_id, record.poem_id),
-                         "the daily poem's message")
+        try:
+            for chat_id, lang in sorted(recipients.items()):
+                if self.stopping:
+                    raise RetryLater("stopping: another replica finishes the broadcast")
+                if chat_id in done or not await state.claim_recipient(result.job_id, chat_id, self.owner):
+                    continue
+                if lang not in texts:
+                    texts[lang] = format_poem(record.lines, record.form, lang, False, record.request,
+                                              result.poems[0], heading=t(lang, "daily_title", date=date))
+                text, markup = texts[lang], poem_keyboard(record.poem_id, lang)
+                await self.pacer.wait()
+                try:
+                    message = None
+                    if photo is not None and fits_caption(text):
+                        message = await consumer._photo_or_none(chat_id, photo, text, markup)
+                        photo = message.photo[-1].file_id if message is not None and message.photo else None
+                    if message is None:
+                        message = await consumer.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                                                  reply_markup=markup)
+                except (Forbidden, BadRequest) as exc:
+                    # Blocked, kicked or deleted: stop sending there.
+                    log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)
+                    consumer.rt.metrics.telegram_error(exc)
+                    done.add(chat_id)
+                    await state.unsubscribe(chat_id)
+                    continue
+                except (NetworkError, TelegramError) as exc:
+                    log.warning("daily poem to one chat failed, will retry: %s", exc)
+                    consumer.rt.metrics.telegram_error(exc)
+                    await state.release_recipient(result.job_id, chat_id)
+                    transient = True
+                    continue
+                done.add(chat_id)
+                sent.append((chat_id, message.message_id, record.poem_id))
+                if len(sent) >= BROADCAST_RECORD_BATCH:
+                    await settle(lambda: state.remember_messages(sent), "the daily poem's messages")
+                    sent = []
+        finally:
+            if sent:
+                with contextlib.suppress(RedisError):
+                    await state.remember_messages(sent)
         if transient:
             raise RetryLater("some daily recipients failed")
+        del self._done[result.job_id]
         return "sent"

@@ -383,6 +383,13 @@ class State:
     async def remember_message(self, chat_id: int, message_id: int, poem_id: str) -> None:
         await self.redis.set(message_key(chat_id, message_id), poem_id, ex=self.poem_ttl_s)
 
+    async def remember_messages(self, messages: list[tuple[int, int, str]]) -> None:
+        """remember_message for many (chat_id, message_id, poem_id) in one round trip (a broadcast's)."""
+        pipe = self.redis.pipeline(transaction=False)   # keys in many Cluster slots: no MULTI
+        for chat_id, message_id, poem_id in messages:
+            pipe.set(message_key(chat_id, message_id), poem_id, ex=self.poem_ttl_s)
+        await pipe.execute()
+
     async def poem_for_message(self, chat_id: int, message_id: int) -> PoemRecord | None:
         poem_id = await self.redis.get(message_key(chat_id, message_id))
         return await self.load_poem(poem_id) if poem_id else None
@@ -484,10 +491,14 @@ class State:
         """Subscribed chat id -> the language the subscriber used."""
         return {int(c): lang for c, lang in (await self.redis.hgetall(SUBSCRIBERS_KEY)).items()}
 
-    async def claim_recipient(self, job_id: str, chat_id: int) -> bool:
-        """True once per (job, chat): a broadcast resumed by another replica skips chats already sent."""
-        return bool(await self.redis.set(recipient_key(job_id, chat_id), "1", nx=True,
-                                         ex=DELIVERED_TTL_S))
+    async def claim_recipient(self, job_id: str, chat_id: int, owner: str | None = None) -> bool:
+        """True once per (job, chat): a broadcast resumed by another replica skips chats already sent.
+        With owner, also True for the owner's own claim again: its first answer may have been lost
+        (a Redis timeout after the SET), and the owner knows which chats it has really sent."""
+        key = recipient_key(job_id, chat_id)
+        if await self.redis.set(key, owner or "1", nx=True, ex=DELIVERED_TTL_S):
+            return True
+        return owner is not None and await self.redis.get(key) == owner
 
     async def release_recipient(self, job_id: str, chat_id: int) -> None:
         await self.redis.delete(recipient_key(job_id, chat_id))

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -170,8 +171,8 @@ class StandInWorker:
                     for entry_id, entry in entries:
                         await self._serve(entry)
                         await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
-            except (RedisConnectionError, BusyLoadingError):
-                # Redis restarting: wait for it like worker.service does.
+            except (RedisConnectionError, BusyLoadingError, RedisTimeoutError):
+                # Redis restarting (or slow to answer on a busy machine): wait for it like worker.service does.
                 await asyncio.sleep(0.2)
 
     async def _serve(self, entry: dict) -> None:

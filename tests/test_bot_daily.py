@@ -5,15 +5,20 @@ Real bot code against the emulator, real Redis, and the stand-in worker for the 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from redis.exceptions import RedisError
 
 from bot.daily import DAILY_JOB_NAME, due_slot, fire_daily
 from bot.state import State
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     eventually)
 from devtools.emulator import BotApiEmulator, check_html, png_size
-from protocol.keys import JOBS_STREAM, RESULTS_GROUP, RESULTS_STREAM
+from protocol.keys import JOBS_STREAM, RESULTS_GROUP, RESULTS_STREAM, SUBSCRIBERS_KEY
 
 ALICE = BotApiEmulator.user(2001, "Alice")
 BOB = BotApiEmulator.user(2002, "Bob", language_code="en")
@@ -169,11 +174,83 @@ async def test_daily_now_is_for_admins_only(emu, redis_url, stand_in, card_fonts
         assert "每日一诗" in post.text
 
 
+async def subscribe_many(state: State, first_chat_id: int, n: int) -> set[int]:
+    """n subscribers written straight into Redis (as /daily on would leave them), half in English."""
+    chats = range(first_chat_id, first_chat_id + n)
+    await state.redis.hset(SUBSCRIBERS_KEY, mapping={str(c): "en" if c % 2 else "zh" for c in chats})
+    return set(chats)
+
+
+def daily_posts(emu: BotApiEmulator, since: int, chats: set[int]) -> Counter[int]:
+    """How many daily posts (card or text) each of chats got since the mark."""
+    return Counter(c.params["chat_id"] for m in ("sendMessage", "sendPhoto")
+                   for c in emu.find_calls(m, since) if c.params["chat_id"] in chats)
+
+
+async def broadcast_while_asked(emu: BotApiEmulator, redis_url: str, stand_in: Any, n: int) -> dict[str, Any]:
+    """Broadcast a daily poem to n subscribers (written straight into Redis) as fast as the emulator
+    takes it; once it has begun, a user asks for a poem. Asserts that the reply came while the
+    broadcast was still going (by order in the emulator's log) and that every subscriber got one post;
+    returns the figures. (The caller's test points POEMBOT_FONT_DIR at nothing: text posts.)"""
+    # Telegram's 30 sends/s would make 10,000 posts take six minutes: the emulator takes any rate.
+    config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", send_per_s=100_000)
+    async with running_bot(config) as app:
+        rt = app.bot_data["rt"]
+        subscribers = await subscribe_many(rt.state, 10_000_000, n)
+        since = emu.mark()
+        began = time.monotonic()
+        assert await fire_daily(rt, at(0, day=23)) is True
+        await emu.wait_for_call("sendMessage", since=since, timeout=60,
+                                where=lambda c: c.params["chat_id"] in subscribers)     # it has begun
+        asked, asked_at = emu.mark(), time.monotonic()
+        await emu.send_text(ALICE, "/poem 春风")
+        reply = await emu.wait_for_call("sendMessage", since=asked, chat_id=ALICE["id"], timeout=120)
+        replied_at = time.monotonic()
+        daily_id = next(j.job_id for j in stand_in.jobs if j.reply.get("purpose") == "daily")
+        # Many seconds on a busy machine: each post goes through PTB, HTTP and the emulator, and its
+        # chat's marker to an fsync-always Redis (slow answers from it the broadcast survives, and so
+        # does this wait).
+        await eventually(lambda: rt.state.is_delivered(daily_id), bool, timeout=600, every=0.5,
+                         tolerate=(RedisError,))
+        ended = time.monotonic()
+    posts = daily_posts(emu, since, subscribers)
+    assert set(posts) == subscribers and set(posts.values()) == {1}
+    broadcast = [c.seq for c in emu.find_calls("sendMessage", since) if c.params["chat_id"] in subscribers]
+    assert reply.seq < max(broadcast), "the /poem reply waited for the whole broadcast"
+    return {"subscribers": n, "broadcast_s": round(ended - began, 1),
+            "poem_reply_s": round(replied_at - asked_at, 2),
+            "posts_before_the_reply": sum(seq < reply.seq for seq in broadcast)}
+
+
+async def test_a_broadcast_does_not_hold_up_poem_replies(emu, redis_url, stand_in, tmp_path, monkeypatch) -> None:
+    # 1,000 chats keep it to seconds here; tests/robustness/test_broadcast.py sends to 10,000.
+    monkeypatch.setenv("POEMBOT_FONT_DIR", str(tmp_path))
+    await broadcast_while_asked(emu, redis_url, stand_in, 1000)
+
+
+async def test_a_broadcast_stopped_halfway_is_finished_by_another_replica_once_per_chat(
+        emu, redis_url, stand_in, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("POEMBOT_FONT_DIR", str(tmp_path))
+    # Telegram's pace (the broadcast's share: 20 sends/s), so 200 chats take ten seconds.
+    config = make_config(emu, redis_url, daily_time=SLOT, tz="Asia/Shanghai", claim_idle_ms=1000)
+    since = emu.mark()
+    async with running_bot(config.model_copy(update={"consumer_name": "replica-a"})) as a:
+        subscribers = await subscribe_many(a.bot_data["rt"].state, 20_000_000, 200)
+        assert await fire_daily(a.bot_data["rt"], at(0, day=24)) is True
+        await emu.wait_for_calls("sendMessage", 10, since=since, timeout=60)
+    sent_by_a = daily_posts(emu, since, subscribers)
+    assert 10 <= sum(sent_by_a.values()) < len(subscribers), "the stop came after the broadcast's end"
+    async with running_bot(config.model_copy(update={"consumer_name": "replica-b"})) as b:
+        daily_id = next(j.job_id for j in stand_in.jobs if j.reply.get("purpose") == "daily")
+        await eventually(lambda: b.bot_data["rt"].state.is_delivered(daily_id), bool, timeout=120, every=0.2,
+                         tolerate=(RedisError,))
+    posts = daily_posts(emu, since, subscribers)
+    assert set(posts) == subscribers and set(posts.values()) == {1}
+
+
 def test_test_config_slot_is_an_hour_away_in_any_machine_time_zone(monkeypatch) -> None:
     """botkit.make_config's daily slot must be an hour off in the config's own zone, so the daily
     tests hold on a machine west (or east) of UTC too."""
-    import time
-
     try:
         for zone in ("America/Los_Angeles", "Asia/Shanghai", "UTC"):
             monkeypatch.setenv("TZ", zone)

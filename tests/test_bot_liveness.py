@@ -44,7 +44,8 @@ async def kill(task: asyncio.Task) -> None:
 
 
 # replica None: the default name (host-pid), which the health check matches by host.
-@pytest.mark.parametrize("service, replica", [("poller", "replica-a"), ("updates", None), ("results", "replica-a")])
+@pytest.mark.parametrize("service, replica", [("poller", "replica-a"), ("updates", None), ("results", "replica-a"),
+                                              ("broadcast", None)])
 async def test_health_fails_once_a_background_task_dies(emu, redis_url, service: str,
                                                         replica: str | None) -> None:
     code, out = await health(redis_url, replica)
