@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 from redis.exceptions import RedisError  # noqa: E402
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError  # noqa: E402
 from devtools.emulator import ApiCall, BotApiEmulator  # noqa: E402
 from protocol.keys import INFLIGHT_KEY, RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM  # noqa: E402
 from protocol import keys  # noqa: E402
-from procs import Child, RedisServer, child_env, eventually, poembot_child  # noqa: E402
+from devtools.procs import Child, RedisServer, child_env, eventually, poembot_child  # noqa: E402
 
 # Characters every model here can write (the shipped vocabulary and the tests' tiny one).
 THEMES = ["春风", "明月", "秋雨", "江山", "山水", "云天", "风雪", "归人", "江月", "花雨"]

@@ -27,7 +27,7 @@ STOP_GRACE_S = 15.0
 @dataclass
 class Child:
     """One command run as a child process, its output appended to log_path (else this terminal's);
-    the supervisor restarts it when it exits, and tests/procs.poembot_child starts poembot processes
+    the supervisor restarts it when it exits, and devtools/procs.poembot_child starts poembot processes
     with it that a test can kill with any signal."""
     name: str
     argv: list[str]

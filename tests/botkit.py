@@ -34,7 +34,7 @@ from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatErr
                         result_fields)
 from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
                         WORKERS_ALIVE_KEY, WORKERS_READY_KEY, WORKERS_READY_TTL_S, heartbeat_key)
-from procs import eventually  # noqa: F401  (test modules import it from here)
+from devtools.procs import eventually  # noqa: F401  (test modules import it from here)
 
 LATENT_DIM = 8           # conftest's tiny model has latent_dim 8 too
 SHUTDOWN_TIMEOUT_S = 30

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Iterator
 import numpy as np
 import pytest
 
-from procs import RedisServer, wait_for  # noqa: F401  (wait_for: test modules import it from here)
+from devtools.procs import RedisServer, wait_for  # noqa: F401  (wait_for: test modules import it from here)
 
 
 @pytest.fixture()

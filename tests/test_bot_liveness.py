@@ -21,7 +21,7 @@ from protocol.keys import RESULTS_GROUP, UPDATES_GROUP, UPDATES_STREAM
 from botkit import emu, eventually, make_config, running_bot  # noqa: F401
 from protocol import keys
 from protocol.jobs import Result, result_fields
-from procs import ROOT, child_env
+from devtools.procs import ROOT, child_env
 
 GROUPS = ((UPDATES_STREAM, UPDATES_GROUP), (keys.RESULTS_STREAM, RESULTS_GROUP))
 

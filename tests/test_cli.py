@@ -5,7 +5,7 @@ import io
 import subprocess
 import sys
 
-from procs import ROOT, child_env
+from devtools.procs import ROOT, child_env
 
 # What TensorFlow's C++ side prints at import and at the first kernel when nobody quiets it.
 NATIVE_NOISE = ("cpu_feature_guard", "I0000", "absl::InitializeLog", "oneDNN custom operations", "XLA service")

@@ -1,4 +1,4 @@
-"""poembot on a real Redis Cluster: three redis-server masters in cluster mode (tests/procs.py
+"""poembot on a real Redis Cluster: three redis-server masters in cluster mode (devtools/procs.py
 RedisCluster), the real bot and the real worker pointed at it with a redis+cluster:// URL, one /poem
 answered through the emulator. A Lua script, MULTI or multi-key command whose keys sit in different
 slots fails on a cluster (CROSSSLOT), so this is what proves the hash tags in protocol/keys.py.
@@ -19,7 +19,7 @@ from bot.liveness import replica_problem
 from bot.state import State
 from botkit import emu, make_config, running_bot, start_worker  # noqa: F401
 from devtools.emulator import BotApiEmulator
-from procs import RedisCluster
+from devtools.procs import RedisCluster
 from protocol import keys
 from protocol.connections import connect, live_workers
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from procs import ROOT, child_env
+from devtools.procs import ROOT, child_env
 from protocol.settings import (BotSettings, ConfigError, ReplicaSettings, RedisSettings, WorkerSettings,
                                ROLE_MODELS)
 

@@ -48,7 +48,7 @@ def test_crashed_child_is_restarted_and_stop_is_graceful(tmp_path: Path) -> None
 
 
 def test_child_logs_to_its_file_stops_with_its_code_and_can_be_killed(tmp_path: Path) -> None:
-    """The one Child serves the supervisor and the tests' poembot processes (tests/procs.poembot_child)."""
+    """The one Child serves the supervisor and the tests' poembot processes (devtools/procs.poembot_child)."""
     talker = Child("talker", [sys.executable, "-c", "import sys; print('out', flush=True); sys.exit('err')"], {},
                    log_path=tmp_path / "logs" / "talker.log").start()
     talker.proc.wait(30)

@@ -25,7 +25,7 @@ from devtools.emulator import BotApiEmulator, check_html, command_entities
 from protocol import connections
 from protocol.jobs import job_from_fields
 from protocol.keys import JOBS_STREAM
-from procs import RedisServer, child_env, poembot_child
+from devtools.procs import RedisServer, child_env, poembot_child
 
 ALICE = BotApiEmulator.user(8001, "Alice")
 BOB = BotApiEmulator.user(8002, "Bob", language_code="en")

@@ -1,4 +1,5 @@
-"""Real processes for tests and benchmarks: a restartable redis-server and supervised poembot children.
+"""Real processes for tests and benchmarks: a restartable redis-server, a Redis Cluster and supervised
+poembot children. It lives in devtools so benchmarks need nothing from tests/ (tests import benchmarks.load).
 
 tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and benchmarks/load.py
 also start bot and worker processes through poembot_child (a devtools.supervisor.Child), so faults can be
