@@ -8,13 +8,16 @@ injected with real signals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from devtools.supervisor import Child
 
@@ -106,6 +109,23 @@ class RedisServer:
         """A clean restart: SIGTERM makes Redis finish its AOF, then it loads it back."""
         self.stop()
         self.start()
+
+
+Server = TypeVar("Server", "RedisServer", "RedisCluster")
+
+
+@contextlib.contextmanager
+def started(make: Callable[[Path], Server], prefix: str) -> Iterator[Server]:
+    """A Redis server (or cluster) made in a fresh temporary folder, started, and stopped and removed
+    after; the folder's name is short because unix socket paths are limited to about 100 bytes."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    server = make(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def poembot_child(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Child:

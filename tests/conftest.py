@@ -8,8 +8,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -17,7 +15,7 @@ from typing import Any, AsyncIterator, Iterator
 import numpy as np
 import pytest
 
-from devtools.procs import RedisServer, wait_for  # noqa: F401  (wait_for: test modules import it from here)
+from devtools.procs import RedisServer, started, wait_for  # noqa: F401  (wait_for: test modules import it from here)
 
 
 @pytest.fixture()
@@ -25,14 +23,8 @@ def redis_server() -> Iterator[RedisServer]:
     """An own server (tests that stop or restart Redis need one); skipped when REDIS_URL is set."""
     if os.environ.get("REDIS_URL"):
         pytest.skip("needs its own Redis server (REDIS_URL is set)")
-    directory = Path(tempfile.mkdtemp(prefix="pbr"))     # short: unix socket paths are limited
-    server = RedisServer(directory)
-    server.start()
-    try:
+    with started(RedisServer, "pbr") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture()

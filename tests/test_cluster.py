@@ -5,11 +5,8 @@ slots fails on a cluster (CROSSSLOT), so this is what proves the hash tags in pr
 """
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -19,7 +16,7 @@ from bot.liveness import replica_problem
 from bot.state import State
 from botkit import emu, make_config, running_bot, start_worker  # noqa: F401
 from devtools.emulator import BotApiEmulator
-from devtools.procs import RedisCluster
+from devtools.procs import RedisCluster, started
 from protocol import keys
 from protocol.connections import connect, live_workers
 
@@ -29,14 +26,8 @@ POEM_TIMEOUT = 240.0     # the first decode traces a tf.function: 100 s seen on 
 
 @pytest.fixture
 def cluster() -> Iterator[RedisCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="pbc"))
-    cluster = RedisCluster(directory, masters=3)
-    cluster.start()
-    try:
+    with started(lambda directory: RedisCluster(directory, masters=3), "pbc") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
