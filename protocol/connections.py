@@ -14,12 +14,17 @@ from typing import Awaitable, Iterable
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from protocol import keys
 from protocol.jobs import Job, Result, job_fields, result_from_fields
 
-SOCKET_TIMEOUT_S = 15.0        # above any BLOCK the worker uses, so a blocked read is not cut short
+SOCKET_TIMEOUT_S = 15.0        # above any BLOCK bot or worker uses (1 s), so a blocked read is not cut short
+CONNECT_TIMEOUT_S = 3.0
+HEALTH_CHECK_S = 15            # an idle connection is PINGed before reuse after this long
 
 
 def redis_url(url: str | None = None) -> str:
@@ -41,21 +46,34 @@ def cluster_url(url: str) -> str | None:
     return f"{plain}://{rest}" if plain else None
 
 
-def connect(url: str | None = None, **kwargs) -> redis.Redis | RedisCluster:
-    """A client that fails fast when Redis is gone (callers decide how to back off); a cluster client
-    for a redis+cluster:// URL."""
-    options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=3.0, health_check_interval=15)
+def client_options(asyncio: bool = False, **kwargs) -> dict:
+    """What every client of bot and worker gets: timeouts, so a half-open connection cannot stall a
+    (blocking) read forever; a health check of idle connections; and a couple of quick retries with
+    jittered exponential backoff for a dropped connection (a command the server may have run is only
+    retried where that is safe: enqueueing and publishing are deduplicated by job id). Callers back off
+    longer themselves when Redis stays away."""
+    retry = (AsyncRetry if asyncio else Retry)(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2)
+    options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
+                   health_check_interval=HEALTH_CHECK_S, retry=retry)
     options.update(kwargs)
+    return options
+
+
+def connect(url: str | None = None, **kwargs) -> redis.Redis | RedisCluster:
+    """The worker's (and tools') client; a cluster client for a redis+cluster:// URL."""
+    options = client_options(**kwargs)
     url = redis_url(url)
     node = cluster_url(url)
     return RedisCluster.from_url(node, **options) if node else redis.Redis.from_url(url, **options)
 
 
 def connect_async(url: str | None = None, **kwargs) -> aioredis.Redis | AsyncRedisCluster:
-    """The asyncio client for url (the bot's): a cluster client for a redis+cluster:// URL."""
+    """The asyncio client for url (the bot's), with the same options; a cluster client for a
+    redis+cluster:// URL."""
+    options = client_options(asyncio=True, **kwargs)
     url = redis_url(url)
     node = cluster_url(url)
-    return AsyncRedisCluster.from_url(node, **kwargs) if node else aioredis.from_url(url, **kwargs)
+    return AsyncRedisCluster.from_url(node, **options) if node else aioredis.from_url(url, **options)
 
 
 @dataclass
