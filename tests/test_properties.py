@@ -23,7 +23,7 @@ from bot.parsing import (LONG_FORMS, MAX_ACROSTIC, MAX_ARG_CHARS, PINYIN_FORMS, 
                          form_of_token, parse_poem_args)
 from bot.render import format_poem
 from bot.state import CREATIVITY_TEMPERATURES, UserSettings
-from bot.styles import StyleBook, is_famous_poet, valid_style_id
+from bot.styles import is_famous_poet, valid_style_id
 from bot.texts import EN, ZH, t
 from protocol.jobs import (IGNORED_CHARS, MAX_KEYWORDS, MAX_N, TYPED_LINE_BREAKS, GenerateJob, JobFormatError,
                            ValidationError, clean_text, job_from_json, job_to_json, split_lines, validate_generate,
@@ -169,7 +169,7 @@ def test_every_button_the_bot_makes_decodes_to_itself(cb: Callback) -> None:
 
 
 # Any string Telegram could hand back, lone surrogates included, and near misses of real data.
-forged = st.one_of(st.text(alphabet=st.characters(exclude_categories=()), max_size=70),
+forged = st.one_of(st.text(alphabet=st.characters(exclude_categories=()), max_size=80),
                    produced.map(callbacks.encode).flatmap(
                        lambda d: st.sampled_from([d + "\n", d + ":", d[:-1], d.upper(), d + "0", " " + d])))
 
