@@ -350,26 +350,30 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
 @app.command("worker")
 def worker_cmd(max_batch: Optional[int] = typer.Option(None, help="POEMBOT_MAX_BATCH"),
                max_wait_ms: Optional[int] = typer.Option(None, help="POEMBOT_MAX_WAIT_MS"),
-               model: Optional[str] = typer.Option(None, help="POEMBOT_MODEL_DIR"),
+               model_dir: Optional[Path] = typer.Option(None, "--model", help="POEMBOT_MODEL_DIR"),
                redis_url: Optional[str] = typer.Option(None, help="REDIS_URL"),
-               worker_id: Optional[str] = typer.Option(None, help="this worker's consumer name "
-                                                       "(default host-pid-random)"),
+               worker_id: Optional[str] = typer.Option(None, help="POEMBOT_WORKER_ID: this worker's "
+                                                       "consumer name (default host-pid-random)"),
                visibility_ms: Optional[int] = typer.Option(None, help="POEMBOT_VISIBILITY_MS"),
                max_deliveries: Optional[int] = typer.Option(None, help="POEMBOT_MAX_DELIVERIES"),
                metrics_port: Optional[int] = typer.Option(None, help="POEMBOT_METRICS_PORT "
                                                           "(0: any free port)")) -> None:
-    """Serve generation and encode jobs from Redis (GPU when present)."""
+    """Serve generation and encode jobs from Redis (GPU when present). Each option overrides the
+    variable it names."""
     from protocol.settings import ConfigError, WorkerSettings
 
+    options = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "model_dir": model_dir,
+               "redis_url": redis_url, "worker_id": worker_id, "visibility_ms": visibility_ms,
+               "max_deliveries": max_deliveries, "metrics_port": metrics_port}
     try:
-        env = WorkerSettings.from_env()       # before TensorFlow loads: a bad value fails at once
+        # Before TensorFlow loads: a bad value, in the environment or an option, fails at once.
+        settings = WorkerSettings.from_env().updated(
+            **{name: value for name, value in options.items() if value is not None})
     except ConfigError as exc:
         _bad_settings("worker", exc)
     from worker.service import run_worker
 
-    raise typer.Exit(run_worker(redis_url=redis_url, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                model_dir=model, metrics_port=metrics_port, worker_id=worker_id,
-                                visibility_ms=visibility_ms, max_deliveries=max_deliveries, env=env))
+    raise typer.Exit(run_worker(settings))
 
 
 @app.command("bot")

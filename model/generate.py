@@ -38,7 +38,8 @@ def gpu_memory_growth() -> None:
 def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
                    settings: ModelSettings | None = None) -> Any:
     """The model in model_dir, ready to serve; XLA, styles and the theme index as settings says (the
-    worker passes the WorkerSettings it validated; by default, read from the environment)."""
+    worker passes the protocol.settings.WorkerSettings it runs with; by default, read from the
+    environment)."""
     settings = settings or ModelSettings.from_env()
     gpu_memory_growth()
     from model.decode import Generator

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import uuid
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
@@ -24,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol.keys import HEARTBEAT_INTERVAL_S
 from protocol.paths import PRETRAINED_DIR, SHIPPED_STYLES_DIR
 from verse.forms import FORMS
 
@@ -73,6 +76,14 @@ class Settings(BaseSettings):
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(describe(exc, cls)) from None
+
+    def updated(self: S, **values: Any) -> S:
+        """A copy with values (by field name) in place of these, validated as from_env validates:
+        a command's options over the environment. (model_copy(update=...) would take them unchecked.)"""
+        try:
+            return type(self)(**{**self.model_dump(), **values})
+        except ValidationError as exc:
+            raise ConfigError(describe(exc, type(self))) from None
 
 
 def describe(exc: ValidationError, model: type[Settings]) -> str:
@@ -246,8 +257,15 @@ class ModelSettings(PathsSettings):
 
 # --- roles ----------------------------------------------------------------------------------------
 
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
 class WorkerSettings(RedisSettings, LogSettings, ModelSettings):
-    """`poembot worker` (and the worker `poembot run` starts)."""
+    """`poembot worker` (and the worker `poembot run` starts): what one worker.service.Worker runs with.
+
+    max_batch and max_wait_ms left unset are filled in by device when the Worker is built
+    (worker.service.default_batching)."""
 
     max_batch: int | None = Field(None, alias="POEMBOT_MAX_BATCH", ge=1,
                                   description="largest batch (default 64 on CPU, 512 on GPU)")
@@ -259,6 +277,14 @@ class WorkerSettings(RedisSettings, LogSettings, ModelSettings):
                                 description="failed deliveries before the dead-letter stream")
     metrics_port: int | None = Field(None, alias="POEMBOT_METRICS_PORT", ge=0, le=65535,
                                      description="Prometheus metrics port of the worker (0: any free one)")
+    # Random by default: replicas started from one environment must not share a consumer name.
+    worker_id: str = Field(default_factory=new_worker_id, alias="POEMBOT_WORKER_ID", min_length=1,
+                           description="this worker's consumer name (default host-pid-random)")
+
+    @property
+    def beat_s(self) -> float:
+        # Touching in-flight jobs well inside the visibility timeout keeps a live worker's jobs its own.
+        return min(HEARTBEAT_INTERVAL_S, self.visibility_ms / 3000)
 
 
 class ReplicaSettings(RedisSettings):

@@ -526,11 +526,11 @@ def styled_worker(redis_url, styled_generator):
     """A real worker.service.Worker on a thread, serving the styled generator."""
     import threading
 
-    from worker.service import Worker, WorkerSettings
+    from protocol.settings import WorkerSettings
+    from worker.service import Worker
 
-    settings_ = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, block_ms=100,
-                               worker_id="styled-worker")
-    worker = Worker(settings_, styled_generator)
+    settings_ = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, worker_id="styled-worker")
+    worker = Worker(settings_, styled_generator, block_ms=100)
     thread = threading.Thread(target=worker.run, name="styled-worker", daemon=True)
     thread.start()
     yield worker

@@ -222,16 +222,57 @@ def test_the_worker_hands_its_settings_to_the_model_loader(monkeypatch: pytest.M
     monkeypatch.setattr(protocol.logs, "setup_logging", lambda *args, **kwargs: None)
     monkeypatch.setenv("POEMBOT_INDEX_PATH", "/elsewhere")          # must not win over the settings given
     env = WorkerSettings.from_env({**dockerfile_env("runtime"), "POEMBOT_MODEL_DIR": "/models/v5"})
-    assert worker.service.run_worker(env=env) == 2
+    assert worker.service.run_worker(env) == 2
     assert seen == [(Path("/models/v5"), env)] and env.index_path == Path("/opt/poembot/index")
 
 
-def test_worker_defaults_are_the_settings_defaults() -> None:
-    from worker import service
+def test_every_worker_option_is_the_setting_its_help_names() -> None:
+    """An option of `poembot worker` overrides the WorkerSettings field of its name: there is one."""
+    import typer.main
 
-    fields = WorkerSettings.model_fields
-    assert fields["visibility_ms"].default == service.VISIBILITY_MS
-    assert fields["max_deliveries"].default == service.MAX_DELIVERIES
+    from poembot_cli import app
+
+    options = typer.main.get_command(app).commands["worker"].params
+    assert len(options) >= 8
+    for option in options:
+        field = WorkerSettings.model_fields.get(option.name)
+        assert field is not None, f"{option.opts[0]} is no WorkerSettings field"
+        assert option.help.startswith(field.alias), f"{option.opts[0]}: its help does not name {field.alias}"
+
+
+def test_worker_options_override_the_environment_and_reach_the_worker(
+        redis_url: str, redis_client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`poembot worker --max-batch 7 --worker-id cli-w`: the options win, the environment gives the
+    rest, the Worker is built with both, and an option is checked as its variable would be."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    import protocol.logs
+    import worker.service
+    from poembot_cli import app
+    from protocol import keys
+
+    built = []
+    monkeypatch.setattr(worker.service, "load_generator", lambda model_dir, jit_compile=None, settings=None: None)
+    monkeypatch.setattr(worker.service.Worker, "run", lambda self: built.append(self.s))  # serving: test_worker
+    monkeypatch.setattr(protocol.logs, "setup_logging", lambda *args, **kwargs: None)
+    env = {"REDIS_URL": redis_url, "POEMBOT_MAX_BATCH": "5", "POEMBOT_MAX_WAIT_MS": "3",
+           "POEMBOT_VISIBILITY_MS": "9000", "POEMBOT_MODEL_DIR": str(tmp_path), "POEMBOT_WORKER_ID": ""}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:                                          # run_worker points them at its Worker
+        given = CliRunner().invoke(app, ["worker", "--max-batch", "7", "--worker-id", "cli-w"], env=env)
+        zero = CliRunner().invoke(app, ["worker", "--max-batch", "0"], env=env)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert given.exit_code == 0, given.output
+    assert zero.exit_code == 2 and "POEMBOT_MAX_BATCH: must be a positive integer, got 0" in zero.output
+    [settings] = built
+    assert (settings.max_batch, settings.worker_id) == (7, "cli-w")
+    assert (settings.max_wait_ms, settings.visibility_ms, settings.model_dir, settings.redis_url) == (
+        3, 9000, tmp_path, redis_url)
+    assert redis_client.zscore(keys.WORKERS_LOADING_KEY, "cli-w") is not None   # announced under its id
 
 
 # --- reading the environment ----------------------------------------------------------------------

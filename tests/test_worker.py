@@ -102,7 +102,8 @@ async def test_ensure_group_is_idempotent_with_either_client(redis_client, redis
 
 def test_publish_is_once_per_job(redis_client, redis_url) -> None:
     from protocol.connections import ensure_group
-    from worker.service import Worker, WorkerSettings
+    from protocol.settings import WorkerSettings
+    from worker.service import Worker
     ensure_group(redis_client)
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=None)
     result = Result(job_id="j1", ok=True, poems=[{"text": "x"}])
@@ -116,7 +117,8 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
     """A generator that answers out of order, or not at all for one job, still gives each job its
     own result; the unanswered job stays pending for redelivery."""
     from protocol.connections import ensure_group
-    from worker.service import Worker, WorkerSettings
+    from protocol.settings import WorkerSettings
+    from worker.service import Worker
 
     class Shuffling:
         def run(self, jobs):
@@ -142,7 +144,8 @@ def test_the_production_worker_takes_no_fault_orders_from_a_job(redis_client, re
     """Fault injection lives in tests/faulty_worker.py: neither the old switch nor a job's reply
     can make the real worker fail (the reply is the sender's, passed through untouched)."""
     from protocol.connections import ensure_group
-    from worker.service import Worker, WorkerSettings
+    from protocol.settings import WorkerSettings
+    from worker.service import Worker
 
     class Echo:
         def run(self, jobs):

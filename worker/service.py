@@ -10,11 +10,9 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -26,16 +24,13 @@ from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFor
 from model.generate import load_generator
 from worker.metrics import WorkerMetrics
 from protocol.paths import PRETRAINED_DIR
-# The environment's worker settings; WorkerSettings below is what one Worker runs with.
-from protocol.settings import WorkerSettings as WorkerEnv
+from protocol.settings import WorkerSettings
 
 log = logging.getLogger("poembot.worker")
 
 CPU_BATCH, CPU_WAIT_MS = 64, 25          # 2-core CPU: batches past ~64 poems gain little throughput
 GPU_BATCH, GPU_WAIT_MS = 512, 10
 BLOCK_MS = 1000                           # longest blocking read: bounds how late a SIGTERM is seen
-VISIBILITY_MS = 60_000                    # a job pending this long on a silent consumer is taken over
-MAX_DELIVERIES = 3                        # then it goes to the dead-letter stream with an error Result
 PRUNE_EVERY_S = 60.0                      # how often a worker deletes the group consumers of stopped ones
 PRUNE_IDLE_MS = 10 * 60_000               # a stopped worker's consumer is deleted once idle this long
 
@@ -53,50 +48,32 @@ if fresh then return 1 else return 0 end
 """
 
 
-def default_batching(env: WorkerEnv | None = None) -> tuple[int, int]:
-    """(max_batch, max_wait_ms) from POEMBOT_MAX_BATCH / POEMBOT_MAX_WAIT_MS (env), else by device."""
-    env = env or WorkerEnv.from_env()
-    gpu = False
-    try:
-        import tensorflow as tf
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-    except ImportError:
-        pass
+def default_batching(settings: WorkerSettings) -> WorkerSettings:
+    """settings with the max_batch / max_wait_ms the environment left unset filled in by device."""
+    if settings.max_batch is not None and settings.max_wait_ms is not None:
+        return settings
+    # A generator that runs on TensorFlow has imported it by now; without it nothing runs on a GPU
+    # (and a Worker built without a model need not load TensorFlow to find that out).
+    tf = sys.modules.get("tensorflow")
+    gpu = bool(tf and tf.config.list_physical_devices("GPU"))
     batch, wait = (GPU_BATCH, GPU_WAIT_MS) if gpu else (CPU_BATCH, CPU_WAIT_MS)
-    return (env.max_batch or batch, wait if env.max_wait_ms is None else env.max_wait_ms)
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    return settings.model_copy(update={
+        "max_batch": batch if settings.max_batch is None else settings.max_batch,
+        "max_wait_ms": wait if settings.max_wait_ms is None else settings.max_wait_ms})
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass
-class WorkerSettings:
-    redis_url: str
-    max_batch: int = CPU_BATCH
-    max_wait_ms: int = CPU_WAIT_MS
-    worker_id: str = field(default_factory=new_worker_id)
-    visibility_ms: int = VISIBILITY_MS
-    max_deliveries: int = MAX_DELIVERIES
-    block_ms: int = BLOCK_MS
-    metrics_port: int | None = None
-    model_dir: str = ""
-
-    @property
-    def beat_s(self) -> float:
-        # Touching in-flight jobs well inside the visibility timeout keeps a live worker's jobs its own.
-        return min(keys.HEARTBEAT_INTERVAL_S, self.visibility_ms / 3000)
-
-
 class Worker:
-    """One consumer of the jobs stream. `run()` blocks until `stop()` (or SIGTERM via run_worker)."""
+    """One consumer of the jobs stream. `run()` blocks until `stop()` (or SIGTERM via run_worker).
 
-    def __init__(self, settings: WorkerSettings, generator: Any) -> None:
-        self.s = settings
+    block_ms: the longest blocking read, so how late a stop is seen (tests stop sooner with less)."""
+
+    def __init__(self, settings: WorkerSettings, generator: Any, block_ms: int = BLOCK_MS) -> None:
+        self.s = default_batching(settings)
+        self.block_ms = block_ms
         self.generator = generator
         self.client = connect(settings.redis_url)
         self.beat_client = connect(settings.redis_url)
@@ -163,7 +140,7 @@ class Worker:
             entries += self._claim()
         room = self.s.max_batch - len(entries)
         if room > 0:
-            entries += self._read(room, block_ms=0 if entries else self.s.block_ms)
+            entries += self._read(room, block_ms=0 if entries else self.block_ms)
         if entries:
             self._handle(entries)
 
@@ -347,7 +324,7 @@ class Worker:
                                     min_idle_time=0, message_ids=ids, justid=True)
         status = {"worker_id": self.s.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
-                  "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": self.s.model_dir,
+                  "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": str(self.s.model_dir or ""),
                   "metrics_port": getattr(self.metrics, "port", None)}
         now = time.time()
         pipe = self.beat_client.pipeline(transaction=False)
@@ -404,34 +381,19 @@ def announce_loading(url: str, worker_id: str) -> None:
         log.debug("could not announce loading: %s", exc)
 
 
-def run_worker(redis_url: str | None = None, max_batch: int | None = None, max_wait_ms: int | None = None,
-               model_dir: str | Path | None = None, metrics_port: int | None = None,
-               worker_id: str | None = None, visibility_ms: int | None = None,
-               max_deliveries: int | None = None, jit_compile: bool | None = None,
-               env: WorkerEnv | None = None) -> int:
-    """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code. env: the worker's
-    settings (`poembot worker` validates them before anything loads); the arguments override them."""
+def run_worker(settings: WorkerSettings | None = None) -> int:
+    """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code. settings: what
+    `poembot worker` validated before anything loaded (the environment under its options); by
+    default, read from the environment."""
     from protocol.logs import setup_logging
-    env = env or WorkerEnv.from_env()
-    setup_logging("worker", env.log_level, env.log_format)
-    model_dir = Path(model_dir or env.model_dir or PRETRAINED_DIR)
-    redis_url = redis_url or env.redis_url
-    worker_id = worker_id or new_worker_id()
-    announce_loading(redis_url, worker_id)
+    settings = settings or WorkerSettings.from_env()
+    setup_logging("worker", settings.log_level, settings.log_format)
+    announce_loading(settings.redis_url, settings.worker_id)
     try:
-        generator = load_generator(model_dir, jit_compile, env)
+        generator = load_generator(settings.model_dir or PRETRAINED_DIR, settings=settings)
     except FileNotFoundError as exc:
         log.error("%s", exc)
         return 2
-    batch, wait = default_batching(env)
-    settings = WorkerSettings(
-        redis_url=redis_url, max_batch=max_batch or batch,
-        max_wait_ms=wait if max_wait_ms is None else max_wait_ms,
-        worker_id=worker_id,
-        visibility_ms=visibility_ms or env.visibility_ms,
-        max_deliveries=max_deliveries or env.max_deliveries,
-        metrics_port=metrics_port if metrics_port is not None else env.metrics_port,
-        model_dir=str(model_dir))
     worker = Worker(settings, generator)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
