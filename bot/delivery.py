@@ -225,28 +225,36 @@ class ResultConsumer:
         entry; after a transient failure give the lease up and leave the entry to be read again."""
         state, metrics, purpose = self.rt.state, self.rt.metrics, result.reply.get("purpose")
         try:
-            try:
-                outcome = await deliver(result)
-            except (RetryLater, NetworkError, RedisError) as exc:
-                log.warning("delivery of %s failed, will retry: %s", result.job_id, exc,
-                            extra={"job_id": result.job_id})
-                if isinstance(exc, TelegramError):
-                    metrics.telegram_error(exc)
-                metrics.result(purpose, "retry")
-                await lease.release()
-                await state.abort_delivery(result.job_id)
-                return
-            except Exception as exc:
-                log.exception("delivery of %s failed; giving up", result.job_id, extra={"job_id": result.job_id})
-                if isinstance(exc, TelegramError):
-                    metrics.telegram_error(exc)
-                outcome = "failed"
-            metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
-            await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
+            outcome = await self._attempt(result, deliver)
+            if outcome is not None:
+                metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
+                await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
         finally:
+            # Once, on every path: after the reply is recorded sent (until then the lease must not run
+            # out), and before a retry gives the lease up below (a renewal would take it again).
             await lease.release()
+        if outcome is None:
+            metrics.result(purpose, "retry")
+            await state.abort_delivery(result.job_id)
+            return
         await settle(lambda: state.ack_result(entry_id), "a delivery's acknowledgement")
         self.rt.job_done(result.job_id)
+
+    async def _attempt(self, result: Result, deliver: Callable[[Result], Awaitable[str]]) -> str | None:
+        """deliver's outcome; "failed" when it raised for good, None after a transient failure."""
+        try:
+            return await deliver(result)
+        except (RetryLater, NetworkError, RedisError) as exc:
+            log.warning("delivery of %s failed, will retry: %s", result.job_id, exc,
+                        extra={"job_id": result.job_id})
+            if isinstance(exc, TelegramError):
+                self.rt.metrics.telegram_error(exc)
+            return None
+        except Exception as exc:
+            log.exception("delivery of %s failed; giving up", result.job_id, extra={"job_id": result.job_id})
+            if isinstance(exc, TelegramError):
+                self.rt.metrics.telegram_error(exc)
+            return "failed"
 
     async def deliver(self, result: Result) -> str:
         """Send the reply for result (not a daily one: Broadcasts.send); the outcome: sent, error_reply
