@@ -46,13 +46,13 @@ def cluster_url(url: str) -> str | None:
     return f"{plain}://{rest}" if plain else None
 
 
-def client_options(asyncio: bool = False, **kwargs) -> dict:
+def client_options(for_asyncio: bool = False, **kwargs) -> dict:
     """What every client of bot and worker gets: timeouts, so a half-open connection cannot stall a
     (blocking) read forever; a health check of idle connections; and a couple of quick retries with
     jittered exponential backoff for a dropped connection (a command the server may have run is only
     retried where that is safe: enqueueing and publishing are deduplicated by job id). Callers back off
     longer themselves when Redis stays away."""
-    retry = (AsyncRetry if asyncio else Retry)(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2)
+    retry = (AsyncRetry if for_asyncio else Retry)(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 2)
     options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
                    health_check_interval=HEALTH_CHECK_S, retry=retry)
     options.update(kwargs)
@@ -70,7 +70,7 @@ def connect(url: str | None = None, **kwargs) -> redis.Redis | RedisCluster:
 def connect_async(url: str | None = None, **kwargs) -> aioredis.Redis | AsyncRedisCluster:
     """The asyncio client for url (the bot's), with the same options; a cluster client for a
     redis+cluster:// URL."""
-    options = client_options(asyncio=True, **kwargs)
+    options = client_options(for_asyncio=True, **kwargs)
     url = redis_url(url)
     node = cluster_url(url)
     return AsyncRedisCluster.from_url(node, **options) if node else aioredis.from_url(url, **options)
