@@ -5,7 +5,6 @@ No corpus needed; each model here is built from a config and a synthetic vocabul
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -47,10 +46,8 @@ def model():
     return build_vae(tiny_config())
 
 
-def test_build_is_fast_and_config_round_trips():
-    t0 = time.monotonic()
+def test_config_round_trips():
     m = build_vae(tiny_config())
-    assert time.monotonic() - t0 < 2.0
     assert VAEConfig.from_dict(m.config.to_dict()) == m.config
     with pytest.raises(ValueError):
         tiny_config(anneal="sometimes")
