@@ -241,16 +241,18 @@ class PoemVAE(keras.Model):
         drop = tf.random.uniform(tf.shape(inputs)) < rate
         return tf.where(drop & ~keep_always, tf.constant(UNK, inputs.dtype), inputs)
 
-    def sample_z(self, mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
-        eps = tf.random.normal(tf.shape(mu))
+    def sample_z(self, mu: tf.Tensor, logvar: tf.Tensor, eps: tf.Tensor | None = None) -> tf.Tensor:
+        eps = tf.random.normal(tf.shape(mu)) if eps is None else eps
         return mu + tf.exp(0.5 * logvar) * eps
 
-    def call(self, inputs: dict, training: bool = False, hidden_only: bool = False) -> dict:
+    def call(self, inputs: dict, training: bool = False, hidden_only: bool = False,
+             eps: tf.Tensor | None = None) -> dict:
         """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32}.
 
         Returns logits [B, T-1, V] for targets tokens[:, 1:], plus mu, logvar, z ([B, 0] for the LM).
         With hidden_only the decoder states [B, T-1, H] come back as "hidden" instead of logits
-        (the sampled-softmax loss projects only the classes it needs).
+        (the sampled-softmax loss projects only the classes it needs). eps [B, Z]: the standard
+        normal draws behind z (fresh ones when None).
         """
         tokens = tf.cast(inputs["tokens"], tf.int32)
         form = tf.cast(inputs["form"], tf.int32)
@@ -259,7 +261,7 @@ class PoemVAE(keras.Model):
             dec_in = self.word_dropout(dec_in, self.config.word_dropout)
         if self.config.use_latent:
             mu, logvar = self.encode(tokens, form, training=training)
-            z = self.sample_z(mu, logvar)
+            z = self.sample_z(mu, logvar, eps)
         else:
             batch = tf.shape(tokens)[0]
             mu = logvar = z = tf.zeros([batch, 0], tf.float32)
@@ -270,20 +272,22 @@ class PoemVAE(keras.Model):
         return {"logits": logits, "mu": mu, "logvar": logvar, "z": z}
 
     def loss_terms(self, inputs: dict, step: int | tf.Tensor, training: bool = False,
-                   beta: float | tf.Tensor | None = None, num_sampled: int = 0) -> dict:
+                   beta: float | tf.Tensor | None = None, num_sampled: int = 0,
+                   eps: tf.Tensor | None = None) -> dict:
         """Loss and its parts, per poem averaged over the batch (nats).
 
         loss = rec + beta * KL_free_bits; "kl" is the true KL, "n_tokens" the targets per poem.
         beta defaults to the annealing schedule at step. num_sampled > 0 estimates rec with a
         sampled softmax of that many negatives (training only: it is not the exact likelihood).
+        eps: the draws behind z (see call).
         """
         targets = tf.cast(inputs["tokens"], tf.int32)[:, 1:]
         if num_sampled > 0:
-            out = self(inputs, training=training, hidden_only=True)
+            out = self(inputs, training=training, hidden_only=True, eps=eps)
             rec = tf.reduce_mean(sampled_token_nll(out["hidden"], targets, self.out.kernel,
                                                    self.out.bias, num_sampled))
         else:
-            out = self(inputs, training=training)
+            out = self(inputs, training=training, eps=eps)
             rec = tf.reduce_mean(token_nll(out["logits"], targets))
         n_tokens = tf.reduce_mean(tf.reduce_sum(tf.cast(tf.not_equal(targets, PAD), tf.float32), 1))
         if self.config.use_latent:

@@ -307,8 +307,14 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
             (out_dir / name).unlink(missing_ok=True)
     base_hours = float(state.get("base_hours", 0.0))
 
+    # One signature for every form's length and batch size: each function is traced once per
+    # phase, not once or twice per shape (tracing was most of a short run's time). XLA still
+    # compiles per concrete shape when it is on.
+    batch_spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
+
     def make_train_step(num_sampled: int):
-        @tf.function(reduce_retracing=True, jit_compile=bool(cfg.t("xla", False)))
+        @tf.function(input_signature=(*batch_spec, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)),
+                     jit_compile=bool(cfg.t("xla", False)))
         def train_step(tokens, forms, step, beta):
             with tf.GradientTape() as tape:
                 terms = model.loss_terms({"tokens": tokens, "form": forms}, step, training=True,
@@ -325,9 +331,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     exact_step = make_train_step(0) if int(cfg.t("num_sampled", 0)) > 0 else sampled_step
     exact_from = float(cfg.t("exact_from", 0.9))
 
-    @tf.function(reduce_retracing=True)
-    def eval_step(tokens, forms):
-        return model.loss_terms({"tokens": tokens, "form": forms}, 0, training=False, beta=1.0)
+    @tf.function(input_signature=(*batch_spec, tf.TensorSpec([None, None], tf.float32)))
+    def eval_step(tokens, forms, eps):
+        return model.loss_terms({"tokens": tokens, "form": forms}, 0, training=False, beta=1.0, eps=eps)
 
 
     def validate() -> dict:
@@ -335,7 +341,10 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         for form, matrix in sorted(val_data.items()):
             for start in range(0, len(matrix), 256):
                 tok = matrix[start:start + 256]
-                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)))
+                # The same draws of z at every validation (common random numbers): early stopping
+                # compares models, not sampling noise, and restored best weights score as they did.
+                eps = tf.random.stateless_normal([len(tok), mconf.latent_dim], seed=[form, start])
+                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)), eps)
                 totals["rec"] += float(terms["rec"]) * len(tok)
                 totals["kl"] += float(terms["kl"]) * len(tok)
                 totals["chars"] += float(terms["n_tokens"]) * len(tok)
