@@ -8,9 +8,10 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -50,6 +51,33 @@ def redis_client(redis_url: str):
     client = redis.Redis.from_url(redis_url, decode_responses=False)
     yield client
     client.close()
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Path:
+    """The folder `name`, made by build(folder) once per test run however many xdist workers ask:
+    the first builds it under a file lock while the others wait, then all read it. Read-only for
+    the tests: one that changes it works on a copy."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent              # the workers' base folders share this parent
+    folder = root / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of training/configs/tiny.json, VAE and judge LM, trained once for the whole test run
+    (test_train checks it, test_evaluate evaluates a copy, test_finetune starts from it)."""
+    from training.train import CONFIG_DIR, train
+
+    return built_once(tmp_path_factory, "tiny_run", lambda folder: train(str(CONFIG_DIR / "tiny.json"), str(folder)))
 
 
 # --- a tiny random model -----------------------------------------------------------------------

@@ -18,7 +18,6 @@ from verse.forms import FORM_NAMES, FORMS  # noqa: E402
 from training.evaluate import (constrained_metrics, evaluate, latent_neighbours,  # noqa: E402
                                line_tone_fits, mutual_info, neighbour_rates, text_stats,
                                tfidf_bigram_neighbours)
-from training.train import CONFIG_DIR, train  # noqa: E402
 
 KEYS = ("test_nll_per_char", "test_nll_per_char_iw", "lm_test_nll_per_char", "kl_nats",
         "active_units", "active_units_02", "latent_dim", "mutual_info_nats", "form_valid_rate",
@@ -34,13 +33,14 @@ RATE_KEYS = tuple(f"constrained_{k}" for k in (
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny_run")
-    return train(str(CONFIG_DIR / "tiny.json"), str(out))
+def evaluated_run(tiny_run: Path, tmp_path_factory) -> Path:
+    """A copy of the session's tiny run (evaluate writes its report and plots into the run)."""
+    import shutil
+    return Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("evaluated") / "run"))
 
 
-def test_evaluate_reports_every_key(tiny_run, capsys):
-    metrics = evaluate(str(tiny_run), n=8, as_json=True, iw_k=10)
+def test_evaluate_reports_every_key(evaluated_run, capsys):
+    metrics = evaluate(str(evaluated_run), n=8, as_json=True, iw_k=10)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in KEYS:
         assert key in metrics and key in printed
@@ -51,11 +51,11 @@ def test_evaluate_reports_every_key(tiny_run, capsys):
     assert 0 < metrics["lm_test_nll_per_char"] < math.log(60)
     for key in ("form_valid_rate", "distinct_1", "distinct_2", "line_copy_rate", "duplicate_rate"):
         assert 0.0 <= metrics[key] <= 1.0
-    report = (tiny_run / "report.md").read_text()
+    report = (evaluated_run / "report.md").read_text()
     assert "## Targets" in report and report.count("### ") == 8     # eight interpolations
     for png in ("training_curves.png", "latents_pca.png", "kl_per_dim.png"):
-        assert (tiny_run / png).read_bytes()[:4] == b"\x89PNG"
-    saved = json.loads((tiny_run / "metrics.json").read_text())
+        assert (evaluated_run / png).read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((evaluated_run / "metrics.json").read_text())
     assert saved["train_steps"] == 30 and saved["kl_nats"] == metrics["kl_nats"]
 
     # The constrained decoder's section: structure and acrostics are hard constraints.
@@ -80,7 +80,7 @@ def test_evaluate_reports_every_key(tiny_run, capsys):
     assert printed["judge_nll_gen"] > 0 and printed["judge_nll_real"] > 0
     assert metrics["constrained_non_gbk_chars"] == 0 and metrics["constrained_best_of"] >= 1
     assert "c2st_acc <= 0.75" in report and "(samples.md)" in report
-    samples_md = (tiny_run / "samples.md").read_text()
+    samples_md = (evaluated_run / "samples.md").read_text()
     assert all(f"## {f}" in samples_md for f in FORM_NAMES) and samples_md.count("「") == 8
 
 

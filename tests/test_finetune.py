@@ -11,12 +11,7 @@ pytest.importorskip("tensorflow")
 
 from model.popularity import canon_poems  # noqa: E402
 from training.finetune import FINETUNE_LINES_FILE, FINETUNE_SET_FILE, finetune, split_set  # noqa: E402
-from training.train import CONFIG_DIR, VAL_LOG_FILE, synthetic_corpus, train  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return train(str(CONFIG_DIR / "tiny.json"), str(tmp_path_factory.mktemp("base")), max_steps=10)
+from training.train import CONFIG_DIR, VAL_LOG_FILE, synthetic_corpus  # noqa: E402
 
 
 def poems_file(path: Path, n: int = 300, odd_lines: int = 0) -> Path:
@@ -40,8 +35,8 @@ def val_rows(folder: Path) -> list[float]:
         return [float(r["val_nll_per_char"]) for r in csv.DictReader(fh)]
 
 
-def test_finetune_learns_the_set_and_keeps_its_best_weights(base, tmp_path):
-    out = finetune(str(base), str(tmp_path / "ft"), canon=False, file=str(poems_file(tmp_path / "p.txt")),
+def test_finetune_learns_the_set_and_keeps_its_best_weights(tiny_run, tmp_path):
+    out = finetune(str(tiny_run), str(tmp_path / "ft"), canon=False, file=str(poems_file(tmp_path / "p.txt")),
                    config=config(tmp_path, lr=0.005), max_steps=40)
     from model.vae import load_model
 
@@ -50,14 +45,14 @@ def test_finetune_learns_the_set_and_keeps_its_best_weights(base, tmp_path):
     assert summary["train_poems"] + summary["held_out_poems"] == 300
     assert 10 <= summary["held_out_poems"] <= 50
     vals = val_rows(out)
-    assert vals[-1] <= min(vals[:-1]) + 1e-3           # the saved model is the best one seen
+    assert vals[-1] <= min(vals[:-1])                   # the saved model is the best one seen
     assert vals[-1] < vals[0]                           # and it learned the held-out set
     assert (out / "lm" / "weights.npz").exists()        # the base model's judge comes along
     assert len((out / FINETUNE_LINES_FILE).read_text().split()) > 300
 
 
-def test_finetune_stops_when_the_held_out_loss_stops_falling(base, tmp_path):
-    out = finetune(str(base), str(tmp_path / "ft"), canon=False, file=str(poems_file(tmp_path / "p.txt")),
+def test_finetune_stops_when_the_held_out_loss_stops_falling(tiny_run, tmp_path):
+    out = finetune(str(tiny_run), str(tmp_path / "ft"), canon=False, file=str(poems_file(tmp_path / "p.txt")),
                    config=config(tmp_path, lr=1e-9), max_steps=200)
     state = json.loads((out / "train_state.json").read_text())
     # Nothing is learned at this rate, so validations differ only by the posterior sample: the
@@ -66,11 +61,11 @@ def test_finetune_stops_when_the_held_out_loss_stops_falling(base, tmp_path):
     assert len(val_rows(out)) >= 3
 
 
-def test_finetune_refuses_sets_too_small_or_not_poems(base, tmp_path):
+def test_finetune_refuses_sets_too_small_or_not_poems(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="at least"):
-        finetune(str(base), str(tmp_path / "a"), canon=False, file=str(poems_file(tmp_path / "s.txt", 20)))
+        finetune(str(tiny_run), str(tmp_path / "a"), canon=False, file=str(poems_file(tmp_path / "s.txt", 20)))
     with pytest.raises(ValueError, match="not regular"):
-        finetune(str(base), str(tmp_path / "b"), canon=False,
+        finetune(str(tiny_run), str(tmp_path / "b"), canon=False,
                  file=str(poems_file(tmp_path / "o.txt", 100, odd_lines=60)))
 
 

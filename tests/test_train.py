@@ -62,22 +62,21 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert _learning_rate(cfg, 1.0) == pytest.approx(1e-4)
 
 
-def test_tiny_training_runs_end_to_end(tmp_path):
-    assert train(str(TINY), str(tmp_path)) == tmp_path
+def test_tiny_training_runs_end_to_end(tiny_run):
     from model.vae import load_model
 
-    model, vocab, config = load_model(tmp_path)
+    model, vocab, config = load_model(tiny_run)
     assert config.use_latent and config.latent_dim == 32
-    lm, _, lm_config = load_model(tmp_path / LM_DIR)
+    lm, _, lm_config = load_model(tiny_run / LM_DIR)
     assert not lm_config.use_latent and lm_config.word_dropout == 0.0
-    rows = log_rows(tmp_path / LOG_FILE)
+    rows = log_rows(tiny_run / LOG_FILE)
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]
     per_char = [float(r["nll_per_char"]) for r in rows]
     assert all(np.isfinite(per_char)) and per_char[-1] < per_char[0]
     assert {float(r["beta"]) for r in rows} != {1.0}     # the annealing schedule ran
-    lm_rows = log_rows(tmp_path / LM_DIR / LOG_FILE)
+    lm_rows = log_rows(tiny_run / LM_DIR / LOG_FILE)
     assert int(lm_rows[-1]["step"]) == 30                 # the LM got the VAE's step count
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["train_steps"] == 30
 
 
@@ -92,8 +91,8 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5, 10, 15, 20]
     assert (tmp_path / "weights.npz").read_bytes() != first_weights
     assert json.loads((tmp_path / LM_DIR / STATE_FILE).read_text())["step"] == 20
-    # A fresh (non-resumed) run starts over.
-    train(str(TINY), str(tmp_path), resume=False, max_steps=5)
+    # A fresh (non-resumed) run starts over (the VAE's log says so; its judge LM is not needed).
+    train(str(_tiny_variant(tmp_path)), str(tmp_path), resume=False, max_steps=5)
     assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5]
 
 
@@ -106,9 +105,8 @@ def _tiny_variant(tmp_path: Path, **train_overrides) -> Path:
     return path
 
 
-def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tmp_path):
-    base = tmp_path / "base"
-    train(str(TINY), str(base), max_steps=10)
+def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tiny_run, tmp_path):
+    base = tiny_run
     base_state = json.loads((base / STATE_FILE).read_text())
     config = _tiny_variant(tmp_path, num_sampled=8, exact_from=0.5)
     from model.vae import load_model
@@ -130,19 +128,20 @@ def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tmp_path):
     load_model(out)  # saved as a normal model folder
     # The history holds the base run's validations, then this run's, hours increasing.
     history = log_rows(out / "val_history.csv")
-    assert [r["run"] for r in history] == ["base"] * len(log_rows(base / VAL_LOG_FILE)) + ["continued"]
+    assert [r["run"] for r in history] == [base.name] * len(log_rows(base / VAL_LOG_FILE)) + ["continued"]
     hours = [float(r["cumulative_hours"]) for r in history]
     assert hours == sorted(hours)
 
 
-def test_resume_on_a_folder_with_weights_but_no_checkpoint_starts_from_them(tmp_path):
-    train(str(TINY), str(tmp_path), max_steps=4)
+def test_resume_on_a_folder_with_weights_but_no_checkpoint_starts_from_them(tiny_run, tmp_path):
     import shutil
-    shutil.rmtree(tmp_path / "ckpt")
-    before = json.loads((tmp_path / STATE_FILE).read_text())
-    train(str(_tiny_variant(tmp_path, num_sampled=8)), str(tmp_path), resume=True, max_steps=3)
-    state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert state["init_from"] == str(tmp_path) and state["step"] == 3
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "ckpt")
+    before = json.loads((run / STATE_FILE).read_text())
+    train(str(_tiny_variant(tmp_path, num_sampled=8)), str(run), resume=True, max_steps=3)
+    state = json.loads((run / STATE_FILE).read_text())
+    assert state["init_from"] == str(run) and state["step"] == 3
     assert state["base_hours"] == pytest.approx(before["cumulative_hours"])
 
 
