@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,20 +81,19 @@ def test_tiny_training_runs_end_to_end(tiny_run):
     assert metrics["train_steps"] == 30
 
 
-def test_resume_continues_where_it_stopped(tmp_path):
-    train(str(TINY), str(tmp_path), resume=False, max_steps=10)
-    state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert state["step"] == 10
-    first_weights = (tmp_path / "weights.npz").read_bytes()
-    train(str(TINY), str(tmp_path), resume=True, max_steps=20)
-    state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert state["step"] == 20 and state["position"] > 0
-    assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5, 10, 15, 20]
-    assert (tmp_path / "weights.npz").read_bytes() != first_weights
-    assert json.loads((tmp_path / LM_DIR / STATE_FILE).read_text())["step"] == 20
+def test_resume_continues_where_it_stopped(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)              # the session's run, stopped after its 30 steps
+    first_weights = (run / "weights.npz").read_bytes()
+    train(str(TINY), str(run), resume=True, max_steps=40)
+    state = json.loads((run / STATE_FILE).read_text())
+    assert state["step"] == 40 and state["position"] > 0
+    assert [int(r["step"]) for r in log_rows(run / LOG_FILE)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert (run / "weights.npz").read_bytes() != first_weights
+    assert json.loads((run / LM_DIR / STATE_FILE).read_text())["step"] == 40
     # A fresh (non-resumed) run starts over (the VAE's log says so; its judge LM is not needed).
-    train(str(_tiny_variant(tmp_path)), str(tmp_path), resume=False, max_steps=5)
-    assert [int(r["step"]) for r in log_rows(tmp_path / LOG_FILE)] == [5]
+    train(str(_tiny_variant(tmp_path)), str(run), resume=False, max_steps=5)
+    assert [int(r["step"]) for r in log_rows(run / LOG_FILE)] == [5]
 
 
 def _tiny_variant(tmp_path: Path, **train_overrides) -> Path:
@@ -134,7 +134,6 @@ def test_a_new_run_starts_from_a_trained_model_and_carries_its_hours(tiny_run, t
 
 
 def test_resume_on_a_folder_with_weights_but_no_checkpoint_starts_from_them(tiny_run, tmp_path):
-    import shutil
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     shutil.rmtree(run / "ckpt")
