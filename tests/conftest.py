@@ -227,7 +227,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _RELIABILITY.outcomes.append((name, report.outcome, report.duration))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """An xdist worker's figures join the controller's, which alone writes the report."""
+    _RELIABILITY.sections.update(json.loads(getattr(node, "workeroutput", {}).get("reliability", "{}")))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:        # an xdist worker: hand the figures to the controller
+        workeroutput["reliability"] = json.dumps(_RELIABILITY.sections, ensure_ascii=False)
+        return
     if not _RELIABILITY.sections:
         return
     checks = ["| check | result | seconds |", "|---|---|---|"]
