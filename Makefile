@@ -37,10 +37,15 @@ cards: fonts
 run: index fonts
 	$(VENV)/bin/poembot run
 
-# Everything but the long load and fault runs (marker `reliability`). The slowest tests are listed at
-# the end of every run, so each CI log says where the suite's time goes.
+# Everything but the long load and fault runs (marker `reliability`), in TEST_WORKERS processes
+# (pytest-xdist; a file's tests stay in one, so its fixtures are built once). The suite is half
+# waiting on processes and sockets, so on two cores three workers beat two (and four); TensorFlow
+# runs one thread per op in each, since its idle pool threads spin and steal the others' CPU.
+# The slowest tests are listed at the end of every run, so each CI log says where the time goes.
+TEST_WORKERS ?= 3
 test: install fonts
-	$(VENV)/bin/pytest -m "not reliability" --durations=25 $(PYTEST_ARGS)
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(VENV)/bin/pytest -m "not reliability" \
+		-n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The robustness suite with its load and fault runs, writing its figures to docs/reliability.md
 # (make test writes runs/reliability.md). CI runs it after make test.
