@@ -40,11 +40,13 @@ run: index fonts
 # Everything but the long load and fault runs (marker `reliability`), in TEST_WORKERS processes
 # (pytest-xdist; a file's tests stay in one, so its fixtures are built once). The suite is half
 # waiting on processes and sockets, so on two cores three workers beat two (and four); TensorFlow
-# runs one thread per op in each, since its idle pool threads spin and steal the others' CPU.
+# runs one thread per op in each, since its idle pool threads spin and steal the others' CPU, and
+# without oneDNN, whose kernels cost ~10% more CPU than TF's own at the tests' toy sizes.
 # The slowest tests are listed at the end of every run, so each CI log says where the time goes.
 TEST_WORKERS ?= 3
 test: install fonts
-	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(VENV)/bin/pytest -m "not reliability" \
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_ENABLE_ONEDNN_OPTS=0 \
+		$(VENV)/bin/pytest -m "not reliability" \
 		-n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The robustness suite with its load and fault runs, writing its figures to docs/reliability.md

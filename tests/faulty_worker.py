@@ -38,6 +38,19 @@ def faulty_run(run: Callable[[Sequence[Any]], list], sleep_s: float, raise_on: s
     return run_with_faults
 
 
+class FaultyGenerator:
+    """A generator whose run() misbehaves as faulty_run makes it; every other attribute (styles, the
+    vocabulary) is the wrapped generator's. Tests that run a worker on a thread wrap a shared
+    generator in one instead of changing it."""
+
+    def __init__(self, generator: Any, sleep_s: float = 0.0, raise_on: Sequence[str] = ()) -> None:
+        self._generator = generator
+        self.run = faulty_run(generator.run, sleep_s, set(raise_on))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._generator, name)
+
+
 def main(argv: list[str]) -> None:
     if "--" not in argv:
         raise SystemExit("usage: faulty_worker.py [--sleep-s S] [--raise-on JOB_ID ...] -- worker [options]")
@@ -53,10 +66,7 @@ def main(argv: list[str]) -> None:
     real_load = service.load_generator
 
     def load_faulty_generator(*args: Any, **kwargs: Any) -> Any:
-        generator = real_load(*args, **kwargs)
-        # On the instance: the worker reads the generator's other attributes (styles) as they are.
-        generator.run = faulty_run(generator.run, faults.sleep_s, set(faults.raise_on))
-        return generator
+        return FaultyGenerator(real_load(*args, **kwargs), faults.sleep_s, faults.raise_on)
 
     service.load_generator = load_faulty_generator
     app(argv[split + 1:], prog_name="poembot")

@@ -1,7 +1,8 @@
 """The worker against a real Redis with real worker processes: round trip, takeover after kill -9,
 poison jobs, Redis restarts, graceful stop. Where a process adds nothing to what is tested (the
-worker that takes over, the loop that outlives a Redis restart), the worker runs on a thread: each
-process is ~12 s of CPU, most of it importing TensorFlow. Every wait polls real state with a deadline.
+worker that takes over, the loop that outlives a Redis restart, the model that fails on one job),
+the worker runs on a thread: each process is ~12 s of CPU, most of it importing TensorFlow. Every
+wait polls real state with a deadline.
 """
 from __future__ import annotations
 
@@ -270,7 +271,9 @@ def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, start_worke
     assert results_per_job(redis_client) == {j.job_id: 1 for j in jobs}
 
 
-def test_poison_job_goes_to_dead_letter_with_an_error_result(workers, redis_client) -> None:
+def test_poison_job_goes_to_dead_letter_with_an_error_result(start_worker, tiny_generator, redis_client) -> None:
+    from faulty_worker import FaultyGenerator
+
     poison = GenerateJob(form="五绝", seed=1, reply={"chat": 5})
     good = [GenerateJob(form="五绝", seed=k) for k in range(3)]
     unreadable = json.loads(job_to_json(GenerateJob(job_id="future-job")))
@@ -278,8 +281,8 @@ def test_poison_job_goes_to_dead_letter_with_an_error_result(workers, redis_clie
     for job in [poison, *good]:
         enqueue(redis_client, job)
     redis_client.xadd(keys.JOBS_STREAM, {keys.JOB_FIELD: json.dumps(unreadable)})
-    w = workers("p", faults=["--raise-on", poison.job_id], visibility_ms=600, max_deliveries=2, max_wait_ms=200)
-    w.wait_alive(redis_client)
+    start_worker(FaultyGenerator(tiny_generator, raise_on=[poison.job_id]), worker_id="p",
+                 visibility_ms=600, max_deliveries=2, max_wait_ms=200)
     got = wait_results(redis_client, [poison.job_id, "future-job", *(g.job_id for g in good)], timeout_s=120)
     assert all(got[g.job_id][0].ok for g in good)
     dead = got[poison.job_id]
@@ -290,7 +293,6 @@ def test_poison_job_goes_to_dead_letter_with_an_error_result(workers, redis_clie
     assert set(letters) == {poison.job_id, "future-job"}
     assert int(letters[poison.job_id][b"deliveries"]) == 3
     wait_for(lambda: redis_client.xlen(keys.JOBS_STREAM) == 0, timeout=10)
-    assert w.stop() == 0
 
 
 def test_worker_reconnects_after_redis_restart(start_worker, redis_server) -> None:
