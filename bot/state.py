@@ -381,7 +381,8 @@ class State:
         return PoemRecord.from_json(text) if text else None
 
     async def remember_message(self, chat_id: int, message_id: int, poem_id: str) -> None:
-        await self.redis.set(message_key(chat_id, message_id), poem_id, ex=self.poem_ttl_s)
+        """Which poem a sent message shows (for replies and buttons on it), until the poem expires."""
+        await self.remember_messages([(chat_id, message_id, poem_id)])
 
     async def remember_messages(self, messages: list[tuple[int, int, str]]) -> None:
         """remember_message for many (chat_id, message_id, poem_id) in one round trip (a broadcast's)."""
