@@ -3,7 +3,10 @@ encoder (TensorFlow) and save the latent index and the theme index that model/in
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -85,6 +88,27 @@ def build_index(model_dir: str | Path, out_dir: str | Path | None = None,
     model, vocab, _ = load_model(model_dir)
     mu = encode_texts(model, vocab, [corpus.lines[i] for i in rows], progress=True)
     index, themes = assemble(version, corpus, rows, mu, pop, canon)
-    index.save(out, mu=mu)
-    themes.save(out)
+    return publish(out, lambda tmp: (index.save(tmp, mu=mu), themes.save(tmp)))
+
+
+def publish(out: Path, write: Callable[[Path], object]) -> Path:
+    """Run write(tmp) on a temporary sibling of out, then rename it to out: a reader (the bot and the
+    worker re-check for an index while it is built) sees no index or a whole one, never a part."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)      # left by a build of this pid that was killed
+    try:
+        write(tmp)
+        if out.exists():
+            # A stale index (another format or model) goes aside first: rename cannot replace a
+            # non-empty directory, and the gap in between reads as "no index", not a mixed one.
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
