@@ -43,7 +43,7 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
     settings = settings or ModelSettings.from_env()
     gpu_memory_growth()
     from model.decode import Generator
-    from model.themes import find_themes
+    from model.themes import ThemeWatch, find_themes
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")
@@ -54,7 +54,9 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
     generator = Generator.load(model_dir, jit_compile=jit_compile, styles_dir=settings.styles_dir)
     if generator.styles:
         log.info("styles: %s", ", ".join(generator.styles.ids))
-    generator.themes = find_themes(model_dir, settings.index_path)
+    # Not built yet (`poembot run` builds it in the background): a running worker takes it up when it appears.
+    themes = find_themes(model_dir, settings.index_path)
+    generator.themes = themes if themes is not None else ThemeWatch(model_dir, settings.index_path)
     return generator
 
 

@@ -9,6 +9,8 @@ numpy only (the bot reads the term weights for /similar's "why" line).
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ THEME_POEMS = 16          # poems whose mean μ stands for a theme (as model.dec
 POSTINGS_CAP = 128        # most popular poems kept per term, enough to intersect two or three terms
 MIN_WORD_POEMS = 20       # a two-character sequence in this many poems counts as a common word
 MIN_SHARED = 4            # fewer poems holding every term: fall back to the mean of each term's prior
+# A worker started before its theme index existed looks for it at most this often (one stat).
+THEMES_RECHECK_S = 10.0
 
 
 def poem_terms(lines: Iterable[str]) -> set[str]:
@@ -146,3 +150,42 @@ def find_themes(model_dir: str | Path, index_path: str | Path | None = None) -> 
         return None
     log.info("theme index: %d terms over %d poems", len(themes), themes.n_poems)
     return themes
+
+
+class ThemeWatch:
+    """Stands in for a theme index not built yet (`poembot run` builds it in the background): prior()
+    looks for it at most every recheck_s and, once it is there, loads it and answers from it, so a
+    running worker gains the latent prior without a restart. The index directory is published whole
+    (model/index_build.publish), so one that exists is complete."""
+
+    def __init__(self, model_dir: str | Path, index_path: str | Path | None = None,
+                 recheck_s: float = THEMES_RECHECK_S, clock=time.monotonic) -> None:
+        from model.index import default_index_dir, model_version
+
+        self.model_dir = Path(model_dir)
+        # Resolved once: the model version hashes the weights, too dear for every look.
+        self.directory = Path(index_path) if index_path else default_index_dir(model_version(model_dir))
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self.themes: ThemeIndex | None = None
+        self._checked_at = -math.inf
+        self._refused: float | None = None      # mtime of a theme index that would not load
+
+    def current(self) -> ThemeIndex | None:
+        """The theme index once it exists (loaded on the first look that finds it), else None."""
+        if self.themes is None and self.clock() - self._checked_at >= self.recheck_s:
+            self._checked_at = self.clock()
+            try:
+                stamp = (self.directory / THEMES_FILE).stat().st_mtime
+            except OSError:
+                return None
+            if stamp != self._refused:
+                self.themes = find_themes(self.model_dir, self.directory)
+                self._refused = None if self.themes is not None else stamp
+        return self.themes
+
+    def prior(self, keywords: Sequence[str]) -> np.ndarray | None:
+        """ThemeIndex.prior once the index is there; None (themes by their words only) until then."""
+        themes = self.current()
+        return themes.prior(keywords) if themes is not None else None
+
