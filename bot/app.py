@@ -29,7 +29,7 @@ from bot.ingest import Poller, UpdateConsumer
 from bot.liveness import retire, watch
 from bot.redact import install_redaction
 from bot.runtime import Runtime, load_chars
-from bot.similar import Index, find_index
+from bot.similar import Index, IndexSource
 from bot.state import State
 from bot.texts import EN, ZH, t
 from bot.webhook import WebhookServer
@@ -121,8 +121,11 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
                       chars: frozenset[str] | None = None) -> Application:
     """The one place the Application is assembled; tests pass a state/index, production passes none."""
     install_redaction(config.token, *(s for s in [config.webhook_secret] if s))
+    source = None
     if index is None and (config.index_path or config.model_dir):
-        index = find_index(config.model_dir, config.index_path)
+        # Not there yet (`poembot run` may be building it): /similar picks it up when it appears.
+        source = IndexSource.for_model(config.model_dir, config.index_path)
+        index = source.load_now()
     vocab = config.vocab_path or (Path(config.model_dir) / "vocab.json" if config.model_dir else None)
     if chars is None and vocab is not None and vocab.exists():
         chars = load_chars(vocab)
@@ -144,7 +147,7 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
            .post_stop(_post_stop)
            .post_shutdown(_post_shutdown)
            .build())
-    app.bot_data["rt"] = Runtime(config, state, index=index, chars=chars)
+    app.bot_data["rt"] = Runtime(config, state, index=index, chars=chars, index_source=source)
 
     # Only new messages run commands: an edited "/poem" must not write a second poem.
     new = filters.UpdateType.MESSAGE

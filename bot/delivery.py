@@ -129,16 +129,17 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
                        query: Sequence[QueryPoem] = ()) -> None:
     """Send the corpus poems nearest to vector (popular poems when None), skipping ones shown before;
     query: the poem(s) the answers should be near, which their "why" line names."""
-    if rt.index is None:
-        await bot.send_message(chat_id, t(lang, "similar_unavailable"), reply_parameters=reply_params(reply_to))
+    index = await rt.current_index()
+    if index is None:
+        await bot.send_message(chat_id, t(lang, rt.similar_off_key()), reply_parameters=reply_params(reply_to))
         return
     exclude = await rt.state.shown(user_id) if user_id is not None else set()
     try:
         if vector is None:
-            items = await asyncio.to_thread(rt.index.popular, SIMILAR_K, exclude)
+            items = await asyncio.to_thread(index.popular, SIMILAR_K, exclude)
             header_key = "similar_new_user"
         else:
-            items = await asyncio.to_thread(rt.index.recommend, list(vector), SIMILAR_K, exclude, query)
+            items = await asyncio.to_thread(index.recommend, list(vector), SIMILAR_K, exclude, query)
     except ValueError as exc:
         # A μ from another model than the index was built with (different size).
         log.error("latent index cannot answer: %s", exc)

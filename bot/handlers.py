@@ -211,8 +211,8 @@ async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record
     rt, lang = runtime(context), user_lang(update)
     user, chat = update.effective_user, update.effective_chat
     settings = await rt.state.settings(user.id)
-    if rt.index is None:
-        text = t(lang, "similar_unavailable")
+    if await rt.current_index() is None:
+        text = t(lang, rt.similar_off_key())
         if answer_to is not None:
             await answer_to.reply_text(text)
         return text

@@ -22,7 +22,7 @@ from bot.config import Config
 from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
-from bot.similar import Index
+from bot.similar import Index, IndexSource
 from bot.state import State, UserSettings
 from protocol.jobs import GenerateJob, Job, validate_generate
 from verse.script import to_simplified
@@ -54,10 +54,11 @@ def load_chars(path: Path) -> frozenset[str]:
 
 class Runtime:
     def __init__(self, config: Config, state: State, index: Index | None = None,
-                 chars: frozenset[str] | None = None) -> None:
+                 chars: frozenset[str] | None = None, index_source: IndexSource | None = None) -> None:
         self.config = config
         self.state = state
         self.index = index
+        self.index_source = index_source      # where an index not there at start-up may appear
         self.chars = chars
         self.consumer = config.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         # Updates and results another replica left unacknowledged this long are taken over.
@@ -73,6 +74,18 @@ class Runtime:
 
     def can_write(self, char: str) -> bool:
         return self.chars is None or char in self.chars
+
+    # --- the latent index ----------------------------------------------------------------------
+    async def current_index(self) -> Index | None:
+        """The latent index, picked up once it appears (built in the background) if none was loaded."""
+        if self.index is None and self.index_source is not None:
+            self.index = await self.index_source.get()
+        return self.index
+
+    def similar_off_key(self) -> str:
+        """Why /similar cannot answer: its index is being built, or there is none (texts key)."""
+        building = self.index_source is not None and self.index_source.building()
+        return "similar_building" if building else "similar_unavailable"
 
     # --- jobs --------------------------------------------------------------------------------
     async def resolve_style(self, request: PoemRequest, settings: UserSettings) -> None:

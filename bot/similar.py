@@ -5,7 +5,12 @@ is loaded from a file without TensorFlow.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
+import os
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Collection, Iterable, Protocol, Sequence
 
@@ -18,6 +23,10 @@ log = logging.getLogger(__name__)
 LIKE_WEIGHT = 3.0      # a liked poem says more about taste than one merely written
 RECENCY_DECAY = 0.97   # older history counts a little less: entry i back weighs 0.97**i
 TASTE_POEMS = 8        # liked, then recent, poems an answer's "why" may name (one Redis read each)
+# While no index is loaded, /similar looks for one at most this often: a stat per look, but a burst
+# of /similar must not turn into a burst of stats, and a refused index must not be re-read each time.
+INDEX_RECHECK_S = 5.0
+BUILDING_SUFFIX = ".building"
 
 
 class Index(Protocol):
@@ -52,18 +61,110 @@ def load_index(path: Path, expect_version: str | None = None) -> Index:
 
 def find_index(model_dir: Path | None, index_path: Path | None) -> Index | None:
     """The index for the workers' model, or None (logged) when there is none or it does not match."""
-    from model.index import IndexMismatch, default_index_dir, model_version
+    return IndexSource.for_model(model_dir, index_path).load_now()
 
-    version = model_version(model_dir) if model_dir and (Path(model_dir) / "config.json").exists() else None
-    path = index_path or (default_index_dir(version) if version else None)
-    if path is None or not Path(path).exists():
-        log.warning("no latent index%s: /similar is off", f" at {path}" if path else "")
-        return None
+
+def building_marker(index_dir: Path) -> Path:
+    """The file a background build of index_dir holds while it runs (devtools/prepare.py writes it)."""
+    return index_dir.parent / (index_dir.name + BUILDING_SUFFIX)
+
+
+def _alive(pid: int) -> bool:
     try:
-        return load_index(Path(path), expect_version=version)
-    except (IndexMismatch, OSError, ValueError, KeyError) as exc:
-        log.error("latent index not usable, /similar is off: %s", exc)
-        return None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # alive, another user's
+        return True
+    return True
+
+
+def build_running(index_dir: Path) -> bool:
+    """A background build of index_dir is running: its marker names a live process (a build that
+    was killed leaves a marker naming a dead one, which does not count)."""
+    try:
+        pid = int(json.loads(building_marker(index_dir).read_text(encoding="utf-8"))["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return pid > 0 and _alive(pid)
+
+
+class IndexSource:
+    """The index for the workers' model, loaded when it appears: while none is loaded, get() looks for
+    one (at most every recheck_s), so an index built in the background by `poembot run` is served
+    without restarting the bot. The index is published by renaming a whole directory into place
+    (model/index_build.publish), so a directory that exists holds a complete index."""
+
+    def __init__(self, path: Path | None, version: str | None, recheck_s: float = INDEX_RECHECK_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path) if path is not None else None
+        self.version = version
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self.index: Index | None = None
+        self._checked_at = -math.inf
+        self._refused: float | None = None    # mtime of an index that failed to load: not re-read
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def for_model(cls, model_dir: Path | None, index_path: Path | None, **kwargs: Any) -> "IndexSource":
+        """The source for the model in model_dir (POEMBOT_INDEX_PATH when given, else the data dir's)."""
+        from model.index import default_index_dir, model_version
+
+        version = model_version(model_dir) if model_dir and (Path(model_dir) / "config.json").exists() else None
+        path = index_path or (default_index_dir(version) if version else None)
+        return cls(path, version, **kwargs)
+
+    def _stamp(self) -> float | None:
+        """The index's modification time, or None while there is none."""
+        from model.index import META_FILE
+
+        try:
+            return (self.path / META_FILE).stat().st_mtime if self.path is not None else None
+        except OSError:
+            return None
+
+    def load_now(self) -> Index | None:
+        """Load the index if it is there (blocking; logged either way); None when it is not usable."""
+        from model.index import IndexMismatch
+
+        self._checked_at = self.clock()
+        stamp = self._stamp()
+        if stamp is None:
+            where = f" at {self.path}" if self.path else ""
+            if self.path is not None and build_running(self.path):
+                log.info("no latent index%s yet: it is being built; /similar starts once it is there", where)
+            else:
+                log.warning("no latent index%s: /similar is off", where)
+            return None
+        if stamp == self._refused:
+            return None
+        try:
+            self.index = load_index(self.path, expect_version=self.version)
+        except (IndexMismatch, OSError, ValueError, KeyError) as exc:
+            self._refused = stamp
+            log.error("latent index not usable, /similar is off: %s", exc)
+            return None
+        log.info("latent index loaded from %s: %d poems", self.path, len(self.index))
+        return self.index
+
+    async def get(self) -> Index | None:
+        """The index, loading it (on a thread) the first time it is found; cheap while none is there."""
+        if self.index is not None or self.path is None:
+            return self.index
+        if self.clock() - self._checked_at < self.recheck_s:
+            return None
+        async with self._lock:          # one load, however many /similar arrive meanwhile
+            if self.index is None and self.clock() - self._checked_at >= self.recheck_s:
+                if self._stamp() is None:
+                    self._checked_at = self.clock()
+                else:
+                    await asyncio.to_thread(self.load_now)
+        return self.index
+
+    def building(self) -> bool:
+        """No index yet, and a background build of it is running."""
+        return self.index is None and self.path is not None and build_running(self.path)
 
 
 def _unit(vector: Iterable[float]) -> np.ndarray | None:

@@ -93,6 +93,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "similar_poem_title": "与这首诗相近的诗：",
         "similar_new_user": "你还没有写诗或收藏的记录，先读读这些常被传诵的诗。\n给喜欢的诗点 ❤️，/similar 会越来越懂你。",
         "similar_unavailable": "相似诗搜索暂不可用。",
+        "similar_building": "相似诗的索引正在后台建立（第一次运行要几分钟），建好后 /similar 就能用，不必重启。"
+                            "现在可以先用 /poem 写诗。",
         "similar_none": "没有找到更多相近的诗。",
         "similar_not_poem": "回复的消息里没有找到诗句。",
         "why_words": "共有意象：{words}",
@@ -221,6 +223,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "similar_poem_title": "Poems close to this one:",
         "similar_new_user": "No poems or likes from you yet, so here are some well-loved poems.\nLike poems with ❤️ and /similar will learn your taste.",
         "similar_unavailable": "Similar-poem search is not available right now.",
+        "similar_building": "The index behind /similar is being built in the background (a few minutes on a "
+                            "first run); /similar works as soon as it is ready, no restart needed. /poem works "
+                            "already.",
         "similar_none": "No more similar poems found.",
         "similar_not_poem": "I found no poem in the message you replied to.",
         "why_words": "shared imagery: {words}",
