@@ -34,7 +34,9 @@ fonts: install
 cards: fonts
 	$(VENV)/bin/poembot card examples --out docs/cards
 
-run: index fonts
+# Serves /poem as soon as the worker has the model; the fonts, the corpus and the /similar index
+# (`make fonts index` by hand) are fetched and built by `poembot run`'s background job meanwhile.
+run: install
 	$(VENV)/bin/poembot run
 
 # Everything but the long load and fault runs (marker `reliability`), in TEST_WORKERS processes

@@ -385,8 +385,11 @@ def bot_cmd() -> None:
 
 
 @app.command("run")
-def run_cmd() -> None:
-    """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat)."""
+def run_cmd(background: bool = typer.Option(
+        True, "--background/--no-background",
+        help="fetch the fonts and corpus and build the /similar index in the background when missing")) -> None:
+    """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat), and
+    a low-priority background job for what /poem does not need (fonts, corpus, the /similar index)."""
     from devtools.supervisor import check_settings, run
     from protocol.settings import ConfigError
 
@@ -394,7 +397,7 @@ def run_cmd() -> None:
         check_settings(dict(os.environ))      # both roles' settings, before anything starts
     except ConfigError as exc:
         _bad_settings("run", exc)
-    raise typer.Exit(run())
+    raise typer.Exit(run(prepare=background))
 
 
 @app.command("health")

@@ -21,6 +21,8 @@ SANDBOX_BOT_ID = 1000000001
 SANDBOX_USER_ID = 10001
 INJECT_TIMEOUT_S = 10.0
 QUIT_WORDS = {"/quit", "/exit", "/q"}
+# One lock for every writer of the terminal (the chat, the supervisor's notices): lines never interleave.
+_OUTPUT_LOCK = threading.Lock()
 
 BANNER = """\
 PoemBot 沙盒 · sandbox chat — 本地模拟的 Telegram，不需要账号 / a local stand-in for Telegram, no account needed
@@ -33,6 +35,13 @@ PoemBot 沙盒 · sandbox chat — 本地模拟的 Telegram，不需要账号 / 
 诗下的按钮有编号：输入编号（如 1）就是按那个按钮 / buttons are numbered: type 1 to press [1]
 🖼 诗卡存成图片文件，路径会显示出来 / 🖼 cards are saved as picture files: their paths are shown
 /quit、Ctrl-D 或 Ctrl-C 退出 / to leave"""
+
+
+def say(out: TextIO, text: str) -> None:
+    """Print one line (or block) to the chat's terminal from any thread."""
+    with _OUTPUT_LOCK:
+        out.write(text + "\n")
+        out.flush()
 
 
 def sandbox_user(language_code: str = "zh-hans") -> dict[str, Any]:
@@ -84,16 +93,13 @@ class SandboxChat:
         self.out = out
         self.user = user or sandbox_user()
         self.chat_id = self.user["id"]
-        self._lock = threading.Lock()
         self._with_buttons: list[int] = []      # bot message ids that were shown with buttons, oldest first
         self._queries: set[str] = set()         # callback queries this chat pressed
         self._typing = False                    # the typing line is printed once per burst, not every 5 s
 
     # --- output ---------------------------------------------------------------------------
     def write(self, text: str) -> None:
-        with self._lock:
-            self.out.write(text + "\n")
-            self.out.flush()
+        say(self.out, text)
 
     def on_call(self, call: ApiCall) -> None:
         """Emulator listener (on the emulator's loop): print what this chat's user would now see."""

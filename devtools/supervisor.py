@@ -1,6 +1,9 @@
-"""`poembot run`: one supervised process group — embedded Redis, a worker and the bot.
+"""`poembot run`: one supervised process group — embedded Redis, a worker, the bot, and a background job
+(devtools/prepare.py) that fetches and builds what serving /poem does not need (fonts, corpus, the index
+behind /similar) at low priority.
 
-Ctrl-C (or SIGTERM) stops everything cleanly; a child that crashes is restarted with backoff.
+Ctrl-C (or SIGTERM) stops everything cleanly; a child that crashes is restarted with backoff; the
+background job runs once, and one that fails is logged and runs again on the next `poembot run`.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ log = logging.getLogger("poembot.run")
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_GRACE_S = 15.0
+# The background job yields the CPU to the worker and the bot: the first poem must not wait behind it.
+PREPARE_NICE = 10
 
 
 @dataclass
@@ -39,6 +44,10 @@ class Child:
     cwd: Path | None = None
     new_session: bool = True          # its own session: a Ctrl-C at the terminal reaches the supervisor alone
     stop_grace_s: float = STOP_GRACE_S
+    oneshot: bool = False             # a job that ends: not restarted, its exit reported to on_exit
+    nice: int = 0                     # added to its scheduling niceness
+    on_exit: Callable[[int], None] | None = None
+    exit_code: int | None = None      # a oneshot child's, once it ended
 
     def start(self) -> "Child":
         out = None
@@ -46,9 +55,11 @@ class Child:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             out = open(self.log_path, "ab")
         try:
+            nice = self.nice
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
                                          stderr=subprocess.STDOUT if out is not None else None,
-                                         stdin=subprocess.DEVNULL, start_new_session=self.new_session)
+                                         stdin=subprocess.DEVNULL, start_new_session=self.new_session,
+                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
         finally:
             if out is not None:
                 out.close()           # the child holds its own descriptor
@@ -122,6 +133,9 @@ class Supervisor:
                 code = child.proc.poll() if child.proc else None
                 if code is None or self.stopping.is_set():
                     continue
+                if child.oneshot:
+                    self._finished(child, code)
+                    continue
                 delay = self._backoff(child)
                 child.restarts += 1
                 log.warning("%s exited with %s; restarting in %.0f s", child.name, code, delay)
@@ -130,6 +144,20 @@ class Supervisor:
                 child.start()
             self.stopping.wait(poll_s)
         self.shutdown()
+
+    def _finished(self, child: Child, code: int) -> None:
+        """A oneshot child ended: report it once (a failure is logged, to be retried by the next run)."""
+        if child.exit_code is not None:
+            return
+        child.exit_code = code
+        if code == 0:
+            log.info("%s finished", child.name)
+        else:
+            where = f"; see {child.log_path}" if child.log_path else ""
+            log.warning("%s failed with exit code %s%s; the next `poembot run` tries again",
+                        child.name, code, where)
+        if child.on_exit is not None:
+            child.on_exit(code)
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -161,8 +189,22 @@ def check_settings(env: dict[str, str], with_bot: bool = True, with_worker: bool
         BotSettings.from_env(env)
 
 
-def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = None) -> int:
-    """Start Redis (unless REDIS_URL is set), a worker and the bot; block until stopped.
+def prepare_child(env: dict[str, str], log_dir: Path | None) -> Child | None:
+    """The background job (devtools/prepare.py) when it has something to do, at low priority."""
+    from devtools.prepare import plan
+
+    steps = plan(env)
+    if not steps:
+        return None
+    log.info("background job: %s", ", ".join(step.name for step in steps))
+    return Child("prepare", [sys.executable, "-m", "devtools.prepare"], env, oneshot=True, nice=PREPARE_NICE,
+                 log_path=log_dir / "prepare.log" if log_dir else None)
+
+
+def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = None,
+        prepare: bool = True) -> int:
+    """Start Redis (unless REDIS_URL is set), a worker, the bot and (prepare) the background job that
+    builds what they can serve without; block until stopped.
 
     Without TELEGRAM_BOT_TOKEN the bot talks to a local Bot API emulator and this terminal becomes
     the sandbox chat (devtools.sandbox); the children then log to files so the chat stays readable.
@@ -200,6 +242,9 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
     if with_bot:
         children.append(Child("bot", poembot_argv("bot"), env,
                               log_path=log_dir / "bot.log" if log_dir else None))
+    background = prepare_child(env, log_dir) if prepare else None
+    if background is not None:
+        children.append(background)       # last: the first poem's processes start first
     supervisor = Supervisor(children)
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.getsignal(sig) for sig in signals}
@@ -213,7 +258,7 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
                 signal.signal(sig, stop)
             supervisor.run()
         else:
-            _chat(supervisor, emulator, log_dir, stop)
+            _chat(supervisor, emulator, log_dir, stop, background)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -225,9 +270,9 @@ def run(with_bot: bool = True, with_worker: bool = True, log_dir: Path | None = 
 
 
 def _chat(supervisor: Supervisor, emulator: "EmulatorThread", log_dir: Path | None,
-          stop: Callable[..., None]) -> None:
+          stop: Callable[..., None], background: Child | None = None) -> None:
     """The sandbox: the chat reads this terminal on the main thread while the group runs on another."""
-    from devtools.sandbox import repl
+    from devtools.sandbox import repl, say
 
     # Ctrl-C and SIGTERM interrupt the blocking read; leaving the chat stops the group.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -236,8 +281,14 @@ def _chat(supervisor: Supervisor, emulator: "EmulatorThread", log_dir: Path | No
     thread.start()
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")      # a non-UTF-8 terminal shows '?' instead of crashing
-    note = ("第一首诗要等模型加载，可能需要一两分钟 / the first poem waits for the model to load (a minute or two)."
-            + (f"\n日志 / logs: {log_dir}" if log_dir else ""))
+    note = "第一首诗要等模型加载，可能需要一两分钟 / the first poem waits for the model to load (a minute or two)."
+    if background is not None:
+        where = f"（进度 / progress: {background.log_path}）" if background.log_path else ""
+        note += ("\n后台正在准备 /similar 的索引和诗卡字体，首次要几分钟，/poem 不用等"
+                 " / /similar's index and the card fonts are being prepared in the background"
+                 f" (minutes on a first run); /poem need not wait{where}")
+        background.on_exit = lambda code: say(sys.stdout, _background_done(code, background.log_path))
+    note += f"\n日志 / logs: {log_dir}" if log_dir else ""
     try:
         repl(emulator.emu, emulator.loop, sys.stdin, sys.stdout, note=note)
     finally:
@@ -246,3 +297,12 @@ def _chat(supervisor: Supervisor, emulator: "EmulatorThread", log_dir: Path | No
             signal.signal(sig, stop)
         supervisor.stopping.set()
         thread.join()
+
+
+def _background_done(code: int, log_path: Path | None) -> str:
+    """The chat's line when the background job ends."""
+    if code == 0:
+        return "\n（后台准备完毕：/similar 和诗卡都能用了 / background job done: /similar and cards work now）"
+    where = f"：{log_path}" if log_path else ""
+    return (f"\n（后台准备失败，下次 make run 会重试；日志{where} / the background job failed and is retried "
+            "by the next `make run`; see its log）")

@@ -1,6 +1,7 @@
 """`poembot run`'s supervisor: crashed children come back, a stop reaches every child, Redis embeds."""
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -72,3 +73,34 @@ def test_embedded_redis_is_a_real_server(tmp_path: Path) -> None:
         assert client.config_get("appendonly")["appendonly"] == "yes"
     finally:
         server.close()
+
+
+def test_a_oneshot_job_runs_once_at_low_priority_and_its_failure_is_reported(tmp_path: Path, caplog) -> None:
+    """The background job of `poembot run`: not restarted when it ends, a failure logged with its log's path."""
+    runs = tmp_path / "runs"
+    job = ("import os, pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+           "p.write_text(p.read_text() + str(os.nice(0)) + ' ' if p.exists() else str(os.nice(0)) + ' '); "
+           "sys.exit(4)")
+    ended = threading.Event()
+    codes: list[int] = []
+    failing = Child("prepare", [sys.executable, "-c", job, str(runs)], {}, oneshot=True, nice=7,
+                    log_path=tmp_path / "prepare.log", on_exit=lambda code: (codes.append(code), ended.set()))
+    # A crashing child is the clock: once it was restarted twice after the job ended, the supervisor
+    # went through more than one backoff (the delay before a restart) with the job over.
+    crasher = Child("crasher", [sys.executable, "-c", CRASHER, str(tmp_path / "count")], {})
+    supervisor = Supervisor([crasher, failing])
+    thread = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
+    with caplog.at_level("INFO", logger="poembot.run"):
+        thread.start()
+        try:
+            assert ended.wait(30)
+            after = crasher.restarts
+            wait_for(lambda: crasher.restarts >= after + 2, timeout=30)
+        finally:
+            supervisor.stopping.set()
+            thread.join(30)
+    assert codes == [4] and failing.restarts == 0
+    base = os.nice(0)
+    assert runs.read_text().split() == [str(min(base + 7, 19))]     # ran once, niced
+    assert any("prepare failed with exit code 4" in r.getMessage() and "prepare.log" in r.getMessage()
+               and "next `poembot run`" in r.getMessage() for r in caplog.records)
