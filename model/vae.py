@@ -41,6 +41,13 @@ class VAEConfig:
     free_bits: float = 0.15        # nats per latent dim below which KL is not penalised
     max_len: int = MAX_SEQ_LEN + 2  # BOS + 七律 + EOS
     use_latent: bool = True
+    # The title the poem was written under (its occasion): up to title_len characters, pooled
+    # into a vector that is added to the decoder's input and initial state. 0 turns it off (the
+    # models trained before titles). The layers that read it start at zero, so a titled model
+    # continued from an untitled one starts out writing exactly as that one did.
+    title_len: int = 0
+    title_dim: int = 128
+    title_dropout: float = 0.2     # share of training poems shown no title (untitled requests)
 
     def __post_init__(self) -> None:
         if self.anneal not in ANNEALS:
@@ -166,6 +173,13 @@ class PoemVAE(keras.Model):
                                   name="decoder")
         # float32 logits even under mixed precision: the softmax needs the range.
         self.out = layers.Dense(c.vocab_size, dtype="float32", name="logits")
+        if c.title_len:
+            cond_dim = c.form_dim + (c.latent_dim if c.use_latent else 0)
+            self.title_proj = layers.Dense(c.title_dim, activation="tanh", name="title_proj")
+            self.title_in = layers.Dense(c.emb_dim + cond_dim, use_bias=False,
+                                         kernel_initializer="zeros", name="title_in")
+            self.title_init = layers.Dense(c.dec_units, use_bias=False,
+                                           kernel_initializer="zeros", name="title_init")
 
     # --- the pieces the decoders call -------------------------------------------------------
     def encode(self, tokens: tf.Tensor, form: tf.Tensor, training: bool = False
@@ -190,18 +204,40 @@ class PoemVAE(keras.Model):
             return f
         return tf.concat([tf.cast(z, f.dtype), f], axis=-1)
 
-    def decoder_init(self, z: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
-        """Initial decoder state [B, H] from the latent and the form."""
-        return self.init_state(self._conditioning(z, form))
+    def title_vector(self, title: tf.Tensor | None, batch: tf.Tensor | int) -> tf.Tensor | None:
+        """The pooled title [B, title_dim] for title ids [B, L] (PAD-filled; all PAD = no title),
+        or None for a model without titles. The mean of the characters' embeddings: a title is a
+        handful of words (送友人, 秋夜, 登高), and their order adds little to what they name."""
+        if not self.config.title_len:
+            return None
+        if title is None:
+            title = tf.fill([batch, self.config.title_len], tf.constant(PAD, tf.int32))
+        title = tf.cast(title, tf.int32)
+        mask = tf.cast(tf.not_equal(title, PAD), tf.float32)[:, :, None]
+        emb = tf.cast(self.embed(title), tf.float32) * mask
+        mean = tf.reduce_sum(emb, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return self.title_proj(mean)
+
+    def decoder_init(self, z: tf.Tensor, form: tf.Tensor, title_vec: tf.Tensor | None = None
+                     ) -> tf.Tensor:
+        """Initial decoder state [B, H] from the latent, the form and the title vector."""
+        h0 = self.init_state(self._conditioning(z, form))
+        if title_vec is not None:
+            h0 = h0 + tf.cast(self.title_init(title_vec), h0.dtype)
+        return h0
 
     def decoder_step(self, token: tf.Tensor, state: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                     adapter: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
+                     adapter: Any = None, title_vec: tf.Tensor | None = None
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
         """One decoding step: (logits [B, V] float32, new state [B, H]). Pure tensor ops.
 
-        adapter: a style (model/styles.py: Adapter, or StyleMix for a batch of styles) or None."""
+        adapter: a style (model/styles.py: Adapter, or StyleMix for a batch of styles) or None.
+        title_vec: title_vector() of the rows, or None (a model without titles)."""
         x = self.embed(tf.cast(token, tf.int32))
         cond = self._conditioning(z, form)
         x = tf.concat([x, tf.cast(cond, x.dtype)], axis=-1)
+        if title_vec is not None:
+            x = x + tf.cast(self.title_in(title_vec), x.dtype)
         if adapter is not None:
             x = adapter.adapt_input(x)
         h, _ = self.decoder.cell(x, [state])
@@ -209,22 +245,27 @@ class PoemVAE(keras.Model):
         return (logits if adapter is None else adapter.adapt_logits(h, logits)), h
 
     def decode_hidden(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                      training: bool = False, adapter: Any = None) -> tf.Tensor:
+                      training: bool = False, adapter: Any = None,
+                      title: tf.Tensor | None = None) -> tf.Tensor:
         """Decoder states [B, T, H] for decoder inputs [B, T] (the poem shifted right, from BOS)."""
         x = self.embed(inputs)
         cond = tf.cast(self._conditioning(z, form), x.dtype)
         cond = tf.tile(cond[:, None, :], [1, tf.shape(inputs)[1], 1])
         x = tf.concat([x, cond], axis=-1)
+        title_vec = self.title_vector(title, tf.shape(inputs)[0])
+        if title_vec is not None:
+            x = x + tf.cast(self.title_in(title_vec), x.dtype)[:, None, :]
         if adapter is not None:
             x = adapter.adapt_input(x)
-        h0 = self.decoder_init(z, form)
+        h0 = self.decoder_init(z, form, title_vec)
         seq, _ = self.decoder(x, initial_state=h0, training=training)
         return seq
 
     def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                              training: bool = False, adapter: Any = None) -> tf.Tensor:
+                              training: bool = False, adapter: Any = None,
+                              title: tf.Tensor | None = None) -> tf.Tensor:
         """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
-        h = self.decode_hidden(inputs, z, form, training=training, adapter=adapter)
+        h = self.decode_hidden(inputs, z, form, training=training, adapter=adapter, title=title)
         logits = self.out(h)
         return logits if adapter is None else adapter.adapt_logits(h, tf.cast(logits, tf.float32))
 
@@ -241,13 +282,22 @@ class PoemVAE(keras.Model):
         drop = tf.random.uniform(tf.shape(inputs)) < rate
         return tf.where(drop & ~keep_always, tf.constant(UNK, inputs.dtype), inputs)
 
+    def title_dropout(self, title: tf.Tensor) -> tf.Tensor:
+        """Blank the whole title of a share of poems, so the model also writes without one."""
+        rate = self.config.title_dropout
+        if rate <= 0:
+            return title
+        drop = tf.random.uniform([tf.shape(title)[0], 1]) < rate
+        return tf.where(drop, tf.constant(PAD, title.dtype), title)
+
     def sample_z(self, mu: tf.Tensor, logvar: tf.Tensor, eps: tf.Tensor | None = None) -> tf.Tensor:
         eps = tf.random.normal(tf.shape(mu)) if eps is None else eps
         return mu + tf.exp(0.5 * logvar) * eps
 
     def call(self, inputs: dict, training: bool = False, hidden_only: bool = False,
              eps: tf.Tensor | None = None) -> dict:
-        """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32}.
+        """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32,
+        optionally "title": [B, L] int32 PAD-filled} (the title counts only where config.title_len).
 
         Returns logits [B, T-1, V] for targets tokens[:, 1:], plus mu, logvar, z ([B, 0] for the LM).
         With hidden_only the decoder states [B, T-1, H] come back as "hidden" instead of logits
@@ -257,8 +307,13 @@ class PoemVAE(keras.Model):
         tokens = tf.cast(inputs["tokens"], tf.int32)
         form = tf.cast(inputs["form"], tf.int32)
         dec_in = tokens[:, :-1]
+        title = inputs.get("title") if self.config.title_len else None
+        if title is not None:
+            title = tf.cast(title, tf.int32)
         if training:
             dec_in = self.word_dropout(dec_in, self.config.word_dropout)
+            if title is not None:
+                title = self.title_dropout(title)
         if self.config.use_latent:
             mu, logvar = self.encode(tokens, form, training=training)
             z = self.sample_z(mu, logvar, eps)
@@ -266,9 +321,9 @@ class PoemVAE(keras.Model):
             batch = tf.shape(tokens)[0]
             mu = logvar = z = tf.zeros([batch, 0], tf.float32)
         if hidden_only:
-            hidden = self.decode_hidden(dec_in, z, form, training=training)
+            hidden = self.decode_hidden(dec_in, z, form, training=training, title=title)
             return {"hidden": hidden, "mu": mu, "logvar": logvar, "z": z}
-        logits = self.decode_teacher_forced(dec_in, z, form, training=training)
+        logits = self.decode_teacher_forced(dec_in, z, form, training=training, title=title)
         return {"logits": logits, "mu": mu, "logvar": logvar, "z": z}
 
     def loss_terms(self, inputs: dict, step: int | tf.Tensor, training: bool = False,
@@ -305,7 +360,10 @@ class PoemVAE(keras.Model):
 def dummy_inputs(config: VAEConfig, batch: int = 2, length: int = 8) -> dict:
     tokens = np.full((batch, length), 6 % config.vocab_size, np.int32)
     tokens[:, 0], tokens[:, -1] = BOS, EOS
-    return {"tokens": tokens, "form": np.zeros((batch,), np.int32)}
+    out = {"tokens": tokens, "form": np.zeros((batch,), np.int32)}
+    if config.title_len:
+        out["title"] = np.full((batch, config.title_len), 6 % config.vocab_size, np.int32)
+    return out
 
 
 def build_vae(config: VAEConfig) -> PoemVAE:
@@ -338,7 +396,10 @@ def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
     flat_z = tf.reshape(z, [batch * k, zdim])
     rep_tokens = tf.repeat(tokens, k, axis=0)
     rep_form = tf.repeat(form, k, axis=0)
-    logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form, adapter=adapter)
+    title = inputs.get("title") if model.config.title_len else None
+    rep_title = None if title is None else tf.repeat(tf.cast(title, tf.int32), k, axis=0)
+    logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form, adapter=adapter,
+                                         title=rep_title)
     log_px_z = tf.reshape(-token_nll(logits, rep_tokens[:, 1:]), [batch, k])
     log2pi = math.log(2 * math.pi)
     log_pz = -0.5 * tf.reduce_sum(tf.square(z) + log2pi, axis=2)

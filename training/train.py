@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -119,13 +120,31 @@ def load_corpus_and_vocab(cfg: TrainConfig) -> tuple[Corpus, Vocab]:
     return corpus, vocab
 
 
-def encode_split(corpus: Corpus, vocab: Vocab, split: str, limit: int | None = None,
-                 seed: int = 0) -> dict[int, np.ndarray]:
-    """Token matrices per form id: {form_id: [N_f, seq_len + 2] int32}, BOS..EOS, no padding."""
+def split_rows(corpus: Corpus, split: str, limit: int | None = None, seed: int = 0) -> list[int]:
+    """The split's regular poems, or a seeded sample of limit of them, in corpus order."""
     rows = corpus.indices(split)
     if limit is not None and len(rows) > limit:
         rows = sorted(random.Random(seed).sample(rows, limit))
+    return rows
+
+
+def encode_split(corpus: Corpus, vocab: Vocab, split: str, limit: int | None = None,
+                 seed: int = 0) -> dict[int, np.ndarray]:
+    """Token matrices per form id: {form_id: [N_f, seq_len + 2] int32}, BOS..EOS, no padding."""
+    rows = split_rows(corpus, split, limit, seed)
     return encode_by_form(((corpus.form[i], corpus.lines[i]) for i in rows), vocab)
+
+
+def encode_split_titles(corpus: Corpus, vocab: Vocab, split: str, title_len: int,
+                        limit: int | None = None, seed: int = 0) -> dict[int, np.ndarray]:
+    """The titles of encode_split's poems, row for row: {form_id: [N_f, title_len] int32}."""
+    from model.titles import encode_titles
+
+    rows = split_rows(corpus, split, limit, seed)
+    by_form: dict[int, list[str]] = {}
+    for i in rows:
+        by_form.setdefault(FORM_INDEX[corpus.form[i]], []).append(corpus.title[i])
+    return {f: encode_titles(titles, vocab, title_len) for f, titles in by_form.items()}
 
 
 def encode_by_form(poems: Iterable[tuple[str, list[str]]], vocab: Vocab) -> dict[int, np.ndarray]:
@@ -158,13 +177,17 @@ def epoch_batches(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch
 
 
 def batch_stream(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch: int,
-                 position: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Endless (epoch, position, tokens, forms) from (epoch, position) on."""
+                 position: int, titles: dict[int, np.ndarray] | None = None
+                 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Endless (epoch, position, tokens, forms, titles) from (epoch, position) on; titles are
+    [B, 0] when the data has none."""
     while True:
         batches = epoch_batches(data, batch_size, seed, epoch)
         for pos in range(position, len(batches)):
             form, rows = batches[pos]
-            yield epoch, pos + 1, data[form][rows], np.full(len(rows), form, np.int32)
+            title = (titles[form][rows] if titles is not None
+                     else np.zeros((len(rows), 0), np.int32))
+            yield epoch, pos + 1, data[form][rows], np.full(len(rows), form, np.int32), title
         epoch, position = epoch + 1, 0
 
 
@@ -242,24 +265,46 @@ def write_history(out_dir: Path, init: Path | None) -> Path:
     return path
 
 
-def init_from_folder(model, source: Path) -> None:
-    """Load a saved model's weights into model (same architecture and vocabulary)."""
+def _weight_key(path: str) -> str:
+    """A weight's path without the model's own name and without the counters Keras appends to
+    names already used in the process (poem_vae_1/encoder/forward_gru_1/… → encoder/forward_gru/…)."""
+    return "/".join(re.sub(r"_\d+$", "", part) for part in path.split("/")[1:])
+
+
+def init_from_folder(model, source: Path) -> list[str]:
+    """Load a saved model's weights into model (same vocabulary), matched by name; returns the
+    names of model's weights the source lacks (new layers, e.g. the title's), left as built."""
     from model.vae import load_model
 
     loaded, _, config = load_model(source)
     if config.vocab_size != model.config.vocab_size:
         raise ValueError(f"{source}: vocabulary of {config.vocab_size}, the corpus has "
                          f"{model.config.vocab_size}; rebuild with the same vocabulary")
-    for var, value in zip(model.weights, loaded.weights):
+    values = {_weight_key(w.path): w for w in loaded.weights}
+    new = []
+    for var in model.weights:
+        value = values.pop(_weight_key(var.path), None)
+        if value is None:
+            new.append(var.path)
+            continue
+        if tuple(value.shape) != tuple(var.shape):
+            raise ValueError(f"{source}: {var.path} has shape {tuple(value.shape)}, "
+                             f"the model expects {tuple(var.shape)}")
         var.assign(value)
+    if values:
+        raise ValueError(f"{source}: weights the model has no place for: {sorted(values)}")
+    return new
 
 
 def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: dict,
                 val_data: dict, vocab: Vocab, resume: bool, max_steps: int | None,
-                max_minutes: float, init: Path | None = None) -> dict:
+                max_minutes: float, init: Path | None = None,
+                train_titles: dict | None = None, val_titles: dict | None = None) -> dict:
     """Train one model (VAE or LM) into out_dir; returns its final state dict.
 
     init: a saved model folder to start from when there is no checkpoint to resume.
+    train_titles, val_titles: the poems' titles (encode_split_titles), for a model whose config
+    has title_len; without them such a model trains as if every poem were untitled.
     """
     tf, keras, gpu = _setup_tf(int(cfg.t("seed", 1234)) + (0 if use_latent else 1))
     from model.vae import VAEConfig, beta_at, build_vae, save_model
@@ -298,7 +343,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                 step_var.assign(0)
                 print(f"[train] weights and optimizer state from {source_ckpt}", file=sys.stderr)
             else:
-                init_from_folder(model, init)
+                new = init_from_folder(model, init)
+                if new:
+                    print(f"[train] new weights, not in {init}: {', '.join(new)}", file=sys.stderr)
             state["base_hours"] = prior_hours(init)
             state["init_from"] = str(init)
             print(f"[train] starting from the weights of {init} "
@@ -310,14 +357,23 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     # One signature for every form's length and batch size: each function is traced once per
     # phase, not once or twice per shape (tracing was most of a short run's time). XLA still
     # compiles per concrete shape when it is on.
-    batch_spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32))
+    batch_spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
+                  tf.TensorSpec([None, None], tf.int32))
+    if not mconf.title_len:
+        train_titles = val_titles = None
+
+    def batch_inputs(tokens, forms, titles) -> dict:
+        inputs = {"tokens": tokens, "form": forms}
+        if mconf.title_len:
+            inputs["title"] = titles
+        return inputs
 
     def make_train_step(num_sampled: int):
         @tf.function(input_signature=(*batch_spec, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)),
                      jit_compile=bool(cfg.t("xla", False)))
-        def train_step(tokens, forms, step, beta):
+        def train_step(tokens, forms, titles, step, beta):
             with tf.GradientTape() as tape:
-                terms = model.loss_terms({"tokens": tokens, "form": forms}, step, training=True,
+                terms = model.loss_terms(batch_inputs(tokens, forms, titles), step, training=True,
                                          beta=beta, num_sampled=num_sampled)
                 loss = terms["loss"]
                 if gpu:
@@ -332,8 +388,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     exact_from = float(cfg.t("exact_from", 0.9))
 
     @tf.function(input_signature=(*batch_spec, tf.TensorSpec([None, None], tf.float32)))
-    def eval_step(tokens, forms, eps):
-        return model.loss_terms({"tokens": tokens, "form": forms}, 0, training=False, beta=1.0, eps=eps)
+    def eval_step(tokens, forms, titles, eps):
+        return model.loss_terms(batch_inputs(tokens, forms, titles), 0, training=False, beta=1.0,
+                                eps=eps)
 
 
     def validate() -> dict:
@@ -344,7 +401,10 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
                 # The same draws of z at every validation (common random numbers): early stopping
                 # compares models, not sampling noise, and restored best weights score as they did.
                 eps = tf.random.stateless_normal([len(tok), mconf.latent_dim], seed=[form, start])
-                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)), eps)
+                titles = (val_titles[form][start:start + 256] if val_titles is not None
+                          else np.zeros((len(tok), 0), np.int32))
+                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)),
+                                  tf.constant(titles), eps)
                 totals["rec"] += float(terms["rec"]) * len(tok)
                 totals["kl"] += float(terms["kl"]) * len(tok)
                 totals["chars"] += float(terms["n_tokens"]) * len(tok)
@@ -396,7 +456,8 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     name = "vae" if use_latent else "lm"
     bar = tqdm(total=max_steps or None, initial=int(state["step"]), desc=name, mininterval=10,
                file=sys.stderr, unit="step")
-    stream = batch_stream(train_data, batch_size, seed, int(state["epoch"]), int(state["position"]))
+    stream = batch_stream(train_data, batch_size, seed, int(state["epoch"]), int(state["position"]),
+                          titles=train_titles)
     started = time.monotonic() - float(state["elapsed_s"])
     last_ckpt = time.monotonic()
     acc = {k: 0.0 for k in ("loss", "rec", "kl", "kl_fb", "beta", "n_tokens")}
@@ -418,9 +479,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
             # whatever phase of the annealing cycle the budget ends in.
             beta = (mconf.beta_max if progress >= final_beta_from
                     else float(beta_at(mconf, state["step"])))
-            epoch, position, tokens, forms = next(stream)
+            epoch, position, tokens, forms, titles = next(stream)
             step_fn = exact_step if progress >= exact_from else sampled_step
-            terms = step_fn(tf.constant(tokens), tf.constant(forms),
+            terms = step_fn(tf.constant(tokens), tf.constant(forms), tf.constant(titles),
                             tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
             state["step"] += 1
             state["epoch"], state["position"] = epoch, position
@@ -512,12 +573,20 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
     # val_seed fixes the validation poems across runs, so the curves of continued runs line up.
     val_data = encode_split(corpus, vocab, "val", limit=int(cfg.t("val_poems", 1024)),
                             seed=int(cfg.t("val_seed", seed)))
+    title_len = int(cfg.model.get("title_len", 0))
+    train_titles = val_titles = None
+    if title_len:
+        train_titles = encode_split_titles(corpus, vocab, "train", title_len)
+        val_titles = encode_split_titles(corpus, vocab, "val", title_len,
+                                         limit=int(cfg.t("val_poems", 1024)),
+                                         seed=int(cfg.t("val_seed", seed)))
     del corpus
     n_train = sum(len(m) for m in train_data.values())
     print(f"[train] {n_train} training poems, vocab {len(vocab)}, data ready in "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     vae_state = train_phase(cfg, True, out, train_data, val_data, vocab, resume, max_steps,
-                            float(cfg.t("max_minutes", 60)), init=Path(init) if init else None)
+                            float(cfg.t("max_minutes", 60)), init=Path(init) if init else None,
+                            train_titles=train_titles, val_titles=val_titles)
     if cfg.lm.get("enabled", True):
         lm_steps = cfg.lm.get("steps", "match")
         steps = int(vae_state["step"]) if lm_steps == "match" else int(lm_steps)
