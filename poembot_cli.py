@@ -130,6 +130,21 @@ def corpus_tables(what: str = typer.Argument(..., help="pingshui, tones or all")
     regenerate(what, Path(dist) if dist else None, Path(out) if out else TABLES_DIR)
 
 
+@corpus_app.command("pairs")
+def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to write pairs.npy into")
+                 ) -> None:
+    """The attested character pairs of the built corpus (its training split), by the model's
+    vocabulary, into the model folder: best-of-K's attestation measure (model/rescore.py)."""
+    from model.corpus import Corpus
+    from model.rescore import PAIRS_FILE, PairTable
+    from model.vocab import Vocab
+
+    vocab = Vocab.load(Path(model) / "vocab.json")
+    table = PairTable.from_corpus(Corpus.load(), vocab)
+    table.save(Path(model) / PAIRS_FILE)
+    print(f"{len(table)} attested pairs -> {Path(model) / PAIRS_FILE}")
+
+
 @index_app.command("build")
 def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                 out: Optional[str] = typer.Option(None, help="index folder (default: data dir)"),
@@ -336,7 +351,9 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                  as_json: bool = typer.Option(False, "--json"),
                  model: Optional[str] = typer.Option(None, help="model folder"),
                  tone: str = typer.Option("soft", help="hard | soft | off"),
-                 temperature: float = typer.Option(0.9),
+                 temperature: Optional[float] = typer.Option(
+                     None, help="default: protocol/sampling.py's, as the bot uses"),
+                 title: str = typer.Option("", help="the poem's title, its occasion: 送友人归江南"),
                  style: str = typer.Option("", help="a style adapter's id (poembot generate "
                                            "--style libai); see model/styles/")) -> None:
     """Write poems from the command line."""
@@ -344,7 +361,8 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
 
     raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
                                   seed=seed, traditional=traditional, json_out=as_json,
-                                  model_dir=model, tone=tone, temperature=temperature, style=style))
+                                  model_dir=model, tone=tone, temperature=temperature, style=style,
+                                  title=title))
 
 
 @app.command("worker")

@@ -27,11 +27,12 @@ from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, DAI
                            WORKERS_READY_KEY, alive_since, bots_alive_since, daily_key, delivered_key, enqueued_key,
                            message_key, poem_key, rate_key, recipient_key, seen_key, user_key)
 
+from protocol.sampling import CREATIVITY_TEMPERATURES, DEFAULT_CREATIVITY
+
 log = logging.getLogger(__name__)
 
-# 稳 中 奇. The middle one is GenerateJob's default, the setting `poembot evaluate` measures: with
-# best-of-K choosing the likeliest of 4 candidates, 1.0 keeps the poems as varied as real verse.
-CREATIVITY_TEMPERATURES = (0.8, 1.0, 1.1)
+# 稳 中 奇: protocol/sampling.py's, whose middle one is the default that `poembot generate` and
+# `poembot evaluate` use too.
 # The style registry changes when a worker starts with other adapters; every /poem reads it, so each
 # process keeps its copy this long (a new style shows up within seconds, Redis sees one HGETALL).
 STYLES_CACHE_S = 5.0
@@ -70,7 +71,7 @@ class PoemRecord:
 class UserSettings:
     script: str = "s"                  # "s" simplified | "t" traditional
     form: str | None = None            # None: the bot's default form
-    creativity: int = 1                # index into CREATIVITY_TEMPERATURES
+    creativity: int = DEFAULT_CREATIVITY   # index into CREATIVITY_TEMPERATURES
     style: str = ""                    # default style id for a /poem that names none; "" the base model
 
     @property

@@ -30,6 +30,9 @@ class ProsodyTables:
     # bool[V]: characters a free position may write — those outside GBK (which phone fonts draw
     # as empty boxes) appear only where the user typed them (forced positions). None: all.
     writable: np.ndarray | None = None
+    # bool[V]: characters that may follow themselves (叠字 the corpus writes: 萧萧, 悠悠); a
+    # doubling it never writes (「杖杖」, 「书书」) reads as a stutter. None: all may.
+    doubles: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tone = np.asarray(self.tone, np.int8)
@@ -37,6 +40,9 @@ class ProsodyTables:
         if self.writable is None:
             self.writable = np.ones(self.tone.shape[0], bool)
         self.writable = np.asarray(self.writable, bool)
+        if self.doubles is None:
+            self.doubles = np.ones(self.tone.shape[0], bool)
+        self.doubles = np.asarray(self.doubles, bool)
         if (self.rhyme.shape[1] != self.tone.shape[0] or len(self.groups) != self.rhyme.shape[0]
                 or self.writable.shape != self.tone.shape):
             raise ValueError("tone, rhyme, writable and groups tables disagree in size")
@@ -46,7 +52,7 @@ class ProsodyTables:
         from verse import prosody     # the prosody helper's tables (no TensorFlow)
         groups, member = prosody.ping_rhyme_table(vocab)
         return cls(tone=prosody.tone_mask(vocab), rhyme=member, groups=list(groups),
-                   writable=np.array(vocab.readable_mask()))
+                   writable=np.array(vocab.writable_mask()))
 
     def groups_of(self, token: int) -> np.ndarray:
         return self.rhyme[:, token]

@@ -24,6 +24,8 @@ from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
 from protocol.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
 from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
+from model.rescore import PairTable, ScoreWeights, line_gain, line_spans, load_pairs, unattested_share
+from model.titles import encode_title
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,6 @@ LIKE_NOISE = 0.5            # std of the noise added to a "near these poems" lat
 NOVELTY_RETRIES = 4         # re-decodes of a row that copied a corpus line
 NOVELTY_FILE = "novelty.npy"
 MU_DECIMALS = 4
-# Best-of-K's score (Generator._score). A repeated character costs what a tenth of a nat per
-# character does, so 叠字 such as 萧萧 stay possible.
-REPEAT_PENALTY = 0.1
-# Selecting by log-probability alone favours common characters: measured on the shipped model at
-# K=4 it cut distinct-2 from 0.81 to 0.77 and the judge's NLL of the poems 7.5% below real verse's.
-# The score therefore also credits RARITY_WEIGHT x the mean log frequency-rank of the characters
-# (vocabulary ids are sorted by corpus frequency, so log rank stands in for -log frequency): the
-# kept candidate is the one most likely *for its words*, an MMI-style anti-blandness term.
-RARITY_WEIGHT = 0.6
-THEME_WEIGHT = 1.0          # times the cosine between a themed candidate's μ and the theme centre
 RELAXED_PENALTY = 10.0      # a candidate whose constraints had to be relaxed loses to any other
 COPY_PENALTY = 10.0         # so does one that copied a corpus line (when novelty is asked for)
 
@@ -125,6 +117,9 @@ class ConstrainedDecoder:
         self.rhyme = tf.constant(tables.rhyme.astype(np.float32))                     # [G, V]
         self.rhyme_t = tf.constant(tables.rhyme.T.astype(np.float32))                 # [V, G]
         self.keys = tf.constant(token_keys(vocab_size))                               # [V]
+        # A character right after itself costs a repeat's penalty unless the corpus doubles it.
+        self.double_cost = tf.constant(np.where(tables.doubles, 0.0, -REPEAT_PENALTY_LOGIT)
+                                       .astype(np.float32))                            # [V]
         spec = [
             tf.TensorSpec([None, None], tf.float32),   # z
             tf.TensorSpec([None], tf.int32),           # form
@@ -139,6 +134,7 @@ class ConstrainedDecoder:
             tf.TensorSpec([None], tf.float32),         # min_p
             tf.TensorSpec([None, 2], tf.uint32),       # seeds
             tf.TensorSpec([None], tf.int32),           # style: index into the bank, -1 = base
+            tf.TensorSpec([None, None], tf.int32),     # title: ids, PAD-filled ([B, 0] untitled)
             tf.TensorSpec([], tf.bool),                # with_logp
         ]
         self.jit_compile = jit_compile
@@ -147,11 +143,15 @@ class ConstrainedDecoder:
         self._fn = tf.function(self._decode, input_signature=spec, jit_compile=jit_compile,
                                autograph=False)
 
-    def __call__(self, with_logp: bool = True, **arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(tokens [B, T], relaxed [B], mean log-probability per written character [B]; zeros
-        unless with_logp, which costs a log-sum-exp over the vocabulary per step)."""
-        tokens, relaxed, logp = self._fn(**arrays, with_logp=tf.constant(with_logp))
-        return tokens.numpy(), relaxed.numpy(), logp.numpy()
+    def __call__(self, with_logp: bool = True, **arrays: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens [B, T], relaxed [B], mean log-probability per written character [B], the
+        log-probability of each position [B, T] (0 where forced); the last two are zeros unless
+        with_logp, which costs a log-sum-exp over the vocabulary per step)."""
+        if "title" not in arrays:
+            arrays["title"] = np.zeros((len(arrays["forced"]), 0), np.int32)
+        tokens, relaxed, logp, step_logp = self._fn(**arrays, with_logp=tf.constant(with_logp))
+        return tokens.numpy(), relaxed.numpy(), logp.numpy(), step_logp.numpy()
 
     def _keep(self, p: tf.Tensor, top_p: tf.Tensor, min_p: tf.Tensor, nucleus: tf.Tensor) -> tf.Tensor:
         """Tokens a row may draw: at least min_p times the best's probability, and inside the top_p
@@ -183,7 +183,7 @@ class ConstrainedDecoder:
         return bins >= tf.where(top_p >= 1.0, 0, lowest)[:, None]
 
     def _decode(self, z, form, forced, tone_req, tone_mode, rhyme_pos, groups, cap, temperature, top_p,
-                min_p, seeds, style, with_logp):
+                min_p, seeds, style, title, with_logp):
         B = tf.shape(forced)[0]
         T = tf.shape(forced)[1]
         V = self.vocab_size
@@ -209,16 +209,22 @@ class ConstrainedDecoder:
         adapter = StyleMix(self.styles, style) if self.styles else None
         styled = tf.reduce_any(style >= 0)
 
+        # The title's vector, once per batch (None for a model trained without titles).
+        title_vec = (self.model.title_vector(title, B)
+                     if getattr(self.model.config, "title_len", 0) else None)
+
         def step(prev, state):
             """The decoder's step, through the style adapters only when some row has a style."""
             if adapter is None:
-                return self.model.decoder_step(prev, state, z, form)
-            return tf.cond(styled, lambda: self.model.decoder_step(prev, state, z, form, adapter),
-                           lambda: self.model.decoder_step(prev, state, z, form))
+                return self.model.decoder_step(prev, state, z, form, title_vec=title_vec)
+            return tf.cond(styled,
+                           lambda: self.model.decoder_step(prev, state, z, form, adapter, title_vec),
+                           lambda: self.model.decoder_step(prev, state, z, form, title_vec=title_vec))
 
-        state0 = self.model.decoder_init(z, form)
+        state0 = self.model.decoder_init(z, form, title_vec)
         prev0 = tf.fill([B], tf.constant(BOS, tf.int32))
         out0 = tf.TensorArray(tf.int32, size=T)
+        step_lp0 = tf.TensorArray(tf.float32, size=T)
         relaxed0 = tf.zeros([B], tf.bool)
         groups0 = tf.cast(groups, tf.float32)
         logp0 = tf.zeros([B], tf.float32)
@@ -249,7 +255,9 @@ class ConstrainedDecoder:
             logits, state = step(prev, state)
             f = forced[:, t]
             free = f == FREE
-            penalty = block + penalties(t, grp, rhymed)
+            penalty = tf.tensor_scatter_nd_add(block + penalties(t, grp, rhymed),
+                                               tf.stack([row_ids, prev], axis=1),
+                                               tf.gather(self.double_cost, prev))
             x = logits + penalty
             x = x - tf.reduce_max(x, axis=1, keepdims=True)
             p = tf.exp(tf.cond(tempered, lambda: x * inv_temp[:, None], lambda: x))
@@ -259,10 +267,11 @@ class ConstrainedDecoder:
             tok = tf.where(free, tf.argmax(race, axis=1, output_type=tf.int32), f)
             at = tf.stack([row_ids, tok], axis=1)
             # The model's own log-probability of what it wrote (before penalties and temperature):
-            # best-of-K ranks candidates by its mean.
-            logp = tf.cond(with_logp, lambda: logp + tf.where(
+            # best-of-K ranks candidates by its mean, and the rescorer reads it line by line.
+            step_lp = tf.cond(with_logp, lambda: tf.where(
                 free, tf.gather(logits, tok, batch_dims=1) - tf.reduce_logsumexp(logits, axis=1), 0.0),
-                lambda: logp)
+                lambda: tf.zeros([B], tf.float32))
+            logp = logp + step_lp
             relaxed = relaxed | (free & (tf.gather_nd(penalty, at) < RELAXED_BELOW))
 
             now = (positions == t) & free[:, None]
@@ -274,27 +283,30 @@ class ConstrainedDecoder:
             joins = rhyme_pos[:, t] | ((tone_req[:, t] == ZE_OR_RHYME) & fresh)
             rhymed = tf.where(now & joins[:, None], tok[:, None], rhymed)
             grp = tf.where(joins[:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, written, rhymed, block, grp, relaxed, logp
+            return tok, step_lp, state, written, rhymed, block, grp, relaxed, logp
 
         def copy(t, prev, state, written, rhymed, block, grp, relaxed, logp):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
             _, state = step(prev, state)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, state, written, rhymed, block, grp, relaxed, logp
+            return tok, tf.zeros([B], tf.float32), state, written, rhymed, block, grp, relaxed, logp
 
         def body(t, prev, *carry):
-            *carry, out = carry
-            tok, *carry = tf.cond(tf.reduce_any(forced[:, t] == FREE),
-                                  lambda: sample(t, prev, *carry), lambda: copy(t, prev, *carry))
-            return (t + 1, tok, *carry, out.write(t, tok))
+            *carry, out, step_lps = carry
+            tok, step_lp, *carry = tf.cond(tf.reduce_any(forced[:, t] == FREE),
+                                           lambda: sample(t, prev, *carry),
+                                           lambda: copy(t, prev, *carry))
+            return (t + 1, tok, *carry, out.write(t, tok), step_lps.write(t, step_lp))
 
         loop = tf.while_loop(
             lambda t, *_: t < T, body,
-            (tf.constant(0), prev0, state0, written0, rhymed0, block0, groups0, relaxed0, logp0, out0))
-        relaxed, logp, out = loop[-3], loop[-2], loop[-1]
+            (tf.constant(0), prev0, state0, written0, rhymed0, block0, groups0, relaxed0, logp0, out0,
+             step_lp0))
+        relaxed, logp, out, step_lps = loop[-4], loop[-3], loop[-2], loop[-1]
         n_free = tf.reduce_sum(tf.cast(forced == FREE, tf.float32), axis=1)
-        return tf.transpose(out.stack()), relaxed, logp / tf.maximum(n_free, 1.0)
+        return (tf.transpose(out.stack()), relaxed, logp / tf.maximum(n_free, 1.0),
+                tf.transpose(step_lps.stack()))
 
     def _in_group(self, grp: tf.Tensor, tok: tf.Tensor) -> tf.Tensor:
         """Whether each row's token belongs to one of the row's remaining rhyme groups: [B] bool."""
@@ -319,6 +331,7 @@ class Row:
     best_of: int = 1                    # K: above 1 the decoder accumulates log-probabilities
     theme: np.ndarray | None = None     # the theme's mean μ, when the latent came from one
     style: int = BASE                   # index of the row's style adapter in the bank
+    title: np.ndarray | None = None     # the title's ids (model.titles), for a titled model
 
 
 @dataclass
@@ -327,6 +340,7 @@ class Decoded:
     tokens: np.ndarray                  # int32 [N, T]
     relaxed: np.ndarray                 # bool [N]: a constraint had to give way
     logp: np.ndarray                    # float32 [N]: mean log-probability per written character
+    step_logp: np.ndarray | None = None  # float32 [N, T]: each position's (0 where forced)
 
 
 def row_seeds(seed: int, poem_index: int, attempt: int, candidate: int = 0) -> np.ndarray:
@@ -339,12 +353,15 @@ class Generator:
 
     def __init__(self, model: Any, vocab: Vocab, config: Any, tables: ProsodyTables | None = None,
                  novelty: NoveltyTable | None = None, jit_compile: bool = False,
-                 max_rows: int = 1024, styles: StyleBank | None = None) -> None:
+                 max_rows: int = 1024, styles: StyleBank | None = None,
+                 pairs: PairTable | None = None) -> None:
         self.model = model
         self.styles = styles if styles is not None else StyleBank()
         self.vocab = vocab
         self.config = config
         self.tables = tables if tables is not None else ProsodyTables.from_vocab(vocab)
+        if pairs is not None and tables is None:
+            self.tables.doubles = pairs.doubles()
         self.novelty = novelty
         self.max_rows = max_rows
         self.latent_dim = int(config.latent_dim) if getattr(config, "use_latent", True) else 0
@@ -353,6 +370,13 @@ class Generator:
         self._encode_fn = tf.function(
             lambda tokens, form: model.encode(tokens, form)[0],
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
+        self.title_len = int(getattr(config, "title_len", 0) or 0)
+        self.pairs = pairs
+        self.weights = ScoreWeights()
+        self._alone_fn = tf.function(
+            self._alone_logp, input_signature=[
+                tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32),
+                tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None], tf.int32)])
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -369,7 +393,8 @@ class Generator:
         if novelty:
             table = load_novelty(model_dir, _try_corpus)
         styles = StyleBank.load(styles_dir, config, model_version(model_dir)) if styles_dir else None
-        return cls(model, vocab, config, novelty=table, styles=styles, **kwargs)
+        pairs = load_pairs(model_dir, len(vocab))
+        return cls(model, vocab, config, novelty=table, styles=styles, pairs=pairs, **kwargs)
 
     # --- script conversion --------------------------------------------------------------------
     def to_simplified(self, text: str) -> str:
@@ -414,6 +439,7 @@ class Generator:
         for ji, job in enumerate(jobs):
             if results[ji] is not None:
                 continue
+            title = self._title_ids(job.title)
             try:
                 mine = []
                 for k in range(job.n):
@@ -422,7 +448,7 @@ class Generator:
                     mine += [Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
                                  float(job.top_p), float(job.min_p), job.tone_mode, job.seed, job.novelty,
                                  candidate=c, best_of=job.best_of, theme=centres.get(ji),
-                                 style=self.styles.index(job.style))
+                                 style=self.styles.index(job.style), title=title)
                              for c in range(job.best_of)]
                 rows += mine
             except ValidationError as exc:
@@ -465,32 +491,97 @@ class Generator:
         return keep, scores[keep]
 
     def _score(self, rows: list[Row], lines: list[list[str]], decoded: Decoded) -> np.ndarray:
-        """Best-of-K score per row: the decoder's mean log-probability per written character,
-        plus RARITY_WEIGHT x the characters' mean log frequency-rank, less REPEAT_PENALTY per
-        repeated character, plus THEME_WEIGHT times the cosine between a themed candidate's μ and
-        its theme; relaxed or copied candidates lose to any other.
+        """Best-of-K score per row (weights in model.rescore.ScoreWeights): the decoder's mean
+        log-probability per written character; plus the coherence of its lines (how much each
+        line gains from the ones before it); less the share of unattested character pairs, less a
+        little per repeated character; plus the rarity credit and the theme fit; relaxed or copied
+        candidates lose to any other.
 
         The LM baseline is deliberately not part of it: it is the judge of judge_nll_gen, and a
         selection by the judge would flatter the measure rather than the poems."""
+        w = self.weights
         scores = decoded.logp.astype(np.float64).copy()
+        gains = self._coherence(rows, lines, decoded) if w.coherence else np.zeros(len(rows))
         for i, (row, ls) in enumerate(zip(rows, lines)):
             text = "".join(ls)
-            scores[i] -= REPEAT_PENALTY * (len(text) - len(set(text)))
-            if text:
+            scores[i] -= w.repeat * (len(text) - len(set(text)))
+            scores[i] += w.coherence * gains[i]
+            if w.unattested:
+                ids = [[self.vocab.id(c) for c in line] for line in ls]
+                scores[i] -= w.unattested * unattested_share(self.pairs, ids)
+            if text and w.rarity:
                 ranks = [max(self.vocab.id(c) - N_SPECIALS + 1, 1) for c in text]
-                scores[i] += RARITY_WEIGHT * float(np.mean(np.log(ranks)))
+                scores[i] += w.rarity * float(np.mean(np.log(ranks)))
             if decoded.relaxed[i]:
                 scores[i] -= RELAXED_PENALTY
             if row.novelty and self._copied(row, ls):
                 scores[i] -= COPY_PENALTY
         themed = [i for i, r in enumerate(rows) if r.theme is not None]
-        if themed and self.latent_dim:
+        if themed and self.latent_dim and w.theme:
             mus = self.encode_lines([lines[i] for i in themed], [rows[i].plan.form.name for i in themed])
             for k, i in enumerate(themed):
                 centre = rows[i].theme
                 cos = float(mus[k] @ centre / (np.linalg.norm(mus[k]) * np.linalg.norm(centre) + 1e-9))
-                scores[i] += THEME_WEIGHT * cos
+                scores[i] += w.theme * cos
         return scores
+
+    def _coherence(self, rows: list[Row], lines: list[list[str]], decoded: Decoded) -> np.ndarray:
+        """model.rescore.line_gain of every row: its lines' log-probabilities in the poem (from the
+        decoding loop) against each line decoded alone as an opening line (one teacher-forced pass).
+        A styled row's alone pass runs on the base decoder: the K candidates of one poem share the
+        style, so the ranking among them is what counts."""
+        gains = np.zeros(len(rows))
+        if decoded.step_logp is None or not any(r.best_of > 1 for r in rows):
+            return gains
+        seqs, owners = [], []
+        for i, (row, ls) in enumerate(zip(rows, lines)):
+            form = row.plan.form
+            if row.best_of <= 1 or len(ls) != form.n_lines:
+                continue
+            for k in range(1, form.n_lines):
+                seqs.append(self.vocab.encode_lines([ls[k]])[:-1])   # BOS, the line, its mark
+                owners.append((i, k))
+        if not seqs:
+            return gains
+        alone = np.zeros((len(seqs), max(len(s) for s in seqs) - 1), np.float32)
+        for start in range(0, len(seqs), self.max_rows):
+            chunk = seqs[start:start + self.max_rows]
+            B = _bucket(len(chunk))
+            T = max(len(s) for s in chunk)
+            toks = np.full((B, T), PAD, np.int32)
+            for b, s in enumerate(chunk):
+                toks[b, :len(s)] = s
+            mine = [rows[owners[start + b][0]] for b in range(len(chunk))]
+            mine += [mine[-1]] * (B - len(chunk))
+            z = np.stack([r.z for r in mine]).astype(np.float32).reshape(B, self.latent_dim)
+            form = np.array([FORM_INDEX[r.plan.form.name] for r in mine], np.int32)
+            lp = self._alone_fn(tf.constant(toks), tf.constant(z), tf.constant(form),
+                                tf.constant(self._titles(mine))).numpy()
+            alone[start:start + len(chunk), :lp.shape[1]] = lp[:len(chunk)]
+        by_row: dict[int, dict[int, np.ndarray]] = {}
+        for (i, k), lp in zip(owners, alone):
+            by_row.setdefault(i, {})[k] = lp
+        for i, alone_lines in by_row.items():
+            form = rows[i].plan.form
+            L = form.line_len
+            spans = line_spans(L, form.n_lines)
+            context = np.stack([decoded.step_logp[i, a:b] for a, b in spans])
+            free = np.stack([rows[i].plan.forced[a:b] == FREE for a, b in spans])
+            solo = np.zeros_like(context)
+            for k, lp in alone_lines.items():
+                solo[k] = lp[:L]
+            gains[i] = line_gain(context, solo, free)
+        return gains
+
+    def _alone_logp(self, tokens: tf.Tensor, z: tf.Tensor, form: tf.Tensor, title: tf.Tensor
+                    ) -> tf.Tensor:
+        """Log-probability [N, T-1] of tokens[:, 1:] as the opening of a poem of latent z."""
+        title_in = title if self.title_len else None
+        logits = self.model.decode_teacher_forced(tokens[:, :-1], z, form, title=title_in)
+        logits = tf.cast(logits, tf.float32)
+        target = tokens[:, 1:]
+        picked = tf.gather(logits, target, batch_dims=2)
+        return picked - tf.reduce_logsumexp(logits, axis=-1)
 
     def _latents(self, jobs: Sequence[GenerateJob], results: list[Result | None]
                  ) -> tuple[list[list[np.ndarray]], dict[int, np.ndarray]]:
@@ -594,18 +685,21 @@ class Generator:
         toks = np.full((len(rows), T_all), PAD, np.int32)
         relaxed = np.zeros(len(rows), bool)
         logp = np.zeros(len(rows), np.float32)
+        step_logp = np.zeros((len(rows), T_all), np.float32)
         # Rows of one length decode together, so a chunk of short forms does not run long forms' steps.
         order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
         for start in range(0, len(order), self.max_rows):
             idx = order[start:start + self.max_rows]
-            t, rel, lp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx], with_logp)
+            t, rel, lp, slp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx],
+                                                 with_logp)
             toks[idx, :t.shape[1]] = t
             relaxed[idx] = rel
             logp[idx] = lp
-        return Decoded(toks, relaxed, logp)
+            step_logp[idx, :slp.shape[1]] = slp
+        return Decoded(toks, relaxed, logp, step_logp)
 
     def _decode_chunk(self, chunk: list[Row], attempts: list[int], with_logp: bool
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(chunk)
         B = _bucket(n)
         padded = chunk + [chunk[-1]] * (B - n)        # copies of a real row: always satisfiable
@@ -625,9 +719,25 @@ class Generator:
             seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate)
                             for r, a in zip(padded, att)]),
             style=np.array([r.style for r in padded], np.int32),
+            title=self._titles(padded),
         )
-        t, rel, lp = self.decoder(with_logp=with_logp, **feeds)
-        return t[:n], rel[:n], lp[:n]
+        t, rel, lp, slp = self.decoder(with_logp=with_logp, **feeds)
+        return t[:n], rel[:n], lp[:n], slp[:n]
+
+    def _titles(self, rows: list[Row]) -> np.ndarray:
+        """The rows' title ids [B, title_len] ([B, 0] for a model without titles)."""
+        length = self.title_len
+        out = np.full((len(rows), length), PAD, np.int32)
+        for b, r in enumerate(rows):
+            if length and r.title is not None:
+                out[b] = r.title[:length]
+        return out
+
+    def _title_ids(self, title: str) -> np.ndarray | None:
+        """A job's title as the model reads it, or None (untitled, or a model without titles)."""
+        if not self.title_len or not title:
+            return None
+        return encode_title(self.to_simplified(title), self.vocab, self.title_len)
 
     def _copied(self, row: Row, lines: list[str]) -> bool:
         if self.novelty is None:

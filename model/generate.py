@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from protocol.jobs import MAX_N, GenerateJob
 from protocol.paths import PRETRAINED_DIR
+from protocol.sampling import DEFAULT as SAMPLING
 from protocol.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,14 @@ def job_sizes(n: int) -> list[int]:
 def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[str] = "",
                  like: list[str] | str | None = None, n: int = 1, seed: int | None = None,
                  traditional: bool = False, json_out: bool = False, model_dir: str | Path | None = None,
-                 tone: str = "soft", rhyme: str = "pingshui", temperature: float = 0.9, top_p: float = 0.95,
-                 max_repeat: int = 2, novelty: bool = True, fixed: dict[int, str] | None = None,
-                 style: str = "", out: TextIO | None = None, err: TextIO | None = None) -> int:
+                 tone: str = "soft", rhyme: str = "pingshui", temperature: float | None = None,
+                 top_p: float | None = None, max_repeat: int = 2, novelty: bool = True,
+                 fixed: dict[int, str] | None = None, style: str = "", title: str = "",
+                 out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Print n poems (plain text, or a JSON list with --json); return the process exit code.
 
     keywords: a list, or one string split on spaces/commas into words ("春风 明月").
+    temperature, top_p: None takes protocol/sampling.py's defaults, as the bot does.
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -92,9 +95,11 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     # One seed makes the whole run reproducible: job k of the run draws from seed + k.
     jobs = [GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
                         n=size, seed=None if seed is None else seed + k, traditional=traditional,
-                        tone_mode=tone, rhyme=rhyme, temperature=temperature, top_p=top_p,
+                        tone_mode=tone, rhyme=rhyme,
+                        temperature=SAMPLING.temperature if temperature is None else temperature,
+                        top_p=SAMPLING.top_p if top_p is None else top_p,
                         max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}),
-                        style=style)
+                        style=style, title=title)
             for k, size in enumerate(job_sizes(n))]
 
     generator = load_generator(model_dir)     # TensorFlow loads here, after the cheap checks

@@ -26,6 +26,30 @@ def in_gbk(char: str) -> bool:
     return True
 
 
+# Marks the corpus uses for characters lost from a poem; never written by the model.
+PLACEHOLDERS = frozenset("□■〇○◻︎◻")
+# Characters jp2t rewrites that are ordinary Chinese characters in their own right (予 "I", 欠
+# "owe", 弁 "cap", 翻, 芸 "rue", 褒 "praise"), not Japanese forms.
+CHINESE_TOO = frozenset("予欠弁翻芸褒")
+
+
+def japanese_variants(chars: Iterable[str]) -> set[str]:
+    """The characters of chars that are Japanese forms (shinjitai) of another character of chars,
+    once both are made simplified (OpenCC jp2t, then t2s): 髪 → 髮 → 发."""
+    import opencc
+
+    jp2t, t2s = opencc.OpenCC("jp2t").convert, opencc.OpenCC("t2s").convert
+    known = set(chars)
+    out = set()
+    for c in known:
+        if len(c) != 1 or c in CHINESE_TOO:
+            continue
+        traditional = jp2t(c)
+        if traditional != c and (standard := t2s(traditional)) != c and standard in known:
+            out.add(c)
+    return out
+
+
 def readable_form(simplified: str, traditional: str) -> str:
     """simplified, except that each character outside GBK keeps its traditional spelling from the
     aligned traditional text when that one is in GBK (𬬻 → 鑪). Texts of unequal length (a phrase
@@ -96,6 +120,15 @@ class Vocab:
     def readable_mask(self) -> "list[bool]":
         """Per id: a character most fonts can draw (in GBK). Specials count as not readable."""
         return [i >= N_SPECIALS and in_gbk(c) for i, c in enumerate(self.chars)]
+
+    def writable_mask(self) -> "list[bool]":
+        """Per id: a character the decoder may write unasked — readable, not a placeholder (the
+        corpus writes a lost character as □), and not a Japanese form of a character the
+        vocabulary also holds (髪 for 发, 歳 for 岁: the corpus keeps some, and one in a simplified
+        poem marks it as machine-made). A user may still type any of them (forced positions)."""
+        variants = japanese_variants(self.chars)
+        return [ok and c not in PLACEHOLDERS and c not in variants
+                for ok, c in zip(self.readable_mask(), self.chars)]
 
     def readable(self) -> tuple["Vocab", dict[str, str]]:
         """The same ids with each character outside GBK renamed to its traditional form (OpenCC

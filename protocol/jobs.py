@@ -12,6 +12,7 @@ from typing import Any, Callable, Collection, Literal, Union
 
 from verse.forms import FORMS, cut_lines, normalise_form_name
 from protocol.keys import JOB_FIELD, RESULT_FIELD
+from protocol.sampling import DEFAULT as SAMPLING
 
 PROTOCOL_VERSION = 1
 
@@ -23,10 +24,11 @@ RHYME_MODES: tuple[str, ...] = ("pingshui", "none")
 # Limits that keep one request from monopolising a batch or a message.
 MAX_N = 10
 # Best-of-K: each poem is sampled K times in the same batch and the best candidate kept
-# (model/decode.py, Generator._select). The default comes from the quality/throughput curve in
-# benchmarks/README.md; a job may ask for 1 (fastest) up to MAX_BEST_OF.
-DEFAULT_BEST_OF = 4
+# (model/decode.py, Generator._select; the default in protocol/sampling.py); a job may ask for 1
+# (fastest) up to MAX_BEST_OF.
+DEFAULT_BEST_OF = SAMPLING.best_of
 MAX_BEST_OF = 16
+MAX_TITLE_CHARS = 24          # a title names an occasion: 送友人归江南, 秋夜, 大雪
 MAX_KEYWORDS = 6
 MAX_LIKE_TEXTS = 8
 MAX_TEXT_CHARS = 400          # one like-text or one encode text
@@ -82,18 +84,18 @@ class GenerateJob:
     rhyme: RhymeMode = "pingshui"
     novelty: bool = True                                 # no line copied from the training corpus
     max_repeat: int = 2                                  # most times one character may appear
-    temperature: float = 1.0          # with best-of-K (benchmarks/README.md: the measured default)
-    # Truncation: min-p keeps tokens at least min_p times as likely as the best (one compare per
-    # step); top-p < 1 adds the nucleus, a histogram that costs a fifth of a step. Measured on the
-    # shipped model at K=4 (benchmarks/README.md): min-p 0.001 reads as top-p 0.95 did (judge ratio
-    # 0.97 vs 0.96, distinct-2 0.84 vs 0.84) at 1.27x the poems/s; min-p 0.02 was much blander.
-    top_p: float = 1.0
-    min_p: float = 0.001
+    # Sampling: the defaults are protocol/sampling.py's. Truncation: min-p keeps tokens at least
+    # min_p times as likely as the best (one compare per step); top-p < 1 adds the nucleus, a
+    # histogram that costs a fifth of a step.
+    temperature: float = SAMPLING.temperature
+    top_p: float = SAMPLING.top_p
+    min_p: float = SAMPLING.min_p
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted
     best_of: int = DEFAULT_BEST_OF                       # candidates sampled per poem (best kept)
     style: str = ""                    # a style adapter's id (model/styles/ID.npz); "" = the base
+    title: str = ""                    # the poem's occasion (送友人, 秋夜); a titled model writes to it
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
 
@@ -320,6 +322,10 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
     if styles is not None and job.style:
         _check(job.style in styles, E_UNKNOWN_STYLE,
                f"no style {job.style!r}; the styles are: {', '.join(sorted(styles)) or 'none'}")
+    _check(isinstance(job.title, str), E_INVALID, "title must be text")
+    job.title = conv(clean_text(job.title))
+    _check(len(job.title) <= MAX_TITLE_CHARS, E_INVALID,
+           f"a title has at most {MAX_TITLE_CHARS} characters")
     if job.latent is not None:
         _check(isinstance(job.latent, list) and 0 < len(job.latent) <= MAX_LATENT_DIM
                and all(isinstance(x, (int, float)) for x in job.latent), E_INVALID,

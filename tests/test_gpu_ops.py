@@ -179,12 +179,18 @@ GPU_KERNEL_OPS: dict[tuple[str, str], str] = {
     ("Tanh", "T=float32"): DEVICE,
     # list_kernels.cc
     ("TensorListReserve", "element_dtype=int32 shape_type=int32"): DEVICE,
+    # list_kernels.cc (every GPU type; the per-position log-probabilities the rescorer reads)
+    ("TensorListReserve", "element_dtype=float32 shape_type=int32"): DEVICE,
+    ("TensorListSetItem", "element_dtype=float32"): DEVICE,
+    ("TensorListStack", "element_dtype=float32"): DEVICE,
     # list_kernels.cc
     ("TensorListSetItem", "element_dtype=int32"): DEVICE,
     # list_kernels.cc
     ("TensorListStack", "element_dtype=int32"): DEVICE,
     # scatter_nd_op.cc
     ("TensorScatterAdd", "T=int32 Tindices=int32"): HOST,  # DEVICE_DEFAULT
+    # scatter_nd_op.cc (TF_CALL_GPU_NUMBER_TYPES: the doubled-character penalty)
+    ("TensorScatterAdd", "T=float32 Tindices=int32"): DEVICE,
     # scatter_nd_op.cc
     ("TensorScatterMax", "T=int32 Tindices=int32"): HOST,  # DEVICE_DEFAULT
     # scatter_nd_op.cc
@@ -193,6 +199,7 @@ GPU_KERNEL_OPS: dict[tuple[str, str], str] = {
     ("Tile", "T=int32 Tmultiples=int32"): DEVICE,
     # transpose_op.cc
     ("Transpose", "T=int32 Tperm=int32"): DEVICE,
+    ("Transpose", "T=float32 Tperm=int32"): DEVICE,
     # functional_ops.cc
     ("While", ""): DEVICE,  # DEVICE_DEFAULT
 }
