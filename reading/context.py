@@ -108,6 +108,7 @@ RULES: tuple[Rule, ...] = (
     Rule("着", "", "[花意衣色力手眼墨鞭处地叶枝]", "zhuó", "着花, 着意: to put forth, to apply"),
     Rule("着", "[睡不找]", "", "zháo", "睡不着: to succeed in"),
     # 曲: a tune (qǔ); bent (qū).
+    Rule("曲", "九", "", "qū", "九曲黄河: winding"),
     Rule("曲", "", "[径折江水池岸栏槛巷房屏沼尺肱阑港直院坊阜项]", "qū", "曲径, 曲江: bent, winding"),
     Rule("曲", "[弯委歪盘]", "", "qū", "弯曲: bent"),
     Rule("曲", "", "[终中罢调声子词谱牌]", "qǔ", "曲终, 曲中: a tune"),
@@ -205,7 +206,7 @@ RULES: tuple[Rule, ...] = (
     # 荷: to carry on the shoulder.
     Rule("荷", "", "[锄戈担戟笠蓑]", "hè", "荷锄: to carry"),
     # 饮: to water (a horse).
-    Rule("饮", "", "[马牛]", "yìn", "饮马: to water a horse"),
+    Rule("饮", "", "[马牛君之汝]", "yìn", "饮马, 饮君酒: to water, to give to drink"),
     # 观: a Taoist temple.
     Rule("观", "[道寺宫玄楼台]", "", "guàn", "道观: a Taoist temple"),
     # 省: to reflect, to recognise.
@@ -245,6 +246,7 @@ RULES: tuple[Rule, ...] = (
     # 大: 大夫.
     Rule("大", "", "夫", "dài", "大夫: an official"),
     # 曾: a great-grandchild.
+    Rule("曾", "[何未不几谁也犹已]", "", "céng", "何曾, 未曾: ever"),
     Rule("曾", "", "[孙祖]", "zēng", "曾孙: great-grandchild"),
 )
 

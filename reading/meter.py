@@ -103,8 +103,12 @@ def analyse(lines: list[str], skip: frozenset[str] | set[str] = frozenset()) -> 
     fit, known, first, pats = scored[0]
     if known < MIN_KNOWN or fit < MIN_FIT * known:
         return None
-    # Where the best patterns tie (does the first line rhyme?) keep only what they agree on.
+    # Where the best patterns tie on whether the first line rhymes (its last character cannot
+    # vote), take the habit of the form: a 七言 first line usually rhymes, a 五言 one usually not.
+    # Other ties keep only what the tied patterns agree on.
     tied = [s[3] for s in scored if s[0] == fit]
+    if len(tied) == 2 and tied[0][1:] == tied[1][1:]:
+        tied = [p for p in tied if (p[0][n - 1] == PING) == (n == 7)]
     slots: list[list[str | None]] = []
     for k in range(len(lines)):
         row: list[str | None] = [None] * n
