@@ -181,3 +181,13 @@ def test_each_context_rule_reads_its_own_example(rule):
 def test_every_rule_reading_is_in_the_table():
     for rule in RULES:
         assert rule.char in table() and table()[rule.char].find(rule.reading), rule
+
+
+def test_the_tables_ship_with_the_package():
+    # The bot's image installs poembot without its source tree: reading/data must be package data.
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "data/*" in pyproject["tool"]["setuptools"]["package-data"]["reading"]
+    for name in ("polyphones.tsv", "meter.tsv", "lexicon.tsv"):
+        assert (Path(__file__).parent.parent / "reading" / "data" / name).stat().st_size < 300_000
