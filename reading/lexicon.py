@@ -18,8 +18,12 @@ VERSE_BONUS = 0.15        # per log2 of a word's count in verse: 长江 (2^9) fa
 @lru_cache(maxsize=1)
 def verse_words() -> dict[str, int]:
     """Word -> floor(log2(count in verse)), read once."""
+    return parse(resources.files("reading").joinpath("data/lexicon.tsv").read_text(encoding="utf-8"))
+
+
+def parse(text: str) -> dict[str, int]:
+    """Word -> bucket from the text of a lexicon.tsv."""
     out: dict[str, int] = {}
-    text = resources.files("reading").joinpath("data/lexicon.tsv").read_text(encoding="utf-8")
     for line in text.splitlines():
         if line and not line.startswith("#"):
             bucket, words = line.split("\t")

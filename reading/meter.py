@@ -32,9 +32,13 @@ class Tables:
 @lru_cache(maxsize=1)
 def tables() -> Tables:
     """reading/data/meter.tsv, read once."""
+    return parse_tables(resources.files("reading").joinpath("data/meter.tsv").read_text(encoding="utf-8"))
+
+
+def parse_tables(text: str) -> Tables:
+    """Tables from the text of a meter.tsv."""
     tone: dict[str, str] = {}
     groups: dict[str, set[str]] = {}
-    text = resources.files("reading").joinpath("data/meter.tsv").read_text(encoding="utf-8")
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
