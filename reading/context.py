@@ -41,11 +41,12 @@ RULES: tuple[Rule, ...] = (
     Rule("朝", "", "[辞发来雨暮夕晖霞露阳日饮餐食朝]", "zhāo", "朝辞, 朝发, 朝雨: in the morning"),
     Rule("朝", "[今明一终崇元清连诘朝]", "", "zhāo", "今朝, 明朝, 一朝: a morning, a day"),
     # 行: a row after a number or in a file of geese; otherwise to go.
+    Rule("行", "", "[李人客路役旅]", "xíng", "行李, 行人: to travel (数行李 is luggage, not rows)"),
     Rule("行", f"[{NUMERALS}雁成分作满]", "", "háng", "一行白鹭, 两行泪, 雁行: a row, a line"),
     Rule("行", "", "[列伍]", "háng", "行列: a row"),
     # 重: again / layers, against heavy.
-    Rule("重", "", "[阳九重来游到见逢回寻开上过入叠门楼峦山围城霄泉关]", "chóng",
-         "重阳, 重来, 重门: again, layered"),
+    Rule("重", "", "[阳九重来游到见逢回寻开上过入叠门楼峦山围城霄泉关相凭理看听论问拾整题归返修经温岩衾檐阴帘幕渊波嶂峰]",
+         "chóng", "重阳, 重来, 重门: again, layered"),
     Rule("重", f"[{NUMERALS}九]", "", "chóng", "万重山, 九重: layers"),
     Rule("重", "[露花雪霜意情珍贵轻厚深沉负郑尊]", "", "zhòng", "露重, 花重, 珍重: heavy, weighty"),
     # 长: grow, elder.
@@ -53,7 +54,7 @@ RULES: tuple[Rule, ...] = (
     Rule("长", "", "[大者老幼官子成]", "zhǎng", "长大, 长者, 长老: grown, elder"),
     Rule("长", "", "精神", "zhǎng", "长精神: to raise the spirits"),
     # 为: for (wèi) before a person or a question word; to be / to act otherwise.
-    Rule("为", "", "[谁君我汝尔伊他渠卿何国民子妾有探]", "wèi", "为谁, 为君, 为我: for"),
+    Rule("为", "", "[谁君我汝尔伊他渠卿何国民子妾有探公己报问底]", "wèi", "为谁, 为君, 为我: for"),
     Rule("为", "[因只皆专]", "", "wèi", "因为, 只为: because of"),
     # 笼: a cage as a noun, to envelop as a verb.
     Rule("笼", "[樊鸟金灯熏竹入出在玉雕牢]", "", "lóng", "樊笼, 金笼: a cage"),
