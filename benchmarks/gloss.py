@@ -2,6 +2,10 @@
 poems (250 per form, default settings) and 1,000 real test-split poems, plus how long a gloss
 takes. Characters without one are still shown with their pinyin.
 
+The gloss reads each poem whole (rhyme, 平仄 pattern, verse words, context rules: reading.pinyin),
+so the time per poem includes choosing among polyphones' readings; the report counts how each
+polyphone's reading was chosen and records the machine's load average while it ran.
+
 Prints one JSON object, then a one-line summary. `python -m benchmarks.gloss [--model DIR]`.
 """
 from __future__ import annotations
@@ -21,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def coverage(poems: list[list[str]]) -> dict:
-    from reading.gloss import gloss
+    """Glossed share of characters, time per poem, and how polyphones were read, over `poems`."""
+    from reading.gloss import dictionary, gloss
+    from reading.pinyin import read_poem
 
     glossed = total = 0
     missing: Counter = Counter()
@@ -32,9 +38,15 @@ def coverage(poems: list[list[str]]) -> dict:
         glossed, total = glossed + a, total + b
         missing.update(c for row in g.lines for w in row if not w.gloss for c in w.text)
     seconds = time.perf_counter() - started
+    # Untimed: why each polyphone read as it did (rhyme, meter, context, word, default).
+    words = dictionary()
+    reasons: Counter = Counter(c.why for lines in poems
+                               for row in read_poem(lines, [words.segment(x) for x in lines])
+                               for c in row if c.why != "pypinyin")
     return {"poems": len(poems), "chars": total, "glossed_share": round(glossed / max(total, 1), 4),
             "ms_per_poem": round(1000 * seconds / max(len(poems), 1), 2),
-            "unglossed_top": "".join(c for c, _ in missing.most_common(20))}
+            "unglossed_top": "".join(c for c, _ in missing.most_common(20)),
+            "polyphones_by_reason": dict(reasons.most_common())}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,12 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
             for k in range(a.per_form // 10)]
     generated = [p["lines"] for r in generator.generate(jobs) for p in r.poems]
     report = {"benchmark": "gloss", "model": a.model, "generated": coverage(generated),
-              "real": coverage(real)}
+              "real": coverage(real), "load_average": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(report, ensure_ascii=False))
     g, r = report["generated"], report["real"]
     print(f"gloss: {100 * g['glossed_share']:.1f}% of {g['chars']} generated characters and "
           f"{100 * r['glossed_share']:.1f}% of {r['chars']} real ones have a gloss; "
-          f"{g['ms_per_poem']} ms per poem")
+          f"{g['ms_per_poem']} ms per poem (load average {report['load_average'][0]})")
     return report
 
 
