@@ -239,5 +239,6 @@ def poem_card(lines: list[str], form: str, request: dict | None = None, traditio
     note = "藏头" if req.get("acrostic") else ("仿作" if req.get("like_texts") else "")
     if req.get("style"):        # written in a poet's manner: 七绝·仿李白
         note = "·".join(x for x in (note, "仿" + str(req.get("style_title") or req["style"])) if x)
-    title = title or str(req.get("acrostic") or "") or "·".join(req.get("keywords") or [])
+    title = (title or str(req.get("title") or "") or str(req.get("acrostic") or "")
+             or "·".join(req.get("keywords") or []))
     return Card(lines=list(lines), form=form, title=title, note=note, day=day, traditional=traditional)

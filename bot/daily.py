@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from telegram.ext import Application, ContextTypes
 
+from bot.occasions import occasion_of
 from bot.runtime import Runtime
 from verse.forms import FORM_NAMES
 from protocol.jobs import GenerateJob
@@ -36,11 +37,14 @@ def due_slot(rt: Runtime, now: datetime) -> datetime | None:
 
 
 def daily_job(day: date, forced: bool = False) -> GenerateJob:
-    # The form rotates with the date so subscribers see all four over a week.
+    """The day's poem: its form rotates with the date so subscribers see all four over a week,
+    and its title is the day's occasion (冬至, 除夕, 中秋; else a title of the season)."""
     form = FORM_NAMES[day.toordinal() % len(FORM_NAMES)]
-    return GenerateJob(form=form,
+    title = occasion_of(day).title
+    return GenerateJob(form=form, title=title,
                        reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
-                              "request": {"form": form, "keywords": [], "acrostic": "", "like_texts": []}})
+                              "request": {"form": form, "keywords": [], "acrostic": "", "like_texts": [],
+                                          "title": title}})
 
 
 async def fire_daily(rt: Runtime, now: datetime | None = None, force: bool = False) -> bool:

@@ -432,7 +432,8 @@ class Broadcasts:
         await state.save_poem(record)
         date = str(result.reply.get("date") or "")
         png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
-                                       title=t("zh", "daily_card_title")))
+                                       title=str((record.request or {}).get("title") or "")
+                                       or t("zh", "daily_card_title")))
         photo: bytes | str | None = png            # after the first upload, its file_id
         texts: dict[str, str] = {}                 # by language: the same for every chat of one
         sent: list[tuple[int, int, str]] = []      # (chat, message, poem) not yet recorded

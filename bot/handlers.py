@@ -280,7 +280,7 @@ def request_of(record: PoemRecord) -> PoemRequest:
     return PoemRequest(form=record.form if record.form in FORMS else req.get("form") or None,
                        keywords=list(req.get("keywords") or []), acrostic=str(req.get("acrostic") or ""),
                        like_texts=list(req.get("like_texts") or []), style=str(req.get("style") or ""),
-                       style_title=str(req.get("style_title") or ""))
+                       style_title=str(req.get("style_title") or ""), title=str(req.get("title") or ""))
 
 
 async def _edit_markup(update: Update, markup: Any) -> None:

@@ -8,13 +8,16 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, Style, StyleBook, is_famous_poet,
-                        split_prefix, style_key, style_names)
+from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, TITLE_PREFIXES, Style, StyleBook,
+                        is_famous_poet, split_prefix, style_key, style_names)
 from verse.forms import FORMS, is_han, normalise_form_name
-from protocol.jobs import IGNORED_CHARS, MAX_KEYWORDS
+from protocol.jobs import IGNORED_CHARS, MAX_KEYWORDS, MAX_TITLE_CHARS
 
 MAX_ARG_CHARS = 40          # after dropping spaces: more is not a theme but a paste
 MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
+# A theme word longer than this names an occasion (送友人归江南), not a phrase to set in a line:
+# it becomes the poem's title only. Shorter words are the title and must appear in the poem.
+MAX_KEYWORD_CHARS = 4
 ACROSTIC_WORDS = {"藏头", "藏頭", "acrostic"}
 # Typing-friendly names for the forms, for people without a Chinese keyboard at hand.
 PINYIN_FORMS = {"wujue": "五绝", "qijue": "七绝", "wulv": "五律", "qilv": "七律", "wulu": "五律",
@@ -46,6 +49,7 @@ class PoemRequest:
     like_texts: list[str] = field(default_factory=list)
     style: str | None = None                # a style id; "" the base model; None: the user's default
     style_title: str = ""                   # how the style is shown (李白), set with style
+    title: str = ""                         # the poem's occasion: 题:送别, or the theme words
 
     def resolved_form(self, default_form: str) -> str:
         """The form to write: the one asked for, else one long enough for the acrostic."""
@@ -145,10 +149,17 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
             raise ParseError("two_styles", first=named.name, second=new.name)
         named = new
 
+    title_parts: list[str] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         i += 1
+        title = split_prefix(tok, TITLE_PREFIXES)
+        if title is not None:                  # 题:送友人 (or 题: 送友人)
+            if not title and i < len(tokens):
+                title, i = tokens[i], i + 1
+            title_parts.append(title)
+            continue
         form = form_of_token(tok)
         if form is not None:
             request.form = form
@@ -206,9 +217,14 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
         limit = FORMS[request.form].n_lines if request.form else MAX_ACROSTIC
         if len(request.acrostic) > limit:
             raise ParseError("acrostic_too_long", limit=limit)
-    request.keywords = [w for w in (_han_only(w) for w in words) if w]
+    words = [w for w in (_han_only(w) for w in words) if w]
+    request.keywords = [w for w in words if len(w) <= MAX_KEYWORD_CHARS]
     if len(request.keywords) > MAX_KEYWORDS:
         raise ParseError("too_many_keywords", limit=MAX_KEYWORDS)
+    # The title: what the user named as one, else their theme words (/poem 秋夜, /poem 送友人归江南).
+    request.title = _han_only("".join(title_parts)) if title_parts else "".join(words)
+    if len(request.title) > MAX_TITLE_CHARS:
+        raise ParseError("title_too_long", limit=MAX_TITLE_CHARS)
     return request
 
 

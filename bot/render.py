@@ -48,9 +48,14 @@ def prosody_note(poem: dict[str, Any], lang: str) -> str:
 
 
 def request_label(request: dict[str, Any], lang: str) -> str:
-    """What was asked for, shown after the form: the theme words, the acrostic, or 仿作."""
+    """What was asked for, shown after the form: the title (《秋夜》), the acrostic, the theme
+    words, or 仿作."""
+    title = "《" + str(request["title"]) + "》" if request.get("title") else ""
     if request.get("acrostic"):
-        return ("藏头「" if lang != EN else "acrostic “") + request["acrostic"] + ("」" if lang != EN else "”")
+        acrostic = ("藏头「" if lang != EN else "acrostic “") + request["acrostic"] + ("」" if lang != EN else "”")
+        return " ".join(x for x in (title, acrostic) if x)
+    if title:
+        return title
     if request.get("keywords"):
         return " ".join(request["keywords"])
     if request.get("like_texts"):

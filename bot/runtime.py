@@ -113,13 +113,14 @@ class Runtime:
         job = GenerateJob(chat_id=chat_id, user_id=user_id, form=form, acrostic=request.acrostic,
                           keywords=list(request.keywords), fixed_lines=dict(fixed_lines or {}),
                           like_texts=list(request.like_texts), temperature=settings.temperature,
-                          seed=seed, style=request.style or "")
+                          seed=seed, style=request.style or "", title=request.title)
         validate_generate(job, chars=self.can_write if self.chars is not None else None,
                           to_simplified=to_simplified)
         job.reply = {"chat_id": chat_id, "user_id": user_id, "lang": lang, "reply_to": reply_to,
                      "purpose": purpose, "trad": settings.traditional,
                      "request": {"form": job.form, "keywords": job.keywords, "acrostic": job.acrostic,
                                  "like_texts": job.like_texts, "style": job.style,
+                                 "title": job.title,
                                  "style_title": request.style_title if job.style else ""},
                      **(extra or {})}
         return job

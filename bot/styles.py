@@ -55,6 +55,7 @@ FAMOUS_POETS: dict[str, str] = {
 # Written before a name to say "this is a style" (风格:李白, style:libai) or "this is a theme" (主题:屈原).
 STYLE_PREFIXES = ("风格", "style")
 THEME_PREFIXES = ("主题", "theme")
+TITLE_PREFIXES = ("题", "題", "题目", "題目", "title")
 IMITATE = "仿"              # 仿李白: in the manner of 李白
 BASE_WORDS = {"无", "none", "base", "本色"}     # 风格:无 asks for the base model explicitly
 _FOLD = re.compile(r"[\s\-_·・.．'’]+")

@@ -84,7 +84,7 @@ async def test_poem_shows_typing_then_replies_with_buttons(emu, redis_url, stand
 async def test_poem_variants_reach_the_worker_as_constraints(emu, redis_url, stand_in) -> None:
     async with running_bot(make_config(emu, redis_url)):
         _, call = await ask_poem(emu, ALICE, "/poem 春风")
-        assert "春风" in "".join(verse_lines(call.text)) and "七绝 · 春风" in call.text
+        assert "春风" in "".join(verse_lines(call.text)) and "七绝 · 《春风》" in call.text
 
         _, call = await ask_poem(emu, ALICE, "/poem 五律 明月")
         lines = verse_lines(call.text)
@@ -234,6 +234,21 @@ async def test_settings_buttons_change_script_form_and_creativity(emu, redis_url
     assert stand_in.jobs[-1].form == "五律" and stand_in.jobs[-1].temperature == CREATIVITY_TEMPERATURES[2]
 
 
+async def test_an_occasion_becomes_the_title(emu, redis_url, stand_in) -> None:
+    """/poem 送友人归江南: words too long for a line are the poem's title, not a phrase to set in it;
+    short theme words are the title and must appear; 题: names a title alone."""
+    chars = frozenset("春风明月山水云花江天人日秋夜雨青白高远长清红千万一夏冬送友归南")
+    async with running_bot(make_config(emu, redis_url), chars=chars):
+        _, call = await ask_poem(emu, ALICE, "/poem 五绝 送友人归江南")
+        job = stand_in.jobs[-1]
+        assert (job.title, job.keywords) == ("送友人归江南", []) and "五绝 · 《送友人归江南》" in call.text
+        _, call = await ask_poem(emu, ALICE, "/poem 秋夜")
+        assert (stand_in.jobs[-1].title, stand_in.jobs[-1].keywords) == ("秋夜", ["秋夜"])
+        _, call = await ask_poem(emu, ALICE, "/poem 题:江南春 明月")
+        assert (stand_in.jobs[-1].title, stand_in.jobs[-1].keywords) == ("江南春", ["明月"])
+        assert "《江南春》" in call.text
+
+
 async def test_bad_inputs_get_answers_in_the_users_language(emu, redis_url, stand_in) -> None:
     chars = frozenset("春风明月山水云花江天人日秋夜雨青白高远长清红千万一夏冬")
     async with running_bot(make_config(emu, redis_url), chars=chars):
@@ -245,7 +260,8 @@ async def test_bad_inputs_get_answers_in_the_users_language(emu, redis_url, stan
             (ALICE, "/poem 龘", "模型不会写这些字：龘"),
             (BOB, "/acrostic", "An acrostic needs"),
             (ALICE, "/poem 五绝 藏头 春夏秋冬春", "藏头最多 4 个字"),
-            (ALICE, "/poem 五绝 春风明月夜雨", "比一句诗（5 个字）还长"),
+            (ALICE, "/poem 题:" + "春" * 25, "题目太长了：最多 24 个字"),
+            (BOB, "/poem title:" + "春" * 25, "The title is too long"),
             (ALICE, "hello", "/poem 春风"),
             (BOB, "/daily sometimes", "Usage: /daily on"),
         ]

@@ -386,7 +386,7 @@ async def test_poem_in_a_style_is_labelled_and_another_keeps_the_style(emu, redi
         poem = await ask(emu, ALICE, "/poem 李白 明月")
         lines = verse_lines(poem.text)
         assert len(lines) == 4 and all(len(x) == 7 for x in lines) and "明月" in "".join(lines)
-        assert "— 仿李白" in poem.text and "七绝 · 明月" in poem.text and check_html(poem.text) is None
+        assert "— 仿李白" in poem.text and "七绝 · 《明月》" in poem.text and check_html(poem.text) is None
         assert styled.jobs[-1].style == "libai" and styled.jobs[-1].keywords == ["明月"]
 
         poem2 = await ask(emu, BOB, "/poem 杜甫 七律 秋兴")
