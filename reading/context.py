@@ -98,7 +98,7 @@ RULES: tuple[Rule, ...] = (
     Rule("少", "[年老阔恶]", "", "shào", "年少, 老少: young"),
     # 好: to like.
     Rule("好", "", "[奇学古客色道读事胜酒]", "hào", "好奇, 好学: to be fond of"),
-    Rule("好", "[爱嗜所同雅偏喜]", "", "hào", "爱好, 嗜好: to be fond of"),
+    Rule("好", "[爱嗜所同雅偏喜惟唯颇性素]", "", "hào", "爱好, 惟好静: to be fond of"),
     # 处: a place (chù) after these; to dwell / to handle (chǔ).
     Rule("处", "[何无深高是此别到远尽随去来处某住]", "", "chù", "何处, 无处: a place"),
     Rule("处", "", "[世事士置理分身女]", "chǔ", "处世, 处士: to dwell, to handle"),
@@ -108,12 +108,13 @@ RULES: tuple[Rule, ...] = (
     # 着: to wear, to apply (zhuó) in verse; 睡不着 zháo.
     Rule("着", "", "[花意衣色力手眼墨鞭处地叶枝]", "zhuó", "着花, 着意: to put forth, to apply"),
     Rule("着", "[睡不找]", "", "zháo", "睡不着: to succeed in"),
-    # 曲: a tune (qǔ); bent (qū).
+    # 曲: a tune (qǔ) after these; a bend (qū) otherwise, as in 江曲, 水曲, 曲陌.
     Rule("曲", "九", "", "qū", "九曲黄河: winding"),
     Rule("曲", "", "[径折江水池岸栏槛巷房屏沼尺肱阑港直院坊阜项]", "qū", "曲径, 曲江: bent, winding"),
     Rule("曲", "[弯委歪盘]", "", "qū", "弯曲: bent"),
     Rule("曲", "", "[终中罢调声子词谱牌]", "qǔ", "曲终, 曲中: a tune"),
-    Rule("曲", f"[{NUMERALS}新古歌清妙羌琴小度奏唱听此名舞艳雅俗心]", "", "qǔ", "一曲, 新曲: a tune"),
+    Rule("曲", f"[{NUMERALS}新古歌清妙羌琴小度奏唱听此名舞艳雅俗心关笛箫凉怨词弦声商筝乐]", "", "qǔ",
+         "一曲, 新曲, 阳关曲: a tune"),
     # 觉: a sleep.
     Rule("觉", "[一睡午好大]", "", "jiào", "一觉, 睡觉: a sleep"),
     # 载: a year after a number.
@@ -155,7 +156,7 @@ RULES: tuple[Rule, ...] = (
     Rule("传", "", "[记舍]", "zhuàn", "传记: a biography"),
     # 兴: mood, zest.
     Rule("兴", "[高乘逸诗酒雅余尽清幽豪遣游归即助发感秋]", "", "xìng", "乘兴, 逸兴: zest, mood"),
-    Rule("兴", "", "[致趣味会]", "xìng", "兴致: zest"),
+    Rule("兴", "", "[致趣味会来尽阑酣]", "xìng", "兴致, 兴来: zest, the mood"),
     # 强: to force oneself.
     Rule("强", "[勉]", "", "qiǎng", "勉强: reluctantly"),
     Rule("强", "", "[颜欲饮笑说登自作求起扶持留]", "qiǎng", "强颜, 强欲: to force oneself"),
@@ -211,7 +212,7 @@ RULES: tuple[Rule, ...] = (
     # 观: a Taoist temple.
     Rule("观", "[道寺宫玄楼台]", "", "guàn", "道观: a Taoist temple"),
     # 省: to reflect, to recognise.
-    Rule("省", "[反自内三深猛发不]", "", "xǐng", "反省: to reflect"),
+    Rule("省", "[反自内三深猛发不谁未曾细常难]", "", "xǐng", "反省, 谁省: to reflect, to heed"),
     Rule("省", "", "[识亲悟]", "xǐng", "省识: to recognise"),
     # 乐: music.
     Rule("乐", "", "[府曲器章工声舞奏律师坊伎人]", "yuè", "乐府, 乐曲: music"),

@@ -119,6 +119,10 @@ def analyse(lines: list[str], skip: frozenset[str] | set[str] = frozenset()) -> 
         for p in fixed:
             tones = {pat[k][p] for pat in tied}
             row[p] = tones.pop() if len(tones) == 1 else None
+        # A C line (平平平仄仄) is as often written 平平仄平仄, the accepted 特拗 (烦君最相警: 相 xiāng),
+        # so its next-to-last position is not fixed after all.
+        if all(pat[k] == line_pattern("C", n) for pat in tied):
+            row[n - 2] = None
         slots.append(row)
     kept = [all(t.tone.get(c) in (None, slot) or c in skip for c, slot in zip(line, row) if slot)
             for line, row in zip(lines, slots)]

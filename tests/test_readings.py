@@ -83,11 +83,12 @@ def test_textbook_readings_of_the_canon():
 
 
 def test_lines_the_rules_were_not_tuned_on():
-    # Written after the rules were fitted to readings.tsv: 86.5% at first sight (32/37), against
-    # 75.7% for the previous aid; the general fixes it prompted (九曲, 何曾, 饮君酒, a 七言 first
-    # line rhymes) raise it, so the bar here is the first-sight figure's neighbourhood.
+    # Written in two batches after the rules were fitted to readings.tsv and measured at first
+    # sight: 32/37 and 74/83 (88.3% of 120), against 71.7% for the previous aid. The general fixes
+    # each batch prompted (九曲, 何曾, 饮君酒, a 七言 first line rhymes; 曲 a bend by default, the
+    # 平平仄平仄 特拗, 兴来, 谁省) raise it; the bar stays near the first-sight figure.
     right, total, misses = score(HELD_OUT)
-    assert total >= 30
+    assert total >= 100
     assert right / total >= 0.9, "\n".join(misses)
 
 
