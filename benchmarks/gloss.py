@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> dict:
     from model.decode import Generator
     from verse.forms import FORM_NAMES
     from protocol.jobs import GenerateJob
-    from reading.gloss import dictionary
+    from reading.gloss import warm_up
 
-    dictionary()                                   # loaded once, not timed per poem
+    warm_up()                      # dictionary and verse tables loaded once, not timed per poem
     corpus = Corpus.load()
     rng = np.random.default_rng(0)
     real = []

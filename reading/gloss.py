@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from reading import lexicon
+from reading.meter import tables as meter_tables
 from reading.pinyin import VERSE_READINGS, _pypinyin, read_poem  # noqa: F401 (VERSE_READINGS: API)
 from reading.pinyin import numbered as to_numbered
 from reading.polyphones import table as polyphone_table
@@ -137,12 +138,13 @@ def dictionary() -> Dictionary:
 
 
 def warm_up() -> None:
-    """Load CC-CEDICT and pypinyin's tables now (seconds on a busy 2-core machine), so the first
-    📖 after a start does not wait for them."""
+    """Load CC-CEDICT, pypinyin's tables and the verse tables now (seconds on a busy 2-core
+    machine), so the first 📖 after a start does not wait for them."""
     dictionary()
     _pypinyin()
     lexicon.verse_words()
     polyphone_table()
+    meter_tables()
 
 
 def readings(line: str, words: Dictionary | None = None) -> tuple[list[str], list[str]]:
