@@ -39,6 +39,7 @@ class Choice:
 
 @lru_cache(maxsize=1)
 def _pypinyin():
+    """pypinyin, imported once, with the verse readings of 还 and 尽 as its single-character defaults."""
     import pypinyin
 
     pypinyin.load_single_dict({ord(c): r for c, r in VERSE_READINGS.items()})
@@ -70,7 +71,8 @@ def numbered(marked: str) -> str:
         else:
             out.append(ch)
     plain = "".join(out)
-    return plain + tone if plain.isascii() and plain.isalpha() or ":" in plain else plain
+    letters = plain.replace(":", "")
+    return plain + tone if letters.isascii() and letters.isalpha() else plain   # not □ or 1
 
 
 def _word_readings(segments: list[str]) -> list[str]:
