@@ -66,9 +66,11 @@ class Gloss:
 class Dictionary:
     """Simplified headword → entries, read once from the CC-CEDICT file."""
 
-    def __init__(self, words: dict[str, list[Entry]], variants: dict[str, str] | None = None) -> None:
+    def __init__(self, words: dict[str, list[Entry]], variants: dict[str, str] | None = None,
+                 simplify: dict[str, str] | None = None) -> None:
         self.words = words
         self.variants = variants or {}       # 疎 → 疏: a variant form glossed as its standard one
+        self.simplify = simplify or {}       # 還 → 还: a traditional character read as its simplified one
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Dictionary":
@@ -77,6 +79,7 @@ class Dictionary:
         words: dict[str, list[Entry]] = {}
         traditional: dict[str, list[Entry]] = {}
         variants: dict[str, str] = {}
+        pairs: dict[str, set[str]] = {}
         for line in text.splitlines():
             m = _LINE.match(line)
             if not m or line.startswith("#"):
@@ -84,6 +87,10 @@ class Dictionary:
             trad, simp, pinyin, senses = m.groups()
             if len(simp) > MAX_WORD:
                 continue
+            if len(trad) == len(simp):
+                for t, c in zip(trad, simp):
+                    if t != c:
+                        pairs.setdefault(t, set()).add(c)
             kept = tuple(s for s in senses.split("/") if s and not _SKIP_SENSE.match(s))
             if kept:
                 entry = Entry(pinyin.lower(), kept, proper=pinyin[:1].isupper())
@@ -96,9 +103,20 @@ class Dictionary:
                 for key in (simp, trad):           # 疎 疏 "variant of 疏": 疎 reads as 疏
                     if m and m.group(1) != key:
                         variants.setdefault(key, m.group(1))
+        heads = {c for w in words for c in w}
+        # Only a character that is never itself a simplified headword, with one simplified form:
+        # 乾 (乾坤) and 後/后 pairs that simplified text also uses are left alone.
+        # Old spellings listed as variants (疎, 鴈) keep their "= 疏" gloss.
+        simplify = {t: next(iter(cs)) for t, cs in pairs.items()
+                    if len(cs) == 1 and t not in heads and t not in variants}
         for trad, entries in traditional.items():
             words.setdefault(trad, entries)
-        return cls(words, variants)
+        return cls(words, variants, simplify)
+
+    def simplified(self, line: str) -> str:
+        """The line with its traditional characters in simplified form, character for character,
+        so the verse tables (simplified) read a traditional poem too: 還 as 还, 長 as 长."""
+        return "".join(self.simplify.get(c, c) for c in line)
 
     def segment(self, line: str) -> list[str]:
         """Dictionary words as verse cuts them (reading.lexicon); a character the dictionary lacks
@@ -159,13 +177,14 @@ def gloss(lines: list[str], words: Dictionary | None = None) -> Gloss:
     """Each line segmented into dictionary words with readings and short glosses; the whole poem
     is read together, so its rhyme and 平仄 pattern choose among a character's readings."""
     words = words or dictionary()
-    segments = [words.segment(line) for line in lines]
+    plain = [words.simplified(line) for line in lines]
+    segments = [words.segment(line) for line in plain]
     out = Gloss()
-    for line, cut, chosen in zip(lines, segments, read_poem(lines, segments)):
+    for line, cut, chosen in zip(lines, segments, read_poem(plain, segments)):
         row, i = [], 0
         for w in cut:
             n = len(w)
-            row.append(Word(w, " ".join(c.marked for c in chosen[i:i + n]),
+            row.append(Word(line[i:i + n], " ".join(c.marked for c in chosen[i:i + n]),
                             words.senses(w, " ".join(c.numbered for c in chosen[i:i + n]))))
             i += n
         out.lines.append(row)

@@ -73,3 +73,14 @@ def test_old_variant_spellings_are_glossed_as_their_standard_form():
 
 def test_common_words_come_before_names_of_the_same_reading():
     assert gloss(["水清"]).lines[0][-1].gloss.startswith("clear")       # not the Qing dynasty
+
+
+def test_a_traditional_poem_reads_as_its_simplified_form():
+    # The verse tables are simplified: 還 reads as 还 (huán, not pypinyin's hái), 長江 as 长江.
+    poem = ["朝辭白帝彩雲間", "千里江陵一日還", "兩岸猿聲啼不住", "輕舟已過萬重山"]
+    g = gloss(poem)
+    assert [(w.text, w.pinyin) for w in g.lines[0]][0] == ("朝", "zhāo")
+    assert ("還", "huán") in [(w.text, w.pinyin) for w in g.lines[1]]
+    assert ("重", "chóng") in [(w.text, w.pinyin) for w in g.lines[3]]
+    assert "".join(w.text for w in g.lines[2]) == poem[2]          # shown as written
+    assert ("長江", "cháng jiāng") in words("唯見長江天際流")
