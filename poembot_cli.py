@@ -23,6 +23,9 @@ font_app = typer.Typer(help="The fonts of poem cards.", no_args_is_help=True)
 app.add_typer(font_app, name="font")
 card_app = typer.Typer(help="Poem cards (PNG, vertical type).", no_args_is_help=True)
 app.add_typer(card_app, name="card")
+tunes_app = typer.Typer(help="The 词谱 learned from the ci corpus: tunes (词牌), their forms, rhymes and 平仄.",
+                        no_args_is_help=True)
+app.add_typer(tunes_app, name="tunes")
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
@@ -66,13 +69,17 @@ def corpus_fetch(source: str = typer.Option(
 def corpus_build(if_stale: bool = typer.Option(
         False, "--if-stale", help="skip when a build of the current format already exists")) -> None:
     """Parse, clean, classify, split and build the vocabulary."""
+    from model.ci_corpus import is_current as ci_is_current
+    from training.build_ci import build_ci
     from training.build_corpus import build, is_current
 
-    if if_stale and is_current():
+    poems_current = if_stale and is_current()
+    if poems_current and ci_is_current():
         typer.echo("corpus already built (use `poembot corpus build` to rebuild)")
         return
     try:
-        summary = build()
+        summary = {} if poems_current else build()
+        summary["ci"] = build_ci()       # the ci (词) go to their own file, ci.json.gz
     except FileNotFoundError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary, ensure_ascii=False, indent=1))
@@ -449,6 +456,60 @@ def health_cmd(role: str = typer.Option("bot", help="bot | worker")) -> None:
     if problem:
         _fail(problem)
     typer.echo("ok")
+
+
+@tunes_app.command("learn")
+def tunes_learn(corpus: Optional[str] = typer.Option(None, help="the built corpus folder (default: the data "
+                                                     "dir's; `poembot corpus build` writes ci.json.gz)"),
+                out: Optional[str] = typer.Option(None, help="where to write (default verse/data/tunes.json)"),
+                min_poems: int = typer.Option(40, help="learn the tunes with at least this many ci")) -> None:
+    """Learn the 词谱 from the ci corpus and write the committed table (tune patterns, no poems)."""
+    from training.learn_tunes import compare_with_cilin, learn, samples_from_corpus, write
+    from verse.tunes import TUNES_PATH
+
+    try:
+        samples = samples_from_corpus(Path(corpus) if corpus else None)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    table = learn(samples, min_poems=min_poems)
+    check = compare_with_cilin(table.rhymes)
+    path = Path(out) if out else TUNES_PATH
+    write(table, path, check={k: v for k, v in check.items() if k != "differences"})
+    typer.echo(f"wrote {path}: {len(table)} tunes, {len(table.rhymes.parts)} rhyme parts; against 词林正韵: "
+               f"precision {check['precision']}, recall {check['recall']} over pairs of 平水韵 groups")
+    for diff in check["differences"]:
+        typer.echo(f"  {diff['cilin']} {'+'.join(diff['groups'])}: learned "
+                   f"{' | '.join('+'.join(p) for p in diff['learned'])}")
+
+
+@tunes_app.command("list")
+def tunes_list(as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+               table: Optional[str] = typer.Option(None, help="another tunes.json")) -> None:
+    """Every learned tune: name, ci in the corpus, forms, the main form's share and shape."""
+    from verse.tunes import load
+
+    tunes = load(Path(table) if table else None).tunes
+    if as_json:
+        typer.echo(json.dumps([{"name": t.name, "poems": t.poems, "forms": len(t.forms), "share": t.main.share,
+                                "pattern": t.main.pattern(), "rhyme_kind": t.main.rhyme_kind} for t in tunes],
+                              ensure_ascii=False))
+        return
+    for t in tunes:
+        typer.echo(f"{t.name}\t{t.poems}\t{len(t.forms)} form{'s' if len(t.forms) > 1 else ''}\t"
+                   f"{t.main.share:.0%}\t{t.main.pattern()}\t{t.main.rhyme_kind}")
+
+
+@tunes_app.command("show")
+def tunes_show(name: str = typer.Argument(..., help="a tune's name or alias, simplified or traditional"),
+               as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+               table: Optional[str] = typer.Option(None, help="another tunes.json")) -> None:
+    """A tune's forms: per line its length, rhyme (韵, with its tone and 换韵 set) and 平仄 (中 = 可平可仄)."""
+    from verse.tunes import load, render
+
+    tune = load(Path(table) if table else None).get(name)
+    if tune is None:
+        _fail(f"no learned tune {name!r} (`poembot tunes list` lists them)")
+    typer.echo(json.dumps(tune.to_json(), ensure_ascii=False, indent=1) if as_json else render(tune))
 
 
 def main() -> None:
