@@ -6,7 +6,8 @@ share, the LM judge's NLL ratio (generated / real) and c2st accuracy with the sa
 K=1 is the baseline. Prints one JSON object, then a one-line summary per setting.
 
 `python -m benchmarks.best_of --model model/pretrained --n 400 --settings 1,4,4:0.3,8:0.3,4:0.6:1:1:0.05`
-(a setting is K[:rarity weight[:temperature[:top_p[:min_p]]]]). `--no-c2st` leaves out the classifier,
+(a setting is K[:rarity weight[:temperature[:top_p[:min_p]]]]; the other score weights are
+model.rescore.ScoreWeights' defaults). `--no-c2st` leaves out the classifier,
 the one slow measure, for a quick look at a sampler.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = parser.parse_args(argv)
 
     import model.decode as decode
+    from model.rescore import ScoreWeights
     import training.evaluate as evaluate
     from protocol.jobs import GenerateJob
     from model.vae import load_model
@@ -49,11 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
     for spec in a.settings.split(","):
         parts = spec.split(":")
         k = int(parts[0])
-        rarity = float(parts[1]) if len(parts) > 1 else decode.RARITY_WEIGHT
+        rarity = float(parts[1]) if len(parts) > 1 else ScoreWeights().rarity
         temp = float(parts[2]) if len(parts) > 2 else defaults.temperature
         top_p = float(parts[3]) if len(parts) > 3 else defaults.top_p
         min_p = float(parts[4]) if len(parts) > 4 else defaults.min_p
-        decode.RARITY_WEIGHT = rarity
+        decode.ScoreWeights = functools.partial(ScoreWeights, rarity=rarity)
         evaluate.GenerateJob = functools.partial(GenerateJob, temperature=temp, top_p=top_p, min_p=min_p)
         m, s = evaluate.constrained_section(model, vocab, config, root, corpus, a.n, 0, train_lines,
                                             best_of=k)

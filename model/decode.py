@@ -632,7 +632,7 @@ class Generator:
                 elif ji in centres:
                     z = centres[ji] + LIKE_NOISE * rng.standard_normal(self.latent_dim)
                 else:
-                    z = rng.standard_normal(self.latent_dim)
+                    z = float(job.latent_scale) * rng.standard_normal(self.latent_dim)
                 out[ji].append(np.asarray(z, np.float32))
         return out, centres
 

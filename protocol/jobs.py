@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Collection, Literal, Union
 
-from verse.forms import FORMS, cut_lines, normalise_form_name
+from verse.forms import FORMS, cut_lines, is_han, normalise_form_name
 from protocol.keys import JOB_FIELD, RESULT_FIELD
 from protocol.sampling import DEFAULT as SAMPLING
 
@@ -50,6 +50,8 @@ E_DEAD_LETTER = "dead_letter"       # failed on every delivery; moved to the dea
 E_INTERNAL = "internal"             # the worker failed while decoding
 E_NO_MODEL = "no_model"
 E_UNKNOWN_STYLE = "unknown_style"   # a style no worker has (the message lists those it has)
+E_COUPLET_LENGTH = "couplet_length"  # a 上联 shorter or longer than COUPLET_LENGTHS
+E_NO_COUPLET_MODEL = "no_couplet_model"  # the worker serves poems but has no couplet model
 
 
 class JobFormatError(ValueError):
@@ -90,6 +92,7 @@ class GenerateJob:
     temperature: float = SAMPLING.temperature
     top_p: float = SAMPLING.top_p
     min_p: float = SAMPLING.min_p
+    latent_scale: float = SAMPLING.latent_scale          # spread of a latent drawn from the prior
     seed: int | None = None                              # None: the worker draws one and reports it
     traditional: bool = False                            # reply in traditional characters
     n: int = 1                                           # poems wanted
@@ -112,8 +115,34 @@ class EncodeJob:
     kind = "encode"
 
 
-Job = Union[GenerateJob, EncodeJob]
-JOB_KINDS: dict[str, type] = {"generate": GenerateJob, "encode": EncodeJob}
+# Couplets (对联): a 上联 of 4 to 11 characters; shorter is a phrase, longer is prose.
+COUPLET_LENGTHS = (4, 11)
+MAX_COUPLET_N = 5                 # 下联 candidates returned for one 上联
+MAX_COUPLET_SAMPLES = 64          # candidates sampled before rescoring (best_of)
+DEFAULT_COUPLET_SAMPLES = 24
+MAX_COUPLET_THEME = 4             # theme words of a /couplet 春 … request
+
+
+@dataclass
+class CoupletJob:
+    """A 下联 for a 上联 (first), or a whole 春联 from theme words (first empty): both lines and a 横批."""
+    job_id: str = field(default_factory=new_job_id)
+    first: str = ""                                      # the 上联; "" asks the worker to write one
+    theme: list[str] = field(default_factory=list)       # words the written 上联 should hold (春 mode)
+    spring: bool = False                                 # a 春联: the 上联 written from theme words
+    n: int = 3                                           # distinct 下联 wanted, best first
+    best_of: int = DEFAULT_COUPLET_SAMPLES               # candidates sampled before rescoring
+    temperature: float = SAMPLING.temperature
+    seed: int | None = None
+    traditional: bool = False
+    created_at: float = field(default_factory=time.time)
+    reply: dict[str, Any] = field(default_factory=dict)
+
+    kind = "couplet"
+
+
+Job = Union[GenerateJob, EncodeJob, CoupletJob]
+JOB_KINDS: dict[str, type] = {"generate": GenerateJob, "encode": EncodeJob, "couplet": CoupletJob}
 
 
 @dataclass
@@ -195,7 +224,7 @@ def job_from_json(text: str | bytes) -> Job:
 
 
 def result_to_json(result: Result) -> str:
-    # Result.kind is the kind of job it answers ("generate" | "encode").
+    # Result.kind is the kind of job it answers ("generate" | "encode" | "couplet").
     return _payload(result, None)
 
 
@@ -322,6 +351,8 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
     if styles is not None and job.style:
         _check(job.style in styles, E_UNKNOWN_STYLE,
                f"no style {job.style!r}; the styles are: {', '.join(sorted(styles)) or 'none'}")
+    _check(isinstance(job.latent_scale, (int, float)) and 0.0 <= job.latent_scale <= 2.0, E_INVALID,
+           "latent_scale must be between 0 and 2")
     _check(isinstance(job.title, str), E_INVALID, "title must be text")
     job.title = conv(clean_text(job.title))
     _check(len(job.title) <= MAX_TITLE_CHARS, E_INVALID,
@@ -396,8 +427,47 @@ def validate_encode(job: EncodeJob) -> EncodeJob:
     return job
 
 
+def is_han_text(text: str) -> bool:
+    """Only CJK ideographs (what a 上联 may hold once punctuation and spaces are dropped)."""
+    return bool(text) and all(is_han(c) for c in text)
+
+
+def validate_couplet(job: CoupletJob, to_simplified: Callable[[str], str] | None = None) -> CoupletJob:
+    """Normalise and check a couplet request; raise ValidationError with a user-facing message."""
+    conv = to_simplified or (lambda s: s)
+    _check(isinstance(job.first, str), E_INVALID, "first must be text")
+    _check(_strings(job.theme) and len(job.theme) <= MAX_COUPLET_THEME, E_INVALID,
+           f"at most {MAX_COUPLET_THEME} theme words")
+    _check(isinstance(job.spring, bool), E_INVALID, "spring must be true or false")
+    _check(isinstance(job.n, int) and 1 <= job.n <= MAX_COUPLET_N, E_INVALID,
+           f"n must be between 1 and {MAX_COUPLET_N}")
+    _check(isinstance(job.best_of, int) and job.n <= job.best_of <= MAX_COUPLET_SAMPLES, E_INVALID,
+           f"best_of must be between n and {MAX_COUPLET_SAMPLES}")
+    lo, hi = TEMPERATURE_RANGE
+    _check(isinstance(job.temperature, (int, float)) and lo <= job.temperature <= hi, E_INVALID,
+           f"temperature must be between {lo} and {hi}")
+    _check(job.seed is None or (isinstance(job.seed, int) and 0 <= job.seed < 2**63), E_INVALID,
+           "seed must be a non-negative integer")
+    job.first = conv(clean_text(job.first))
+    job.theme = [w for w in (conv(clean_text(w)) for w in job.theme) if w]
+    if job.first:
+        _check(is_han_text(job.first), E_INVALID,
+               f"a 上联 is written in Chinese characters only, not {job.first!r}")
+        shortest, longest = COUPLET_LENGTHS
+        _check(shortest <= len(job.first) <= longest, E_COUPLET_LENGTH,
+               f"a 上联 has {shortest} to {longest} characters; this one has {len(job.first)}")
+    else:
+        _check(job.spring, E_INVALID, "give a 上联, or ask for a 春联 with theme words")
+        for w in job.theme:
+            _check(is_han_text(w) and len(w) <= 4, E_INVALID,
+                   f"a theme word is one to four Chinese characters, not {w!r}")
+    return job
+
+
 def validate_job(job: Job, chars: Callable[[str], bool] | None = None,
                  to_simplified: Callable[[str], str] | None = None) -> Job:
     if isinstance(job, GenerateJob):
         return validate_generate(job, chars, to_simplified)
+    if isinstance(job, CoupletJob):
+        return validate_couplet(job, to_simplified)
     return validate_encode(job)

@@ -16,9 +16,13 @@ class Sampling:
     top_p: float            # nucleus; 1.0 = off (it costs a fifth of a decoding step)
     min_p: float            # keep tokens at least min_p times as likely as the best
     best_of: int            # K candidates per poem, the best by model.rescore's score kept
+    # The spread of a latent drawn from the prior, N(0, latent_scale²): below 1 the poem comes from
+    # nearer the centre of the poems the model knows, and a title, not the latent, says what it is
+    # about (at 1.0 the latent's content drowned the title's).
+    latent_scale: float
 
 
-DEFAULT = Sampling(temperature=0.8, top_p=1.0, min_p=0.01, best_of=6)
+DEFAULT = Sampling(temperature=0.8, top_p=1.0, min_p=0.01, best_of=6, latent_scale=0.5)
 
 # The bot's /settings "creativity": 稳健, 适中 (the default), 奔放.
 CREATIVITY_TEMPERATURES: tuple[float, ...] = (0.7, DEFAULT.temperature, 0.95)

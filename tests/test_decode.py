@@ -191,11 +191,17 @@ def test_novelty_table_round_trip(tmp_path) -> None:
 def test_latent_sources_steer_the_poem(tiny_generator) -> None:
     z = [3.0] * 8
     given = tiny_generator.generate([GenerateJob(form="七绝", seed=2, latent=z, novelty=False)])[0]
-    prior = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False)])[0]
+    prior = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=1.0)])[0]
     like = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
                                                 like_texts=["春风花月夜，秋雪冬风来"])])[0]
     assert given.ok and prior.ok and like.ok
     assert len({given.poems[0]["text"], prior.poems[0]["text"], like.poems[0]["text"]}) == 3
+    # A prior draw is scaled by latent_scale: at 0 every seed starts from the centre of the prior.
+    centre = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=0.0,
+                                                  latent=None)])[0]
+    centred = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
+                                                   latent=[0.0] * 8)])[0]
+    assert centre.poems[0]["text"] == centred.poems[0]["text"]
 
 
 def test_soft_tone_mode_raises_the_tone_rate(tiny_generator) -> None:

@@ -341,18 +341,21 @@ def _verdict_fields(poem: dict, form: str) -> tuple[bool, bool, str | None]:
 
 def constrained_generator(model, vocab: Vocab, config, model_dir: Path, corpus: Corpus | None,
                           max_rows: int = CONSTRAINED_BATCH) -> "Generator":
-    """A Generator over an already loaded model, with the novelty table a worker would use.
+    """A Generator over an already loaded model, with the novelty table and the pair table a
+    worker would use, so evaluation scores candidates as the worker does.
 
     model_dir/novelty.npy when shipped, else every line of the corpus the model was trained on (the
     worker's fallback is the built corpus: the same lines for a real run, the synthetic ones here).
     """
     from model.constraints import NoveltyTable
     from model.decode import NOVELTY_FILE, Generator
+    from model.rescore import load_pairs
 
     path = model_dir / NOVELTY_FILE
     table = (NoveltyTable.load(path) if path.exists()
              else NoveltyTable.from_corpus(corpus) if corpus is not None else None)
-    return Generator(model, vocab, config, novelty=table, max_rows=max_rows)
+    return Generator(model, vocab, config, novelty=table, max_rows=max_rows,
+                     pairs=load_pairs(model_dir, len(vocab)))
 
 
 def _jobs(form: str, count: int, rng: np.random.Generator, per_job: int,
