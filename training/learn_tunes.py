@@ -4,8 +4,9 @@
 reads it). Nothing here is told what a tune looks like; it is all counted from the poems:
 - forms: the line-length shapes (lines cut by 句 and 逗) holding at least FORM_MIN_SHARE of a tune's ci;
 - the rhyme groups of ci (what 词林正韵 writes down): 平水韵 groups that end the lines of one rhyme in
-  the same ci are merged when they meet far more often than chance (RhymeMerge), within a tone class
-  (平, 上去, 入); a 平 part and a 上去 part are one 部 when ci rhyme them together (西江月);
+  the same ci are merged while ci rhyme them together about as freely as within one (merge_groups),
+  within a tone class (平, 上去, 入); a 上去 part joins the 平 part it rhymes with across tones (西江月)
+  far above chance as one 部 (bu_links);
 - rhyme slots: line ends that share a part in at least RHYME_SHARE of a form's ci, linked into rhyme
   sets (a set per rhyme: 菩萨蛮 has four, alternating 仄 and 平); sets of one 部 but different tone
   are one rhyme (平仄通叶);
@@ -31,8 +32,9 @@ FORM_MIN_SHARE = 0.15     # a variant form (又一体) holds at least this share
 FORM_MIN_POEMS = 8        # ... and this many ci, to count its rhymes and tones
 RHYME_SHARE = 0.5         # two line ends rhyme when they share a part in this share of the form's ci
 SEED_SHARE = 0.3          # ... the first pass, with bare 平水韵 groups (上 and 去 not yet merged)
+ENTERING_SHARE = 2 / 3    # a 仄 rhyme slot is 入声 when this share of its 仄 ends are 入
 TONE_MAJORITY = 0.75      # a position is 平 or 仄 when this share of its known characters say so
-MERGE_MIXING = 0.3        # two groups merge when ci rhyme them together this freely (see mixing)
+MERGE_MIXING = 0.3        # two groups merge when ci rhyme them together this freely (see merge_groups)
 MERGE_MIN_PAIRS = 10      # ... and at least this often
 BU_MIN_LIFT = 3.0         # a 仄 part and a 平 part are one 部 when rhymed together this far above chance
 STANZA_BALANCE = 0.7      # the 上片 and 下片 of a 双调 hold at least this ratio of each other's characters
@@ -246,7 +248,7 @@ def stanza_break(lengths: Sequence[int], para_share: Sequence[float] | None = No
     if best is None:
         return None
     (suffix, _), k = best
-    if suffix >= 2 or (total >= SHORT_TUNE and suffix >= 0):
+    if suffix >= 2 or total >= SHORT_TUNE:
         return k
     return None
 
@@ -270,6 +272,17 @@ def position_tones(lines_of: list[list[str]], length: int, k: int) -> str:
     return "".join(out)
 
 
+def rhyme_tone_of(classes: Counter) -> str | None:
+    """平 or 仄 by majority; a 仄 rhyme is 入 only when ENTERING_SHARE of its 仄 ends are 入声 (满江红), since
+    many tunes take either (菩萨蛮's 仄 couplets)."""
+    ping, ze, ru = classes[prosody.PING], classes[prosody.ZE], classes["入"]
+    if not ping + ze + ru:
+        return None
+    if ping > ze + ru:
+        return prosody.PING
+    return "入" if ru >= ENTERING_SHARE * (ze + ru) else prosody.ZE
+
+
 def learn_form(poems: list[CiSample], share: float, table: RhymeTable) -> TuneForm:
     """One form of a tune from its ci (all of one shape)."""
     lengths = shape(poems[0].lines)
@@ -284,8 +297,7 @@ def learn_form(poems: list[CiSample], share: float, table: RhymeTable) -> TuneFo
         tones = position_tones(lines_of, length, k)
         rhyme_tone = None
         if k in set_of:
-            classes = Counter(c for row in ends for c in table.tone_classes(row[k]))
-            rhyme_tone = classes.most_common(1)[0][0] if classes else None
+            rhyme_tone = rhyme_tone_of(Counter(c for row in ends for c in table.tone_classes(row[k])))
             # The rhyme's tone decides the last character's 平仄.
             tones = tones[:-1] + (prosody.PING if rhyme_tone == prosody.PING else prosody.ZE)
         marks = Counter(p.marks[k] for p in poems if len(p.marks) > k)
