@@ -56,8 +56,12 @@ def _by_form(corpus: Corpus, vocab: Vocab, rows: list[int]) -> dict[int, tuple[n
 
 
 # --- likelihoods and latents -------------------------------------------------------------------
-def _likelihoods(model, lm, data, iw_rows: set[int], k: int, batch: int = 128) -> dict:
-    """ELBO, IW bound and LM NLL, plus posterior means and variances per test row."""
+def _likelihoods(model, lm, data, iw_rows: set[int], k: int, batch: int = 128,
+                 titles: dict[int, np.ndarray] | None = None) -> dict:
+    """ELBO, IW bound and LM NLL, plus posterior means and variances per test row. Every figure
+    is the untitled likelihood (comparable with models trained before titles); with titles (a
+    titled model: {form: [N, title_len]} row for row with data) the IW bound is also taken
+    given each poem's title, as "iw_titled"."""
     import tensorflow as tf
 
     from model.vae import kl_per_dim, log_likelihood_iw, token_nll
@@ -73,12 +77,16 @@ def _likelihoods(model, lm, data, iw_rows: set[int], k: int, batch: int = 128) -
         return log_likelihood_iw(model, {"tokens": tokens, "form": form}, k=k)
 
     @tf.function(reduce_retracing=True)
+    def iw_titled(tokens, form, title):
+        return log_likelihood_iw(model, {"tokens": tokens, "form": form, "title": title}, k=k)
+
+    @tf.function(reduce_retracing=True)
     def lm_nll(tokens, form):
         return token_nll(lm({"tokens": tokens, "form": form}, training=False)["logits"],
                          tokens[:, 1:])
 
     out = {"rec": [], "kl_d": [], "mu": [], "logvar": [], "chars": [], "rows": [], "form": [],
-           "iw": [], "iw_chars": [], "lm_iw": [], "lm": []}
+           "iw": [], "iw_chars": [], "lm_iw": [], "lm": [], "iw_titled": []}
     iw_batch = max(1, 1024 // k)
     for form, (tokens, rows) in data.items():
         for s in range(0, len(rows), batch):
@@ -100,6 +108,8 @@ def _likelihoods(model, lm, data, iw_rows: set[int], k: int, batch: int = 128) -
             tok = tf.constant(tokens[idx])
             fm = tf.constant(np.full(len(idx), form, np.int32))
             out["iw"].append(-iw(tok, fm).numpy())
+            if titles is not None:
+                out["iw_titled"].append(-iw_titled(tok, fm, tf.constant(titles[form][idx])).numpy())
             out["iw_chars"].append(np.full(len(idx), tokens.shape[1] - 1, np.float64))
             if lm is not None:
                 out["lm_iw"].append(lm_nll(tok, fm).numpy())
@@ -761,7 +771,12 @@ def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int
 
     if not config.use_latent:
         raise ValueError(f"{root} holds a plain LM; evaluate the VAE folder above it")
-    res = _likelihoods(model, lm, data, iw_rows, iw_k)
+    titles = None
+    if config.title_len:
+        from model.titles import encode_titles
+        titles = {f: encode_titles([corpus.title[i] for i in rs], vocab, config.title_len)
+                  for f, (_, rs) in data.items()}
+    res = _likelihoods(model, lm, data, iw_rows, iw_k, titles=titles)
     chars = res["chars"].sum()
     kl_per_poem = res["kl_d"].sum(axis=1)
     cov = np.var(res["mu"], axis=0)
@@ -771,6 +786,9 @@ def evaluate(model_dir: str, n: int = 1000, as_json: bool = False, max_test: int
         "test_nll_per_char": float((res["rec"].sum() + kl_per_poem.sum()) / chars),
         "test_rec_per_char": float(res["rec"].sum() / chars),
         "test_nll_per_char_iw": float(res["iw"].sum() / res["iw_chars"].sum()),
+        # The same poems given their titles (a titled model): what a title tells the decoder.
+        "test_nll_per_char_iw_titled": (float(res["iw_titled"].sum() / res["iw_chars"].sum())
+                                        if titles is not None else None),
         "lm_test_nll_per_char": float(res["lm"].sum() / chars) if lm is not None else None,
         "lm_test_nll_per_char_iw_subset": (float(res["lm_iw"].sum() / res["iw_chars"].sum())
                                            if lm is not None else None),
