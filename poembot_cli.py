@@ -26,6 +26,10 @@ app.add_typer(card_app, name="card")
 tunes_app = typer.Typer(help="The 词谱 learned from the ci corpus: tunes (词牌), their forms, rhymes and 平仄.",
                         no_args_is_help=True)
 app.add_typer(tunes_app, name="tunes")
+couplet_app = typer.Typer(help="对联: the couplet model (a 下联 for a 上联), its training and evaluation.",
+                          no_args_is_help=True)
+app.add_typer(couplet_app, name="couplet")
+DEFAULT_COUPLET_MODEL = str(Path(__file__).resolve().parent / "model" / "couplet")
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
@@ -346,6 +350,22 @@ def evaluate_cmd(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
         _fail(str(exc))
 
 
+def style_id_of(name: str, styles_dir: Path | None = None) -> str:
+    """The id of the style a name means, read as the bot reads it (id, title or alias, any script
+    or case: 李白, 太白, Li Bai → libai), from the shipped style cards; exits 2 naming the styles."""
+    from bot.styles import StyleBook
+    from protocol.settings import ModelSettings
+
+    folder = styles_dir if styles_dir is not None else ModelSettings.from_env().styles_dir
+    book = StyleBook.from_cards(Path(folder)) if folder else StyleBook()
+    found = book.find(name)
+    if found is None:
+        names = ", ".join(f"{s.title} ({s.id})" for s in book.styles) or "none"
+        typer.secho(f"poembot: no style {name!r}; the styles are: {names}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+    return found.id
+
+
 @app.command("generate")
 def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 七律"),
                  acrostic: str = typer.Option("", help="藏头: first characters of the lines"),
@@ -361,11 +381,13 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                  temperature: Optional[float] = typer.Option(
                      None, help="default: protocol/sampling.py's, as the bot uses"),
                  title: str = typer.Option("", help="the poem's title, its occasion: 送友人归江南"),
-                 style: str = typer.Option("", help="a style adapter's id (poembot generate "
-                                           "--style libai); see model/styles/")) -> None:
+                 style: str = typer.Option("", help="a style by id, name or alias, as the bot takes "
+                                           "it (--style libai, --style 李白); see model/styles/")) -> None:
     """Write poems from the command line."""
     from model.generate import generate_cli
 
+    if style:
+        style = style_id_of(style)
     raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
                                   seed=seed, traditional=traditional, json_out=as_json,
                                   model_dir=model, tone=tone, temperature=temperature, style=style,
@@ -510,6 +532,70 @@ def tunes_show(name: str = typer.Argument(..., help="a tune's name or alias, sim
     if tune is None:
         _fail(f"no learned tune {name!r} (`poembot tunes list` lists them)")
     typer.echo(json.dumps(tune.to_json(), ensure_ascii=False, indent=1) if as_json else render(tune))
+
+
+@couplet_app.command("write")
+def couplet_write(first: str = typer.Argument(..., help="the 上联 (4 to 11 characters), or 春 for a 春联"),
+                  theme: list[str] = typer.Option([], "--theme", help="theme words of a 春联 (with 春)"),
+                  n: int = typer.Option(3, "-n", help="下联 wanted"),
+                  seed: Optional[int] = typer.Option(None, help="make the answer reproducible"),
+                  model: str = typer.Option(DEFAULT_COUPLET_MODEL, help="couplet model folder")) -> None:
+    """Print the best n 下联 of a 上联 (or a 春联 written from theme words), one a line."""
+    from model.couplet import CoupletWriter
+    from protocol.jobs import CoupletJob
+
+    spring = first in ("春", "春联")
+    writer = CoupletWriter.load(model)
+    if spring:
+        from model.generate import load_generator
+        writer.poems = load_generator(DEFAULT_MODEL)
+    result = writer.run_one(CoupletJob(first="" if spring else first, theme=list(theme), spring=spring,
+                                       n=n, seed=seed))
+    if not result.ok:
+        _fail(result.error_message or "no couplet")
+    for poem in result.poems:
+        typer.echo(f"{poem['first']}，{poem['second']}。  横批 {poem['banner']}  (logp {poem['logp']})")
+
+
+@couplet_app.command("train")
+def couplet_train(out: str = typer.Option("runs/couplet", help="output folder (the model folder itself)"),
+                  minutes: float = typer.Option(25.0, help="wall-clock budget of this run"),
+                  resume: bool = typer.Option(False, "--resume", help="continue from its checkpoint"),
+                  tiny: Optional[int] = typer.Option(None, help="train on this many pairs (a smoke run)"),
+                  max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
+    """Train the couplet model on the corpus couplets (颔联, 颈联) and 声律启蒙; copy the result to
+    model/couplet to ship it."""
+    from protocol.logs import setup_logging
+    from training.couplet import CoupletTrainConfig, train
+
+    setup_logging("train")
+    path = train(CoupletTrainConfig(max_minutes=minutes, tiny=tiny, max_steps=max_steps), out, resume=resume)
+    typer.echo(f"couplet model saved to {path}")
+
+
+@couplet_app.command("evaluate")
+def couplet_evaluate(model: str = typer.Option(DEFAULT_COUPLET_MODEL, help="couplet model folder"),
+                     n: int = typer.Option(400, help="held-out pairs"),
+                     spring: bool = typer.Option(True, help="also measure 春联 written from theme words"),
+                     as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Held-out figures: the rules, tone opposition, word classes against the real 下联, speed."""
+    from training.couplet import evaluate, summary
+
+    figures = evaluate(model, n=n, theme_n=24 if spring else 0)
+    typer.echo(json.dumps(figures, ensure_ascii=False, indent=None if as_json else 1))
+    if not as_json:
+        typer.echo(summary(figures))
+
+
+@couplet_app.command("sheet")
+def couplet_sheet(out: str = typer.Option(..., help="folder for sheet.md and key.json"),
+                  model: str = typer.Option(DEFAULT_COUPLET_MODEL, help="couplet model folder"),
+                  seed: int = typer.Option(25, help="which held-out pairs, and the shuffle")) -> None:
+    """A blind-reading sheet: 24 held-out 上联 with their real 下联 or a generated one, and its key."""
+    from training.couplet import blind_sheet
+
+    sheet, key = blind_sheet(model, out, seed=seed)
+    typer.echo(f"sheet {sheet}, key {key} (give readers the sheet only)")
 
 
 def main() -> None:

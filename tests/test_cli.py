@@ -5,6 +5,8 @@ import io
 import subprocess
 import sys
 
+import pytest
+
 from devtools.procs import ROOT, child_env
 
 # What TensorFlow's C++ side prints at import and at the first kernel when nobody quiets it.
@@ -39,3 +41,18 @@ def test_commands_keep_tensorflow_native_logs_quiet(tiny_model_dir, tmp_path) ->
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("  — 七绝") == 2
     assert not [line for line in proc.stderr.splitlines() if any(n in line for n in NATIVE_NOISE)], proc.stderr
+
+
+def test_generate_takes_style_names_and_aliases_as_the_bot_does(tmp_path) -> None:
+    import json
+
+    import typer
+    from poembot_cli import style_id_of
+
+    (tmp_path / "libai.json").write_text(json.dumps({"id": "libai", "title": "李白", "aliases": ["太白", "li bai"]}),
+                                         encoding="utf-8")
+    for name in ("libai", "李白", "李白 ", "太白", "Li Bai", "李白"):
+        assert style_id_of(name, tmp_path) == "libai"
+    with pytest.raises(typer.Exit) as err:
+        style_id_of("杜甫", tmp_path)
+    assert err.value.exit_code == 2
