@@ -367,9 +367,6 @@ class State:
         """Count a job against the cap without asking (for jobs that must not be refused)."""
         await self.redis.zadd(INFLIGHT_KEY, {job_id: time.time() if now is None else now})
 
-    async def release_slot(self, job_id: str) -> None:
-        await self.redis.zrem(INFLIGHT_KEY, job_id)
-
     async def inflight(self) -> int:
         return int(await self.redis.zcard(INFLIGHT_KEY))
 

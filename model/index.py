@@ -114,10 +114,6 @@ class Index:
         k = self.row.get(poem_id)
         return None if k is None else self.entry(k)
 
-    def vector_of(self, poem_id: str) -> np.ndarray | None:
-        k = self.row.get(poem_id)
-        return None if k is None else self.vectors[k]
-
     def canon_name(self, row: int) -> str | None:
         return None if self.canon is None else CANON_NAMES.get(int(self.canon[row]))
 

@@ -16,10 +16,6 @@ class Form:
     n_lines: int     # 4 (绝句) or 8 (律诗)
 
     @property
-    def n_chars(self) -> int:
-        return self.line_len * self.n_lines
-
-    @property
     def seq_len(self) -> int:
         """Tokens in the model's sequence: characters plus one punctuation mark per line."""
         return (self.line_len + 1) * self.n_lines
