@@ -116,7 +116,7 @@ def finetune(init: str, out: str, canon: bool = True, top_rank: int = DEFAULT_TO
 
     state = train_phase(cfg, True, out_dir, encode(train_set), encode(held), vocab,
                         resume=False, max_steps=max_steps,
-                        max_minutes=float(cfg.t("max_minutes", 20)), init=init_dir)
+                        max_minutes=float(cfg.train_value("max_minutes", 20)), init=init_dir)
     # The LM judge stays the base model's, so evaluations of base and fine-tune compare.
     if (init_dir / "lm").exists() and not (out_dir / "lm").exists():
         shutil.copytree(init_dir / "lm", out_dir / "lm")

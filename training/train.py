@@ -67,7 +67,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return {"model": self.model, "data": self.data, "train": self.train, "lm": self.lm}
 
-    def t(self, key: str, default):
+    def train_value(self, key: str, default):
+        """The train section's value for key, or default."""
         return self.train.get(key, default)
 
 
@@ -209,9 +210,9 @@ def _learning_rate(cfg: TrainConfig, progress: float) -> float:
     progress is the larger of steps done/planned and minutes used/budget, so a time-limited
     run still ends at the low rate.
     """
-    peak = float(cfg.t("lr", 1e-3))
-    floor = peak * float(cfg.t("lr_min_ratio", 0.1))
-    warm = float(cfg.t("warmup_fraction", 0.02))
+    peak = float(cfg.train_value("lr", 1e-3))
+    floor = peak * float(cfg.train_value("lr_min_ratio", 0.1))
+    warm = float(cfg.train_value("warmup_fraction", 0.02))
     if progress < warm:
         return peak * max(progress / warm, 0.05)
     p = min(1.0, (progress - warm) / max(1e-9, 1.0 - warm))
@@ -306,7 +307,7 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     train_titles, val_titles: the poems' titles (encode_split_titles), for a model whose config
     has title_len; without them such a model trains as if every poem were untitled.
     """
-    tf, keras, gpu = _setup_tf(int(cfg.t("seed", 1234)) + (0 if use_latent else 1))
+    tf, keras, gpu = _setup_tf(int(cfg.train_value("seed", 1234)) + (0 if use_latent else 1))
     from model.vae import VAEConfig, beta_at, build_vae, save_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,8 +315,8 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     mconf = VAEConfig.from_dict({**cfg.model, **overrides, "vocab_size": len(vocab),
                                  "use_latent": use_latent})
     model = build_vae(mconf)
-    optimizer = keras.optimizers.Adam(learning_rate=float(cfg.t("lr", 1e-3)),
-                                      global_clipnorm=float(cfg.t("grad_clip", 5.0)))
+    optimizer = keras.optimizers.Adam(learning_rate=float(cfg.train_value("lr", 1e-3)),
+                                      global_clipnorm=float(cfg.train_value("grad_clip", 5.0)))
     if gpu:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -370,7 +371,7 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
 
     def make_train_step(num_sampled: int):
         @tf.function(input_signature=(*batch_spec, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)),
-                     jit_compile=bool(cfg.t("xla", False)))
+                     jit_compile=bool(cfg.train_value("xla", False)))
         def train_step(tokens, forms, titles, step, beta):
             with tf.GradientTape() as tape:
                 terms = model.loss_terms(batch_inputs(tokens, forms, titles), step, training=True,
@@ -383,9 +384,9 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
             return terms
         return train_step
 
-    sampled_step = make_train_step(int(cfg.t("num_sampled", 0)))
-    exact_step = make_train_step(0) if int(cfg.t("num_sampled", 0)) > 0 else sampled_step
-    exact_from = float(cfg.t("exact_from", 0.9))
+    sampled_step = make_train_step(int(cfg.train_value("num_sampled", 0)))
+    exact_step = make_train_step(0) if int(cfg.train_value("num_sampled", 0)) > 0 else sampled_step
+    exact_from = float(cfg.train_value("exact_from", 0.9))
 
     @tf.function(input_signature=(*batch_spec, tf.TensorSpec([None, None], tf.float32)))
     def eval_step(tokens, forms, titles, eps):
@@ -418,20 +419,20 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         manager.save(checkpoint_number=int(state["step"]))
         _write_state(state_path, state)
         if final:
-            save_model(model, vocab, out_dir, dtype=str(cfg.t("save_dtype", "float16")),
+            save_model(model, vocab, out_dir, dtype=str(cfg.train_value("save_dtype", "float16")),
                        metrics={"train_steps": state["step"], "train_minutes":
                                 round(state["elapsed_s"] / 60, 2), "epochs":
                                 state["epoch"] + state["position"] / max(1, n_batches),
                                 "cumulative_train_hours": state["cumulative_hours"]})
 
-    batch_size = int(cfg.t("batch_size", 128))
-    seed = int(cfg.t("seed", 1234))
+    batch_size = int(cfg.train_value("batch_size", 128))
+    seed = int(cfg.train_value("seed", 1234))
     n_batches = len(epoch_batches(train_data, batch_size, seed, 0))
-    log_every = int(cfg.t("log_every", 50))
-    ckpt_every_s = float(cfg.t("ckpt_every_minutes", 5)) * 60
+    log_every = int(cfg.train_value("log_every", 50))
+    ckpt_every_s = float(cfg.train_value("ckpt_every_minutes", 5)) * 60
     budget_s = max_minutes * 60
-    planned = max_steps or int(cfg.t("planned_steps", 10**9))
-    final_beta_from = float(cfg.t("full_beta_from", 0.8)) if use_latent else 2.0
+    planned = max_steps or int(cfg.train_value("planned_steps", 10**9))
+    final_beta_from = float(cfg.train_value("full_beta_from", 0.8)) if use_latent else 2.0
 
     log_new = not (out_dir / LOG_FILE).exists()
     log_fh = open(out_dir / LOG_FILE, "a", newline="")
@@ -464,8 +465,8 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
     # Early stopping (fine-tuning): validate every val_every_steps, keep the best weights, stop
     # after `patience` validations without improvement.
-    val_every = int(cfg.t("val_every_steps", 0))
-    patience = int(cfg.t("patience", 0))
+    val_every = int(cfg.train_value("val_every_steps", 0))
+    patience = int(cfg.train_value("patience", 0))
     best: dict = {"nll": math.inf, "weights": None, "step": 0, "stale": 0}
     try:
         while True:
@@ -568,24 +569,24 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
         vocab, renames = Vocab.load(Path(init) / CORPUS_VOCAB_FILE).readable()
         if renames:
             print(f"[train] {len(renames)} characters renamed to readable forms", file=sys.stderr)
-    seed = int(cfg.t("seed", 1234))
+    seed = int(cfg.train_value("seed", 1234))
     train_data = encode_split(corpus, vocab, "train")
     # val_seed fixes the validation poems across runs, so the curves of continued runs line up.
-    val_data = encode_split(corpus, vocab, "val", limit=int(cfg.t("val_poems", 1024)),
-                            seed=int(cfg.t("val_seed", seed)))
+    val_data = encode_split(corpus, vocab, "val", limit=int(cfg.train_value("val_poems", 1024)),
+                            seed=int(cfg.train_value("val_seed", seed)))
     title_len = int(cfg.model.get("title_len", 0))
     train_titles = val_titles = None
     if title_len:
         train_titles = encode_split_titles(corpus, vocab, "train", title_len)
         val_titles = encode_split_titles(corpus, vocab, "val", title_len,
-                                         limit=int(cfg.t("val_poems", 1024)),
-                                         seed=int(cfg.t("val_seed", seed)))
+                                         limit=int(cfg.train_value("val_poems", 1024)),
+                                         seed=int(cfg.train_value("val_seed", seed)))
     del corpus
     n_train = sum(len(m) for m in train_data.values())
     print(f"[train] {n_train} training poems, vocab {len(vocab)}, data ready in "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     vae_state = train_phase(cfg, True, out, train_data, val_data, vocab, resume, max_steps,
-                            float(cfg.t("max_minutes", 60)), init=Path(init) if init else None,
+                            float(cfg.train_value("max_minutes", 60)), init=Path(init) if init else None,
                             train_titles=train_titles, val_titles=val_titles)
     if cfg.lm.get("enabled", True):
         lm_steps = cfg.lm.get("steps", "match")
@@ -593,6 +594,6 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
         if max_steps is not None:
             steps = min(steps, max_steps)
         train_phase(cfg, False, out / LM_DIR, train_data, val_data, vocab, resume, steps,
-                    float(cfg.lm.get("max_minutes", cfg.t("max_minutes", 60))))
+                    float(cfg.lm.get("max_minutes", cfg.train_value("max_minutes", 60))))
     return out
 
