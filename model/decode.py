@@ -786,7 +786,7 @@ class Generator:
                "novel": novel, "relaxed": relaxed, **verdict,
                # No selection happens at K=1, and the decoder then skips the log-probabilities.
                "score": round(score, 4) if job.best_of > 1 else None, "best_of": job.best_of,
-               "style": job.style,
+               "style": job.style, "title": self.to_traditional(job.title) if job.traditional else job.title,
                "mu": [] if mu is None else [round(float(x), MU_DECIMALS) for x in mu]}
         if job.traditional:
             out["lines_simplified"] = lines

@@ -118,6 +118,8 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     for k, poem in enumerate(poems):
         if k:
             print(file=out)
+        if poem.get("title"):
+            print(f"《{poem['title']}》", file=out)
         print(poem["text"], file=out)
         notes = [poem["form"], poem.get("pattern") or "", f"押{poem['rhyme_group']}" if poem.get("rhyme_group")
                  else "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%", f"seed {poem['seed']}#{poem['index']}",
