@@ -82,13 +82,14 @@ class Poller:
         self.lease_ms = LEASE_PER_POLL * max(1, timeout_s) * 1000
         self.standby_s = max(1.0, timeout_s / 2)
         self.offset = 0
+        self.held: set[int] = set()      # updates Redis refused whose user was told they wait
 
     async def run(self) -> None:
         delays = redis_backoff()
         webhook_cleared = False
         while True:
             try:
-                if not await self.state.hold_poller_lease(self.owner, self.lease_ms):
+                if not await self._may_poll():
                     await asyncio.sleep(self.standby_s)
                     continue
                 if not webhook_cleared:
@@ -99,9 +100,14 @@ class Poller:
                     offset=self.offset, timeout=self.timeout_s, allowed_updates=Update.ALL_TYPES,
                     read_timeout=self.timeout_s + 10)
                 if updates:
-                    await self.state.ingest_updates([stored(u) for u in updates])
+                    try:
+                        await self.state.ingest_updates([stored(u) for u in updates])
+                    except RedisError:
+                        await self._tell_held(updates)
+                        raise
                     # Only now may Telegram forget them: the next call confirms this offset.
                     self.offset = updates[-1].update_id + 1
+                    self.held.difference_update(u.update_id for u in updates)
                 delays.reset()
             except asyncio.CancelledError:
                 raise
@@ -119,6 +125,35 @@ class Poller:
             except (NetworkError, TelegramError, RedisError) as exc:
                 log.warning("polling failed, retrying: %s", exc)
                 await asyncio.sleep(delays.next_delay())
+
+    async def _may_poll(self) -> bool:
+        """Whether this replica polls now: it holds the lease, or — while Redis refuses writes (out
+        of memory, a read-only replica) — the lease it held still names it. Then no other replica
+        can take the lease either, and polling on lets users hear that their request waits."""
+        try:
+            return await self.state.hold_poller_lease(self.owner, self.lease_ms)
+        except RedisError as exc:
+            if await self.state.poller_lease_holder() != self.owner:
+                raise
+            log.warning("Redis refuses the polling lease (%s); polling on under the lease held", exc)
+            return True
+
+    async def _tell_held(self, updates: list[Update]) -> None:
+        """Tell each user whose message could not be stored that it will be answered: Telegram keeps
+        the update until Redis takes it, and then it runs as usual. Once per update in this
+        process; a note lost with a crash is sent again by the next poller (a duplicate note, never
+        a lost request)."""
+        for update in updates:
+            message = update.effective_message
+            if update.update_id in self.held or message is None or not (message.text or "").startswith("/"):
+                continue
+            self.held.add(update.update_id)
+            try:
+                await self.app.bot.send_message(message.chat_id, t(user_lang(update), "request_held"),
+                                                reply_to_message_id=message.message_id)
+            except TelegramError as exc:
+                log.warning("could not say a request waits: %s", exc)
+        log.warning("Redis refused %d updates; they stay with Telegram until it takes them", len(updates))
 
     async def release(self) -> None:
         try:

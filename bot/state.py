@@ -272,6 +272,11 @@ class State:
     async def hold_poller_lease(self, owner: str, lease_ms: int) -> bool:
         return bool(await self._lease(keys=[POLLER_KEY], args=[owner, lease_ms]))
 
+    async def poller_lease_holder(self) -> str | None:
+        """Who holds the polling lease now (a read: it answers while Redis refuses writes)."""
+        holder = await self.redis.get(POLLER_KEY)
+        return holder.decode() if isinstance(holder, bytes) else holder
+
     async def release_poller_lease(self, owner: str) -> None:
         await self._release(keys=[POLLER_KEY], args=[owner])
 

@@ -76,6 +76,17 @@ def connect_async(url: str | None = None, **kwargs) -> aioredis.Redis | AsyncRed
     return AsyncRedisCluster.from_url(node, **options) if node else aioredis.from_url(url, **options)
 
 
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether a Redis error means "no writes for now" — out of memory under noeviction, or a
+    read-only replica — a state that passes, unlike a wrong command. Inside a Lua script redis-py
+    sees only a ResponseError whose text carries the reason."""
+    if isinstance(exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.ResponseError) and ("OOM command not allowed" in text
+                                                               or "READONLY" in text)
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter: 0.1 s doubling up to cap_s."""

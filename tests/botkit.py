@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from telegram.ext import Application
@@ -27,7 +27,7 @@ from bot.app import build_application
 from bot.config import Config
 from bot.state import State
 from devtools.emulator import BotApiEmulator
-from protocol.connections import connect_async, ensure_group
+from protocol.connections import connect_async, ensure_group, refuses_writes
 from verse.forms import FORMS, poem_text
 from model.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
@@ -173,6 +173,10 @@ class StandInWorker:
                         await self.redis.xack(JOBS_STREAM, WORKER_GROUP, entry_id)
             except (RedisConnectionError, BusyLoadingError, RedisTimeoutError):
                 # Redis restarting (or slow to answer on a busy machine): wait for it like worker.service does.
+                await asyncio.sleep(0.2)
+            except ResponseError as exc:
+                if not refuses_writes(exc):          # out of memory or read-only: wait, as the worker does
+                    raise
                 await asyncio.sleep(0.2)
 
     async def _serve(self, entry: dict) -> None:

@@ -99,7 +99,7 @@ async def test_a_request_during_a_redis_restart_is_answered_once(emu, redis_serv
         since = emu.mark()
         await emu.send_text(ALICE, "/help")
         await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"], timeout=30)
-        assert len([c for c in emu.find_calls("sendMessage", chat_id=ALICE["id"]) if "· 江<" in c.text]) == 1
+        assert len([c for c in emu.find_calls("sendMessage", chat_id=ALICE["id"]) if "· 《江》<" in c.text]) == 1
 
 
 @pytest.mark.parametrize("language_code, lang", [("zh-hans", ZH), ("en-US", EN)])

@@ -204,7 +204,7 @@ CASES: list[Case] = [
     Case("emoji_theme", text(BOB, "/poem 🌸🌙"), "must be Chinese characters", shows="🌙 🌸"),
     Case("emoji_in_acrostic", text(ALICE, "/acrostic 春🌸秋冬"), "只能用汉字：🌸 不行"),
     Case("emoji_only_chatter", text(ALICE, "🌸🌙✨"), "想写诗吗"),
-    Case("zero_width_inside_theme", text(ALICE, "/poem 春\u200b风"), "七绝 · 春风", jobs=1),
+    Case("zero_width_inside_theme", text(ALICE, "/poem 春\u200b风"), "七绝 · 《春风》", jobs=1),
     Case("zero_width_only_theme", text(ALICE, "/poem \u200b\u200c\u200d\ufeff"), "七绝", jobs=1),
     Case("rtl_override_acrostic", text(ALICE, "/acrostic \u202e春夏秋冬\u202c"), "藏头「春夏秋冬」", jobs=1),
     Case("rtl_arabic_theme", text(BOB, "/poem مرحبا"), "must be Chinese characters", shows="م"),
@@ -240,15 +240,15 @@ CASES: list[Case] = [
     Case("unknown_command_private_en", text(BOB, "/dance now"), "I do not know the command /dance"),
     Case("unknown_command_group_bare", text(ALICE, "/foo", chat=GROUP), IGNORED),
     Case("unknown_command_group_mention", text(ALICE, f"/foo@{BOT_NAME}", chat=GROUP), f"我不认识 /foo@{BOT_NAME}"),
-    Case("command_group_bare", text(ALICE, "/poem 春风", chat=GROUP), "七绝 · 春风", jobs=1),
-    Case("command_group_mention_any_case", text(ALICE, "/POEM@Poem_Test_Bot 明月", chat=GROUP), "七绝 · 明月",
+    Case("command_group_bare", text(ALICE, "/poem 春风", chat=GROUP), "七绝 · 《春风》", jobs=1),
+    Case("command_group_mention_any_case", text(ALICE, "/POEM@Poem_Test_Bot 明月", chat=GROUP), "七绝 · 《明月》",
          jobs=1),
     Case("command_group_other_bot", text(ALICE, "/poem@other_bot 春风", chat=GROUP), IGNORED),
     Case("group_chatter_mentioning_command", text(ALICE, "今天天气好 /poem 春风", chat=GROUP), IGNORED),
     Case("group_mention_without_command", text(ALICE, f"@{BOT_NAME} 写首诗", chat=GROUP), IGNORED),
     Case("group_sticker", sticker(ALICE, chat=GROUP), IGNORED),
     Case("anonymous_group_admin", raw(ANONYMOUS_ADMIN, GROUP, sender_chat=GROUP, text=f"/poem@{BOT_NAME} 秋月",
-                                      entities=command_entities(f"/poem@{BOT_NAME}")), "七绝 · 秋月", jobs=1),
+                                      entities=command_entities(f"/poem@{BOT_NAME}")), "七绝 · 《秋月》", jobs=1),
     Case("admin_command_by_non_admin", text(ALICE, "/daily_now"), "只有管理员能用这个命令"),
     # edited messages
     Case("edited_private_into_command", edit(ALICE, "春风", "/poem 秋月"), "我不处理修改过的消息"),
@@ -315,7 +315,7 @@ async def bystander_served(emu: BotApiEmulator, theme: str = "山水", timeout: 
     since = emu.mark()
     await emu.send_text(CAROL, f"/poem {theme}")
     poem = await emu.wait_for_call("sendMessage", since=since, chat_id=CAROL["id"], timeout=timeout)
-    assert f"七绝 · {theme}" in poem.text and len(poem.buttons) == 6, poem.text   # ❤️ 🔄 🔍 ✏️ 📖 🖼
+    assert f"七绝 · 《{theme}》" in poem.text and len(poem.buttons) == 6, poem.text   # ❤️ 🔄 🔍 ✏️ 📖 🖼
     return poem
 
 
@@ -480,7 +480,7 @@ async def test_hostile_themes_through_the_real_worker(emu: BotApiEmulator, redis
         refused = await ask(BOB, "/poem 龘")
         assert "cannot write these characters: 龘" in refused.text and not refused.buttons
         poem = await ask(ALICE, "/poem 春\u200b风")          # a zero-width space pasted into the theme
-        assert "春风" in verse(poem) and "七绝 · 春风" in poem.text and check_html(poem.text) is None
+        assert "春风" in verse(poem) and "七绝 · 《春风》" in poem.text and check_html(poem.text) is None
         acrostic = await ask(ALICE, "/acrostic \u202e春夏秋冬")
         assert [line[0] for line in acrostic.text.splitlines() if line.endswith(("，", "。"))] == list("春夏秋冬")
         carol = await ask(CAROL, "/poem 明月")

@@ -270,7 +270,7 @@ async def bot_serves_a_poem(emu: BotApiEmulator, url: str) -> None:
             since = emu.mark()
             await emu.send_text(ALICE, "/poem 明月")
             poem = await emu.wait_for_call("sendMessage", since=since, chat_id=ALICE["id"])
-            assert "七绝 · 明月" in poem.text and poem.buttons
+            assert "七绝 · 《明月》" in poem.text and poem.buttons
     finally:
         await worker.stop()
 
