@@ -19,8 +19,9 @@ import redis
 
 from protocol import keys
 from protocol.connections import Backoff, connect, ensure_group, prune_workers
-from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result,
-                        job_from_fields, job_id_from_fields, reply_from_fields, result_to_json)
+from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, E_NO_COUPLET_MODEL, CoupletJob, Job,
+                        JobFormatError, Result, job_from_fields, job_id_from_fields, reply_from_fields,
+                        result_to_json)
 from model.generate import load_generator
 from worker.metrics import WorkerMetrics
 from protocol.paths import PRETRAINED_DIR
@@ -69,12 +70,16 @@ def _s(value: Any) -> str:
 class Worker:
     """One consumer of the jobs stream. `run()` blocks until `stop()` (or SIGTERM via run_worker).
 
-    block_ms: the longest blocking read, so how late a stop is seen (tests stop sooner with less)."""
+    block_ms: the longest blocking read, so how late a stop is seen (tests stop sooner with less).
+    couplets: the couplet model (model.couplet.CoupletWriter) that serves CoupletJobs, or None
+    (they are then answered E_NO_COUPLET_MODEL)."""
 
-    def __init__(self, settings: WorkerSettings, generator: Any, block_ms: int = BLOCK_MS) -> None:
+    def __init__(self, settings: WorkerSettings, generator: Any, block_ms: int = BLOCK_MS,
+                 couplets: Any = None) -> None:
         self.s = default_batching(settings)
         self.block_ms = block_ms
         self.generator = generator
+        self.couplets = couplets
         self.client = connect(settings.redis_url)
         self.beat_client = connect(settings.redis_url)
         self.publish = self.client.register_script(PUBLISH_LUA)
@@ -236,7 +241,7 @@ class Worker:
         """Results of the batch by job id; if the batch fails, each job alone, so one poison job
         fails alone (and has no result: it stays pending)."""
         try:
-            return {r.job_id: r for r in self.generator.run([job for _, job in jobs])}
+            return {r.job_id: r for r in self._serve([job for _, job in jobs])}
         except Exception:                        # noqa: BLE001 - isolate the culprit below
             if len(jobs) == 1:
                 log.exception("job %s failed", jobs[0][1].job_id)
@@ -247,6 +252,18 @@ class Worker:
         for item in jobs:
             out.update(self._run([item]))
         return out
+
+    def _serve(self, jobs: list[Job]) -> list[Result]:
+        """Couplet jobs to the couplet model, the rest (poems, encodings) to the poem generator."""
+        couplets = [j for j in jobs if isinstance(j, CoupletJob)]
+        others = [j for j in jobs if not isinstance(j, CoupletJob)]
+        results = list(self.generator.run(others)) if others else []
+        if couplets and self.couplets is None:
+            results += [Result.error(j.job_id, E_NO_COUPLET_MODEL, "this worker has no couplet model",
+                                     kind="couplet", reply=j.reply) for j in couplets]
+        elif couplets:
+            results += self.couplets.run(couplets)
+        return results
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
@@ -381,6 +398,19 @@ def announce_loading(url: str, worker_id: str) -> None:
         log.debug("could not announce loading: %s", exc)
 
 
+def load_couplets(settings: WorkerSettings, generator: Any) -> Any:
+    """The couplet model beside the poem model (<model dir>/couplet, else the shipped model/couplet),
+    writing 春联 上联 with generator; None, with a log line, when there is none."""
+    from model.couplet import CoupletWriter, find_couplet_dir
+
+    directory = find_couplet_dir(settings.model_dir or PRETRAINED_DIR)
+    if directory is None:
+        log.warning("no couplet model: /couplet is answered that it is not ready")
+        return None
+    log.info("couplet model: %s", directory)
+    return CoupletWriter.load(directory, poems=generator)
+
+
 def run_worker(settings: WorkerSettings | None = None) -> int:
     """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code. settings: what
     `poembot worker` validated before anything loaded (the environment under its options); by
@@ -394,7 +424,7 @@ def run_worker(settings: WorkerSettings | None = None) -> int:
     except FileNotFoundError as exc:
         log.error("%s", exc)
         return 2
-    worker = Worker(settings, generator)
+    worker = Worker(settings, generator, couplets=load_couplets(settings, generator))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()
