@@ -19,6 +19,7 @@ from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, Com
                           InlineQueryHandler, MessageHandler, TypeHandler, filters)
 
 from bot import handlers, inline
+from bot.couplet import COMMAND_RE as COUPLET_RE
 from bot.card import warm_up
 from reading.gloss import warm_up as warm_reading_aid
 from bot.styles import StyleBook
@@ -37,7 +38,7 @@ from protocol.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "poem", "acrostic", "styles", "similar", "daily", "settings")
+COMMANDS = ("start", "help", "poem", "acrostic", "styles", "similar", "couplet", "daily", "settings")
 
 
 def bot_commands(lang: str) -> list[BotCommand]:
@@ -157,6 +158,9 @@ def build_application(config: Config, *, state: State | None = None, index: Inde
     app.add_handler(CommandHandler("acrostic", handlers.acrostic, filters=new))
     app.add_handler(CommandHandler("styles", handlers.styles_command, filters=new))
     app.add_handler(CommandHandler("similar", handlers.similar, filters=new))
+    app.add_handler(CommandHandler("couplet", handlers.couplet, filters=new))
+    # /对联: Telegram command names are Latin, so the Chinese spelling arrives as plain text.
+    app.add_handler(MessageHandler(filters.Regex(COUPLET_RE) & new, handlers.couplet))
     app.add_handler(CommandHandler("daily", handlers.daily, filters=new))
     app.add_handler(CommandHandler("daily_now", handlers.daily_now, filters=new))
     app.add_handler(CommandHandler("settings", handlers.settings_command, filters=new))

@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 
+from lunar_python import Lunar
 from telegram.ext import Application, ContextTypes
 
 from bot.occasions import occasion_of
 from bot.runtime import Runtime
 from verse.forms import FORM_NAMES
-from protocol.jobs import GenerateJob
+from protocol.jobs import CoupletJob, GenerateJob
 
 log = logging.getLogger(__name__)
 
 DAILY_JOB_NAME = "daily-poem"
+SPRING_DAYS = 7            # the daily post is a 春联 on this many days before the Spring Festival
 
 
 def slot_on(day: date, rt: Runtime) -> datetime:
@@ -36,9 +38,25 @@ def due_slot(rt: Runtime, now: datetime) -> datetime | None:
     return None
 
 
-def daily_job(day: date, forced: bool = False) -> GenerateJob:
+def spring_festival(lunar_year: int) -> date:
+    """The Spring Festival (正月初一) of a lunar year, as a solar date (2027: 6 February)."""
+    solar = Lunar.fromYmd(lunar_year, 1, 1).getSolar()
+    return date(solar.getYear(), solar.getMonth(), solar.getDay())
+
+
+def before_spring_festival(day: date) -> bool:
+    """Whether day is one of the SPRING_DAYS days before the Spring Festival (除夕 included)."""
+    return any(1 <= (spring_festival(year) - day).days <= SPRING_DAYS for year in (day.year, day.year + 1))
+
+
+def daily_job(day: date, forced: bool = False) -> GenerateJob | CoupletJob:
     """The day's poem: its form rotates with the date so subscribers see all four over a week,
-    and its title is the day's occasion (冬至, 除夕, 中秋; else a title of the season)."""
+    and its title is the day's occasion (冬至, 除夕, 中秋; else a title of the season). In the week
+    before the Spring Festival it is a 春联 instead, sent as a card like the poem."""
+    if before_spring_festival(day):
+        return CoupletJob(spring=True, seed=day.toordinal(),
+                          reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
+                                 "request": {"kind": "couplet", "first": "", "theme": [], "spring": True}})
     form = FORM_NAMES[day.toordinal() % len(FORM_NAMES)]
     title = occasion_of(day).title
     return GenerateJob(form=form, title=title,

@@ -21,10 +21,12 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
 from bot.card import Card, CardError, png_bytes, poem_card
+from bot.couplet import couplet_keyboard, couplet_record, format_couplet, spring_card_of
 from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
 from bot.parsing import unknown_style_error
 from bot.render import fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
+from bot.spring_card import spring_png
 from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.styles import Style, StyleBook, valid_style_id
 from bot.texts import error_text, t, unknown_style_detail
@@ -265,6 +267,8 @@ class ResultConsumer:
             return await self.deliver_similar(result)
         if purpose == "inline":
             return await self.deliver_inline(result)
+        if purpose == "couplet":
+            return await self.deliver_couplet(result)
         return await self.deliver_poem(result)
 
     async def _error_text(self, result: Result, lang: str) -> str:
@@ -327,6 +331,28 @@ class ResultConsumer:
         if user_id is not None:
             await settle(lambda: self.rt.state.add_history(int(user_id), record.poem_id, record.mu), "history")
         await self._remember(record.request, [slim(result.poems[0], record.request)])
+        return "sent"
+
+    async def deliver_couplet(self, result: Result) -> str:
+        """A couplet: the best 下联 with the others under it, and 🔄 📖 🖼 buttons."""
+        reply = result.reply
+        chat_id, user_id = int(reply["chat_id"]), reply.get("user_id")
+        lang, trad = reply.get("lang", "zh"), bool(reply.get("trad"))
+        if not result.ok or not result.poems or not result.poems[0].get("second"):
+            return await self._send_error(result)
+        record = couplet_record(result.poems, dict(reply.get("request") or {}), user_id, chat_id)
+        await self.rt.state.save_poem(record)      # before sending: buttons must work at once
+        try:
+            message = await self.bot.send_message(
+                chat_id, format_couplet(record, lang, trad), parse_mode=ParseMode.HTML,
+                reply_markup=couplet_keyboard(record.poem_id, lang),
+                reply_parameters=reply_params(reply.get("reply_to")))
+        except (Forbidden, BadRequest) as exc:
+            log.info("couplet for a chat that cannot receive it: %s", exc)
+            self.rt.metrics.telegram_error(exc)
+            return "failed"
+        await settle(lambda: self.rt.state.remember_message(chat_id, message.message_id, record.poem_id),
+                     "the couplet's message")
         return "sent"
 
     async def _remember(self, request: dict[str, Any], poems: list[dict[str, Any]]) -> None:
@@ -428,12 +454,21 @@ class Broadcasts:
         daily_chat_id = consumer.rt.config.daily_chat_id
         if daily_chat_id is not None:
             recipients.setdefault(daily_chat_id, "zh")
-        record = await consumer._record(result, None, daily_chat_id or 0)
-        await state.save_poem(record)
         date = str(result.reply.get("date") or "")
-        png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
-                                       title=str((record.request or {}).get("title") or "")
-                                       or t("zh", "daily_card_title")))
+        # Before the Spring Festival the daily post is a 春联 (bot.daily): its own record, text and card.
+        spring = result.kind == "couplet"
+        if spring:
+            record = couplet_record(result.poems, dict(result.reply.get("request") or {}), None,
+                                    daily_chat_id or 0)
+        else:
+            record = await consumer._record(result, None, daily_chat_id or 0)
+        await state.save_poem(record)
+        if spring:
+            png = await spring_png(spring_card_of(record, day=_parse_day(date)))
+        else:
+            png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
+                                           title=str((record.request or {}).get("title") or "")
+                                           or t("zh", "daily_card_title")))
         photo: bytes | str | None = png            # after the first upload, its file_id
         texts: dict[str, str] = {}                 # by language: the same for every chat of one
         sent: list[tuple[int, int, str]] = []      # (chat, message, poem) not yet recorded
@@ -445,10 +480,13 @@ class Broadcasts:
                     raise RetryLater("stopping: another replica finishes the broadcast")
                 if chat_id in done or not await state.claim_recipient(result.job_id, chat_id, self.owner):
                     continue
+                if lang not in texts and spring:
+                    texts[lang] = format_couplet(record, lang, heading=t(lang, "daily_spring_title", date=date))
                 if lang not in texts:
                     texts[lang] = format_poem(record.lines, record.form, lang, False, record.request,
                                               result.poems[0], heading=t(lang, "daily_title", date=date))
-                text, markup = texts[lang], poem_keyboard(record.poem_id, lang)
+                text = texts[lang]
+                markup = couplet_keyboard(record.poem_id, lang) if spring else poem_keyboard(record.poem_id, lang)
                 await self.pacer.wait()
                 try:
                     message = None

@@ -22,6 +22,8 @@ from bot import callbacks
 from bot.callbacks import CallbackError
 from bot.daily import fire_daily
 from bot.card import poem_card
+from bot.couplet import (COUPLET_FORM, CoupletRequest, couplet_job, parse_couplet_args, request_of_record,
+                         spring_card_of)
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
 from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args
@@ -29,6 +31,7 @@ from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keybo
                         settings_text)
 from bot.runtime import Outcome, Runtime
 from bot.similar import taste_poems, taste_vector
+from bot.spring_card import spring_png
 from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
@@ -233,6 +236,49 @@ async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record
 
 
 @guarded
+async def couplet(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/couplet 上联 (or /对联), /couplet 春 [theme words], or /couplet as a reply to a one-line message."""
+    message = update.effective_message
+    replied = message.reply_to_message
+    request = parse_couplet_args(command_args(message),
+                                 (replied.text or replied.caption) if replied is not None else None)
+    outcome = await _submit_couplet(update, context, request, message.message_id)
+    await answer_outcome(message, outcome, user_lang(update))
+
+
+async def _submit_couplet(update: Update, context: ContextTypes.DEFAULT_TYPE, request: CoupletRequest,
+                          reply_to: int | None) -> Outcome:
+    rt, lang = runtime(context), user_lang(update)
+    user, chat = update.effective_user, update.effective_chat
+    settings = await rt.state.settings(user.id)
+    job = couplet_job(request, chat_id=chat.id, user_id=user.id, lang=lang, traditional=settings.traditional,
+                      reply_to=reply_to, temperature=settings.temperature)
+    return await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
+
+
+async def _couplet_button(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, record: PoemRecord,
+                          traditional: bool, message_id: int | None) -> None:
+    """🔄 more 下联 (or a new 春联), 📖 the reading aid of both lines, 🖼 the 春联 card."""
+    rt, lang, query = runtime(context), user_lang(update), update.callback_query
+    if action == callbacks.ANOTHER:
+        outcome = await _submit_couplet(update, context, request_of_record(record), message_id)
+        await query.answer(outcome_alert(outcome, lang, "couplet_another_started"), show_alert=not outcome.accepted)
+    elif action == callbacks.GLOSS:
+        await _send_gloss(update, context, record.lines, message_id)
+        await query.answer()
+    elif action == callbacks.CARD:
+        day = datetime.fromtimestamp(record.created_at, rt.config.zone).date()
+        png = await spring_png(spring_card_of(record, traditional, day))
+        if png is None:
+            await query.answer(t(lang, "card_unavailable"), show_alert=True)
+            return
+        await context.bot.send_photo(update.effective_chat.id, png, reply_parameters=reply_params(message_id))
+        await query.answer()
+    else:                                    # ❤️ 🔍 ✏️ are not offered under a couplet
+        await query.answer(t(lang, "cb_invalid"), show_alert=True)
+
+
+@guarded
 async def daily(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt, lang = runtime(context), user_lang(update)
     message, chat = update.effective_message, update.effective_chat
@@ -361,6 +407,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer(t(lang, "cb_invalid"), show_alert=True)
         return
     message_id = query.message.message_id if query.message is not None else None
+    if record.form == COUPLET_FORM:
+        await _couplet_button(update, context, cb.action, record, settings.traditional, message_id)
+        return
 
     if cb.action == callbacks.LIKE:
         added = await rt.state.add_like(user.id, record.poem_id, record.mu)

@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 from protocol.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
-                        E_UNKNOWN_STYLE)
+                        E_UNKNOWN_STYLE, E_COUPLET_LENGTH, E_NO_COUPLET_MODEL)
 
 if TYPE_CHECKING:
     from telegram import Update
@@ -26,6 +26,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/poem 李白 明月 — 仿一位诗人的风格写（/styles 查看可仿的风格）\n"
             "回复一首诗发 /poem — 仿写那首诗\n"
             "/similar — 找与你口味相近的古诗；回复一首诗发 /similar — 找与它相近的诗\n"
+            "/couplet 海阔凭鱼跃 — 对下联；回复一句发 /couplet 也行；/couplet 春 或 /couplet 春 梅花 — 写一副春联\n"
             "/daily — 订阅或退订每日一诗\n"
             "/styles — 可仿的诗人风格\n"
             "/settings — 简繁、默认诗体、默认风格、创意程度\n\n"
@@ -145,6 +146,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "tone_rate": "平仄合律 {pct}%",
         "form_bad": "句式不整",
         "untitled": "无题",
+        "cmd_couplet": "对对联：/couplet 上联；/couplet 春 写春联",
+        "couplet_usage": ("用法：/couplet 上联（4 到 11 个字），例如 /couplet 海阔凭鱼跃；"
+                          "回复只有一句的消息发 /couplet 也行；/couplet 春 或 /couplet 春 梅花 写一副春联。"),
+        "couplet_length": "上联要 {lo} 到 {hi} 个字，你给的是 {n} 个字。换一句试试，例如 /couplet 海阔凭鱼跃",
+        "couplet_length_worker": "上联要 4 到 11 个字，这句是 {n} 个字。",
+        "couplet_not_han": "上联只能用汉字：{chars} 不行。",
+        "couplet_theme": "春联的主题最多 {limit} 个词，每个词最多 4 个字，例如 /couplet 春 梅花 瑞雪",
+        "couplet_one_line": "回复的消息要只有一句（当作上联），这条有 {n} 句。也可以直接发 /couplet 上联",
+        "couplet_title": "对联",
+        "spring_title": "春联",
+        "couplet_first": "上联",
+        "couplet_second": "下联",
+        "couplet_banner": "横批",
+        "couplet_others": "也可对：",
+        "couplet_ends_ping": ("小提示：对联一般上联以仄声收尾、下联以平声收尾。你这句末字「{char}」是平声，"
+                              "更像下联；我仍按平仄相对，对了一句以仄声收尾的。"),
+        "btn_couplet_card": "🖼 春联图",
+        "couplet_another_started": "好，再对几句。",
+        "no_couplet_model": "对对联的模型还没准备好，请稍后再试。",
+        "daily_spring_title": "春节将至 · 春联 · {date}",
     },
     EN: {
         "start": "Hello, {name}! I write classical Chinese poems: 五绝, 七绝, 五律 and 七律.\n\n{help}",
@@ -156,6 +177,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "/poem 李白 明月 — in the manner of a poet (/styles lists them)\n"
             "Reply /poem to a poem — imitate it\n"
             "/similar — classical poems close to your taste; reply /similar to a poem — poems close to it\n"
+            "/couplet 海阔凭鱼跃 — a 下联 for your 上联 (or reply /couplet to a line); /couplet 春 or "
+            "/couplet 春 梅花 — a whole 春联 for the Spring Festival\n"
             "/daily — subscribe to or leave the daily poem\n"
             "/styles — the poets' styles I can write in\n"
             "/settings — script, default form, default style, creativity\n\n"
@@ -278,6 +301,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "tone_rate": "tones {pct}% regular",
         "form_bad": "irregular lines",
         "untitled": "untitled",
+        "cmd_couplet": "Couplets: /couplet 上联, or /couplet 春 for a 春联",
+        "couplet_usage": ("Usage: /couplet and a 上联 of 4 to 11 characters, e.g. /couplet 海阔凭鱼跃; or reply "
+                          "/couplet to a one-line message; /couplet 春 or /couplet 春 梅花 writes a whole 春联."),
+        "couplet_length": "A 上联 has {lo} to {hi} characters; yours has {n}. Try another, e.g. /couplet 海阔凭鱼跃",
+        "couplet_length_worker": "A 上联 has 4 to 11 characters; this one has {n}.",
+        "couplet_not_han": "A 上联 is written in Chinese characters only: {chars} cannot be used.",
+        "couplet_theme": "A 春联 takes at most {limit} theme words of up to 4 characters, e.g. /couplet 春 梅花 瑞雪",
+        "couplet_one_line": "Reply to a message holding one line (the 上联); this one has {n}. Or send /couplet 上联",
+        "couplet_title": "对联 couplet",
+        "spring_title": "春联 Spring Festival couplet",
+        "couplet_first": "上联",
+        "couplet_second": "下联",
+        "couplet_banner": "横批",
+        "couplet_others": "Also possible:",
+        "couplet_ends_ping": ("A note: a 上联 usually ends on a 仄 (oblique) tone and its 下联 on a 平 (level) one. "
+                              "Yours ends on 「{char}」, a 平 tone, so it reads like a 下联; I still matched the "
+                              "tones and ended the answer on a 仄 tone."),
+        "btn_couplet_card": "🖼 Scrolls",
+        "couplet_another_started": "More 下联 coming.",
+        "no_couplet_model": "The couplet model is not ready yet; please try again later.",
+        "daily_spring_title": "Spring Festival is coming · 春联 · {date}",
     },
 }
 
@@ -290,6 +334,8 @@ ERROR_KEYS: dict[str, str] = {
     E_INTERNAL: "internal",
     E_DEAD_LETTER: "internal",
     E_UNKNOWN_STYLE: "unknown_style",
+    E_COUPLET_LENGTH: "couplet_length_worker",
+    E_NO_COUPLET_MODEL: "no_couplet_model",
 }
 # protocol.jobs.validate_generate's message for E_UNKNOWN_STYLE: no style 'x'; the styles are: a, b
 _UNKNOWN_STYLE_RE = re.compile(r"""no style (['"])(.*)\1; the styles are: (.*)$""")
@@ -334,6 +380,10 @@ def error_text(lang: str, code: str | None, message: str | None) -> str:
         if not ids:
             return t(lang, "unknown_style_none", name=name)
         return t(lang, key, name=name, styles_zh="、".join(ids), styles_en=", ".join(ids), example=ids[0])
+    if key == "couplet_length_worker":
+        # The detail reads "a 上联 has 4 to 11 characters; this one has N".
+        match = re.search(r"this one has (\d+)", detail)
+        return t(lang, key, n=match[1] if match else "?")
     if key in ("invalid", "impossible"):
         return t(lang, key, detail=detail)
     return t(lang, key)
