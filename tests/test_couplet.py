@@ -327,3 +327,19 @@ def test_the_spring_card_is_red_scrolls_under_a_banner(card_fonts):
     assert RED in [pixels.getpixel((width // 2, y)) for y in range(height // 8)]
     traditional = Image.open(io.BytesIO(png_bytes(spring_card_of(record, traditional=True), card_fonts)))
     assert traditional.size[0] == width
+
+
+def test_a_worker_without_a_couplet_model_says_so_and_still_writes_poems(redis_url, tiny_generator):
+    from bot.texts import error_text
+    from protocol.jobs import E_NO_COUPLET_MODEL
+    from protocol.settings import WorkerSettings
+    from worker.service import Worker
+
+    worker = Worker(WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, worker_id="w"), tiny_generator)
+    poem, couplet = GenerateJob(form="五绝", seed=1), CoupletJob(first="春风明月山", reply={"lang": "zh"})
+    results = {r.job_id: r for r in worker._serve([poem, couplet])}
+    assert results[poem.job_id].ok and len(results[poem.job_id].poems[0]["lines"]) == 4
+    refused = results[couplet.job_id]
+    assert not refused.ok and refused.error_code == E_NO_COUPLET_MODEL and refused.kind == "couplet"
+    assert refused.reply == {"lang": "zh"}
+    assert error_text("zh", refused.error_code, refused.error_message) == "对对联的模型还没准备好，请稍后再试。"
