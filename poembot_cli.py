@@ -33,15 +33,23 @@ DEFAULT_COUPLET_MODEL = str(Path(__file__).resolve().parent / "model" / "couplet
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
+# The commands that load TensorFlow: it is imported up front for them, with its start-up lines
+# filtered (model/quiet.py); every other command (bot, health, corpus, tunes …) never loads it.
+TENSORFLOW_COMMANDS = {"generate", "train", "finetune", "evaluate", "worker", "index", "card", "couplet"}
+
+
 @app.callback()
-def main_options(verbose: bool = typer.Option(
+def main_options(ctx: typer.Context, verbose: bool = typer.Option(
         False, "--verbose", "-v", help="TensorFlow's own C++ log lines too, and DEBUG logging")) -> None:
-    """Runs before every command: TensorFlow is imported later, inside the commands that need it."""
-    from model.quiet import quiet_native_logs
+    """Runs before every command: quiets TensorFlow's native logs, and imports it for the commands
+    that need it."""
+    from model.quiet import import_tensorflow_quietly, quiet_native_logs
 
     if verbose:
         os.environ["POEMBOT_LOG_LEVEL"] = "DEBUG"
     quiet_native_logs()
+    if ctx.invoked_subcommand in TENSORFLOW_COMMANDS:
+        import_tensorflow_quietly()
 
 
 def _fail(message: str) -> None:

@@ -7,6 +7,13 @@ lets them through.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+
+# What TensorFlow's C++ side prints on import however TF_CPP_MIN_LOG_LEVEL is set: absl logs to
+# fd 2 before it is initialised (TensorFlow 2.21 on a CPU where oneDNN's custom ops are on).
+IMPORT_NOISE = ("absl::InitializeLog", "I0000", "W0000", "oneDNN custom operations", "cpu_feature_guard",
+                "XLA service", "To enable the following instructions")
 
 # TF_CPP_MIN_LOG_LEVEL 3: errors only, for TensorFlow's own logging and (TF >= 2.16) the absl logging
 # that XLA and cpu_feature_guard use; GLOG/ABSL for libraries that read those instead.
@@ -32,3 +39,24 @@ def quiet_native_logs() -> None:
         return
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow now with fd 2 pointed at a temporary file, then pass on every line that
+    is not its start-up noise (an error while importing still reaches the terminal). For commands
+    that need TensorFlow; a no-op when DEBUG is asked for or TensorFlow is already in."""
+    if "tensorflow" in sys.modules or verbose_requested():
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not any(n in line for n in IMPORT_NOISE)))
