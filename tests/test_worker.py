@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
 from protocol import keys
 from protocol.connections import connect, enqueue, live_workers, wait_results
@@ -308,6 +309,50 @@ def test_worker_reconnects_after_redis_restart(start_worker, redis_server) -> No
     enqueue(client, second)
     after = wait_results(client, [second.job_id], timeout_s=60)[second.job_id][0]
     assert after.ok and after.worker_id == "r"    # the same worker, alive through the restart
+
+
+class GatedGenerator:
+    """The tiny generator, holding each batch until the test opens the gate."""
+
+    def __init__(self, generator) -> None:
+        import threading
+        self.generator = generator
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def run(self, jobs):
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self.generator.run(jobs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.generator, name)
+
+
+def test_worker_outlives_redis_out_of_memory(start_worker, tiny_generator, redis_url) -> None:
+    """Redis at maxmemory under noeviction refuses the worker's writes (its result, its heartbeat):
+    the worker waits it out like an outage, and the result is published once memory comes back."""
+    client = connect(redis_url)
+    gated = GatedGenerator(tiny_generator)
+    worker = start_worker(generator=gated, worker_id="oom", max_wait_ms=5)
+    job = GenerateJob(form="五绝", seed=3)
+    enqueue(client, job)
+    assert gated.entered.wait(60)                    # the worker holds the job in hand
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)                # every write is refused from now on
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("probe", "x")
+        gated.gate.set()                             # the batch ends; publishing it is refused
+        wait_for(lambda: worker.write_refusals > 0, timeout=60, message="the worker never met the refusal")
+    finally:
+        client.config_set("maxmemory", 0)
+    first = wait_results(client, [job.job_id], timeout_s=60)[job.job_id][0]
+    assert first.ok and first.worker_id == "oom"
+    second = GenerateJob(form="七绝", seed=4)
+    enqueue(client, second)
+    after = wait_results(client, [second.job_id], timeout_s=60)[second.job_id][0]
+    assert after.ok and after.worker_id == "oom"     # the same worker, alive through the squeeze
 
 
 def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:

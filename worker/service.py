@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from protocol import keys
-from protocol.connections import Backoff, connect, ensure_group, prune_workers
+from protocol.connections import Backoff, connect, ensure_group, prune_workers, refuses_writes
 from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, E_NO_COUPLET_MODEL, CoupletJob, Job,
                         JobFormatError, Result, job_from_fields, job_id_from_fields, reply_from_fields,
                         result_to_json)
@@ -90,6 +90,7 @@ class Worker:
         # Results decoded but not yet published: (entry id, result, job created_at).
         self.outbox: list[tuple[str, Result, float | None]] = []
         self.started_at = time.time()
+        self.write_refusals = 0         # times Redis refused a write (out of memory, read-only)
         self.jobs_done = 0
         self.busy_batch = 0
         self._last_claim = 0.0
@@ -122,6 +123,13 @@ class Worker:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)
             except redis.ResponseError as exc:
+                if refuses_writes(exc):
+                    # Out of memory or a read-only replica: it passes, as an outage does.
+                    self.write_refusals += 1
+                    delay = backoff.next_delay()
+                    log.warning("redis refuses writes (%s); retrying in %.1fs", exc, delay)
+                    self.stopping.wait(delay)
+                    continue
                 if "NOGROUP" not in str(exc):
                     raise
                 ready = False            # Redis came back empty: make the group again
