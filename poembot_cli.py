@@ -33,9 +33,10 @@ DEFAULT_COUPLET_MODEL = str(Path(__file__).resolve().parent / "model" / "couplet
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
-# The commands that load TensorFlow: it is imported up front for them, with its start-up lines
-# filtered (model/quiet.py); every other command (bot, health, corpus, tunes …) never loads it.
-TENSORFLOW_COMMANDS = {"generate", "train", "finetune", "evaluate", "worker", "index", "card", "couplet"}
+# The commands a user runs at a terminal that load TensorFlow: it is imported up front for them,
+# with its start-up lines filtered (model/quiet.py). Not the worker: it validates its settings
+# first and must exit on a bad one before loading anything; its start-up lines go to its log.
+TENSORFLOW_COMMANDS = {"generate", "train", "finetune", "evaluate", "index", "card", "couplet"}
 
 
 @app.callback()

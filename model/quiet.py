@@ -53,6 +53,8 @@ def import_tensorflow_quietly() -> None:
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
+        except ImportError:
+            pass                 # the command's own import says what is missing, in its words
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
