@@ -23,6 +23,7 @@ from keras import layers
 
 from model.banners import choose_banner
 from model.constraints import NoveltyTable
+from model.folder import CONFIG_FILE, VOCAB_FILE, load_weights, read_config, save_folder
 from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
 from model.vocab import BOS, N_SPECIALS, UNK, Vocab
 from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 COUPLET_DIR = PACKAGES_DIR / "model" / "couplet"    # the shipped model
 SUBDIR = "couplet"                                   # a poem model's own couplet model: <model dir>/couplet
-CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "vocab.json", "weights.npz", "metrics.json"
 MIN_P = 0.02            # a candidate character at least this share of the best one's probability
 RESAMPLES = 2           # extra rounds when every candidate copied a corpus line
 SPRING_POEMS = 4        # 七律s the poem model writes for one 春联's 上联 (one line of them is kept)
@@ -122,38 +122,16 @@ def pair_nll(logits: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
 def save_couplet_model(model: CoupletModel, vocab: Vocab, directory: str | Path, dtype: str = "float16",
                        metrics: dict | None = None) -> Path:
     """config.json, vocab.json, weights.npz (float16: half the size) and metrics.json in directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
-    vocab.save(directory / VOCAB_FILE)
-    arrays = {f"w{i:03d}": np.asarray(w.numpy(), dtype=dtype) for i, w in enumerate(model.weights)}
-    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
-    np.savez(tmp, names=np.array([w.path for w in model.weights]), **arrays)
-    tmp.replace(directory / WEIGHTS_FILE)
-    if metrics is not None:
-        path = directory / METRICS_FILE
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(metrics)
-        path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
-    return directory
+    return save_folder(model, model.config.to_dict(), vocab, directory, dtype, metrics)
 
 
 def load_couplet_model(directory: str | Path) -> tuple[CoupletModel, Vocab, CoupletConfig]:
     """The (model, vocab, config) saved by save_couplet_model; weights come back as float32."""
     directory = Path(directory)
-    config = CoupletConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    config = CoupletConfig.from_dict(read_config(directory))
     vocab = Vocab.load(directory / VOCAB_FILE)
     model = build_couplet_model(config)
-    with np.load(directory / WEIGHTS_FILE) as data:
-        names = [str(n) for n in data["names"]]
-        if len(names) != len(model.weights):
-            raise ValueError(f"{directory}: {len(names)} weight arrays, model has {len(model.weights)}")
-        for i, var in enumerate(model.weights):
-            value = data[f"w{i:03d}"]
-            if tuple(value.shape) != tuple(var.shape):
-                raise ValueError(f"{directory}: weight {names[i]} has shape {value.shape}, "
-                                 f"model expects {tuple(var.shape)}")
-            var.assign(value.astype(np.float32))
+    load_weights(model, directory)
     return model, vocab, config
 
 

@@ -4,7 +4,6 @@ With use_latent=False the same decoder is a plain character language model (the 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from model.folder import CONFIG_FILE, METRICS_FILE, VOCAB_FILE, WEIGHTS_FILE  # noqa: F401 (their home before)
 from verse.forms import FORMS, MAX_SEQ_LEN
 from model.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
 
@@ -407,50 +407,26 @@ def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
     return tf.reduce_logsumexp(log_px_z + log_pz - log_qz, axis=1) - math.log(k)
 
 
-# --- one folder per trained model --------------------------------------------------------------
-CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.json"
-WEIGHTS_FILE = "weights.npz"
-METRICS_FILE = "metrics.json"
+# --- one folder per trained model (model/folder.py) -------------------------------------------
 
 
 def save_model(model: PoemVAE, vocab: "Vocab", directory: str | Path, dtype: str = "float16",
                metrics: dict | None = None) -> Path:
     """Write config.json, vocab.json, weights.npz (float16 by default: half the size, same samples)
     and metrics.json into directory; loading needs nothing else."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2))
-    vocab.save(directory / VOCAB_FILE)
-    arrays = {f"w{i:03d}": np.asarray(w.numpy(), dtype=dtype) for i, w in enumerate(model.weights)}
-    names = [w.path for w in model.weights]
-    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
-    np.savez(tmp, names=np.array(names), **arrays)
-    tmp.replace(directory / WEIGHTS_FILE)
-    metrics_path = directory / METRICS_FILE
-    if metrics is not None or not metrics_path.exists():
-        merged = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        merged.update(metrics or {})
-        metrics_path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
-    return directory
+    from model.folder import save_folder
+
+    return save_folder(model, model.config.to_dict(), vocab, directory, dtype, metrics)
 
 
 def load_model(directory: str | Path) -> tuple[PoemVAE, "Vocab", VAEConfig]:
     """The (model, vocab, config) saved by save_model; weights come back as float32."""
+    from model.folder import load_weights, read_config
     from model.vocab import Vocab
 
     directory = Path(directory)
-    config = VAEConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    config = VAEConfig.from_dict(read_config(directory))
     vocab = Vocab.load(directory / VOCAB_FILE)
     model = build_vae(config)
-    with np.load(directory / WEIGHTS_FILE) as data:
-        names = [str(n) for n in data["names"]]
-        if len(names) != len(model.weights):
-            raise ValueError(f"{directory}: {len(names)} weight arrays, model has {len(model.weights)}")
-        for i, var in enumerate(model.weights):
-            value = data[f"w{i:03d}"]
-            if tuple(value.shape) != tuple(var.shape):
-                raise ValueError(f"{directory}: weight {names[i]} has shape {value.shape}, "
-                                 f"model expects {tuple(var.shape)}")
-            var.assign(value.astype(np.float32))
+    load_weights(model, directory)
     return model, vocab, config

@@ -1,0 +1,59 @@
+"""One folder per trained model (nanoGPT's habit): config.json, vocab.json, weights.npz and
+metrics.json, written and read the same way for every model poembot trains (the poem VAE, the
+couplet model)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from model.vocab import Vocab
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+WEIGHTS_FILE = "weights.npz"
+METRICS_FILE = "metrics.json"
+
+
+def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path, dtype: str = "float16",
+                metrics: dict | None = None) -> Path:
+    """Write the config, the vocabulary, the weights (float16 by default: half the size, the same
+    samples; written to a temporary file and renamed, so a reader never sees half of them) and the
+    metrics (merged into any already there) into directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    vocab.save(directory / VOCAB_FILE)
+    arrays = {f"w{i:03d}": np.asarray(w.numpy(), dtype=dtype) for i, w in enumerate(model.weights)}
+    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
+    np.savez(tmp, names=np.array([w.path for w in model.weights]), **arrays)
+    tmp.replace(directory / WEIGHTS_FILE)
+    metrics_path = directory / METRICS_FILE
+    if metrics is not None or not metrics_path.exists():
+        merged = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        merged.update(metrics or {})
+        metrics_path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    return directory
+
+
+def read_config(directory: str | Path) -> dict:
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())
+
+
+def load_weights(model: Any, directory: str | Path) -> None:
+    """Assign the saved weights to a model built from the same config, as float32; a count or
+    shape that differs is an error naming the weight."""
+    directory = Path(directory)
+    with np.load(directory / WEIGHTS_FILE) as data:
+        names = [str(n) for n in data["names"]]
+        if len(names) != len(model.weights):
+            raise ValueError(f"{directory}: {len(names)} weight arrays, model has {len(model.weights)}")
+        for i, var in enumerate(model.weights):
+            value = data[f"w{i:03d}"]
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(f"{directory}: weight {names[i]} has shape {value.shape}, "
+                                 f"model expects {tuple(var.shape)}")
+            var.assign(value.astype(np.float32))
