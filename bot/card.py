@@ -8,17 +8,22 @@ Characters Noto Serif SC lacks are drawn from the fallback font (bot.fonts).
 """
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
 from bot import fonts
 from bot.cmap import Coverage, coverage
+
+log = logging.getLogger(__name__)
 from verse.script import for_script
 
 PAPER = (246, 240, 228)
@@ -214,6 +219,18 @@ def png_bytes(card: Card, directory: Path | None = None) -> bytes:
     # optimize=True saves a tenth of the bytes for four times the time: not worth it on a busy bot.
     render(card, directory).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+async def png_off_loop(to_png: Callable[[Any], bytes], card: Any, what: str = "card") -> bytes | None:
+    """to_png(card) on a thread, off the event loop, or None when it cannot be drawn here (fonts
+    missing: the text then goes out alone), logged as what."""
+    try:
+        return await asyncio.to_thread(to_png, card)
+    except CardError as exc:
+        log.warning("no %s: %s", what, exc)
+    except Exception:
+        log.exception("%s rendering failed", what)
+    return None
 
 
 def warm_up(directory: Path | None = None) -> bool:

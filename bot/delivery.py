@@ -20,7 +20,7 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
-from bot.card import Card, CardError, png_bytes, poem_card
+from bot.card import Card, png_bytes, png_off_loop, poem_card
 from bot.couplet import couplet_keyboard, couplet_record, format_couplet, spring_card_of
 from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
 from bot.parsing import unknown_style_error
@@ -60,13 +60,7 @@ async def settle(step: Callable[[], Awaitable[Any]], what: str) -> None:
 
 async def card_png(card: Card) -> bytes | None:
     """The card as PNG, or None when it cannot be drawn here (then the text goes out alone)."""
-    try:
-        return await asyncio.to_thread(png_bytes, card)
-    except CardError as exc:
-        log.warning("no card: %s", exc)
-    except Exception:
-        log.exception("card rendering failed")
-    return None
+    return await png_off_loop(png_bytes, card)
 
 
 class RetryLater(Exception):

@@ -7,19 +7,17 @@ gold rule; the date, poembot and a seal small at the foot. Fonts as bot.card loa
 """
 from __future__ import annotations
 
-import asyncio
 import io
-import logging
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from bot.card import AUTHOR, SEAL_TEXT, CardError, chinese_date, draw_column, draw_seal, seal_side_px, typefaces
+from bot.card import (AUTHOR, SEAL_TEXT, chinese_date, draw_column, draw_seal, png_off_loop,
+                      seal_side_px, typefaces)
 from verse.script import for_script
 
-log = logging.getLogger(__name__)
 
 WALL = (236, 226, 208)          # a plastered wall, warm
 WALL_SHADE = (214, 200, 178)
@@ -147,10 +145,4 @@ def png_bytes(card: SpringCard, directory: Path | None = None) -> bytes:
 
 async def spring_png(card: SpringCard) -> bytes | None:
     """The card as PNG off the event loop, or None when it cannot be drawn here (fonts missing)."""
-    try:
-        return await asyncio.to_thread(png_bytes, card)
-    except CardError as exc:
-        log.warning("no 春联 card: %s", exc)
-    except Exception:
-        log.exception("春联 card rendering failed")
-    return None
+    return await png_off_loop(png_bytes, card, "春联 card")
