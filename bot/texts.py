@@ -20,7 +20,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "start": "你好，{name}！我会写五绝、七绝、五律、七律。\n\n{help}",
         "help": (
             "/poem — 随机写一首七绝（或你在 /settings 里选的诗体）\n"
-            "/poem 春风 — 按主题写\n"
+            "/poem 春风 — 以此为题写一首（/poem 送友人归江南 也行）\n"
             "/poem 五律 明月 — 指定诗体和主题（五绝 七绝 五律 七律）\n"
             "/poem 藏头 春夏秋冬 或 /acrostic 春夏秋冬 — 藏头诗\n"
             "/poem 李白 明月 — 仿一位诗人的风格写（/styles 查看可仿的风格）\n"
@@ -171,7 +171,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "start": "Hello, {name}! I write classical Chinese poems: 五绝, 七绝, 五律 and 七律.\n\n{help}",
         "help": (
             "/poem — a random 七绝 (or the form chosen in /settings)\n"
-            "/poem 春风 — a poem on a theme\n"
+            "/poem 春风 — a poem under that title (/poem 送友人归江南 works too)\n"
             "/poem 五律 明月 — form and theme (五绝 七绝 五律 七律)\n"
             "/poem 藏头 春夏秋冬 or /acrostic 春夏秋冬 — an acrostic\n"
             "/poem 李白 明月 — in the manner of a poet (/styles lists them)\n"
