@@ -544,20 +544,21 @@ class Generator:
         if not seqs:
             return gains
         alone = np.zeros((len(seqs), max(len(s) for s in seqs) - 1), np.float32)
-        for start in range(0, len(seqs), self.max_rows):
-            chunk = seqs[start:start + self.max_rows]
-            B = _bucket(len(chunk))
-            T = max(len(s) for s in chunk)
-            toks = np.full((B, T), PAD, np.int32)
-            for b, s in enumerate(chunk):
-                toks[b, :len(s)] = s
-            mine = [rows[owners[start + b][0]] for b in range(len(chunk))]
-            mine += [mine[-1]] * (B - len(chunk))
-            z = np.stack([r.z for r in mine]).astype(np.float32).reshape(B, self.latent_dim)
-            form = np.array([FORM_INDEX[r.plan.form.name] for r in mine], np.int32)
-            lp = self._alone_fn(tf.constant(toks), tf.constant(z), tf.constant(form),
-                                tf.constant(self._titles(mine))).numpy()
-            alone[start:start + len(chunk), :lp.shape[1]] = lp[:len(chunk)]
+        # Lines of one length together, unpadded: the function is not compiled per shape, and a
+        # batch of 五言 padded to 七言 (or to a power of two) was a third of this pass's time.
+        by_length: dict[int, list[int]] = {}
+        for k, seq in enumerate(seqs):
+            by_length.setdefault(len(seq), []).append(k)
+        for length, members in by_length.items():
+            for start in range(0, len(members), self.max_rows):
+                idx = members[start:start + self.max_rows]
+                toks = np.asarray([seqs[k] for k in idx], np.int32)
+                mine = [rows[owners[k][0]] for k in idx]
+                z = np.stack([r.z for r in mine]).astype(np.float32).reshape(len(idx), self.latent_dim)
+                form = np.array([FORM_INDEX[r.plan.form.name] for r in mine], np.int32)
+                lp = self._alone_fn(tf.constant(toks), tf.constant(z), tf.constant(form),
+                                    tf.constant(self._titles(mine))).numpy()
+                alone[idx, :length - 1] = lp
         by_row: dict[int, dict[int, np.ndarray]] = {}
         for (i, k), lp in zip(owners, alone):
             by_row.setdefault(i, {})[k] = lp

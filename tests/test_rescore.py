@@ -92,7 +92,10 @@ def test_a_titled_model_decodes_with_and_without_a_title(tiny_vocab, tmp_path) -
     model = build_vae(config)
     # Zero-initialised title layers: a fresh titled model writes what the untitled one would.
     assert not model.title_in.kernel.numpy().any() and not model.title_init.kernel.numpy().any()
-    model.title_in.kernel.assign(np.random.default_rng(0).normal(size=model.title_in.kernel.shape))
+    # Weights strong enough that the title must show in what is written.
+    rng = np.random.default_rng(0)
+    model.title_proj.kernel.assign(rng.normal(0, 8.0, size=model.title_proj.kernel.shape))
+    model.title_in.kernel.assign(rng.normal(0, 8.0, size=model.title_in.kernel.shape))
     save_model(model, tiny_vocab, tmp_path / "m")
     loaded, _, loaded_config = load_model(tmp_path / "m")
     assert loaded_config.title_len == 6
