@@ -11,6 +11,7 @@ import pytest
 
 from verse import prosody
 from model.constraints import NoveltyTable, tone_pattern
+from model.decode import LIKE_NOISE
 from verse.forms import FORMS, classify
 from protocol.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob, Result
 
@@ -189,16 +190,21 @@ def test_novelty_table_round_trip(tmp_path) -> None:
 
 
 def test_latent_sources_steer_the_poem(tiny_generator) -> None:
-    z = [3.0] * 8
-    given = tiny_generator.generate([GenerateJob(form="七绝", seed=2, latent=z, novelty=False)])[0]
-    prior = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=1.0)])[0]
-    like = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
-                                                like_texts=["春风花月夜，秋雪冬风来"])])[0]
-    assert given.ok and prior.ok and like.ok
-    assert len({given.poems[0]["text"], prior.poems[0]["text"], like.poems[0]["text"]}) == 3
-    # A prior draw is scaled by latent_scale: at 0 every seed starts from the centre of the prior.
-    centre = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=0.0,
-                                                  latent=None)])[0]
+    """Each source of the latent is the one used: a given z, a prior draw scaled by latent_scale,
+    the mean μ of liked poems. Compared as latents: a tiny random model's words hardly depend on z,
+    so two latents can write the same poem."""
+    jobs = [GenerateJob(form="七绝", seed=2, latent=[3.0] * 8),
+            GenerateJob(form="七绝", seed=2, latent_scale=1.0),
+            GenerateJob(form="七绝", seed=2, latent_scale=2.0),
+            GenerateJob(form="七绝", seed=2, like_texts=["春风花月夜，秋雪冬风来"])]
+    latents, centres = tiny_generator._latents(jobs, [None] * len(jobs))
+    given, prior, wide, like = (np.asarray(z[0]) for z in latents)
+    assert np.allclose(given, 3.0)
+    assert np.allclose(wide, 2.0 * prior)                     # the same draw, twice the spread
+    assert not np.allclose(prior, like) and 3 in centres      # liked poems give their own centre
+    assert np.linalg.norm(like - centres[3]) < 8 * LIKE_NOISE   # drawn near that centre
+    # At latent_scale 0 every seed starts from the centre of the prior: the same poem as z = 0.
+    centre = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=0.0)])[0]
     centred = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
                                                    latent=[0.0] * 8)])[0]
     assert centre.poems[0]["text"] == centred.poems[0]["text"]
