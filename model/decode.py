@@ -533,45 +533,41 @@ class Generator:
         gains = np.zeros(len(rows))
         if decoded.step_logp is None or not any(r.best_of > 1 for r in rows):
             return gains
+        # Each line after the first of each candidate, alone: BOS, the line, its mark. Its
+        # log-probabilities go straight into the candidate's [n_lines, L] table (line 1 stays 0).
         seqs, owners = [], []
+        solo: dict[int, np.ndarray] = {}
         for i, (row, ls) in enumerate(zip(rows, lines)):
             form = row.plan.form
             if row.best_of <= 1 or len(ls) != form.n_lines:
                 continue
+            solo[i] = np.zeros((form.n_lines, form.line_len), np.float32)
             for k in range(1, form.n_lines):
-                seqs.append(self.vocab.encode_lines([ls[k]])[:-1])   # BOS, the line, its mark
+                seqs.append(self.vocab.encode_lines([ls[k]])[:-1])
                 owners.append((i, k))
-        if not seqs:
-            return gains
-        alone = np.zeros((len(seqs), max(len(s) for s in seqs) - 1), np.float32)
         # Lines of one length together, unpadded: the function is not compiled per shape, and a
         # batch of 五言 padded to 七言 (or to a power of two) was a third of this pass's time.
         by_length: dict[int, list[int]] = {}
-        for k, seq in enumerate(seqs):
-            by_length.setdefault(len(seq), []).append(k)
+        for n, seq in enumerate(seqs):
+            by_length.setdefault(len(seq), []).append(n)
         for length, members in by_length.items():
             for start in range(0, len(members), self.max_rows):
                 idx = members[start:start + self.max_rows]
-                toks = np.asarray([seqs[k] for k in idx], np.int32)
-                mine = [rows[owners[k][0]] for k in idx]
+                mine = [rows[owners[n][0]] for n in idx]
                 z = np.stack([r.z for r in mine]).astype(np.float32).reshape(len(idx), self.latent_dim)
                 form = np.array([FORM_INDEX[r.plan.form.name] for r in mine], np.int32)
-                lp = self._alone_fn(tf.constant(toks), tf.constant(z), tf.constant(form),
+                lp = self._alone_fn(tf.constant(np.asarray([seqs[n] for n in idx], np.int32)),
+                                    tf.constant(z), tf.constant(form),
                                     tf.constant(self._titles(mine))).numpy()
-                alone[idx, :length - 1] = lp
-        by_row: dict[int, dict[int, np.ndarray]] = {}
-        for (i, k), lp in zip(owners, alone):
-            by_row.setdefault(i, {})[k] = lp
-        for i, alone_lines in by_row.items():
+                for n, row_lp in zip(idx, lp):
+                    i, k = owners[n]
+                    solo[i][k] = row_lp[:length - 2]          # the line's characters, not its mark
+        for i, alone in solo.items():
             form = rows[i].plan.form
-            L = form.line_len
-            spans = line_spans(L, form.n_lines)
+            spans = line_spans(form.line_len, form.n_lines)
             context = np.stack([decoded.step_logp[i, a:b] for a, b in spans])
             free = np.stack([rows[i].plan.forced[a:b] == FREE for a, b in spans])
-            solo = np.zeros_like(context)
-            for k, lp in alone_lines.items():
-                solo[k] = lp[:L]
-            gains[i] = line_gain(context, solo, free)
+            gains[i] = line_gain(context, alone, free)
         return gains
 
     def _alone_logp(self, tokens: tf.Tensor, z: tf.Tensor, form: tf.Tensor, title: tf.Tensor
