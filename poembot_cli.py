@@ -571,14 +571,18 @@ def couplet_train(out: str = typer.Option("runs/couplet", help="output folder (t
                   minutes: float = typer.Option(25.0, help="wall-clock budget of this run"),
                   resume: bool = typer.Option(False, "--resume", help="continue from its checkpoint"),
                   tiny: Optional[int] = typer.Option(None, help="train on this many pairs (a smoke run)"),
-                  max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
+                  max_steps: Optional[int] = typer.Option(None, help="stop after this many steps"),
+                  lr: float = typer.Option(2e-3, help="learning rate (Adam)"),
+                  final_lr_share: float = typer.Option(
+                      1.0, help="cosine-decay the learning rate to this share of --lr over the budget")) -> None:
     """Train the couplet model on the corpus couplets (颔联, 颈联) and 声律启蒙; copy the result to
     model/couplet to ship it."""
     from protocol.logs import setup_logging
     from training.couplet import CoupletTrainConfig, train
 
     setup_logging("train")
-    path = train(CoupletTrainConfig(max_minutes=minutes, tiny=tiny, max_steps=max_steps), out, resume=resume)
+    path = train(CoupletTrainConfig(max_minutes=minutes, tiny=tiny, max_steps=max_steps,
+                                     learning_rate=lr, final_lr_share=final_lr_share), out, resume=resume)
     typer.echo(f"couplet model saved to {path}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -144,6 +145,9 @@ class Buckets:
 class CoupletTrainConfig:
     batch_size: int = 128
     learning_rate: float = 2e-3
+    # Cosine decay to this share of learning_rate over the run's wall-clock budget (1.0: constant).
+    # A resumed run decays over its own budget, which is what a model that has found its basin wants.
+    final_lr_share: float = 1.0
     clip_norm: float = 1.0
     max_minutes: float = 25.0            # wall-clock budget of this run (a resumed run has its own)
     max_steps: int | None = None
@@ -190,6 +194,12 @@ def init_embeddings(model, vocab: Vocab, init_dir: str | Path) -> int:
             copied += 1
     model.embed.embeddings.assign(target)
     return copied
+
+
+def lr_share(progress: float, final_share: float) -> float:
+    """Share of the learning rate at a point (0..1) of the run: cosine from 1 down to final_share."""
+    progress = min(max(progress, 0.0), 1.0)
+    return final_share + (1.0 - final_share) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def train(config: CoupletTrainConfig, out: str | Path, resume: bool = False,
@@ -280,6 +290,9 @@ def train(config: CoupletTrainConfig, out: str | Path, resume: bool = False,
     done = False
     while not done:
         for a, b in train_b.batches(config.batch_size, rng):
+            if config.final_lr_share < 1.0:
+                optimizer.learning_rate.assign(config.learning_rate * lr_share(
+                    (time.time() - started) / (60 * config.max_minutes), config.final_lr_share))
             losses.append(float(train_step(a, b)))
             step += 1
             if step % config.eval_every == 0:
