@@ -553,11 +553,11 @@ def couplet_write(first: str = typer.Argument(..., help="the 上联 (4 to 11 cha
     from model.couplet import CoupletWriter
     from protocol.jobs import CoupletJob
 
+    from model.generate import load_generator
+
     spring = first in ("春", "春联")
-    writer = CoupletWriter.load(model)
-    if spring:
-        from model.generate import load_generator
-        writer.poems = load_generator(DEFAULT_MODEL)
+    # The poem model writes a 春联's 上联 and rescores every 下联, as in the worker.
+    writer = CoupletWriter.load(model, poems=load_generator(DEFAULT_MODEL))
     result = writer.run_one(CoupletJob(first="" if spring else first, theme=list(theme), spring=spring,
                                        n=n, seed=seed))
     if not result.ok:

@@ -5,7 +5,8 @@ A BiGRU reads the 上联; a GRU decoder writes the 下联, its input at step i b
 encoding — so 对仗 (天 against 地, 风 against 雨, a number against a number) is learnt where it
 happens. The output layer is tied to the character embeddings, which start from the shipped poem
 model's. CoupletWriter serves CoupletJobs: K constrained samples (model/couplet_rules.py, hard),
-rescored by the model's likelihood, corpus copies dropped, the best distinct n returned.
+rescored (CoupletWriter.score) by this model's likelihood, the poem model's, and the phrases the
+corpus attests; corpus copies dropped, the best distinct n returned.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from keras import layers
 from model.banners import choose_banner
 from model.constraints import NoveltyTable
 from model.folder import CONFIG_FILE, VOCAB_FILE, load_weights, read_config, save_folder
+from model.rescore import unattested_share
 from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
 from model.vocab import BOS, N_SPECIALS, UNK, Vocab
 from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
@@ -37,6 +39,13 @@ COUPLET_DIR = PACKAGES_DIR / "model" / "couplet"    # the shipped model
 SUBDIR = "couplet"                                   # a poem model's own couplet model: <model dir>/couplet
 MIN_P = 0.02            # a candidate character at least this share of the best one's probability
 RESAMPLES = 2           # extra rounds when every candidate copied a corpus line
+# The rescoring, in nats per character beside this model's mean log-probability. Blind readers said
+# our 下联 matched the 上联's parts of speech but not its sense, drifted from its subject, or padded
+# (docs/blind-reading.md). The poem model has read whole poems, not pairs: its probability of the
+# 下联 after the 上联 (a product of the two models' experts) favours a line that follows in sense;
+# a pair of characters no poet wrote is usually a phrase that does not parse (model.rescore).
+POEM_WEIGHT = 1.0
+UNATTESTED_WEIGHT = 3.0
 SPRING_POEMS = 4        # 七律s the poem model writes for one 春联's 上联 (one line of them is kept)
 # Words a 春联 上联 is written around when the request names none (one per request, by its seed).
 SPRING_WORDS = ("春", "福", "春风", "新春", "瑞雪", "梅", "东风", "燕", "春色", "岁")
@@ -236,10 +245,26 @@ class CoupletWriter:
         logp /= max(length, 1)
         return [Drawn(seconds[b * k:(b + 1) * k], logp[b * k:(b + 1) * k]) for b in range(len(firsts))]
 
-    def best(self, first: str, drawn: Drawn, n: int) -> list[tuple[str, float]]:
-        """The n most likely distinct candidates that copy no corpus line and keep every rule."""
+    def score(self, first: str, drawn: Drawn) -> np.ndarray:
+        """Each candidate's rescoring score: its mean log-probability here, plus the poem model's
+        (when the writer has one), less the share of its character pairs the corpus never writes."""
+        scores = drawn.logp.astype(np.float64).copy()
+        if self.poems is None or not drawn.seconds:
+            return scores
+        if POEM_WEIGHT and hasattr(self.poems, "pair_logp"):
+            scores += POEM_WEIGHT * self.poems.pair_logp([first] * len(drawn.seconds), drawn.seconds)
+        pairs = getattr(self.poems, "pairs", None)
+        if UNATTESTED_WEIGHT and pairs is not None:
+            scores -= UNATTESTED_WEIGHT * np.array(
+                [unattested_share(pairs, [[self.vocab.id(c) for c in second]]) for second in drawn.seconds])
+        return scores
+
+    def best(self, first: str, drawn: Drawn, n: int) -> list[tuple[str, float, float]]:
+        """The n best-scored distinct candidates that copy no corpus line and keep every rule, each
+        as (下联, its mean log-probability under this model, its score), the best first."""
         out, seen = [], set()
-        for i in np.argsort(-drawn.logp, kind="stable"):
+        scores = self.score(first, drawn)
+        for i in np.argsort(-scores, kind="stable"):
             second = drawn.seconds[i]
             if second in seen or (self.novelty is not None and second in self.novelty):
                 continue
@@ -247,7 +272,7 @@ class CoupletWriter:
                 log.error("couplet rule broken: %s / %s: %s", first, second, violations(first, second))
                 continue
             seen.add(second)
-            out.append((second, float(drawn.logp[i])))
+            out.append((second, float(drawn.logp[i]), float(scores[i])))
             if len(out) == n:
                 break
         return out
@@ -278,7 +303,7 @@ class CoupletWriter:
             seed = job.seed if job.seed is not None else secrets.randbelow(2**62)
             rng = np.random.default_rng(seed)
             first = job.first or self.spring_first(job, seed)
-            picked: list[tuple[str, float]] = []
+            picked: list[tuple[str, float, float]] = []
             for _ in range(1 + RESAMPLES):
                 picked = self.best(first, self.draw(first, job.best_of, job.temperature, rng), job.n)
                 if picked:
@@ -294,9 +319,10 @@ class CoupletWriter:
         plan = plan_couplet(first)
         banner = choose_banner([first, picked[0][0]], job.theme, seed)
         poems = []
-        for k, (second, logp) in enumerate(picked):
+        for k, (second, logp, score) in enumerate(picked):
             poems.append({"first": first, "second": second, "lines": [first, second],
                           "text": f"{first}，{second}。", "banner": banner, "logp": round(logp, 4),
+                          "score": round(score, 4),
                           "notes": list(plan.notes), "written_first": not job.first,
                           "seed": seed, "index": k, "form": "对联"})
         return Result(job_id=job.job_id, ok=True, poems=poems, kind="couplet", reply=job.reply)

@@ -570,6 +570,27 @@ class Generator:
             gains[i] = line_gain(context, alone, free)
         return gains
 
+    def pair_logp(self, firsts: Sequence[str], seconds: Sequence[str]) -> np.ndarray:
+        """Mean log-probability per character of each second line after its first, as the two
+        lines opening an untitled 律诗 (五律 or 七律 by length) at the prior's centre: how well the
+        poem model, which has read whole poems, thinks the line answers the one before it."""
+        out = np.zeros(len(firsts))
+        by_length: dict[int, list[int]] = {}
+        for i, first in enumerate(firsts):
+            by_length.setdefault(len(first), []).append(i)
+        for length, idx in by_length.items():
+            form = FORM_INDEX["五律" if length <= 5 else "七律"]
+            for start in range(0, len(idx), self.max_rows):
+                chunk = idx[start:start + self.max_rows]
+                tokens = np.array([self.vocab.encode_lines([firsts[i], seconds[i]]) for i in chunk], np.int32)
+                lp = self._alone_fn(tf.constant(tokens),
+                                    tf.zeros((len(chunk), self.latent_dim), tf.float32),
+                                    tf.constant(np.full(len(chunk), form, np.int32)),
+                                    tf.constant(np.full((len(chunk), self.title_len), PAD, np.int32))).numpy()
+                # Output j predicts token j+1: the second line's characters are tokens length+2 ..
+                out[chunk] = lp[:, length + 1:2 * length + 1].mean(axis=1)
+        return out
+
     def _alone_logp(self, tokens: tf.Tensor, z: tf.Tensor, form: tf.Tensor, title: tf.Tensor
                     ) -> tf.Tensor:
         """Log-probability [N, T-1] of tokens[:, 1:] as the opening of a poem of latent z."""

@@ -184,8 +184,8 @@ def test_every_answer_to_five_and_seven_character_lines_keeps_the_rules(writer, 
             assert violations(first, p["second"]) == [], (first, p["second"])
             assert p["banner"] in BANNERS
             answered += 1
-        logps = [p["logp"] for p in result.poems]
-        assert logps == sorted(logps, reverse=True)            # the most likely first
+        scores = [p["score"] for p in result.poems]
+        assert scores == sorted(scores, reverse=True)          # the best-scored first
     assert answered >= 12
 
 
@@ -215,6 +215,48 @@ def test_the_same_seed_gives_the_same_answer_and_corpus_lines_are_never_returned
         assert not {p["second"] for p in c.poems} & {p["second"] for p in a.poems}
     finally:
         writer.novelty = saved
+
+
+def test_the_poem_model_reads_the_second_line_after_the_first(tiny_generator, tiny_vocab):
+    """pair_logp is the poem model's own teacher-forced log-probability of the 下联's characters
+    after the 上联 (untitled, at the prior's centre), so it changes with the 上联."""
+    import tensorflow as tf
+    from verse.forms import FORM_INDEX
+
+    g = tiny_generator
+    chars = tiny_vocab.chars
+    first, other, second = "".join(chars[6:11]), "".join(chars[20:25]), "".join(chars[11:16])
+    got = g.pair_logp([first, other], [second, second])
+    tokens = np.array([tiny_vocab.encode_lines([first, second])], np.int32)
+    lp = g._alone_fn(tf.constant(tokens), tf.zeros((1, g.latent_dim)), tf.constant([FORM_INDEX["五律"]]),
+                     tf.zeros((1, g.title_len), tf.int32)).numpy()[0]
+    assert got[0] == pytest.approx(lp[6:11].mean(), abs=1e-5)
+    assert got[0] != pytest.approx(got[1], abs=1e-6)
+
+
+def test_the_rescoring_adds_the_poem_model_and_costs_unattested_pairs(writer, tiny_vocab):
+    from model.couplet import POEM_WEIGHT, UNATTESTED_WEIGHT, Drawn
+    from model.rescore import PairTable
+
+    first = "".join(tiny_vocab.chars[6:11])
+    attested, unattested = "".join(tiny_vocab.chars[11:16]), "".join(tiny_vocab.chars[16:21])
+    drawn = Drawn([unattested, attested], np.array([-1.0, -1.0]))
+    poem = writer.poems.pair_logp([first] * 2, drawn.seconds)
+    saved = writer.poems.pairs
+    writer.poems.pairs = PairTable.from_lines([[tiny_vocab.id(c) for c in attested]], len(tiny_vocab), min_count=1)
+    try:
+        scores = writer.score(first, drawn)
+    finally:
+        writer.poems.pairs = saved
+    assert scores == pytest.approx(-1.0 + POEM_WEIGHT * poem - UNATTESTED_WEIGHT * np.array([1.0, 0.0]))
+    # Equal here and in the poem model, the candidate no poet could have written loses.
+    drawn_equal = Drawn([unattested, attested], np.array([-1.0, -1.0]) - POEM_WEIGHT * poem)
+    writer.poems.pairs = PairTable.from_lines([[tiny_vocab.id(c) for c in attested]], len(tiny_vocab), min_count=1)
+    try:
+        unattested_score, attested_score = writer.score(first, drawn_equal)
+        assert attested_score - unattested_score == pytest.approx(UNATTESTED_WEIGHT)
+    finally:
+        writer.poems.pairs = saved
 
 
 def test_a_spring_couplet_is_written_whole_from_theme_words(writer):

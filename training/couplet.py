@@ -387,7 +387,7 @@ def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: floa
     from model.couplet import SPRING_WORDS, CoupletWriter
     from protocol.jobs import CoupletJob
 
-    writer = CoupletWriter.load(model_dir)
+    writer = load_writer(model_dir, poems_dir)
     pairs = load_pairs(writer.vocab)
     test = held_out_pairs(pairs, n, seed)
     firsts, real = [p.first for p in test], [p.second for p in test]
@@ -425,12 +425,22 @@ def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: floa
     return out
 
 
+def load_writer(model_dir: str | Path, poems_dir: str | Path | None):
+    """The couplet writer as the worker holds it: the poem model in poems_dir beside it (it
+    rescores every 下联 and writes 春联 上联); without one, this model's likelihood alone."""
+    from model.couplet import CoupletWriter
+    from model.generate import load_generator
+
+    return CoupletWriter.load(model_dir, poems=load_generator(poems_dir) if poems_dir is not None else None)
+
+
 def spring_figures(writer, poems_dir, n: int, seed: int, words, job_cls) -> dict:
     """春联 from theme words: how often the written 上联 holds its theme and ends 仄, the rules, time."""
     from model.couplet_rules import definite_tone, violations
     from model.generate import load_generator
 
-    writer.poems = load_generator(poems_dir)
+    if writer.poems is None:
+        writer.poems = load_generator(poems_dir)
     results, started = [], time.perf_counter()
     for i in range(n):
         theme = [words[i % len(words)]]
@@ -445,12 +455,11 @@ def spring_figures(writer, poems_dir, n: int, seed: int, words, job_cls) -> dict
 
 
 def blind_sheet(model_dir: str | Path, out: str | Path, seed: int = 25, size: int = SHEET_SIZE,
-                k: int = 24, temperature: float = 0.8) -> tuple[Path, Path]:
+                k: int = 24, temperature: float = 0.8, poems_dir: str | Path | None = PRETRAINED_DIR
+                ) -> tuple[Path, Path]:
     """A reading sheet of size held-out 上联, each with its real 下联 or a generated one (half each,
     shuffled, no labels), and its key. Returns (sheet, key)."""
-    from model.couplet import CoupletWriter
-
-    writer = CoupletWriter.load(model_dir)
+    writer = load_writer(model_dir, poems_dir)
     pairs = load_pairs(writer.vocab)
     # Other pairs than the evaluation's (its seed), from the test split.
     chosen = held_out_pairs(pairs, size, seed)
