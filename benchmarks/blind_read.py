@@ -129,11 +129,14 @@ def parse_answer(text: str) -> list[dict]:
     return json.loads(match.group(0))
 
 
-def score(key: dict, answers: list[dict]) -> dict:
-    """Recognition of generated poems, mean fluency per class and their ratio."""
+def score(key: dict | list, answers: list[dict]) -> dict:
+    """Recognition of generated poems, mean fluency per class and their ratio (and 对仗 for a
+    couplet sheet, `poembot couplet sheet`, whose readers rate it too)."""
+    if isinstance(key, list):                   # the first couplet sheets' keys: the items alone
+        key = {"seed": None, "items": [{**item, "source": item["label"]} for item in key]}
     by_n = {int(a["n"]): a for a in answers}
-    stats = {"real": {"n": 0, "called_generated": 0, "fluency": 0.0},
-             "generated": {"n": 0, "called_generated": 0, "fluency": 0.0}}
+    stats = {"real": {"n": 0, "called_generated": 0, "fluency": 0.0, "duizhang": 0.0},
+             "generated": {"n": 0, "called_generated": 0, "fluency": 0.0, "duizhang": 0.0}}
     missing = 0
     for item in key["items"]:
         answer = by_n.get(item["n"])
@@ -144,6 +147,7 @@ def score(key: dict, answers: list[dict]) -> dict:
         s["n"] += 1
         s["called_generated"] += answer["label"] == "generated"
         s["fluency"] += float(answer["fluency"])
+        s["duizhang"] += float(answer.get("duizhang", 0.0))
     gen, real = stats["generated"], stats["real"]
     fl_gen = gen["fluency"] / max(gen["n"], 1)
     fl_real = real["fluency"] / max(real["n"], 1)
@@ -152,7 +156,10 @@ def score(key: dict, answers: list[dict]) -> dict:
             "recognition": round(gen["called_generated"] / max(gen["n"], 1), 3),
             "real_called_generated": real["called_generated"], "real": real["n"],
             "fluency_generated": round(fl_gen, 2), "fluency_real": round(fl_real, 2),
-            "fluency_ratio": round(fl_gen / fl_real, 3) if fl_real else None}
+            "fluency_ratio": round(fl_gen / fl_real, 3) if fl_real else None,
+            **({"duizhang_generated": round(gen["duizhang"] / max(gen["n"], 1), 2),
+                "duizhang_real": round(real["duizhang"] / max(real["n"], 1), 2)}
+               if any(s["duizhang"] for s in stats.values()) else {})}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -385,3 +385,19 @@ def test_a_worker_without_a_couplet_model_says_so_and_still_writes_poems(redis_u
     assert not refused.ok and refused.error_code == E_NO_COUPLET_MODEL and refused.kind == "couplet"
     assert refused.reply == {"lang": "zh"}
     assert error_text("zh", refused.error_code, refused.error_message) == "对对联的模型还没准备好，请稍后再试。"
+
+
+def test_a_couplet_sheet_is_scored_with_its_duizhang():
+    from benchmarks.blind_read import score
+
+    key = {"seed": 1, "items": [{"n": 1, "source": "real"}, {"n": 2, "source": "generated"},
+                                {"n": 3, "source": "generated"}]}
+    answers = [{"n": 1, "label": "real", "fluency": 4, "duizhang": 5},
+               {"n": 2, "label": "generated", "fluency": 2, "duizhang": 3},
+               {"n": 3, "label": "real", "fluency": 3, "duizhang": 2}]
+    got = score(key, answers)
+    assert (got["generated_recognised"], got["generated"], got["recognition"]) == (1, 2, 0.5)
+    assert (got["fluency_generated"], got["duizhang_generated"], got["duizhang_real"]) == (2.5, 2.5, 5.0)
+    # The first sheets' keys were the items alone, labelled.
+    old = [{"n": i["n"], "label": i["source"]} for i in key["items"]]
+    assert score(old, answers)["recognition"] == 0.5

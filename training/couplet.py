@@ -481,8 +481,11 @@ def blind_sheet(model_dir: str | Path, out: str | Path, seed: int = 25, size: in
     lines = [SHEET_INSTRUCTIONS.format(n=len(items))]
     lines += [f"{n}. {item['first']}，{item['second']}。" for n, item in enumerate(items, 1)]
     sheet.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    key.write_text(json.dumps([{"n": n, **item} for n, item in enumerate(items, 1)], ensure_ascii=False, indent=1),
-                   encoding="utf-8")
+    # The shape benchmarks/blind_read.py scores: each item's source is real or generated.
+    key.write_text(json.dumps({"seed": seed, "model": str(model_dir), "poems_model": str(poems_dir),
+                               "items": [{"n": n, "source": item.pop("label"), **item}
+                                         for n, item in enumerate(items, 1)]},
+                              ensure_ascii=False, indent=1), encoding="utf-8")
     return sheet, key
 
 
