@@ -46,6 +46,10 @@ RESAMPLES = 2           # extra rounds when every candidate copied a corpus line
 # a pair of characters no poet wrote is usually a phrase that does not parse (model.rescore).
 POEM_WEIGHT = 1.0
 UNATTESTED_WEIGHT = 3.0
+# The same product of the two models while sampling (shallow fusion): each character is drawn
+# from this model's log-probabilities plus FUSION_WEIGHT times the poem model's, so every choice,
+# not only the final ranking, hears the model that knows how lines follow each other.
+FUSION_WEIGHT = 1.0
 SPRING_POEMS = 4        # 七律s the poem model writes for one 春联's 上联 (one line of them is kept)
 # Words a 春联 上联 is written around when the request names none (one per request, by its seed).
 SPRING_WORDS = ("春", "福", "春风", "新春", "瑞雪", "梅", "东风", "燕", "春色", "岁")
@@ -225,10 +229,15 @@ class CoupletWriter:
         tokens = np.zeros((n_rows, length), np.int32)
         logp = np.zeros(n_rows, np.float64)
         prev = np.full(n_rows, BOS, np.int32)
+        fused = self._fusing()
+        if fused:
+            poem_lp, carry = self.poems.start_after([p.first for p in plans])
         for i in range(length):
             logits, state = self._step(tf.constant(prev), x[:, i], h[:, i], g, state)
             logits = logits.numpy().astype(np.float64)
             raw = logits - _logsumexp(logits)
+            if fused:
+                logits = raw + FUSION_WEIGHT * poem_lp
             chosen = np.empty(n_rows, np.int32)
             for r, p in enumerate(plans):
                 j = p.mirror[i]
@@ -241,9 +250,17 @@ class CoupletWriter:
             logp += raw[np.arange(n_rows), chosen]
             blocked[np.arange(n_rows), chosen] = True   # no other repeat in the 下联
             prev = chosen
+            if fused and i + 1 < length:
+                poem_lp, carry = self.poems.step_after(chosen, carry)
         seconds = ["".join(self.vocab.chars[t] for t in row) for row in tokens]
         logp /= max(length, 1)
         return [Drawn(seconds[b * k:(b + 1) * k], logp[b * k:(b + 1) * k]) for b in range(len(firsts))]
+
+    def _fusing(self) -> bool:
+        """Whether sampling fuses the poem model in: it has the steps and reads the same characters."""
+        return bool(FUSION_WEIGHT and hasattr(self.poems, "start_after")
+                    and getattr(self.poems, "vocab", None) is not None
+                    and self.poems.vocab.chars == self.vocab.chars)
 
     def score(self, first: str, drawn: Drawn) -> np.ndarray:
         """Each candidate's rescoring score: its mean log-probability here, plus the poem model's

@@ -591,6 +591,25 @@ class Generator:
                 out[chunk] = lp[:, length + 1:2 * length + 1].mean(axis=1)
         return out
 
+    def start_after(self, firsts: Sequence[str]) -> tuple[np.ndarray, tuple]:
+        """The poem decoder after each line (all of one length) read as the opening line of an
+        untitled 律诗 at the prior's centre, its mark included: the log-probabilities [B, V] of the
+        next line's first character, and the carry step_after continues from."""
+        length = len(firsts[0])
+        form = tf.constant(np.full(len(firsts), FORM_INDEX["五律" if length <= 5 else "七律"], np.int32))
+        z = tf.zeros((len(firsts), self.latent_dim), tf.float32)
+        title_vec = self.model.title_vector(None, len(firsts))
+        inputs = np.array([self.vocab.encode_lines([f], eos=False) for f in firsts], np.int32)
+        h = self.model.decode_hidden(tf.constant(inputs), z, form, title=None)[:, -1]
+        logits = tf.cast(self.model.out(h), tf.float32)
+        return (logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)).numpy(), (h, z, form, title_vec)
+
+    def step_after(self, tokens: np.ndarray, carry: tuple) -> tuple[np.ndarray, tuple]:
+        """One step of the line start_after began: feed tokens [B], get the next log-probabilities."""
+        h, z, form, title_vec = carry
+        logits, h = self.model.decoder_step(tf.constant(tokens, tf.int32), h, z, form, title_vec=title_vec)
+        return (logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)).numpy(), (h, z, form, title_vec)
+
     def _alone_logp(self, tokens: tf.Tensor, z: tf.Tensor, form: tf.Tensor, title: tf.Tensor
                     ) -> tf.Tensor:
         """Log-probability [N, T-1] of tokens[:, 1:] as the opening of a poem of latent z."""
