@@ -31,18 +31,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=24, help="candidates sampled per 上联")
     parser.add_argument("--spring", type=int, default=24, help="春联 from theme words (0: none)")
     parser.add_argument("--sheet", default=None, help="also write a blind-reading sheet and key here")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also measure the couplet model alone (no poem model fused in or rescoring)")
     args = parser.parse_args(argv)
 
     from training.couplet import blind_sheet, evaluate, summary
 
     load_start = os.getloadavg()[0]
     figures = evaluate(args.model, n=args.n, k=args.k, theme_n=args.spring)
+    if args.baseline:
+        alone = evaluate(args.model, n=args.n, k=args.k, theme_n=0, poems_dir=None)
+        figures["alone"] = {key: alone[key] for key in ("generated", "couplets_per_s", "heldout_nll_generated")}
     figures["load_avg_1min"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     if args.sheet:
         sheet, key = blind_sheet(args.model, args.sheet)
         figures["sheet"] = {"sheet": str(sheet), "key": str(key)}
     print(json.dumps(figures, ensure_ascii=False))
-    print(summary(figures) + f" (load {figures['load_avg_1min']['start']}→{figures['load_avg_1min']['end']})")
+    line = summary(figures)
+    if args.baseline:
+        a = figures["alone"]
+        line += (f"; the couplet model alone: word class as the 上联's {a['generated']['class_same_as_first']:.1%}, "
+                 f"{a['couplets_per_s']} couplets/s")
+    print(line + f" (load {figures['load_avg_1min']['start']}→{figures['load_avg_1min']['end']})")
     return 0
 
 
