@@ -227,7 +227,6 @@ class ConstrainedDecoder:
         step_lp0 = tf.TensorArray(tf.float32, size=T)
         relaxed0 = tf.zeros([B], tf.bool)
         groups0 = tf.cast(groups, tf.float32)
-        logp0 = tf.zeros([B], tf.float32)
         row_ids = tf.range(B)
         positions = tf.range(T)[None, :]
 
@@ -250,7 +249,7 @@ class ConstrainedDecoder:
 
             return tf.cond(tf.reduce_any(rp | opt), with_rhyme, lambda: tone)
 
-        def sample(t, prev, state, written, rhymed, block, grp, relaxed, logp):
+        def sample(t, prev, state, written, rhymed, block, grp, relaxed):
             """One step where at least one row writes a character."""
             logits, state = step(prev, state)
             f = forced[:, t]
@@ -271,7 +270,6 @@ class ConstrainedDecoder:
             step_lp = tf.cond(with_logp, lambda: tf.where(
                 free, tf.gather(logits, tok, batch_dims=1) - tf.reduce_logsumexp(logits, axis=1), 0.0),
                 lambda: tf.zeros([B], tf.float32))
-            logp = logp + step_lp
             relaxed = relaxed | (free & (tf.gather_nd(penalty, at) < RELAXED_BELOW))
 
             now = (positions == t) & free[:, None]
@@ -283,14 +281,14 @@ class ConstrainedDecoder:
             joins = rhyme_pos[:, t] | ((tone_req[:, t] == ZE_OR_RHYME) & fresh)
             rhymed = tf.where(now & joins[:, None], tok[:, None], rhymed)
             grp = tf.where(joins[:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, step_lp, state, written, rhymed, block, grp, relaxed, logp
+            return tok, step_lp, state, written, rhymed, block, grp, relaxed
 
-        def copy(t, prev, state, written, rhymed, block, grp, relaxed, logp):
+        def copy(t, prev, state, written, rhymed, block, grp, relaxed):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
             _, state = step(prev, state)
             tok = forced[:, t]
             grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
-            return tok, tf.zeros([B], tf.float32), state, written, rhymed, block, grp, relaxed, logp
+            return tok, tf.zeros([B], tf.float32), state, written, rhymed, block, grp, relaxed
 
         def body(t, prev, *carry):
             *carry, out, step_lps = carry
@@ -301,12 +299,12 @@ class ConstrainedDecoder:
 
         loop = tf.while_loop(
             lambda t, *_: t < T, body,
-            (tf.constant(0), prev0, state0, written0, rhymed0, block0, groups0, relaxed0, logp0, out0,
-             step_lp0))
-        relaxed, logp, out, step_lps = loop[-4], loop[-3], loop[-2], loop[-1]
+            (tf.constant(0), prev0, state0, written0, rhymed0, block0, groups0, relaxed0, out0, step_lp0))
+        relaxed, out, step_lps = loop[-3], loop[-2], tf.transpose(loop[-1].stack())
+        # The mean over written characters: forced positions hold 0 in step_lps.
         n_free = tf.reduce_sum(tf.cast(forced == FREE, tf.float32), axis=1)
-        return (tf.transpose(out.stack()), relaxed, logp / tf.maximum(n_free, 1.0),
-                tf.transpose(step_lps.stack()))
+        return (tf.transpose(out.stack()), relaxed, tf.reduce_sum(step_lps, axis=1) / tf.maximum(n_free, 1.0),
+                step_lps)
 
     def _in_group(self, grp: tf.Tensor, tok: tf.Tensor) -> tf.Tensor:
         """Whether each row's token belongs to one of the row's remaining rhyme groups: [B] bool."""
