@@ -9,6 +9,7 @@ WORKDIR /src
 COPY pyproject.toml README.md poembot_cli.py ./
 COPY bot ./bot
 COPY model ./model
+COPY search ./search
 COPY training ./training
 COPY reading ./reading
 COPY protocol ./protocol

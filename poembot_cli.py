@@ -174,7 +174,7 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                                               help="skip when an index for this model exists")) -> None:
     """Encode every regular corpus poem with the model's encoder (μ, float16) into the index behind
     /similar, and write the theme index (terms → popular poems, their mean μ) the worker's themes use."""
-    from model.index import default_index_dir, is_current, model_version
+    from search.files import default_index_dir, is_current, model_version
     from model.index_build import build_index
 
     if not (Path(model) / "config.json").exists():

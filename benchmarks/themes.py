@@ -1,4 +1,4 @@
-"""Benchmark: does the theme prior (model/themes.py) make `/poem 明月` more about 明月?
+"""Benchmark: does the theme prior (search/themes.py) make `/poem 明月` more about 明月?
 
 For 50 common themes, poems are written with the theme word forced in (as the bot does), once
 with the latent prior from the theme index and once without (z drawn from N(0, I)), same seeds.
@@ -62,9 +62,10 @@ def main() -> None:
 
     import os
 
-    from model.index import Index, default_index_dir, model_version
+    from search.files import default_index_dir, model_version
+    from search.index import Index
     from protocol.paths import PRETRAINED_DIR
-    from model.reasons import BREAKS
+    from search.reasons import BREAKS
     from model.generate import load_generator
 
     model_dir = Path(args.model) if args.model else PRETRAINED_DIR

@@ -38,21 +38,21 @@ class Step:
 
 def index_target(env: Mapping[str, str]) -> tuple[Path, Path, str]:
     """(model dir, index dir, model version) as the bot and the worker will look for them."""
-    from model.index import model_version
+    from search.files import model_version
     from protocol.paths import PRETRAINED_DIR
     from protocol.settings import PathsSettings
 
     paths = PathsSettings.from_env(dict(env))
     model_dir = paths.model_dir or PRETRAINED_DIR
     version = model_version(model_dir)
-    # model.index.default_index_dir, but under env's data dir (run's children get env, not os.environ).
+    # search.files.default_index_dir, but under env's data dir (run's children get env, not os.environ).
     return model_dir, paths.index_path or paths.data_dir / "index" / version, version
 
 
 def plan(env: Mapping[str, str]) -> list[Step]:
     """The steps still needed: none once the fonts and an index for this model are there."""
     from bot.fonts import missing
-    from model.index import is_current
+    from search.files import is_current
     from protocol.settings import PathsSettings
 
     steps = []

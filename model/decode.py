@@ -385,7 +385,7 @@ class Generator:
         """The model in model_dir; with novelty, its novelty table (from the built corpus if the model
         folder has none); the style adapters in styles_dir trained on this model. Themes come from
         the theme index the loaders attach (worker.service)."""
-        from model.index import model_version
+        from search.files import model_version
         from model.vae import load_model
         model_dir = Path(model_dir)
         model, vocab, config = load_model(model_dir)
@@ -635,7 +635,7 @@ class Generator:
 
     def _theme_prior(self, keywords: list[str]) -> np.ndarray | None:
         """Mean μ of the most popular poems holding every keyword, from the theme index
-        (model/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
+        (search/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
         # The loaders (model.generate.load_generator, `poembot generate`) attach the theme index
         # of the model's version as .themes; a Generator without one writes themes by their words only.
         themes = getattr(self, "themes", None)

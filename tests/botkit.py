@@ -29,7 +29,7 @@ from bot.state import State
 from devtools.emulator import BotApiEmulator
 from protocol.connections import connect_async, ensure_group, refuses_writes
 from verse.forms import FORMS, poem_text
-from model.index import Index as LatentIndex
+from search.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
 from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
@@ -59,7 +59,7 @@ def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config
 
 
 def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> LatentIndex:
-    """A real model.index.Index over made-up poems c0..c{n-1}; popularity follows the id order."""
+    """A real search.index.Index over made-up poems c0..c{n-1}; popularity follows the id order."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

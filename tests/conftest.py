@@ -171,7 +171,7 @@ def reliability() -> Reliability:
 def cluster_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny model and a synthetic latent index made for it (so /similar has neighbours to find)."""
     from botkit import synthetic_index
-    from model.index import model_version
+    from search.files import model_version
 
     index = dataclasses.replace(synthetic_index(n=64), version=model_version(tiny_model_dir))
     return tiny_model_dir, index.save(tmp_path_factory.mktemp("index"))

@@ -511,7 +511,7 @@ POEM_TIMEOUT = 90.0      # the first decode traces a tf.function on a busy CPU
 def styled_generator(tiny_model_dir, tmp_path_factory):
     """conftest's tiny model with two random adapters carrying the shipped cards of 李白 and 杜甫."""
     from model.decode import Generator
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import random_adapter, save_style
 
     folder = tmp_path_factory.mktemp("styles")

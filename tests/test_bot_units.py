@@ -325,7 +325,7 @@ def test_index_and_vocabulary_are_found_next_to_the_model(tmp_path, monkeypatch)
     from bot.app import build_application
     from bot.similar import find_index
     from botkit import synthetic_index
-    from model.index import default_index_dir, model_version
+    from search.files import default_index_dir, model_version
 
     monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path / "data"))
     model_dir = tmp_path / "model"

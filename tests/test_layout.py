@@ -10,20 +10,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-POEMBOT = ("bot", "protocol", "worker", "model", "verse", "training", "reading", "devtools")
+POEMBOT = ("bot", "protocol", "worker", "model", "search", "verse", "training", "reading", "devtools")
 # package -> the poembot modules it may import (a package name allows all of it).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "protocol": ("protocol", "verse"),
     "verse": ("verse", "model.vocab"),
     "reading": ("reading",),
-    "model": ("model", "protocol", "verse"),
-    "worker": ("worker", "protocol", "model", "verse"),
-    "training": ("training", "model", "protocol", "verse"),
-    # The bot holds no TensorFlow: of the model only the numpy search of the latent index.
-    "bot": ("bot", "protocol", "verse", "reading", "model.index", "model.ivf", "model.reasons",
-            "model.themes"),
+    # The numpy search of the latent and theme indexes: below the model, which builds its index.
+    "search": ("search", "verse", "protocol.paths", "model.vocab"),
+    "model": ("model", "search", "protocol", "verse"),
+    "worker": ("worker", "protocol", "model", "search", "verse"),
+    "training": ("training", "model", "search", "protocol", "verse"),
+    # The bot holds no TensorFlow: the numpy search, never the model.
+    "bot": ("bot", "protocol", "verse", "reading", "search"),
 }
-NO_TENSORFLOW = ("bot", "protocol", "verse", "reading")
+NO_TENSORFLOW = ("bot", "protocol", "search", "verse", "reading")
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:

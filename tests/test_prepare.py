@@ -12,7 +12,8 @@ import numpy as np
 from bot.fonts import ALL_FILES
 from bot.similar import build_running, building_marker
 from devtools.prepare import Step, plan, run
-from model.index import Index, model_version
+from search.files import model_version
+from search.index import Index
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:

@@ -17,9 +17,10 @@ from botkit import emu, make_config, running_bot, synthetic_index  # noqa: F401
 from devtools.emulator import BotApiEmulator
 from devtools.prepare import write_marker
 from factories import random_corpus
-from model.index import Index, model_version
+from search.files import model_version
+from search.index import Index
 from model.index_build import build_index, publish
-from model.themes import ThemeIndex, ThemeWatch
+from search.themes import ThemeIndex, ThemeWatch
 
 ALICE = BotApiEmulator.user(1001, "Alice")
 BOB = BotApiEmulator.user(1002, "Bob", language_code="en-US")

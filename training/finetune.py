@@ -17,7 +17,7 @@ from pathlib import Path
 
 from model.corpus import Corpus
 from verse.forms import FORMS, OTHER, classify
-from model.popularity import canon_poems, poem_lines, shared_rank
+from search.popularity import canon_poems, poem_lines, shared_rank
 from model.vocab import Vocab
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"

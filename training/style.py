@@ -364,7 +364,7 @@ def finetune_style(style_id: str, base_dir: str | Path, styles_dir: str | Path,
     """Train, save and (with measure) measure one style; returns the adapter's path."""
     from model.corpus import Corpus
     from model.decode import Generator
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import save_style
     from model.vae import load_model
 
