@@ -157,7 +157,7 @@ def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to 
     vocabulary, into the model folder: best-of-K's attestation measure (model/rescore.py)."""
     from model.corpus import Corpus
     from model.rescore import PAIRS_FILE, PairTable
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
     vocab = Vocab.load(Path(model) / "vocab.json")
     table = PairTable.from_corpus(Corpus.load(), vocab)

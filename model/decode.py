@@ -23,7 +23,7 @@ from verse.forms import FORM_INDEX, OTHER, classify, poem_text
 from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
 from protocol.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
-from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
+from verse.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 from model.rescore import PairTable, ScoreWeights, line_gain, line_spans, load_pairs, unattested_share
 from model.titles import encode_title
 

@@ -110,7 +110,7 @@ def tiny_chars(per_group: int = 8, n_ze: int = 240, seed: int = 0) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_vocab():
-    from model.vocab import SPECIALS, Vocab
+    from verse.vocab import SPECIALS, Vocab
     return Vocab(list(SPECIALS) + tiny_chars())
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from model.corpus import Corpus
 from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
-from model.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
+from verse.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
 from training import build_corpus, fetch
 from training.build_corpus import split_of
 

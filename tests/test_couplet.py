@@ -250,7 +250,7 @@ def test_training_learns_a_mirror_language(tmp_path):
     """Each 上联 character has one fixed mate (春→甲 …): a working pipeline learns it in a few hundred
     steps, from a loss of ln 30 (any of the 30 mates) to almost nothing; a broken one cannot."""
     from model.couplet import CoupletWriter
-    from model.vocab import SPECIALS, Vocab
+    from verse.vocab import SPECIALS, Vocab
     from training.couplet import CoupletTrainConfig, Pair, train
 
     chars = list("春夏秋冬风花雪月山水江天云雨人归来去明日一二三四五六七八九十"

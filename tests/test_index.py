@@ -15,7 +15,7 @@ from search.ivf import InvertedLists
 from search.popularity import IN_TANG300, NOT_CANON, match_poems, popularity
 from search.reasons import QueryPoem, reason
 from search.themes import ThemeIndex
-from model.vocab import Vocab
+from verse.vocab import Vocab
 
 
 

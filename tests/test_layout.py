@@ -14,10 +14,10 @@ POEMBOT = ("bot", "protocol", "worker", "model", "search", "verse", "training", 
 # package -> the poembot modules it may import (a package name allows all of it).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "protocol": ("protocol", "verse"),
-    "verse": ("verse", "model.vocab"),
+    "verse": ("verse",),
     "reading": ("reading",),
     # The numpy search of the latent and theme indexes: below the model, which builds its index.
-    "search": ("search", "verse", "protocol.paths", "model.vocab"),
+    "search": ("search", "verse", "protocol.paths"),
     "model": ("model", "search", "protocol", "verse"),
     "worker": ("worker", "protocol", "model", "search", "verse"),
     "training": ("training", "model", "search", "protocol", "verse"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from model.ci_corpus import UNTITLED, CiCorpus
 from model.corpus import SEP
-from model.vocab import readable_form
+from verse.vocab import readable_form
 from protocol.paths import corpus_dir, corpus_root
 from training.build_corpus import split_of
 from verse.forms import cut_lines, normalise

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
 from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
 from protocol.paths import corpus_dir
-from model.vocab import Vocab, readable_form
+from verse.vocab import Vocab, readable_form
 from protocol.paths import corpus_root
 
 VOCAB_SIZE = 6000

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from model.vocab import UNK, Vocab
+from verse.vocab import UNK, Vocab
 from protocol.paths import PRETRAINED_DIR, corpus_root
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 from model.corpus import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
 from protocol.jobs import MAX_N, GenerateJob, Result
-from model.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk
+from verse.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk
 
 if TYPE_CHECKING:
     from model.decode import Generator

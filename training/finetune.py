@@ -18,7 +18,7 @@ from pathlib import Path
 from model.corpus import Corpus
 from verse.forms import FORMS, OTHER, classify
 from search.popularity import canon_poems, poem_lines, shared_rank
-from model.vocab import Vocab
+from verse.vocab import Vocab
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"
 FINETUNE_LINES_FILE = "finetune_lines.txt"

@@ -28,7 +28,7 @@ from model.corpus import VOCAB_FILE as CORPUS_VOCAB_FILE
 from model.corpus import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
 from protocol.paths import corpus_dir
-from model.vocab import Vocab
+from verse.vocab import Vocab
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "real.json"

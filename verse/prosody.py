@@ -44,14 +44,12 @@ import functools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from verse.forms import FORMS, OTHER, classify, is_han
-
-if TYPE_CHECKING:
-    from model.vocab import Vocab
+from verse.vocab import N_SPECIALS, Vocab
 
 PING, ZE, BOTH = "平", "仄", "平仄"
 PINGSHUI, XINYUN = "pingshui", "xinyun"
@@ -603,10 +601,8 @@ def check(lines: list[str], standard: str = PINGSHUI) -> Verdict:
 
 
 # ------------------------------------------------------------------------- vectorised, for decoding
-def tone_mask(vocab: "Vocab", standard: str = PINGSHUI) -> np.ndarray:
+def tone_mask(vocab: Vocab, standard: str = PINGSHUI) -> np.ndarray:
     """int8 [V]: bit 1 = the token can be 平, bit 2 = it can be 仄, 0 = unknown or not a character."""
-    from model.vocab import N_SPECIALS
-
     mask = np.zeros(len(vocab), dtype=np.int8)
     for i, char in enumerate(vocab.chars[N_SPECIALS:], start=N_SPECIALS):
         t = tones(char, standard)
@@ -614,10 +610,8 @@ def tone_mask(vocab: "Vocab", standard: str = PINGSHUI) -> np.ndarray:
     return mask
 
 
-def ping_rhyme_table(vocab: "Vocab", standard: str = PINGSHUI) -> tuple[list[str], np.ndarray]:
+def ping_rhyme_table(vocab: Vocab, standard: str = PINGSHUI) -> tuple[list[str], np.ndarray]:
     """The 平声 groups and bool [G, V]: token v can end a line rhyming in group g."""
-    from model.vocab import N_SPECIALS
-
     names = ping_groups(standard)
     row = {g: k for k, g in enumerate(names)}
     table = np.zeros((len(names), len(vocab)), dtype=bool)
