@@ -10,6 +10,7 @@ COPY pyproject.toml README.md poembot_cli.py ./
 COPY bot ./bot
 COPY model ./model
 COPY search ./search
+COPY corpus ./corpus
 COPY training ./training
 COPY reading ./reading
 COPY protocol ./protocol

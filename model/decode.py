@@ -801,7 +801,7 @@ class Generator:
 
 def _try_corpus() -> Any:
     try:
-        from model.corpus import Corpus
+        from corpus.reader import Corpus
         return Corpus.load()
     except (FileNotFoundError, ValueError) as exc:
         log.info("no corpus for the novelty table: %s", exc)

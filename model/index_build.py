@@ -77,7 +77,7 @@ def build_index(model_dir: str | Path, out_dir: str | Path | None = None,
                 size: int | None = DEFAULT_SIZE, corpus=None, canon_root: Path | None = None) -> Path:
     """Encode the regular poems (the `size` most popular when given) and save the latent index and
     the theme index. canon_root: the chinese-poetry download (default: the data dir's)."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.vae import load_model
     from protocol.paths import corpus_root
 

@@ -273,7 +273,7 @@ def test_training_learns_a_mirror_language(tmp_path):
 
 
 def test_pairs_come_from_the_parallel_couplets_and_mengxue_clauses():
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from training.couplet import _paragraph_pairs, corpus_pairs, prefix_pairs
 
     corpus = Corpus()

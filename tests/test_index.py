@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from factories import CHARS, random_corpus
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from search.files import INDEX_FILE, IndexMismatch, is_current, model_version
 from search.index import Index, unit_rows
 from model.index_build import build_index

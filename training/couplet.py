@@ -168,7 +168,7 @@ class CoupletTrainConfig:
 def load_pairs(vocab: Vocab, corpus=None, root: Path | None = None) -> list[Pair]:
     """Every training and held-out pair whose characters the vocabulary has."""
     if corpus is None:
-        from model.corpus import Corpus
+        from corpus.reader import Corpus
         corpus = Corpus.load()
     pairs = corpus_pairs(corpus) + mengxue_pairs(root)
     pairs += prefix_pairs(pairs)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
 from protocol.jobs import MAX_N, GenerateJob, Result
 from verse.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk

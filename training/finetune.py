@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORMS, OTHER, classify
 from search.popularity import canon_poems, poem_lines, shared_rank
 from verse.vocab import Vocab

@@ -24,8 +24,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from model.corpus import VOCAB_FILE as CORPUS_VOCAB_FILE
-from model.corpus import Corpus
+from corpus.reader import VOCAB_FILE as CORPUS_VOCAB_FILE
+from corpus.reader import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
 from protocol.paths import corpus_dir
 from verse.vocab import Vocab
