@@ -11,6 +11,7 @@ COPY bot ./bot
 COPY model ./model
 COPY search ./search
 COPY corpus ./corpus
+COPY run ./run
 COPY training ./training
 COPY reading ./reading
 COPY protocol ./protocol

@@ -446,14 +446,20 @@ def run_cmd(background: bool = typer.Option(
         help="fetch the fonts and corpus and build the /similar index in the background when missing")) -> None:
     """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat), and
     a low-priority background job for what /poem does not need (fonts, corpus, the /similar index)."""
-    from devtools.supervisor import check_settings, run
     from protocol.settings import ConfigError
+    from run.supervisor import check_settings, run
 
+    sandbox = None
+    if not os.environ.get("TELEGRAM_BOT_TOKEN", "").strip():
+        from devtools.sandbox import TerminalSandbox      # no token: the terminal chat over the emulator
+
+        sandbox = TerminalSandbox()
     try:
-        check_settings(dict(os.environ))      # both roles' settings, before anything starts
+        # Both roles' settings, before anything starts.
+        check_settings(dict(os.environ), sandbox_env=sandbox.settings_env if sandbox else None)
     except ConfigError as exc:
         _bad_settings("run", exc)
-    raise typer.Exit(run(prepare=background))
+    raise typer.Exit(run(prepare=background, sandbox=sandbox))
 
 
 @app.command("health")

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Collection, Iterable, Protocol, Seq
 
 import numpy as np
 
+from search.files import building_marker
 from search.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ TASTE_POEMS = 8        # liked, then recent, poems an answer's "why" may name (o
 # While no index is loaded, /similar looks for one at most this often: a stat per look, but a burst
 # of /similar must not turn into a burst of stats, and a refused index must not be re-read each time.
 INDEX_RECHECK_S = 5.0
-BUILDING_SUFFIX = ".building"
 
 
 class Index(Protocol):
@@ -62,11 +62,6 @@ def load_index(path: Path, expect_version: str | None = None) -> Index:
 def find_index(model_dir: Path | None, index_path: Path | None) -> Index | None:
     """The index for the workers' model, or None (logged) when there is none or it does not match."""
     return IndexSource.for_model(model_dir, index_path).load_now()
-
-
-def building_marker(index_dir: Path) -> Path:
-    """The file a background build of index_dir holds while it runs (devtools/prepare.py writes it)."""
-    return index_dir.parent / (index_dir.name + BUILDING_SUFFIX)
 
 
 def _alive(pid: int) -> bool:

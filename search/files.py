@@ -14,6 +14,7 @@ from protocol.paths import data_dir
 INDEX_FILE = "index.npz"
 META_FILE = "meta.json.gz"
 INDEX_FORMAT = 2          # 2: every regular poem, raw μ, popularity, canon, inverted lists, themes
+BUILDING_SUFFIX = ".building"
 # Files that define a model's behaviour; their hash is the version an index is tied to.
 MODEL_FILES = ("config.json", "vocab.json", "weights.npz")
 
@@ -34,6 +35,12 @@ def model_version(model_dir: str | Path) -> str:
 
 def default_index_dir(version: str) -> Path:
     return data_dir() / "index" / version
+
+
+def building_marker(index_dir: Path) -> Path:
+    """The file a background build of index_dir holds while it runs (run/prepare.py writes it; the bot's
+    /similar reads it to answer "being built" rather than "not available")."""
+    return index_dir.parent / (index_dir.name + BUILDING_SUFFIX)
 
 
 def check_version(directory: Path, version: str | None, fmt: Any, expect_version: str | None) -> None:

@@ -179,8 +179,8 @@ def cluster_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 async def cluster(cluster_model: tuple[Path, Path]) -> AsyncIterator[Any]:
-    """Redis, the emulator, a bot process and two worker processes (benchmarks.load.Cluster)."""
-    from benchmarks.load import Cluster
+    """Redis, the emulator, a bot process and two worker processes (devtools.load.Cluster)."""
+    from devtools.load import Cluster
 
     model_dir, index_dir = cluster_model
     async with Cluster(model_dir, workers=2, index_path=index_dir) as c:

@@ -6,8 +6,8 @@ Each step is the poembot command a person would type, planned only when its resu
 after a failed or interrupted one takes up where it stopped (the index is published whole by
 model/index_build.publish, the corpus build writes build.json last, each font file is renamed into
 place). While the index is being made this process holds its building marker
-(bot.similar.building_marker), so /similar answers "being built" rather than "not available".
-`python -m devtools.prepare` runs it by hand; its lines go to `$POEMBOT_DATA_DIR/logs/prepare.log` in
+(search.files.building_marker), so /similar answers "being built" rather than "not available".
+`python -m run.prepare` runs it by hand; its lines go to `$POEMBOT_DATA_DIR/logs/prepare.log` in
 the sandbox.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from bot.similar import building_marker
-from devtools.supervisor import poembot_argv
+from search.files import building_marker
+from run.child import poembot_argv
 
 STEP_STOP_GRACE_S = 10.0
 
