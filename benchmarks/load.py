@@ -22,7 +22,7 @@ from devtools.load import Cluster, run_load, standard_faults, summary  # noqa: E
 
 
 def main(argv: list[str] | None = None) -> int:
-    from protocol.paths import PRETRAINED_DIR
+    from protocol.settings import PRETRAINED_DIR
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

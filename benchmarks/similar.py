@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from search.files import default_index_dir, model_version
-    from protocol.paths import PRETRAINED_DIR
+    from protocol.settings import PRETRAINED_DIR
     directory = Path(args.index) if args.index else default_index_dir(model_version(PRETRAINED_DIR))
     rng = np.random.default_rng(args.seed)
     t = time.perf_counter()

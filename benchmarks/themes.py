@@ -64,7 +64,7 @@ def main() -> None:
 
     from search.files import default_index_dir, model_version
     from search.index import Index
-    from protocol.paths import PRETRAINED_DIR
+    from protocol.settings import PRETRAINED_DIR
     from search.reasons import BREAKS
     from model.generate import load_generator
 

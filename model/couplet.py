@@ -28,7 +28,7 @@ from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
 from verse.vocab import BOS, N_SPECIALS, UNK, Vocab
 from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
                            ValidationError, validate_couplet)
-from protocol.paths import PACKAGES_DIR
+from protocol.settings import PACKAGES_DIR
 from verse import prosody, script
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from protocol.jobs import MAX_N, GenerateJob
-from protocol.paths import PRETRAINED_DIR
+from protocol.settings import PRETRAINED_DIR
 from protocol.sampling import DEFAULT as SAMPLING
 from protocol.settings import ModelSettings
 

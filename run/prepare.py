@@ -39,8 +39,7 @@ class Step:
 def index_target(env: Mapping[str, str]) -> tuple[Path, Path, str]:
     """(model dir, index dir, model version) as the bot and the worker will look for them."""
     from search.files import model_version
-    from protocol.paths import PRETRAINED_DIR
-    from protocol.settings import PathsSettings
+    from protocol.settings import PRETRAINED_DIR, PathsSettings
 
     paths = PathsSettings.from_env(dict(env))
     model_dir = paths.model_dir or PRETRAINED_DIR

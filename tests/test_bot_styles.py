@@ -71,7 +71,7 @@ def test_style_book_reads_the_registry_and_skips_what_is_not_a_style() -> None:
 async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_url: str) -> None:
     """On a first start the registry is empty while the worker loads its model: the shipped cards
     (model/styles) name the styles, so /poem 李白 waits for the worker instead of being refused."""
-    from protocol.paths import SHIPPED_STYLES_DIR
+    from protocol.settings import SHIPPED_STYLES_DIR
 
     shipped = StyleBook.from_cards(SHIPPED_STYLES_DIR)
     assert {"libai", "dufu", "wangwei", "sushi", "luyou"} <= {s.id for s in shipped}

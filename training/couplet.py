@@ -17,7 +17,8 @@ from typing import Iterable
 import numpy as np
 
 from verse.vocab import UNK, Vocab
-from protocol.paths import PRETRAINED_DIR, corpus_root
+from protocol.paths import corpus_root
+from protocol.settings import PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
 
