@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tfidf import TfidfIndex
+from search.tfidf import TfidfIndex
 from search.index import Index
 from search.reasons import BREAKS, QueryPoem
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tfidf import TfidfIndex
+from search.tfidf import TfidfIndex
 from protocol.jobs import GenerateJob
 
 THEMES = ("春风 明月 秋思 送别 边塞 思乡 梅花 落花 江南 故人 黄昏 夕阳 白云 青山 流水 杨柳 芳草 "

@@ -16,7 +16,7 @@ from typing import Any, Coroutine, TextIO
 from devtools.emulator import ApiCall, BotApiEmulator
 from protocol.paths import data_dir
 
-# Well-formed (Config checks the shape) but never valid at api.telegram.org.
+# Well-formed (BotSettings checks the shape) but never valid at api.telegram.org.
 SANDBOX_TOKEN = "1000000001:SANDBOX-local-emulator-only_not-a-real-token"
 SANDBOX_BOT_ID = 1000000001
 SANDBOX_USER_ID = 10001

@@ -300,7 +300,7 @@ class ReplicaSettings(RedisSettings):
 
 
 class BotSettings(ReplicaSettings, LogSettings, PathsSettings):
-    """`poembot bot`: bot.config.Config is this model."""
+    """`poembot bot`: what the bot reads."""
 
     token: str = Field(alias="TELEGRAM_BOT_TOKEN", json_schema_extra=SECRET,
                        description="the bot token; never logged")

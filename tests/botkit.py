@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.config import Config
+from protocol.settings import BotSettings
 from bot.state import State
 from devtools.emulator import BotApiEmulator
 from protocol.connections import connect_async, ensure_group, refuses_writes
@@ -48,11 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
-    """A Config for the emulator whose daily slot is an hour away, so start-up never posts. Built
+def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> BotSettings:
+    """A BotSettings for the emulator whose daily slot is an hour away, so start-up never posts. Built
     unvalidated, as typed values (an emulator not started yet has no URL)."""
     now = time.gmtime()                 # the slot is in tz="UTC", whatever the machine's zone
-    base = Config.model_construct(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None,
+    base = BotSettings.model_construct(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None,
                                   styles_dir=None, daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min),
                                   tz="UTC", admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
     return base.model_copy(update=overrides)
@@ -73,7 +73,7 @@ def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> Latent
 
 
 @contextlib.asynccontextmanager
-async def running_bot(config: Config, *, index: Any = None, chars: frozenset[str] | None = None,
+async def running_bot(config: BotSettings, *, index: Any = None, chars: frozenset[str] | None = None,
                       ) -> AsyncIterator[Application]:
     """The real Application, started and stopped the way bot.app.serve does (polling, or the webhook
     server when config has a webhook_url), then stopped."""

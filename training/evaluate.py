@@ -18,6 +18,7 @@ import numpy as np
 from corpus.reader import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS, classify
 from protocol.jobs import MAX_N, GenerateJob, Result
+from search.tfidf import TfidfIndex
 from verse.vocab import BOS, EOS, N_SPECIALS, PAD, UNK, Vocab, in_gbk
 
 if TYPE_CHECKING:
@@ -149,24 +150,10 @@ def neighbour_rates(neigh: np.ndarray, labels: list[str]) -> float:
 
 
 def tfidf_bigram_neighbours(texts: list[str], k: int) -> np.ndarray:
-    """k nearest by cosine of character-bigram TF-IDF (the baseline a latent space must beat).
-
-    Bigrams seen in one text only cannot make two texts similar, so after normalising they are
-    dropped: the matrix stays small and the cosines exact.
-    """
-    counts = [Counter(t[i:i + 2] for i in range(len(t) - 1)) for t in texts]
-    df = Counter(g for c in counts for g in c)
-    n = len(texts)
-    idf = {g: math.log((1 + n) / (1 + v)) + 1.0 for g, v in df.items()}   # smoothed, as sklearn
-    shared = {g: j for j, g in enumerate(g for g, v in df.items() if v >= 2)}
-    x = np.zeros((n, max(len(shared), 1)), np.float32)
-    for r, c in enumerate(counts):
-        norm = math.sqrt(sum((v * idf[g]) ** 2 for g, v in c.items())) or 1.0
-        for g, v in c.items():
-            j = shared.get(g)
-            if j is not None:
-                x[r, j] = v * idf[g] / norm
-    return _knn(x @ x.T, k)
+    """k nearest by cosine of character-bigram TF-IDF (the baseline a latent space must beat): each
+    text is one document of search.tfidf's index, its bigrams across the whole text."""
+    index = TfidfIndex([[text] for text in texts])
+    return np.stack([index.nearest([text], k, exclude=[r]) for r, text in enumerate(texts)])
 
 
 def latent_neighbours(mu: np.ndarray, k: int) -> np.ndarray:
