@@ -9,6 +9,9 @@ WORKDIR /src
 COPY pyproject.toml README.md poembot_cli.py ./
 COPY bot ./bot
 COPY model ./model
+COPY search ./search
+COPY corpus ./corpus
+COPY run ./run
 COPY training ./training
 COPY reading ./reading
 COPY protocol ./protocol

@@ -69,7 +69,7 @@ def corpus_fetch(source: str = typer.Option(
         "npm", help="npm (npm pack, checksum-verified), github (the GitHub archive), "
                     "or PATH to a local tarball or folder")) -> None:
     """Fetch chinese-poetry@2.0.1 into the data dir (a no-op when already there)."""
-    from training.fetch import FetchError, fetch
+    from corpus.fetch import FetchError, fetch
 
     try:
         root = fetch(source)
@@ -82,9 +82,9 @@ def corpus_fetch(source: str = typer.Option(
 def corpus_build(if_stale: bool = typer.Option(
         False, "--if-stale", help="skip when a build of the current format already exists")) -> None:
     """Parse, clean, classify, split and build the vocabulary."""
-    from model.ci_corpus import is_current as ci_is_current
-    from training.build_ci import build_ci
-    from training.build_corpus import build, is_current
+    from corpus.ci_reader import is_current as ci_is_current
+    from corpus.build_ci import build_ci
+    from corpus.build_corpus import build, is_current
 
     poems_current = if_stale and is_current()
     if poems_current and ci_is_current():
@@ -102,7 +102,7 @@ def corpus_build(if_stale: bool = typer.Option(
 def corpus_stats(as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
                  prosody: bool = typer.Option(True, help="measure real-poem prosody too")) -> None:
     """Counts by form and split, vocabulary coverage, and real-poem prosody figures."""
-    from training.build_corpus import stats
+    from corpus.build_corpus import stats
 
     try:
         result = stats(with_prosody=prosody)
@@ -123,8 +123,8 @@ def corpus_prosody(split: str = typer.Option("test", help="train, val, test or a
                                                    "simplified text (default: traditional)"),
                    as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """How often the corpus' own regular poems rhyme and keep 平仄 (the reference for the model)."""
-    from model.corpus import Corpus
-    from training.prosody_report import corpus_from_raw, format_reference, prosody_reference
+    from corpus.reader import Corpus
+    from corpus.prosody_report import corpus_from_raw, format_reference, prosody_reference
 
     try:
         corpus = corpus_from_raw(Path(raw)) if raw else Corpus.load()
@@ -142,7 +142,7 @@ def corpus_tables(what: str = typer.Argument(..., help="pingshui, tones or all")
                                                     "verse/data)")) -> None:
     """Regenerate the committed prosody tables verse/data/pingshui.tsv and tones.tsv (needs
     `pip install .[tables]` and the raw corpus)."""
-    from training.tables import regenerate
+    from corpus.tables import regenerate
     from verse.prosody import TABLES_DIR
 
     if what not in ("pingshui", "tones", "all"):
@@ -155,9 +155,9 @@ def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to 
                  ) -> None:
     """The attested character pairs of the built corpus (its training split), by the model's
     vocabulary, into the model folder: best-of-K's attestation measure (model/rescore.py)."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.rescore import PAIRS_FILE, PairTable
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
     vocab = Vocab.load(Path(model) / "vocab.json")
     table = PairTable.from_corpus(Corpus.load(), vocab)
@@ -174,7 +174,7 @@ def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                                               help="skip when an index for this model exists")) -> None:
     """Encode every regular corpus poem with the model's encoder (μ, float16) into the index behind
     /similar, and write the theme index (terms → popular poems, their mean μ) the worker's themes use."""
-    from model.index import default_index_dir, is_current, model_version
+    from search.files import default_index_dir, is_current, model_version
     from model.index_build import build_index
 
     if not (Path(model) / "config.json").exists():
@@ -446,14 +446,20 @@ def run_cmd(background: bool = typer.Option(
         help="fetch the fonts and corpus and build the /similar index in the background when missing")) -> None:
     """Everything in one process group: embedded Redis, a worker and the bot (or the sandbox chat), and
     a low-priority background job for what /poem does not need (fonts, corpus, the /similar index)."""
-    from devtools.supervisor import check_settings, run
     from protocol.settings import ConfigError
+    from run.supervisor import check_settings, run
 
+    sandbox = None
+    if not os.environ.get("TELEGRAM_BOT_TOKEN", "").strip():
+        from devtools.sandbox import TerminalSandbox      # no token: the terminal chat over the emulator
+
+        sandbox = TerminalSandbox()
     try:
-        check_settings(dict(os.environ))      # both roles' settings, before anything starts
+        # Both roles' settings, before anything starts.
+        check_settings(dict(os.environ), sandbox_env=sandbox.settings_env if sandbox else None)
     except ConfigError as exc:
         _bad_settings("run", exc)
-    raise typer.Exit(run(prepare=background))
+    raise typer.Exit(run(prepare=background, sandbox=sandbox))
 
 
 @app.command("health")
@@ -495,7 +501,7 @@ def tunes_learn(corpus: Optional[str] = typer.Option(None, help="the built corpu
                 out: Optional[str] = typer.Option(None, help="where to write (default verse/data/tunes.json)"),
                 min_poems: int = typer.Option(40, help="learn the tunes with at least this many ci")) -> None:
     """Learn the 词谱 from the ci corpus and write the committed table (tune patterns, no poems)."""
-    from training.learn_tunes import compare_with_cilin, learn, samples_from_corpus, write
+    from corpus.learn_tunes import compare_with_cilin, learn, samples_from_corpus, write
     from verse.tunes import TUNES_PATH
 
     try:

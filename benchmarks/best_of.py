@@ -1,7 +1,7 @@
 """Best-of-K: quality against throughput for K = 1, 2, 4, 8 (and score weights), in one run.
 
 For each setting it generates n poems per form at default request settings plus acrostics
-(training/evaluate.py's constrained section), then measures distinct-2, the top-20 character
+(training/constrained.py's section), then measures distinct-2, the top-20 character
 share, the LM judge's NLL ratio (generated / real) and c2st accuracy with the same classifier.
 K=1 is the baseline. Prints one JSON object, then a one-line summary per setting.
 
@@ -35,14 +35,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     import model.decode as decode
     from model.rescore import ScoreWeights
-    import training.evaluate as evaluate
+    import training.constrained as constrained
+    from training.evaluate import corpus_for
     from protocol.jobs import GenerateJob
     from model.vae import load_model
     from training import meaning
 
     root = Path(a.model)
     model, vocab, config = load_model(root)
-    corpus = evaluate._corpus_for(root)
+    corpus = corpus_for(root)
     lm = load_model(root / "lm")[0]
     emb = None if a.no_c2st else meaning.char_embeddings([corpus.lines[i] for i in corpus.indices("train")], vocab)
     train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
         top_p = float(parts[3]) if len(parts) > 3 else defaults.top_p
         min_p = float(parts[4]) if len(parts) > 4 else defaults.min_p
         decode.ScoreWeights = functools.partial(ScoreWeights, rarity=rarity)
-        evaluate.GenerateJob = functools.partial(GenerateJob, temperature=temp, top_p=top_p, min_p=min_p)
-        m, s = evaluate.constrained_section(model, vocab, config, root, corpus, a.n, 0, train_lines,
-                                            best_of=k)
+        constrained.GenerateJob = functools.partial(GenerateJob, temperature=temp, top_p=top_p, min_p=min_p)
+        m, s = constrained.constrained_section(model, vocab, config, root, corpus, a.n, 0, train_lines,
+                                               best_of=k)
         if a.no_c2st:
             gen, real = meaning.judge_nll(lm, vocab, s["generated"]), meaning.judge_nll(lm, vocab, s["reference"])
             mm = {"judge_ratio": gen / real, "c2st_acc": float("nan")}

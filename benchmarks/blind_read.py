@@ -97,7 +97,7 @@ def poem_text(lines: list[str]) -> str:
 
 def make(args: argparse.Namespace) -> dict:
     """Write sheet.md and key.json into args.out."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
 
     rng = random.Random(args.seed)
     real, titles = real_poems(Corpus.load(), rng)

@@ -28,7 +28,7 @@ def random_setup(vocab_size: int):
     import opencc
     from verse import prosody
     from model.vae import VAEConfig, build_vae
-    from model.vocab import SPECIALS, Vocab
+    from verse.vocab import SPECIALS, Vocab
 
     t2s = opencc.OpenCC("t2s").convert
     table = prosody.load_tone_table(prosody.TONES_PATH)
@@ -69,7 +69,7 @@ def flops_per_poem(config, steps: int) -> float:
 def unconstrained_loop(model):
     """The same batched while-loop with plain temperature sampling: only the form's punctuation forced."""
     import tensorflow as tf
-    from model.vocab import BOS
+    from verse.vocab import BOS
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32),
                                   tf.TensorSpec([None, None], tf.int32)])
@@ -91,7 +91,7 @@ def unconstrained_loop(model):
 def naive_decode(model, plan, z: np.ndarray, form_id: int, rng: np.random.Generator) -> list[int]:
     """One poem, one eager step at a time, sampling in numpy: the baseline the batched loop replaces."""
     import tensorflow as tf
-    from model.vocab import BOS, N_SPECIALS
+    from verse.vocab import BOS, N_SPECIALS
     zt = tf.constant(z[None, :], tf.float32)
     ft = tf.constant([form_id], tf.int32)
     state = model.decoder_init(zt, ft)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.decode import Generator
     from verse.forms import FORM_NAMES
     from protocol.jobs import GenerateJob

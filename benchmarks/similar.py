@@ -7,7 +7,7 @@ Prints one JSON object and a one-line summary. Needs the index built by `poembot
 Quality, over queries that are poems of a series (same poet, same title with 其一/其二 …), each
 asking for 5 answers other than itself:
 - hit@5 series: an answer is another poem of the same series; hit@5 poet: one is by the same poet;
-- median popularity of the answers (model.popularity's 0..1 score: rank percentile, canon = 1);
+- median popularity of the answers (search.popularity's 0..1 score: rank percentile, canon = 1);
 - distinct poets per answer of 5 and the share of answers with at least 4.
 Rankings: "today" (cosine over the 60,000 poems of highest raw rank, the index before this one),
 "tfidf" (character-bigram TF-IDF over all poems), "new" (Index.recommend, as /similar replying to
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tfidf import TfidfIndex
-from model.index import Index
-from model.reasons import BREAKS, QueryPoem
+from search.tfidf import TfidfIndex
+from search.index import Index
+from search.reasons import BREAKS, QueryPoem
 
 TODAY_SIZE = 60_000
 SERIES = re.compile(r"\s*其[一二三四五六七八九十百]+$")
@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from model.index import default_index_dir, model_version
-    from protocol.paths import PRETRAINED_DIR
+    from search.files import default_index_dir, model_version
+    from protocol.settings import PRETRAINED_DIR
     directory = Path(args.index) if args.index else default_index_dir(model_version(PRETRAINED_DIR))
     rng = np.random.default_rng(args.seed)
     t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark: does the theme prior (model/themes.py) make `/poem 明月` more about 明月?
+"""Benchmark: does the theme prior (search/themes.py) make `/poem 明月` more about 明月?
 
 For 50 common themes, poems are written with the theme word forced in (as the bot does), once
 with the latent prior from the theme index and once without (z drawn from N(0, I)), same seeds.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tfidf import TfidfIndex
+from search.tfidf import TfidfIndex
 from protocol.jobs import GenerateJob
 
 THEMES = ("春风 明月 秋思 送别 边塞 思乡 梅花 落花 江南 故人 黄昏 夕阳 白云 青山 流水 杨柳 芳草 "
@@ -62,9 +62,10 @@ def main() -> None:
 
     import os
 
-    from model.index import Index, default_index_dir, model_version
-    from protocol.paths import PRETRAINED_DIR
-    from model.reasons import BREAKS
+    from search.files import default_index_dir, model_version
+    from search.index import Index
+    from protocol.settings import PRETRAINED_DIR
+    from search.reasons import BREAKS
     from model.generate import load_generator
 
     model_dir = Path(args.model) if args.model else PRETRAINED_DIR

@@ -100,7 +100,7 @@ def scrape_batches(url: str, n: int) -> tuple[float, float]:
 
 def random_styles(model_dir: Path, folder: Path, n: int) -> Path:
     """n random rank-8 adapters for the model (serving cost does not depend on what they learned)."""
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import random_adapter, save_style
 
     for k in range(n):

@@ -1,4 +1,4 @@
-"""Wiring: build_application() makes the whole bot from a Config; run_bot() runs it (polling or webhook).
+"""Wiring: build_application() makes the whole bot from a BotSettings; run_bot() runs it (polling or webhook).
 
 Start-up work (command list, consumer groups, update intake, results consumer, daily schedule and
 missed-slot catch-up) lives in post_init so serve() and the tests go through the same code.
@@ -23,7 +23,7 @@ from bot.couplet import COMMAND_RE as COUPLET_RE
 from bot.card import warm_up
 from reading.gloss import warm_up as warm_reading_aid
 from bot.styles import StyleBook
-from bot.config import Config, ConfigError
+from protocol.settings import BotSettings, ConfigError
 from bot.daily import fire_daily, schedule_daily
 from bot.delivery import ResultConsumer
 from bot.ingest import Poller, UpdateConsumer
@@ -118,7 +118,7 @@ async def _post_shutdown(app: Application) -> None:
     await app.bot_data["rt"].state.close()
 
 
-def build_application(config: Config, *, state: State | None = None, index: Index | None = None,
+def build_application(config: BotSettings, *, state: State | None = None, index: Index | None = None,
                       chars: frozenset[str] | None = None) -> Application:
     """The one place the Application is assembled; tests pass a state/index, production passes none."""
     install_redaction(config.token, *(s for s in [config.webhook_secret] if s))
@@ -193,7 +193,7 @@ def _add_metrics_handlers(app: Application) -> None:
     app.add_error_handler(count_error)
 
 
-def run_bot(config: Config) -> None:
+def run_bot(config: BotSettings) -> None:
     """`poembot bot`: long polling, or a webhook server when WEBHOOK_URL is set. Blocks."""
     # Also keeps httpx at WARNING: its INFO lines are request URLs holding the token (the redaction
     # filter build_application installs is the second line of defence).
@@ -225,7 +225,7 @@ async def serve(app: Application) -> None:
 def main() -> int:
     """Entry for `poembot bot`: configuration from the environment, a clear message when it is wrong."""
     try:
-        config = Config.from_env()
+        config = BotSettings.from_env()
     except ConfigError as exc:
         print(f"poembot bot: {exc}", file=sys.stderr)
         return 2

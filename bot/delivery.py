@@ -31,7 +31,7 @@ from bot.state import PoemRecord, new_poem_id, retry_redis
 from bot.styles import Style, StyleBook, valid_style_id
 from bot.texts import error_text, t, unknown_style_detail
 from protocol.jobs import E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
-from model.reasons import QueryPoem
+from search.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,17 @@ POEMBOT_FONT_DIR, or $POEMBOT_DATA_DIR/fonts.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.downloads import DownloadError, npm_tarball
 
 NPM_PACKAGE = "@expo-google-fonts/noto-serif-sc"
 NPM_VERSION = "0.4.3"
@@ -90,25 +88,18 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def _integrity(data: bytes) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
-
-
 def fetch_npm_fonts(directory: Path) -> None:
-    """Noto Serif SC from npm: ask npm where the tarball is (whichever registry it uses), check it."""
+    """Noto Serif SC from npm (protocol.downloads: whichever registry npm uses, integrity checked)."""
     what = f"{NPM_PACKAGE}@{NPM_VERSION}"
-    meta = json.loads(_run(["npm", "view", what, "dist", "--json"], what))
-    try:
-        with urllib.request.urlopen(meta["tarball"], timeout=120) as response:
-            tarball = response.read()
-    except OSError as exc:
-        raise FontError(f"could not download {what} ({exc})") from exc
-    if _integrity(tarball) != NPM_INTEGRITY:
-        raise FontError(f"{what} failed its npm integrity check")
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
-        for font in NPM_FILES:
-            _store(font, tar.extractfile(font.member).read(), directory)
-        licence = tar.extractfile("package/LICENSE_FONT").read()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tarball = npm_tarball(NPM_PACKAGE, NPM_VERSION, NPM_INTEGRITY, Path(tmp))
+        except DownloadError as exc:
+            raise FontError(str(exc)) from exc
+        with tarfile.open(tarball, mode="r:gz") as tar:
+            for font in NPM_FILES:
+                _store(font, tar.extractfile(font.member).read(), directory)
+            licence = tar.extractfile("package/LICENSE_FONT").read()
     (directory / LICENSE_FILE).write_bytes(b"Noto Serif SC (" + what.encode() + b")\n\n" + licence)
 
 

@@ -36,7 +36,7 @@ from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
 from protocol.jobs import EncodeJob, ValidationError, validate_encode
-from model.reasons import QueryPoem
+from search.reasons import QueryPoem
 from verse.script import to_simplified
 from reading.gloss import gloss, render
 

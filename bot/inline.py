@@ -1,6 +1,6 @@
 """Inline mode: "@bot 春风" or "@bot 藏头 春夏秋冬" in any chat offers poems to send there.
 
-A query asks a worker for INLINE_POEMS fresh poems and waits for them at most Config.inline_wait_s
+A query asks a worker for INLINE_POEMS fresh poems and waits for them at most BotSettings.inline_wait_s
 (Telegram drops answers after about 10 s). Whatever does not come in time — the user is over the
 inline limit, the queue is full, no worker is up, the worker is slow — is made up from recent poems
 of the same theme (bot.inline_cache), so a query is never left unanswered while poems exist.

@@ -22,7 +22,7 @@ MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message
 MAX_CAPTION = 1024       # Telegram's limit on a photo's caption
 STYLE_BUTTONS_PER_ROW = 4
 MAX_STYLE_BUTTONS = 19   # with "none", five rows of four at most in /settings
-# English names of the canon collections model.index marks (the Chinese name is the key).
+# English names of the canon collections search.index marks (the Chinese name is the key).
 CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems of a Thousand Masters"}
 
 
@@ -136,7 +136,7 @@ def format_corpus_poem(n: int, item: dict[str, Any], lang: str, traditional: boo
 
 
 def why_line(why: Any, lang: str) -> str:
-    """One short line saying why a /similar answer was chosen (model.reasons.reason's dict)."""
+    """One short line saying why a /similar answer was chosen (search.reasons.reason's dict)."""
     if not isinstance(why, dict):
         return ""
     parts = []

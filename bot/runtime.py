@@ -18,7 +18,7 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
-from bot.config import Config
+from protocol.settings import BotSettings
 from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
@@ -53,7 +53,7 @@ def load_chars(path: Path) -> frozenset[str]:
 
 
 class Runtime:
-    def __init__(self, config: Config, state: State, index: Index | None = None,
+    def __init__(self, config: BotSettings, state: State, index: Index | None = None,
                  chars: frozenset[str] | None = None, index_source: IndexSource | None = None) -> None:
         self.config = config
         self.state = state

@@ -16,7 +16,8 @@ from typing import Any, Awaitable, Callable, Collection, Iterable, Protocol, Seq
 
 import numpy as np
 
-from model.reasons import QueryPoem
+from search.files import building_marker
+from search.reasons import QueryPoem
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ TASTE_POEMS = 8        # liked, then recent, poems an answer's "why" may name (o
 # While no index is loaded, /similar looks for one at most this often: a stat per look, but a burst
 # of /similar must not turn into a burst of stats, and a refused index must not be re-read each time.
 INDEX_RECHECK_S = 5.0
-BUILDING_SUFFIX = ".building"
 
 
 class Index(Protocol):
@@ -34,7 +34,7 @@ class Index(Protocol):
 
     Each hit is a dict with at least id, title, author, dynasty ("tang" | "song") and text
     (the poem with punctuation, couplets on separate lines), in simplified characters;
-    recommend's hits also carry "why" (model.reasons.reason).
+    recommend's hits also carry "why" (search.reasons.reason).
     """
 
     def search(self, vector: Sequence[float], k: int,
@@ -49,12 +49,12 @@ class Index(Protocol):
 
 
 def load_index(path: Path, expect_version: str | None = None) -> Index:
-    """Load the index directory written by `poembot index build` (model.index: numpy, no TensorFlow).
+    """Load the index directory written by `poembot index build` (search.index: numpy, no TensorFlow).
 
-    expect_version (model.index.model_version of the workers' model) refuses an index built for
+    expect_version (search.files.model_version of the workers' model) refuses an index built for
     another model, whose neighbours would be meaningless.
     """
-    from model.index import Index as LatentIndex
+    from search.index import Index as LatentIndex
 
     return LatentIndex.load(path, expect_version=expect_version)
 
@@ -62,11 +62,6 @@ def load_index(path: Path, expect_version: str | None = None) -> Index:
 def find_index(model_dir: Path | None, index_path: Path | None) -> Index | None:
     """The index for the workers' model, or None (logged) when there is none or it does not match."""
     return IndexSource.for_model(model_dir, index_path).load_now()
-
-
-def building_marker(index_dir: Path) -> Path:
-    """The file a background build of index_dir holds while it runs (devtools/prepare.py writes it)."""
-    return index_dir.parent / (index_dir.name + BUILDING_SUFFIX)
 
 
 def _alive(pid: int) -> bool:
@@ -109,7 +104,7 @@ class IndexSource:
     @classmethod
     def for_model(cls, model_dir: Path | None, index_path: Path | None, **kwargs: Any) -> "IndexSource":
         """The source for the model in model_dir (POEMBOT_INDEX_PATH when given, else the data dir's)."""
-        from model.index import default_index_dir, model_version
+        from search.files import default_index_dir, model_version
 
         version = model_version(model_dir) if model_dir and (Path(model_dir) / "config.json").exists() else None
         path = index_path or (default_index_dir(version) if version else None)
@@ -117,7 +112,7 @@ class IndexSource:
 
     def _stamp(self) -> float | None:
         """The index's modification time, or None while there is none."""
-        from model.index import META_FILE
+        from search.files import META_FILE
 
         try:
             return (self.path / META_FILE).stat().st_mtime if self.path is not None else None
@@ -126,7 +121,7 @@ class IndexSource:
 
     def load_now(self) -> Index | None:
         """Load the index if it is there (blocking; logged either way); None when it is not usable."""
-        from model.index import IndexMismatch
+        from search.files import IndexMismatch
 
         self._checked_at = self.clock()
         stamp = self._stamp()

@@ -1,8 +1,8 @@
 """Real processes for tests and benchmarks: a restartable redis-server, a Redis Cluster and supervised
-poembot children. It lives in devtools so benchmarks need nothing from tests/ (tests import benchmarks.load).
+poembot children. It lives in devtools so benchmarks need nothing from tests/ (both import devtools.load).
 
-tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and benchmarks/load.py
-also start bot and worker processes through poembot_child (a devtools.supervisor.Child), so faults can be
+tests/conftest.py builds its Redis fixtures from RedisServer; tests/robustness and devtools/load.py
+also start bot and worker processes through poembot_child (a run.child.Child), so faults can be
 injected with real signals.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
-from devtools.supervisor import Child
+from run.child import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 

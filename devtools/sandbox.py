@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Coroutine, TextIO
 from devtools.emulator import ApiCall, BotApiEmulator
 from protocol.paths import data_dir
 
-# Well-formed (Config checks the shape) but never valid at api.telegram.org.
+# Well-formed (BotSettings checks the shape) but never valid at api.telegram.org.
 SANDBOX_TOKEN = "1000000001:SANDBOX-local-emulator-only_not-a-real-token"
 SANDBOX_BOT_ID = 1000000001
 SANDBOX_USER_ID = 10001
@@ -252,3 +253,27 @@ class EmulatorThread:
             self._thread.join(INJECT_TIMEOUT_S)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+class TerminalSandbox:
+    """The sandbox `poembot run` hands its supervisor (run.supervisor.Sandbox) when there is no token:
+    the emulator on its own thread for the bot, and this terminal as the chat."""
+
+    # Well-formed stand-ins that check_settings gives the bot instead of the user's (unset) token.
+    settings_env = {"TELEGRAM_BOT_TOKEN": SANDBOX_TOKEN, "TELEGRAM_API_URL": "", "WEBHOOK_URL": ""}
+
+    def __init__(self) -> None:
+        self.emulator = EmulatorThread()
+
+    def start(self) -> dict[str, str]:
+        self.emulator.start()
+        return self.emulator.env()
+
+    def chat(self, note: str) -> None:
+        repl(self.emulator.emu, self.emulator.loop, sys.stdin, sys.stdout, note=note)
+
+    def say(self, text: str) -> None:
+        say(sys.stdout, text)
+
+    def stop(self) -> None:
+        self.emulator.stop()

@@ -1,5 +1,5 @@
-"""poembot's machine learning: vocabulary, the VAE, constrained decoding, generation, styles and the
-latent index (its search, model.index and model.ivf, is numpy only, so the bot may import it).
+"""poembot's machine learning: the VAE, constrained decoding, generation, styles and building the
+latent index (its numpy search is the search package, which the bot may import).
 
 Importing this package is cheap: TensorFlow is only loaded by the modules that need it.
 """

@@ -13,7 +13,7 @@ import numpy as np
 
 from verse.forms import FORMS, Form
 from protocol.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS, GenerateJob, ValidationError
-from model.vocab import COMMA, EOS, N_SPECIALS, PAD, PERIOD, Vocab
+from verse.vocab import COMMA, EOS, N_SPECIALS, PAD, PERIOD, Vocab
 
 FREE = -1                 # forced[t] value of a position the model writes
 PING, ZE = 1, 2           # tone bits (tone table) and tone requirements (tone_req)

@@ -27,10 +27,10 @@ from model.constraints import NoveltyTable
 from model.folder import CONFIG_FILE, VOCAB_FILE, load_weights, read_config, save_folder
 from model.rescore import unattested_share
 from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
-from model.vocab import BOS, N_SPECIALS, UNK, Vocab
+from verse.vocab import BOS, N_SPECIALS, UNK, Vocab
 from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
                            ValidationError, validate_couplet)
-from protocol.paths import PACKAGES_DIR
+from protocol.settings import PACKAGES_DIR
 from verse import prosody, script
 
 log = logging.getLogger(__name__)

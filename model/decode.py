@@ -23,7 +23,7 @@ from verse.forms import FORM_INDEX, OTHER, classify, poem_text
 from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
 from protocol.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
                         split_lines, validate_encode, validate_generate)
-from model.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
+from verse.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 from model.rescore import PairTable, ScoreWeights, line_gain, line_spans, load_pairs, unattested_share
 from model.titles import encode_title
 
@@ -383,7 +383,7 @@ class Generator:
         """The model in model_dir; with novelty, its novelty table (from the built corpus if the model
         folder has none); the style adapters in styles_dir trained on this model. Themes come from
         the theme index the loaders attach (worker.service)."""
-        from model.index import model_version
+        from search.files import model_version
         from model.vae import load_model
         model_dir = Path(model_dir)
         model, vocab, config = load_model(model_dir)
@@ -673,7 +673,7 @@ class Generator:
 
     def _theme_prior(self, keywords: list[str]) -> np.ndarray | None:
         """Mean μ of the most popular poems holding every keyword, from the theme index
-        (model/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
+        (search/themes.py, a dict lookup: no corpus scan, no encoding); None without one."""
         # The loaders (model.generate.load_generator, `poembot generate`) attach the theme index
         # of the model's version as .themes; a Generator without one writes themes by their words only.
         themes = getattr(self, "themes", None)
@@ -839,7 +839,7 @@ class Generator:
 
 def _try_corpus() -> Any:
     try:
-        from model.corpus import Corpus
+        from corpus.reader import Corpus
         return Corpus.load()
     except (FileNotFoundError, ValueError) as exc:
         log.info("no corpus for the novelty table: %s", exc)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"

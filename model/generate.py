@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from protocol.jobs import MAX_N, GenerateJob
-from protocol.paths import PRETRAINED_DIR
+from protocol.settings import PRETRAINED_DIR
 from protocol.sampling import DEFAULT as SAMPLING
 from protocol.settings import ModelSettings
 
@@ -44,7 +44,7 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
     settings = settings or ModelSettings.from_env()
     gpu_memory_growth()
     from model.decode import Generator
-    from model.themes import ThemeWatch, find_themes
+    from search.themes import ThemeWatch, find_themes
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no model at {model_dir}: set POEMBOT_MODEL_DIR or train one")

@@ -1,5 +1,5 @@
 """Build the latent index (`poembot index build`): encode every regular-form corpus poem with the VAE's
-encoder (TensorFlow) and save the latent index and the theme index that model/index.py searches.
+encoder (TensorFlow) and save the latent index and the theme index that search/index.py searches.
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Callable
 
 import numpy as np
 
-from model.index import EXACT_BELOW, Index, default_index_dir, model_version, unit_rows
-from model.ivf import InvertedLists
-from model.popularity import canon_membership, popularity, shared_rank
-from model.themes import ThemeIndex
+from search.files import default_index_dir, model_version
+from search.index import EXACT_BELOW, Index, unit_rows
+from search.ivf import InvertedLists
+from search.popularity import canon_membership, popularity, shared_rank
+from search.themes import ThemeIndex
 from verse.forms import FORMS
 
 DEFAULT_SIZE = None       # None: every regular-form poem (~230k)
@@ -76,7 +77,7 @@ def build_index(model_dir: str | Path, out_dir: str | Path | None = None,
                 size: int | None = DEFAULT_SIZE, corpus=None, canon_root: Path | None = None) -> Path:
     """Encode the regular poems (the `size` most popular when given) and save the latent index and
     the theme index. canon_root: the chinese-poetry download (default: the data dir's)."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.vae import load_model
     from protocol.paths import corpus_root
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.vocab import PAD, UNK
+from verse.vocab import PAD, UNK
 
 if TYPE_CHECKING:
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
 TITLE_LEN = 16
 _NUMERAL = "一二三四五六七八九十百两"

@@ -16,10 +16,10 @@ from keras import layers
 
 from model.folder import CONFIG_FILE, METRICS_FILE, VOCAB_FILE, WEIGHTS_FILE  # noqa: F401 (their home before)
 from verse.forms import FORMS, MAX_SEQ_LEN
-from model.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
+from verse.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
 
 if TYPE_CHECKING:
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
 ANNEALS = ("cyclical", "linear", "none")
 
@@ -422,7 +422,7 @@ def save_model(model: PoemVAE, vocab: "Vocab", directory: str | Path, dtype: str
 def load_model(directory: str | Path) -> tuple[PoemVAE, "Vocab", VAEConfig]:
     """The (model, vocab, config) saved by save_model; weights come back as float32."""
     from model.folder import load_weights, read_config
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
     directory = Path(directory)
     config = VAEConfig.from_dict(read_config(directory))

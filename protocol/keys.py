@@ -114,12 +114,12 @@ USER_TTL_S = 180 * 24 * 3600
 
 
 def poem_key(poem_id: str) -> str:
-    """A poem the bot sent (JSON PoemRecord); expires after Config.poem_ttl_s."""
+    """A poem the bot sent (JSON PoemRecord); expires after BotSettings.poem_ttl_s."""
     return f"{BOT}:poem:{poem_id}"
 
 
 def user_key(user_id: int, what: str) -> str:
-    """One user's history (list, capped by Config.history_cap), likes (hash, LIKES_CAP), shown (zset,
+    """One user's history (list, capped by BotSettings.history_cap), likes (hash, LIKES_CAP), shown (zset,
     SHOWN_CAP) or settings (hash)."""
     return f"{BOT}:user:{user_id}:{what}"
 
@@ -155,7 +155,7 @@ def daily_key(date: str) -> str:
 
 
 def message_key(chat_id: int, message_id: int) -> str:
-    """The poem id a sent message shows; expires with the poem (Config.poem_ttl_s)."""
+    """The poem id a sent message shows; expires with the poem (BotSettings.poem_ttl_s)."""
     return f"{BOT}:msg:{chat_id}:{message_id}"
 
 

@@ -1,28 +1,23 @@
-"""Where poembot keeps downloaded and built data, from the environment.
+"""Where poembot keeps downloaded and built data, read from the environment through PathsSettings.
 
 POEMBOT_DATA_DIR (default ~/.cache/poembot) holds the corpus tarball and the built corpus.
 POEMBOT_STYLES_DIR (default model/styles) holds the style adapters a worker serves.
+The shipped folders (PRETRAINED_DIR, SHIPPED_STYLES_DIR) are the settings' defaults, so they live there.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from protocol.settings import SHIPPED_STYLES_DIR, PathsSettings
+
 EXTRACTED = "chinese-poetry"        # the package's folder under download_dir()
-# The packages are siblings, in the repository and in site-packages alike.
-PACKAGES_DIR = Path(__file__).resolve().parent.parent
-PRETRAINED_DIR = PACKAGES_DIR / "model" / "pretrained"
-SHIPPED_STYLES_DIR = PACKAGES_DIR / "model" / "styles"
 
 
 def styles_dir() -> Path:
-    from protocol.settings import PathsSettings      # it imports this module's constants
-
     return PathsSettings.from_env().styles_dir or SHIPPED_STYLES_DIR
 
 
 def data_dir() -> Path:
-    from protocol.settings import PathsSettings
-
     return PathsSettings.from_env().data_dir
 
 

@@ -27,8 +27,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.keys import HEARTBEAT_INTERVAL_S
-from protocol.paths import PRETRAINED_DIR, SHIPPED_STYLES_DIR
 from verse.forms import FORMS
+
+# The packages are siblings, in the repository and in site-packages alike: the shipped model and styles,
+# the defaults of POEMBOT_MODEL_DIR and POEMBOT_STYLES_DIR, lie beside this package.
+PACKAGES_DIR = Path(__file__).resolve().parent.parent
+PRETRAINED_DIR = PACKAGES_DIR / "model" / "pretrained"
+SHIPPED_STYLES_DIR = PACKAGES_DIR / "model" / "styles"
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -295,7 +300,7 @@ class ReplicaSettings(RedisSettings):
 
 
 class BotSettings(ReplicaSettings, LogSettings, PathsSettings):
-    """`poembot bot`: bot.config.Config is this model."""
+    """`poembot bot`: what the bot reads."""
 
     token: str = Field(alias="TELEGRAM_BOT_TOKEN", json_schema_extra=SECRET,
                        description="the bot token; never logged")

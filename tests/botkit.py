@@ -24,12 +24,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.config import Config
+from protocol.settings import BotSettings
 from bot.state import State
 from devtools.emulator import BotApiEmulator
 from protocol.connections import connect_async, ensure_group, refuses_writes
 from verse.forms import FORMS, poem_text
-from model.index import Index as LatentIndex
+from search.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
 from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
@@ -48,18 +48,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> Config:
-    """A Config for the emulator whose daily slot is an hour away, so start-up never posts. Built
+def make_config(emu: BotApiEmulator, redis_url: str, **overrides: Any) -> BotSettings:
+    """A BotSettings for the emulator whose daily slot is an hour away, so start-up never posts. Built
     unvalidated, as typed values (an emulator not started yet has no URL)."""
     now = time.gmtime()                 # the slot is in tz="UTC", whatever the machine's zone
-    base = Config.model_construct(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None,
+    base = BotSettings.model_construct(token=emu.token, api_url=emu.url, redis_url=redis_url, model_dir=None,
                                   styles_dir=None, daily_time=dtime((now.tm_hour + 1) % 24, now.tm_min),
                                   tz="UTC", admin_ids=frozenset({900}), typing_max_s=20, poll_timeout_s=2)
     return base.model_copy(update=overrides)
 
 
 def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> LatentIndex:
-    """A real model.index.Index over made-up poems c0..c{n-1}; popularity follows the id order."""
+    """A real search.index.Index over made-up poems c0..c{n-1}; popularity follows the id order."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -73,7 +73,7 @@ def synthetic_index(n: int = 24, dim: int = LATENT_DIM, seed: int = 0) -> Latent
 
 
 @contextlib.asynccontextmanager
-async def running_bot(config: Config, *, index: Any = None, chars: frozenset[str] | None = None,
+async def running_bot(config: BotSettings, *, index: Any = None, chars: frozenset[str] | None = None,
                       ) -> AsyncIterator[Application]:
     """The real Application, started and stopped the way bot.app.serve does (polling, or the webhook
     server when config has a webhook_url), then stopped."""

@@ -110,7 +110,7 @@ def tiny_chars(per_group: int = 8, n_ze: int = 240, seed: int = 0) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_vocab():
-    from model.vocab import SPECIALS, Vocab
+    from verse.vocab import SPECIALS, Vocab
     return Vocab(list(SPECIALS) + tiny_chars())
 
 
@@ -171,7 +171,7 @@ def reliability() -> Reliability:
 def cluster_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny model and a synthetic latent index made for it (so /similar has neighbours to find)."""
     from botkit import synthetic_index
-    from model.index import model_version
+    from search.files import model_version
 
     index = dataclasses.replace(synthetic_index(n=64), version=model_version(tiny_model_dir))
     return tiny_model_dir, index.save(tmp_path_factory.mktemp("index"))
@@ -179,8 +179,8 @@ def cluster_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 async def cluster(cluster_model: tuple[Path, Path]) -> AsyncIterator[Any]:
-    """Redis, the emulator, a bot process and two worker processes (benchmarks.load.Cluster)."""
-    from benchmarks.load import Cluster
+    """Redis, the emulator, a bot process and two worker processes (devtools.load.Cluster)."""
+    from devtools.load import Cluster
 
     model_dir, index_dir = cluster_model
     async with Cluster(model_dir, workers=2, index_path=index_dir) as c:

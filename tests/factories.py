@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORMS
 
 CHARS = "春夏秋冬风花雪月山水江天云雨人归来去明日"     # all in conftest's tiny vocabulary

@@ -13,7 +13,7 @@ from bot.state import State
 from botkit import (card_fonts, emu, eventually, make_config, running_bot, start_worker,  # noqa: F401
                     synthetic_index)
 from devtools.emulator import BotApiEmulator, check_html, png_size
-from model.vocab import N_SPECIALS
+from verse.vocab import N_SPECIALS
 
 ALICE = BotApiEmulator.user(4001, "Alice")
 BOB = BotApiEmulator.user(4002, "Bob", language_code="en")

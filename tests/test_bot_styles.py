@@ -71,7 +71,7 @@ def test_style_book_reads_the_registry_and_skips_what_is_not_a_style() -> None:
 async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_url: str) -> None:
     """On a first start the registry is empty while the worker loads its model: the shipped cards
     (model/styles) name the styles, so /poem 李白 waits for the worker instead of being refused."""
-    from protocol.paths import SHIPPED_STYLES_DIR
+    from protocol.settings import SHIPPED_STYLES_DIR
 
     shipped = StyleBook.from_cards(SHIPPED_STYLES_DIR)
     assert {"libai", "dufu", "wangwei", "sushi", "luyou"} <= {s.id for s in shipped}
@@ -511,7 +511,7 @@ POEM_TIMEOUT = 90.0      # the first decode traces a tf.function on a busy CPU
 def styled_generator(tiny_model_dir, tmp_path_factory):
     """conftest's tiny model with two random adapters carrying the shipped cards of 李白 and 杜甫."""
     from model.decode import Generator
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import random_adapter, save_style
 
     folder = tmp_path_factory.mktemp("styles")

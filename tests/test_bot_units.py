@@ -11,7 +11,7 @@ import pytest
 
 from bot import callbacks
 from bot.callbacks import Callback
-from bot.config import Config, ConfigError
+from protocol.settings import BotSettings, ConfigError
 from bot.parsing import ParseError, extract_poem_lines, parse_poem_args
 from bot.redact import RedactToken
 from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
@@ -30,10 +30,10 @@ TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
 # --- config --------------------------------------------------------------------------------------
 
 def test_config_from_env_defaults_and_values() -> None:
-    config = Config.from_env({"TELEGRAM_BOT_TOKEN": TOKEN})
+    config = BotSettings.from_env({"TELEGRAM_BOT_TOKEN": TOKEN})
     assert config.api_url == "https://api.telegram.org" and config.tz == "Asia/Shanghai"
     assert not config.webhook_mode and config.rate_per_min == 10 and config.daily_chat_id is None
-    config = Config.from_env({
+    config = BotSettings.from_env({
         "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "http://localhost:8081/", "REDIS_URL": "redis://r:6379/2",
         "DAILY_CHAT_ID": "-100123", "DAILY_TIME": "7:05", "TZ": "Europe/Berlin", "ADMIN_IDS": "1, 2 3",
         "POEMBOT_RATE_PER_MIN": "3", "POEMBOT_QUEUE_CAP": "9", "POEMBOT_DEFAULT_FORM": "五律"})
@@ -56,7 +56,7 @@ def test_config_from_env_defaults_and_values() -> None:
 def test_config_errors_name_the_variable_and_never_the_token(env: dict, names: str) -> None:
     full = {"TELEGRAM_BOT_TOKEN": TOKEN, **env} if "TELEGRAM_BOT_TOKEN" not in env and env else env
     with pytest.raises(ConfigError) as info:
-        Config.from_env(full)
+        BotSettings.from_env(full)
     assert names in str(info.value) and "secret_part" not in str(info.value)
 
 
@@ -325,7 +325,7 @@ def test_index_and_vocabulary_are_found_next_to_the_model(tmp_path, monkeypatch)
     from bot.app import build_application
     from bot.similar import find_index
     from botkit import synthetic_index
-    from model.index import default_index_dir, model_version
+    from search.files import default_index_dir, model_version
 
     monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path / "data"))
     model_dir = tmp_path / "model"
@@ -344,7 +344,7 @@ def test_index_and_vocabulary_are_found_next_to_the_model(tmp_path, monkeypatch)
     assert find_index(model_dir, None) is None
     assert find_index(None, default_index_dir(index.version)) is not None
 
-    config = Config(token=TOKEN, redis_url="redis://localhost:1/0", model_dir=model_dir)
+    config = BotSettings(token=TOKEN, redis_url="redis://localhost:1/0", model_dir=model_dir)
     app = build_application(config)
     assert app.bot_data["rt"].chars == frozenset("春风")
 

@@ -7,7 +7,7 @@ import json
 
 import aiohttp
 
-from bot.config import Config
+from protocol.settings import BotSettings
 from botkit import (emu, free_port, make_config, running_bot,  # noqa: F401
                     stand_in)
 from devtools.emulator import BotApiEmulator, command_entities
@@ -48,7 +48,7 @@ def test_webhook_config_from_env_requires_a_valid_secret() -> None:
     for secret, ok in ((None, False), ("has space", False), ("good_Secret-1", True)):
         values = dict(env, **({"WEBHOOK_SECRET": secret} if secret else {}))
         try:
-            config = Config.from_env(values)
+            config = BotSettings.from_env(values)
         except ValueError as exc:
             assert not ok, exc
             assert "WEBHOOK_SECRET" in str(exc)

@@ -14,7 +14,7 @@ from PIL import Image
 from bot import fonts
 from bot.card import Card, CardError, chinese_date, missing_glyphs, png_bytes, poem_card, render, typefaces
 from botkit import card_fonts  # noqa: F401
-from protocol.paths import PRETRAINED_DIR
+from protocol.settings import PRETRAINED_DIR
 from verse.script import to_traditional
 
 # Synthetic lines (common characters in arbitrary order), one per form.

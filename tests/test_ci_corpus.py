@@ -1,4 +1,4 @@
-"""The ci corpus file (training/build_ci.py, model/ci_corpus.py) from a synthetic package: cutting by 句,
+"""The ci corpus file (corpus/build_ci.py, corpus/ci_reader.py) from a synthetic package: cutting by 句,
 tune aliases, duplicates, the split rule, the loader, and `corpus build --if-stale`. The slow test
 (POEMBOT_SLOW=1) reads the real built file."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from model import ci_corpus
-from model.ci_corpus import CI_FILE, UNTITLED, CiCorpus
-from training.build_ci import build_ci, cut_ci, resolve_tunes
-from training.build_corpus import split_of
+from corpus import ci_reader as ci_corpus
+from corpus.ci_reader import CI_FILE, UNTITLED, CiCorpus
+from corpus.build_ci import build_ci, cut_ci, resolve_tunes
+from corpus.build_corpus import split_of
 
 HUANXISHA = ["一曲新词酒一杯。", "去年天气旧亭台。", "夕阳西下几时回。", "无可奈何花落去，似曾相识燕归来。", "小园香径独徘徊。"]
 
@@ -83,7 +83,7 @@ def test_build_writes_its_own_file_and_the_loader_reads_it(tmp_path):
 
 def test_corpus_build_if_stale_builds_the_missing_ci_file_only(tmp_path, monkeypatch):
     from poembot_cli import app
-    from training import build_ci as build_ci_module, build_corpus
+    from corpus import build_ci as build_ci_module, build_corpus
 
     calls = []
     monkeypatch.setattr(build_corpus, "is_current", lambda directory=None: True)

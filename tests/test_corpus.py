@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
-from model.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
-from training import build_corpus, fetch
-from training.build_corpus import split_of
+from verse.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
+from corpus import build_corpus, fetch
+from corpus.build_corpus import split_of
+from protocol.downloads import integrity_of
 
 # Traditional characters with distinct simplified forms, so the t2s step is observable.
 TRAD = "東風鳥飛雲開門書長時車馬橋燈龍劍簾聲夢詩歸來春秋山水花月江天人"
@@ -69,7 +70,7 @@ def test_normalise_and_split() -> None:
     assert lines == ["東風吹鳥飛", "山水花月江", "天人春秋夢", "長時車馬橋"]
     assert marks == "，。；。"
     # The table builder's cut: more marks, trailing text without one, strains cut at the same places.
-    from training.tables import PUNCT, cut_poem
+    from corpus.raw import PUNCT, cut_poem
     assert cut_lines("，東風吹,、鳥飛", PUNCT, trailing_mark="") == (["東風吹", "鳥飛"], ",")
     assert cut_poem("東風吹,、鳥飛", "平平仄,、仄平") == (["東風吹", "鳥飛"], ",", ["平平仄", "仄平"])
     assert cut_poem("東風吹,鳥飛", "平平仄") == (["東風吹", "鳥飛"], ",", None)
@@ -167,5 +168,5 @@ def test_integrity_matches_npm_format(tmp_path: Path) -> None:
     path = tmp_path / "x.bin"
     path.write_bytes(b"abc")
     # sha512("abc") in npm's base64 integrity notation
-    assert fetch.integrity_of(path) == (
+    assert integrity_of(path) == (
         "sha512-3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw==")

@@ -292,7 +292,7 @@ def test_training_learns_a_mirror_language(tmp_path):
     """Each 上联 character has one fixed mate (春→甲 …): a working pipeline learns it in a few hundred
     steps, from a loss of ln 30 (any of the 30 mates) to almost nothing; a broken one cannot."""
     from model.couplet import CoupletWriter
-    from model.vocab import SPECIALS, Vocab
+    from verse.vocab import SPECIALS, Vocab
     from training.couplet import CoupletTrainConfig, Pair, train
 
     chars = list("春夏秋冬风花雪月山水江天云雨人归来去明日一二三四五六七八九十"
@@ -315,7 +315,7 @@ def test_training_learns_a_mirror_language(tmp_path):
 
 
 def test_pairs_come_from_the_parallel_couplets_and_mengxue_clauses():
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from training.couplet import _paragraph_pairs, corpus_pairs, prefix_pairs
 
     corpus = Corpus()

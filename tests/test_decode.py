@@ -265,7 +265,7 @@ def test_generate_cli_refusals(tiny_model_dir, tmp_path, monkeypatch) -> None:
 
 
 def test_keyword_theme_latent_comes_from_the_theme_index(tiny_generator) -> None:
-    from model.themes import ThemeIndex
+    from search.themes import ThemeIndex
     poems = [["春风花月夜", "秋雪冬风来", "山水江天云", "明日人归去"],
              ["山水江天云", "明日人归去", "春风花月夜", "秋雪冬风来"],
              ["明日人归去", "山水江天云", "秋雪冬云来", "春夏花月夜"]]

@@ -15,9 +15,10 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from verse.forms import FORM_NAMES, FORMS  # noqa: E402
-from training.evaluate import (constrained_metrics, evaluate, latent_neighbours,  # noqa: E402
-                               line_tone_fits, mutual_info, neighbour_rates, text_stats,
-                               tfidf_bigram_neighbours)
+from training.constrained import constrained_metrics, line_tone_fits, text_stats  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.likelihood import mutual_info  # noqa: E402
+from training.neighbours import latent_neighbours, neighbour_rates, tfidf_bigram_neighbours  # noqa: E402
 
 KEYS = ("test_nll_per_char", "test_nll_per_char_iw", "lm_test_nll_per_char", "kl_nats",
         "active_units", "active_units_02", "latent_dim", "mutual_info_nats", "form_valid_rate",

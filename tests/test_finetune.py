@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from model.popularity import canon_poems  # noqa: E402
+from search.popularity import canon_poems  # noqa: E402
 from training.finetune import FINETUNE_LINES_FILE, FINETUNE_SET_FILE, finetune, split_set  # noqa: E402
 from training.train import CONFIG_DIR, VAL_LOG_FILE, synthetic_corpus  # noqa: E402
 

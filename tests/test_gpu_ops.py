@@ -222,7 +222,7 @@ def op_signatures(concrete) -> set[tuple[str, str]]:
 def styled_generator(tiny_model_dir, tmp_path_factory):
     """The tiny model with one style adapter: the decoder's graph then holds the style branch too."""
     from model.decode import Generator
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import random_adapter, save_style
 
     styles = tmp_path_factory.mktemp("styles")

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from factories import CHARS, random_corpus
-from model.corpus import Corpus
-from model.index import INDEX_FILE, Index, IndexMismatch, is_current, model_version, unit_rows
+from corpus.reader import Corpus
+from search.files import INDEX_FILE, IndexMismatch, is_current, model_version
+from search.index import Index, unit_rows
 from model.index_build import build_index
-from model.ivf import InvertedLists
-from model.popularity import IN_TANG300, NOT_CANON, match_poems, popularity
-from model.reasons import QueryPoem, reason
-from model.themes import ThemeIndex
-from model.vocab import Vocab
+from search.ivf import InvertedLists
+from search.popularity import IN_TANG300, NOT_CANON, match_poems, popularity
+from search.reasons import QueryPoem, reason
+from search.themes import ThemeIndex
+from verse.vocab import Vocab
 
 
 
@@ -145,7 +146,7 @@ def test_popularity_lifts_the_more_popular_of_two_equally_near_poems() -> None:
 
 
 def test_why_names_the_nearest_taste_poem_and_rare_shared_words(monkeypatch) -> None:
-    from model import themes
+    from search import themes
     monkeypatch.setattr(themes, "MIN_WORD_POEMS", 2)
     weights = ThemeIndex.build([["明月松间照", "清泉石上流"]] * 2 + [["白日依山尽", "黄河入海流"]] * 98,
                                np.zeros((100, 2), np.float32))
@@ -172,8 +173,8 @@ def test_canon_poems_are_found_in_another_edition() -> None:
 
 
 def test_the_poem_asked_about_is_not_its_own_answer(monkeypatch) -> None:
-    from model import reasons, themes
-    from model.reasons import BREAKS
+    from search import reasons, themes
+    from search.reasons import BREAKS
 
     # Twelve poems are too few for the corpus-wide thresholds of what counts as imagery.
     monkeypatch.setattr(themes, "MIN_WORD_POEMS", 1)

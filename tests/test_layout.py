@@ -10,20 +10,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-POEMBOT = ("bot", "protocol", "worker", "model", "verse", "training", "reading", "devtools")
-# package -> the poembot modules it may import (a package name allows all of it).
+POEMBOT = ("bot", "protocol", "worker", "model", "search", "corpus", "verse", "training", "reading", "run",
+           "devtools")
+# package -> the poembot modules it may import (a package name allows all of it). From the bottom up:
+# verse and reading import nothing of poembot; protocol, search and corpus sit on verse; model on those;
+# worker and training on model; bot beside worker, on protocol and search; run above the roles.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "protocol": ("protocol", "verse"),
-    "verse": ("verse", "model.vocab"),
+    "verse": ("verse",),
     "reading": ("reading",),
-    "model": ("model", "protocol", "verse"),
+    "protocol": ("protocol", "verse"),
+    # The numpy search of the latent and theme indexes: below the model, which builds its index.
+    "search": ("search", "verse", "protocol.paths"),
+    # Fetching, building and reading the corpus; what is counted out of it. No TensorFlow.
+    "corpus": ("corpus", "protocol", "verse"),
+    # The model reads the built corpus but never runs the pipeline. Of protocol it still needs
+    # protocol.jobs on this branch (the request type's own branch takes that import out).
+    "model": ("model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
     "worker": ("worker", "protocol", "model", "verse"),
-    "training": ("training", "model", "protocol", "verse"),
-    # The bot holds no TensorFlow: of the model only the numpy search of the latent index.
-    "bot": ("bot", "protocol", "verse", "reading", "model.index", "model.ivf", "model.reasons",
-            "model.themes"),
+    "training": ("training", "model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
+    # The bot holds no TensorFlow: the numpy search, never the model.
+    "bot": ("bot", "protocol", "verse", "reading", "search"),
+    # `poembot run` starts the roles as processes, above them: of the bot it reads only where the card
+    # fonts are; never the developer tools (a sandbox is handed in by poembot_cli).
+    "run": ("run", "protocol", "search", "bot.fonts"),
 }
-NO_TENSORFLOW = ("bot", "protocol", "verse", "reading")
+NO_TENSORFLOW = ("bot", "protocol", "search", "corpus", "verse", "reading")
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
@@ -61,15 +72,25 @@ def test_each_role_imports_only_what_it_may(package):
     assert violations(package) == []
 
 
-def test_nothing_but_devtools_and_tests_imports_the_emulator_or_the_bot():
+def imports_outside(skip: tuple[str, ...], wanted) -> list[str]:
+    """Every import that wanted() picks, in the files of the tree outside the folders in skip."""
     users = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in ("devtools", "tests", "bot", "benchmarks", ".venv", "build") or rel.name == "poembot_cli.py":
+        if rel.parts[0] in (*skip, ".venv", "build") or rel.name == "poembot_cli.py":
             continue
-        users += [f"{rel}:{line} imports {m}" for line, m in imports_of(path)
-                  if m.split(".")[0] == "bot" or m.startswith("devtools")]
-    assert users == []
+        users += [f"{rel}:{line} imports {m}" for line, m in imports_of(path) if wanted(m)]
+    return users
+
+
+def test_nothing_but_devtools_and_tests_imports_the_emulator():
+    """Nor any developer tool: `poembot run` (run/) included; benchmarks drive the load cluster."""
+    assert imports_outside(("devtools", "tests", "benchmarks"), lambda m: m.startswith("devtools")) == []
+
+
+def test_nothing_but_the_top_imports_the_bot():
+    """Only what sits above the bot: `poembot run` (which starts it), the developer tools, tests, benchmarks."""
+    assert imports_outside(("bot", "run", "devtools", "tests", "benchmarks"), lambda m: m.split(".")[0] == "bot") == []
 
 
 def reachable(paths: list[Path]) -> set[Path]:
@@ -95,6 +116,64 @@ def test_the_bot_side_never_imports_tensorflow(package):
     heavy = [f"{p.relative_to(ROOT)}:{line} imports {m}" for p in sorted(paths) for line, m in imports_of(p)
              if m.split(".")[0] in ("tensorflow", "keras")]
     assert heavy == []
+
+
+def module_graph() -> dict[Path, set[Path]]:
+    """Every poembot file -> the poembot files it imports (lazy imports included)."""
+    graph: dict[Path, set[Path]] = {}
+    for path in sorted(p for package in POEMBOT for p in (ROOT / package).rglob("*.py")):
+        graph[path] = set()
+        for _, module in imports_of(path):
+            if module.split(".")[0] in POEMBOT:
+                target = ROOT.joinpath(*module.split("."))
+                graph[path] |= {p for p in (target.with_suffix(".py"), target / "__init__.py")
+                                if p.exists() and p != path}
+    return graph
+
+
+def circles(graph: dict[Path, set[Path]]) -> list[list[str]]:
+    """The import circles (strongly connected groups of two files or more), by Tarjan's algorithm."""
+    index: dict[Path, int] = {}
+    low: dict[Path, int] = {}
+    stack: list[Path] = []
+    found: list[list[str]] = []
+
+    def visit(v: Path) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(str(w.relative_to(ROOT)))
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle():
+    """No module imports, directly or through others, a module that imports it (lazily or not)."""
+    assert circles(module_graph()) == []
+
+
+def test_the_circle_finder_sees_a_circle(tmp_path, monkeypatch):
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "a.py").write_text("from search.b import x\n")
+    (tmp_path / "search" / "b.py").write_text("def f():\n    from search.a import y\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    assert circles(module_graph()) == [["search/a.py", "search/b.py"]]
 
 
 def test_the_checker_sees_a_wrong_direction(tmp_path, monkeypatch):

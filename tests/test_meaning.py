@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from verse.forms import FORMS  # noqa: E402
-from model.vocab import SPECIALS, Vocab  # noqa: E402
+from verse.vocab import SPECIALS, Vocab  # noqa: E402
 from training import meaning  # noqa: E402
 
 CHARS = "山水风月花云日夜春秋江天人心雨雪松竹石泉鸟声远近高低明暗寒暖古今来去"

@@ -1,4 +1,4 @@
-"""`poembot run`'s background job (devtools/prepare.py): it plans only what is missing, holds the index's
+"""`poembot run`'s background job (run/prepare.py): it plans only what is missing, holds the index's
 building marker while it works, and a failed step is reported and left for the next run."""
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from bot.fonts import ALL_FILES
-from bot.similar import build_running, building_marker
-from devtools.prepare import Step, plan, run
-from model.index import Index, model_version
+from bot.similar import build_running
+from search.files import building_marker
+from run.prepare import Step, plan, run
+from search.files import model_version
+from search.index import Index
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -73,7 +75,7 @@ def test_a_failed_corpus_step_skips_the_index_and_clears_the_marker(tmp_path: Pa
 
 
 def test_the_marker_names_a_live_process(tmp_path: Path) -> None:
-    from devtools.prepare import write_marker
+    from run.prepare import write_marker
 
     index_dir = tmp_path / "index" / "v1"
     write_marker(building_marker(index_dir), "corpus build")

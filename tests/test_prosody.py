@@ -13,7 +13,7 @@ import pytest
 
 from verse import prosody
 from verse.forms import FORMS
-from model.vocab import SPECIALS, Vocab
+from verse.vocab import SPECIALS, Vocab
 
 PING_POOL = "天人春花山秋江云声心年时"      # each only 平
 ZE_POOL = "日月水石鸟雪树草远碧夜去"        # each only 仄

@@ -1,4 +1,4 @@
-"""Tests for training/prosody_report.py on a small synthetic corpus, and the slow real-corpus acceptance.
+"""Tests for corpus/prosody_report.py on a small synthetic corpus, and the slow real-corpus acceptance.
 
 The slow test needs `poembot corpus build` and runs only with POEMBOT_SLOW=1.
 """
@@ -11,10 +11,10 @@ import opencc
 import pytest
 
 from verse import prosody
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORM_NAMES, classify
 from test_prosody import DONG, WU, compose
-from training.prosody_report import format_reference, prosody_reference
+from corpus.prosody_report import format_reference, prosody_reference
 
 S2T = opencc.OpenCC("s2t")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.vocab import SPECIALS, Vocab, in_gbk, readable_form
+from verse.vocab import SPECIALS, Vocab, in_gbk, readable_form
 
 
 def test_in_gbk_tells_common_from_font_breaking_characters():

@@ -48,7 +48,7 @@ def _favour(generator, char: str, logit: float = 50.0):
 def test_the_decoder_never_writes_a_placeholder_nor_a_stutter(tiny_vocab, tiny_model_dir) -> None:
     from model.constraints import ProsodyTables
     from model.decode import Generator
-    from model.vocab import Vocab
+    from verse.vocab import Vocab
 
     vocab = Vocab(list(tiny_vocab.chars) + ["□"])
     # A model over the tiny vocabulary plus 「□」, which it is made to want above everything.

@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.similar import IndexSource, build_running, building_marker
+from bot.similar import IndexSource, build_running
+from search.files import building_marker
 from botkit import emu, make_config, running_bot, synthetic_index  # noqa: F401
 from devtools.emulator import BotApiEmulator
-from devtools.prepare import write_marker
+from run.prepare import write_marker
 from factories import random_corpus
-from model.index import Index, model_version
+from search.files import model_version
+from search.index import Index
 from model.index_build import build_index, publish
-from model.themes import ThemeIndex, ThemeWatch
+from search.themes import ThemeIndex, ThemeWatch
 
 ALICE = BotApiEmulator.user(1001, "Alice")
 BOB = BotApiEmulator.user(1002, "Bob", language_code="en-US")
@@ -37,7 +39,7 @@ async def test_similar_is_being_built_then_answers_without_a_restart(emu, redis_
                                                                       tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     marker = building_marker(index_dir)
-    write_marker(marker, "index build")          # as devtools.prepare does: this (live) process builds it
+    write_marker(marker, "index build")          # as run.prepare does: this (live) process builds it
     config = make_config(emu, redis_url, model_dir=tiny_model_dir, index_path=index_dir)
     async with running_bot(config) as app:
         rt = app.bot_data["rt"]

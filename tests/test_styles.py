@@ -15,7 +15,7 @@ STYLE_IDS = ("alpha", "beta", "gamma")
 @pytest.fixture(scope="module")
 def styles_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three random adapters of different ranks, trained (in name) on the tiny model."""
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import random_adapter, save_style
 
     folder = tmp_path_factory.mktemp("styles")
@@ -44,7 +44,7 @@ def test_style_field_is_checked_by_the_protocol() -> None:
 
 def test_bank_skips_adapters_of_another_base_or_shape(tiny_model_dir: Path, styles_dir: Path,
                                                       tmp_path: Path) -> None:
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import StyleBank, load_style, random_adapter, save_style
     from model.vae import CONFIG_FILE, VAEConfig
 

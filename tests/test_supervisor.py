@@ -6,7 +6,8 @@ import sys
 import threading
 from pathlib import Path
 
-from devtools.supervisor import Child, EmbeddedRedis, Supervisor
+from run.child import Child
+from run.supervisor import EmbeddedRedis, Supervisor
 from conftest import wait_for
 
 CRASHER = """

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import themes as themes_mod
+from search import themes as themes_mod
 from factories import random_corpus
 from protocol.jobs import GenerateJob
-from model.themes import THEME_POEMS, ThemeIndex, poem_terms
+from search.themes import THEME_POEMS, ThemeIndex, poem_terms
 
 
 

@@ -11,7 +11,7 @@ from bot.daily import daily_job
 from bot.occasions import occasion_of
 from bot.parsing import ParseError, parse_poem_args
 from model.titles import clean_title, encode_title
-from model.vocab import PAD, Vocab
+from verse.vocab import PAD, Vocab
 
 
 @pytest.mark.parametrize("raw, clean", [

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from training import learn_tunes
-from training.build_ci import cut_ci
-from training.learn_tunes import CiSample, PairCounts, learn, merge_groups, stanza_break
+from corpus import learn_tunes
+from corpus.build_ci import cut_ci
+from corpus.learn_tunes import CiSample, PairCounts, learn, merge_groups, stanza_break
 from verse import tunes
 from verse.tunes import TUNES_PATH, TunesTable
 

@@ -16,7 +16,7 @@ import keras  # noqa: E402
 
 from model.vae import (VAEConfig, beta_at, build_vae, dummy_inputs, free_bits_kl,  # noqa: E402
                        kl_per_dim, load_model, log_likelihood_iw, save_model, token_nll)
-from model.vocab import BOS, COMMA, EOS, PERIOD, SPECIALS, UNK, Vocab  # noqa: E402
+from verse.vocab import BOS, COMMA, EOS, PERIOD, SPECIALS, UNK, Vocab  # noqa: E402
 
 CHARS = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
 

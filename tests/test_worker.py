@@ -223,7 +223,7 @@ def test_mixed_batch_round_trip(workers, redis_client) -> None:
 
 
 def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_model_dir, tmp_path) -> None:
-    from model.index import model_version
+    from search.files import model_version
     from protocol.jobs import E_UNKNOWN_STYLE
     from model.styles import random_adapter, save_style
 

@@ -1,4 +1,4 @@
-"""poembot's offline side: corpus download and build, training and evaluation.
+"""poembot's offline side: training, fine-tuning and evaluation (the corpus they read is the corpus package).
 
 Imports model, never bot.
 """

@@ -16,8 +16,9 @@ from typing import Iterable
 
 import numpy as np
 
-from model.vocab import UNK, Vocab
-from protocol.paths import PRETRAINED_DIR, corpus_root
+from verse.vocab import UNK, Vocab
+from protocol.paths import corpus_root
+from protocol.settings import PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class CoupletTrainConfig:
 def load_pairs(vocab: Vocab, corpus=None, root: Path | None = None) -> list[Pair]:
     """Every training and held-out pair whose characters the vocabulary has."""
     if corpus is None:
-        from model.corpus import Corpus
+        from corpus.reader import Corpus
         corpus = Corpus.load()
     pairs = corpus_pairs(corpus) + mengxue_pairs(root)
     pairs += prefix_pairs(pairs)

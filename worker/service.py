@@ -24,7 +24,7 @@ from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, E_NO_COUPLE
                         result_to_json)
 from model.generate import load_generator
 from worker.metrics import WorkerMetrics
-from protocol.paths import PRETRAINED_DIR
+from protocol.settings import PRETRAINED_DIR
 from protocol.settings import WorkerSettings
 
 log = logging.getLogger("poembot.worker")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.load import Cluster, run_load, standard_faults, summary
+from devtools.load import Cluster, run_load, standard_faults, summary
 
 # Minutes each: `make reliability` runs them (CI runs it after `make test`), `make test` does not.
 pytestmark = pytest.mark.reliability

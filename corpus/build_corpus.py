@@ -6,83 +6,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from model.corpus import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
+from corpus.raw import read_raw
+from corpus.reader import FORMAT_VERSION, POEMS_FILE, TONES_FILE, VOCAB_FILE, Corpus
 from verse.forms import FORMS, SEPARATORS, classify, cut_lines, normalise
-from protocol.paths import corpus_dir
-from model.vocab import Vocab, readable_form
-from protocol.paths import corpus_root
+from protocol.paths import corpus_dir, corpus_root
+from verse.vocab import Vocab, readable_form
 
 VOCAB_SIZE = 6000
 VOCAB_MIN_COUNT = 2
-
-
-@dataclass
-class RawPoem:
-    id: str
-    dynasty: str
-    author: str
-    title: str
-    paragraphs: list[str]
 
 
 def split_of(poem_id: str) -> str:
     """Deterministic 98/1/1 split from a hash of the id (stable across machines and runs)."""
     bucket = int(hashlib.sha1(poem_id.encode("utf-8")).hexdigest(), 16) % 100
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
-
-
-def _find_dirs(root: Path) -> tuple[Path, Path | None, Path | None]:
-    """Locate the poems, strains and rank folders in either the npm or the GitHub layout."""
-    poems = strains = rank = None
-    for path in sorted(root.rglob("poet.tang.0.json")):
-        parts = set(path.parts)
-        if "strains" in parts:
-            strains = strains or path.parent
-        elif "error" not in parts:
-            poems = poems or path.parent
-    for path in sorted(root.rglob("poet.tang.rank.0.json")):
-        rank = rank or path.parent
-    if poems is None:
-        raise FileNotFoundError(f"no poet.tang.*.json under {root}: run `poembot corpus fetch`")
-    return poems, strains, rank
-
-
-def _poem_files(folder: Path) -> list[Path]:
-    pattern = re.compile(r"poet\.(tang|song)\.\d+\.json$")
-    return sorted((p for p in folder.iterdir() if pattern.match(p.name)),
-                  key=lambda p: (p.name.split(".")[1] != "tang", int(p.name.split(".")[2])))
-
-
-def read_raw(root: Path) -> tuple[list[RawPoem], dict[str, list[str]], dict[tuple[str, str], int]]:
-    poems_dir, strains_dir, rank_dir = _find_dirs(root)
-    poems: list[RawPoem] = []
-    for path in tqdm(_poem_files(poems_dir), desc="reading poems", unit="file"):
-        dynasty = path.name.split(".")[1]
-        for item in json.loads(path.read_text(encoding="utf-8")):
-            poems.append(RawPoem(str(item.get("id") or ""), dynasty, item.get("author") or "",
-                                 item.get("title") or "", list(item.get("paragraphs") or [])))
-    strains: dict[str, list[str]] = {}
-    if strains_dir is not None:
-        for path in tqdm(_poem_files(strains_dir), desc="reading strains", unit="file"):
-            for item in json.loads(path.read_text(encoding="utf-8")):
-                strains[item["id"]] = item.get("strains") or []
-    rank: dict[tuple[str, str], int] = {}
-    if rank_dir is not None:
-        for path in tqdm(sorted(rank_dir.glob("poet.*.rank.*.json")), desc="reading rank",
-                         unit="file"):
-            for item in json.loads(path.read_text(encoding="utf-8")):
-                hits = sum(int(item.get(k) or 0) for k in ("baidu", "google", "bing", "so360"))
-                key = (item.get("author") or "", item.get("title") or "")
-                rank[key] = max(rank.get(key, 0), hits)
-    return poems, strains, rank
 
 
 def _align_strains(lines_t: list[str], raw: list[str] | None) -> list[str] | None:
@@ -213,7 +156,7 @@ def stats(directory: Path | None = None, with_prosody: bool = True) -> dict:
         "strains_aligned": sum(s is not None for s in corpus.strains),
     }
     if with_prosody:
-        from training.prosody_report import prosody_reference
+        from corpus.prosody_report import prosody_reference
 
         result.update(prosody_reference(corpus, split="test"))
     return result

@@ -1,6 +1,6 @@
 """The built corpus on disk: one compressed JSON file of columns, loaded in a couple of seconds.
 
-`poembot corpus build` (training/build_corpus.py) writes it; training, evaluation and the index read it.
+`poembot corpus build` (corpus/build_corpus.py) writes it; training, evaluation and the index read it.
 """
 from __future__ import annotations
 

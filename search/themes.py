@@ -18,6 +18,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from search.files import IndexMismatch, default_index_dir, load_mu, model_version
+
 log = logging.getLogger(__name__)
 
 THEMES_FILE = "themes.npz"
@@ -135,8 +137,6 @@ class ThemeIndex:
 
 def find_themes(model_dir: str | Path, index_path: str | Path | None = None) -> ThemeIndex | None:
     """The theme index of this model (POEMBOT_INDEX_PATH, else the data dir), or None, logged."""
-    from model.index import IndexMismatch, default_index_dir, load_mu, model_version
-
     version = model_version(model_dir)
     directory = Path(index_path) if index_path else default_index_dir(version)
     if not (directory / THEMES_FILE).exists():
@@ -160,8 +160,6 @@ class ThemeWatch:
 
     def __init__(self, model_dir: str | Path, index_path: str | Path | None = None,
                  recheck_s: float = THEMES_RECHECK_S, clock=time.monotonic) -> None:
-        from model.index import default_index_dir, model_version
-
         self.model_dir = Path(model_dir)
         # Resolved once: the model version hashes the weights, too dear for every look.
         self.directory = Path(index_path) if index_path else default_index_dir(model_version(model_dir))

@@ -8,7 +8,8 @@ import hashlib
 from pathlib import Path
 
 from verse import prosody
-from model.corpus import Corpus
+from corpus.raw import iter_raw_poems
+from corpus.reader import Corpus
 from verse.forms import FORM_NAMES, classify
 
 N_EXAMPLES = 3
@@ -110,8 +111,6 @@ def corpus_from_raw(dist: Path, test_share: float = 0.05) -> Corpus:
     The split here is a hash of the id (test_share each for val and test), not necessarily the built one's.
     """
     import opencc
-
-    from training.tables import iter_raw_poems
 
     t2s = opencc.OpenCC("t2s")
     corpus = Corpus()

@@ -1,7 +1,7 @@
 """Nearest corpus poems by character-bigram TF-IDF cosine, over an inverted index in numpy.
 
-The lexical baseline of benchmarks/similar.py and the judge of benchmarks/themes.py. (training/
-evaluate.py's tfidf_bigram_neighbours builds a dense matrix, fine for a test split, not for 230k.)
+The lexical baseline a latent space must beat: of the evaluation's neighbours (training/evaluate.py)
+and of benchmarks/similar.py, and the judge of benchmarks/themes.py.
 """
 from __future__ import annotations
 

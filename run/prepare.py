@@ -6,8 +6,8 @@ Each step is the poembot command a person would type, planned only when its resu
 after a failed or interrupted one takes up where it stopped (the index is published whole by
 model/index_build.publish, the corpus build writes build.json last, each font file is renamed into
 place). While the index is being made this process holds its building marker
-(bot.similar.building_marker), so /similar answers "being built" rather than "not available".
-`python -m devtools.prepare` runs it by hand; its lines go to `$POEMBOT_DATA_DIR/logs/prepare.log` in
+(search.files.building_marker), so /similar answers "being built" rather than "not available".
+`python -m run.prepare` runs it by hand; its lines go to `$POEMBOT_DATA_DIR/logs/prepare.log` in
 the sandbox.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from bot.similar import building_marker
-from devtools.supervisor import poembot_argv
+from search.files import building_marker
+from run.child import poembot_argv
 
 STEP_STOP_GRACE_S = 10.0
 
@@ -38,21 +38,20 @@ class Step:
 
 def index_target(env: Mapping[str, str]) -> tuple[Path, Path, str]:
     """(model dir, index dir, model version) as the bot and the worker will look for them."""
-    from model.index import model_version
-    from protocol.paths import PRETRAINED_DIR
-    from protocol.settings import PathsSettings
+    from search.files import model_version
+    from protocol.settings import PRETRAINED_DIR, PathsSettings
 
     paths = PathsSettings.from_env(dict(env))
     model_dir = paths.model_dir or PRETRAINED_DIR
     version = model_version(model_dir)
-    # model.index.default_index_dir, but under env's data dir (run's children get env, not os.environ).
+    # search.files.default_index_dir, but under env's data dir (run's children get env, not os.environ).
     return model_dir, paths.index_path or paths.data_dir / "index" / version, version
 
 
 def plan(env: Mapping[str, str]) -> list[Step]:
     """The steps still needed: none once the fonts and an index for this model are there."""
     from bot.fonts import missing
-    from model.index import is_current
+    from search.files import is_current
     from protocol.settings import PathsSettings
 
     steps = []

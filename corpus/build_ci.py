@@ -1,6 +1,6 @@
 """Build the ci (词) corpus from the raw chinese-poetry songci files: cut, simplify, merge tune aliases, split.
 
-`poembot corpus build` writes $POEMBOT_DATA_DIR/corpus/ci.json.gz (model/ci_corpus.py) beside poems.json.gz.
+`poembot corpus build` writes $POEMBOT_DATA_DIR/corpus/ci.json.gz (corpus/ci_reader.py) beside poems.json.gz.
 The data spells a renamed tune "alias・tune" (望江南・忆江南, 酹江月・念奴娇): the part after ・ is the tune,
 and an alias that also appears alone joins it only when its own poems have the tune's shape.
 """
@@ -14,11 +14,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.ci_corpus import UNTITLED, CiCorpus
-from model.corpus import SEP
-from model.vocab import readable_form
+from corpus.ci_reader import UNTITLED, CiCorpus
+from corpus.reader import SEP
+from verse.vocab import readable_form
 from protocol.paths import corpus_dir, corpus_root
-from training.build_corpus import split_of
+from corpus.build_corpus import split_of
 from verse.forms import cut_lines, normalise
 
 CI_SEPARATORS = "，。、？！；："     # every 句 and 逗: a ci's lines are its phrases

@@ -1,36 +1,30 @@
 """The latent index: VAE encoder means of every regular-form corpus poem, searched by cosine
-similarity through inverted lists (model/ivf.py), and the /similar ranking on top of it.
+similarity through inverted lists (search/ivf.py), and the /similar ranking on top of it.
 
 Loading and searching need only numpy, so the bot can use it; building needs TensorFlow and lives in
 model/index_build.py (`poembot index build`). Rows are stored in descending popularity (canon poems first), so row order is
-popularity order; the theme index (model/themes.py) is written beside it from the same μ.
+popularity order; the theme index (search/themes.py) is written beside it from the same μ.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from model.ivf import InvertedLists
-from protocol.paths import data_dir
-from model.popularity import IN_QIANJIA, IN_TANG300, SAME_POEM_AGREEMENT, agreement
-from model.reasons import BREAKS, QueryPoem, imagery, reason
-from model.themes import ThemeIndex
+from search.files import INDEX_FILE, INDEX_FORMAT, META_FILE, check_version
+from search.ivf import InvertedLists
+from search.popularity import IN_QIANJIA, IN_TANG300, SAME_POEM_AGREEMENT, agreement
+from search.reasons import BREAKS, QueryPoem, imagery, reason
+from search.themes import ThemeIndex
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.npz"
-META_FILE = "meta.json.gz"
-INDEX_FORMAT = 2          # 2: every regular poem, raw μ, popularity, canon, inverted lists, themes
 EXACT_BELOW = 20_000      # smaller indexes are scanned whole; larger ones get inverted lists
-# Files that define a model's behaviour; their hash is the version an index is tied to.
-MODEL_FILES = ("config.json", "vocab.json", "weights.npz")
 COLUMNS = ("title", "author", "dynasty", "form", "text", "rank")
 CANON_NAMES = {IN_TANG300: "唐诗三百首", IN_QIANJIA: "千家诗"}
 
@@ -45,24 +39,6 @@ LEX_TERMS = 12            # rarest imagery terms of the query whose popular poem
 SAME_POEM_LEX = 0.9       # a pool poem with this share of the query's imagery may be the query itself
 DIVERSITY = 0.3           # MMR: less this x the highest cosine to a poem already chosen
 PER_POET = 1              # poems by one poet in one answer (relaxed only when the pool runs out)
-
-
-class IndexMismatch(RuntimeError):
-    """The index was built for another model, or by an older poembot, than the one in use."""
-
-
-def model_version(model_dir: str | Path) -> str:
-    digest = hashlib.sha256()
-    for name in MODEL_FILES:
-        path = Path(model_dir) / name
-        if path.exists():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def default_index_dir(version: str) -> Path:
-    return data_dir() / "index" / version
 
 
 class Columns(Sequence):
@@ -89,7 +65,7 @@ class Index:
     meta: Sequence[dict]                 # title, author, dynasty, form, text, rank — per row
     popular_order: np.ndarray            # row numbers by descending popularity
     popularity: np.ndarray | None = None   # [N] 0..1 (default: from popular_order)
-    canon: np.ndarray | None = None        # [N] int8 model.popularity NOT_CANON / IN_QIANJIA / IN_TANG300
+    canon: np.ndarray | None = None        # [N] int8 search.popularity NOT_CANON / IN_QIANJIA / IN_TANG300
     lists: InvertedLists | None = None     # None: every query scans all rows
     weights: ThemeIndex | None = None      # term counts for the "why" line's imagery words
 
@@ -173,7 +149,7 @@ class Index:
         the query poems' imagery, greedily the one of highest cosine + pop_weight x popularity +
         lex_weight x shared imagery - diversity x its highest cosine to those already chosen
         (MMR), at most per_poet poems by one poet while the pool allows. Each entry has "why"
-        (model.reasons.reason) against the query poems."""
+        (search.reasons.reason) against the query poems."""
         unit = self._unit_query(vector)
         if unit is None:
             return self.popular(k, exclude_ids)
@@ -296,7 +272,7 @@ class Index:
             raise FileNotFoundError(f"no latent index at {directory}: run `poembot index build`")
         with gzip.open(directory / META_FILE, "rt", encoding="utf-8") as fh:
             payload = json.load(fh)
-        _check(directory, payload.get("version"), payload.get("format"), expect_version)
+        check_version(directory, payload.get("version"), payload.get("format"), expect_version)
         with np.load(directory / INDEX_FILE) as data:
             vectors = unit_rows(data["mu"].astype(np.float32))
             order = data["popular_order"].astype(np.int64)
@@ -312,35 +288,6 @@ class Index:
             log.warning("no theme index beside %s: /similar explains its answers without imagery words", directory)
         return cls(payload["version"], payload["ids"], vectors, Columns(payload["columns"]), order,
                    pop, canon, lists, weights)
-
-
-def _check(directory: Path, version: str | None, fmt: Any, expect_version: str | None) -> None:
-    if fmt != INDEX_FORMAT:
-        raise IndexMismatch(f"the index at {directory} has format {fmt}, this poembot reads "
-                            f"{INDEX_FORMAT}: run `poembot index build` again")
-    if expect_version is not None and version != expect_version:
-        raise IndexMismatch(
-            f"the index at {directory} was built for model {version}, but the model "
-            f"in use is {expect_version}: run `poembot index build` again")
-
-
-def load_mu(directory: str | Path, expect_version: str | None = None) -> np.ndarray:
-    """The raw μ rows only (float16), for the worker's theme prior: no metadata is read."""
-    directory = Path(directory)
-    with np.load(directory / INDEX_FILE) as data:
-        version = str(data["version"]) if "version" in data else None
-        fmt = int(data["format"]) if "format" in data else None
-        _check(directory, version, fmt, expect_version)
-        return data["mu"]
-
-
-def is_current(directory: Path, version: str) -> bool:
-    """An index of this format for this model version is already there (`--if-stale`)."""
-    try:
-        load_mu(directory, expect_version=version)
-    except (OSError, IndexMismatch, KeyError, ValueError):
-        return False
-    return (directory / META_FILE).exists()
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model.themes import ThemeIndex, poem_terms
+from search.themes import ThemeIndex, poem_terms
 
 WHY_WORDS = 2             # imagery words named at most
 # Terms in more poems than this share say nothing about a pair (不知, 何处, 一, 人): not imagery.

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from model.vocab import readable_form
+from verse.vocab import readable_form
 from verse.forms import OTHER, SEPARATORS, classify, cut_lines, normalise
 
 log = logging.getLogger(__name__)

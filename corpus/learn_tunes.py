@@ -343,7 +343,7 @@ def learn(samples: list[CiSample], min_poems: int = MIN_POEMS, rhyme_table: Rhym
 
 
 def samples_from_corpus(directory: Path | None = None) -> list[CiSample]:
-    from model.ci_corpus import CiCorpus
+    from corpus.ci_reader import CiCorpus
 
     corpus = CiCorpus.load(directory)
     return [CiSample(corpus.tune[i], corpus.lines[i], corpus.paragraph_ends(i), corpus.puncts[i],
@@ -401,7 +401,7 @@ def compare_with_cilin(table: RhymeTable) -> dict:
 def write(table: TunesTable, path: Path, check: dict | None = None) -> None:
     """The committed file: patterns and rhyme parts only (no poems), with how it was made."""
     payload = table.to_json()
-    payload["made_by"] = ("poembot tunes learn (training/learn_tunes.py) over the ci of chinese-poetry@2.0.1 "
+    payload["made_by"] = ("poembot tunes learn (corpus/learn_tunes.py) over the ci of chinese-poetry@2.0.1 "
                           f"songci; tunes with >= {MIN_POEMS} ci, forms >= {FORM_MIN_SHARE:.0%}")
     if check:
         payload["cilin_check"] = check

@@ -1,6 +1,6 @@
 """The built ci (词) corpus on disk: its own compressed JSON file of columns beside poems.json.gz.
 
-`poembot corpus build` (training/build_ci.py) writes it; the tune learner (`poembot tunes learn`) and the
+`poembot corpus build` (corpus/build_ci.py) writes it; the tune learner (`poembot tunes learn`) and the
 ci model read it. poems.json.gz keeps its own format: the ci live only here.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from model.corpus import SEP, Joined
+from corpus.reader import SEP, Joined
 from protocol.paths import corpus_dir
 
 CI_FORMAT_VERSION = 1
