@@ -240,16 +240,16 @@ async def stand_in(redis_url: str) -> AsyncIterator[StandInWorker]:
 @pytest.fixture
 def start_worker(redis_url: str, tiny_generator: Any) -> Iterator[Callable[[], Any]]:
     """Starts real workers on threads (call it when the test wants one, with any WorkerSettings
-    fields to change, and a generator other than the tiny one); stops them afterwards."""
+    fields to change, a generator other than the tiny one, a couplet writer); stops them afterwards."""
     from protocol.settings import WorkerSettings
     from worker.service import Worker
 
     running: list[tuple[Any, threading.Thread]] = []
 
-    def start(generator: Any = None, **settings_: Any) -> Any:
+    def start(generator: Any = None, couplets: Any = None, **settings_: Any) -> Any:
         settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5,
                                   worker_id=f"test-worker-{len(running)}").updated(**settings_)
-        worker = Worker(settings, generator or tiny_generator, block_ms=100)
+        worker = Worker(settings, generator or tiny_generator, block_ms=100, couplets=couplets)
         thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
         thread.start()
         running.append((worker, thread))

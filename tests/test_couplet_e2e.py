@@ -4,14 +4,13 @@ model beside it — never the shipped ones. The daily 春联 goes out as a card 
 """
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from bot.daily import fire_daily
-from botkit import card_fonts, emu, make_config, running_bot  # noqa: F401
+from botkit import card_fonts, emu, make_config, running_bot, start_worker  # noqa: F401
 from devtools.emulator import BotApiEmulator, check_html, png_size
 from model.couplet_rules import violations
 from test_couplet import couplet_dir, tiny_couplet_dir  # noqa: F401  (the tiny couplet model fixture)
@@ -23,29 +22,11 @@ TIMEOUT = 90.0           # the first decode traces the tf.functions on a busy 2-
 
 
 @pytest.fixture
-def couplet_worker(redis_url: str, tiny_generator: Any, couplet_dir) -> Iterator[Callable[[], Any]]:
+def couplet_worker(start_worker, tiny_generator: Any, couplet_dir) -> Callable[[], Any]:
     """Starts a real worker with the tiny poem model and the tiny couplet model on a thread."""
     from model.couplet import CoupletWriter
-    from protocol.settings import WorkerSettings
-    from worker.service import Worker
 
-    running: list[tuple[Any, threading.Thread]] = []
-
-    def start() -> Any:
-        settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5, worker_id="couplet-worker")
-        couplets = CoupletWriter.load(couplet_dir, novelty=False, poems=tiny_generator)
-        worker = Worker(settings, tiny_generator, block_ms=100, couplets=couplets)
-        thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
-        thread.start()
-        running.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, _ in running:
-        worker.stop()
-    for _, thread in running:
-        thread.join(30)
-        assert not thread.is_alive(), "worker did not stop"
+    return lambda: start_worker(couplets=CoupletWriter.load(couplet_dir, novelty=False, poems=tiny_generator))
 
 
 def pair_of(text: str) -> tuple[str, str]:
