@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +24,7 @@ from keras import layers
 
 from model.banners import choose_banner
 from model.constraints import NoveltyTable
-from model.folder import CONFIG_FILE, VOCAB_FILE, load_weights, read_config, save_folder
+from model.folder import CONFIG_FILE, VOCAB_FILE, SavedConfig, load_weights, read_config, save_folder
 from model.rescore import unattested_share
 from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
 from verse.vocab import BOS, N_SPECIALS, UNK, Vocab
@@ -59,20 +59,12 @@ SPRING_WORDS = ("春", "福", "春风", "新春", "瑞雪", "梅", "东风", "�
 
 
 @dataclass
-class CoupletConfig:
+class CoupletConfig(SavedConfig):
     vocab_size: int
     emb_dim: int = 192              # the shipped poem model's, so its embeddings can start this one
     enc_units: int = 128            # per direction of the BiGRU over the 上联
     dec_units: int = 256
     dropout: float = 0.1            # on the decoder's input while training
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CoupletConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class CoupletModel(keras.Model):

@@ -4,8 +4,9 @@ couplet model)."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -16,6 +17,21 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "weights.npz"
 METRICS_FILE = "metrics.json"
+
+C = TypeVar("C", bound="SavedConfig")
+
+
+class SavedConfig:
+    """A model config dataclass as its folder's config.json holds it: a field added later reads
+    back at its default from an older folder, and a key the code no longer knows is ignored."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)   # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict) -> C:
+        known = {f.name for f in fields(cls)}   # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path, dtype: str = "float16",

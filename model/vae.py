@@ -5,7 +5,7 @@ With use_latent=False the same decoder is a plain character language model (the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from model.folder import SavedConfig
 from model.folder import CONFIG_FILE, METRICS_FILE, VOCAB_FILE, WEIGHTS_FILE  # noqa: F401 (their home before)
 from verse.forms import FORMS, MAX_SEQ_LEN
 from verse.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
@@ -25,7 +26,7 @@ ANNEALS = ("cyclical", "linear", "none")
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(SavedConfig):
     vocab_size: int
     emb_dim: int = 256
     enc_units: int = 256           # per direction of the BiGRU
@@ -53,13 +54,6 @@ class VAEConfig:
         if self.anneal not in ANNEALS:
             raise ValueError(f"anneal must be one of {ANNEALS}, not {self.anneal!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "VAEConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def beta_at(config: VAEConfig, step: int | tf.Tensor) -> tf.Tensor:
