@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from protocol import keys  # noqa: E402
-from protocol.connections import connect, enqueue  # noqa: E402
+from protocol.connections import connect  # noqa: E402
+from streams import enqueue, run  # noqa: E402
 from protocol.jobs import GenerateJob, result_from_fields  # noqa: E402
 
 FORMS = ("五绝", "七绝", "五律", "七律")
@@ -128,7 +129,7 @@ def load(url: str, listener: ResultListener, n_jobs: int, producers: int, seed0:
                               best_of=best_of, style=f"s{k % styles}" if styles else "")
             event = listener.expect(job.job_id)
             sent = time.perf_counter()
-            enqueue(client, job)
+            run(client, enqueue(job))
             if not event.wait(timeout_s):
                 errors.append(job.job_id)
                 return

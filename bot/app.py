@@ -49,7 +49,7 @@ async def _post_init(app: Application) -> None:
     rt: Runtime = app.bot_data["rt"]
     await app.bot.set_my_commands(bot_commands(ZH))
     await app.bot.set_my_commands(bot_commands(EN), language_code="en")
-    await rt.state.ensure_groups()
+    await rt.state.groups.ensure_groups()
     consumer = ResultConsumer(rt, app.bot)
     app.bot_data["consumer"] = consumer
     app.bot_data["consumer_task"] = rt.spawn(consumer.run(), service="results")
@@ -134,7 +134,7 @@ def build_application(config: BotSettings, *, state: State | None = None, index:
                                     delivery_lease_s=config.delivery_lease_s,
                                     history_cap=config.history_cap)
     if config.styles_dir is not None:
-        state.shipped_styles = StyleBook.from_cards(config.styles_dir)
+        state.style_cache.shipped_styles = StyleBook.from_cards(config.styles_dir)
     app = (Application.builder()
            .token(config.token)
            .updater(None)

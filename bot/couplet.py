@@ -18,7 +18,7 @@ from bot import callbacks
 from bot.parsing import ParseError
 from bot.render import h
 from bot.spring_card import SpringCard
-from bot.state import PoemRecord, new_poem_id
+from bot.stores.poems import PoemRecord, new_poem_id
 from bot.texts import t
 from protocol.jobs import (COUPLET_LENGTHS, MAX_COUPLET_THEME, CoupletJob, clean_text, split_lines,
                            validate_couplet)

@@ -78,7 +78,7 @@ async def fire_daily(rt: Runtime, now: datetime | None = None, force: bool = Fal
         if slot is None:
             return False
         day = slot.date()
-        if not await rt.state.claim_daily(day.isoformat(), rt.consumer):
+        if not await rt.state.subscribers.claim_daily(day.isoformat(), rt.consumer):
             return False
     job = daily_job(day, forced=force)
     await rt.submit(job, None, limited=False)

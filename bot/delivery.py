@@ -27,15 +27,18 @@ from bot.parsing import unknown_style_error
 from bot.render import fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
 from bot.spring_card import spring_png
-from bot.state import PoemRecord, new_poem_id, retry_redis
+from bot.state import retry_redis
+from bot.stores.poems import PoemRecord, new_poem_id
 from bot.styles import Style, StyleBook, valid_style_id
 from bot.texts import error_text, t, unknown_style_detail
 from protocol.jobs import E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
 from search.reasons import QueryPoem
+from streams import results_consumer, run_async
 
 log = logging.getLogger(__name__)
 
 SIMILAR_K = 5
+RESULTS_PER_LOOK = 16          # results read (or taken over) at a time
 # The daily broadcast sends at most this share of POEMBOT_SEND_PER_S, so replies always have the rest.
 BROADCAST_SHARE = 2 / 3
 BROADCAST_STOP_WAIT_S = 10.0   # a stopping replica lets the broadcast's send in hand finish this long
@@ -68,7 +71,7 @@ class RetryLater(Exception):
 
 
 class LeaseKeeper:
-    """Renews a claimed delivery's lease (State.begin_delivery) while its reply is being sent.
+    """Renews a claimed delivery's lease (Deliveries.begin_delivery) while its reply is being sent.
 
     A send can outlast the lease: the rate limiter waits out a 429's retry_after before it sends
     again, and a broadcast takes minutes. Another replica would then take the result over and send
@@ -77,7 +80,7 @@ class LeaseKeeper:
 
     def __init__(self, rt: Runtime, job_id: str, entry_id: str) -> None:
         self.rt, self.job_id, self.entry_id = rt, job_id, entry_id
-        self.every_s = min(rt.state.delivery_lease_s, rt.claim_idle_ms / 1000) / 3
+        self.every_s = min(rt.state.deliveries.lease_s, rt.claim_idle_ms / 1000) / 3
         self.settled = False
         self._task = rt.spawn(self._renew())
 
@@ -85,7 +88,7 @@ class LeaseKeeper:
         while True:
             await asyncio.sleep(self.every_s)
             try:
-                held = await self.rt.state.renew_delivery(self.job_id, self.rt.consumer, self.entry_id)
+                held = await self.rt.state.deliveries.renew_delivery(self.job_id, self.rt.consumer, self.entry_id)
             except RedisError as exc:
                 log.warning("delivery lease of %s not renewed: %s", self.job_id, exc)
                 continue
@@ -129,7 +132,7 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
     if index is None:
         await bot.send_message(chat_id, t(lang, rt.similar_off_key()), reply_parameters=reply_params(reply_to))
         return
-    exclude = await rt.state.shown(user_id) if user_id is not None else set()
+    exclude = await rt.state.users.shown(user_id) if user_id is not None else set()
     try:
         if vector is None:
             items = await asyncio.to_thread(index.popular, SIMILAR_K, exclude)
@@ -149,7 +152,7 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
                            reply_markup=similar_keyboard(items, lang))
     if user_id is not None:
         shown = [str(item["id"]) for item in items]
-        await settle(lambda: rt.state.mark_shown(user_id, shown), "poems shown")
+        await settle(lambda: rt.state.users.mark_shown(user_id, shown), "poems shown")
 
 
 def _parse_day(text: str) -> date | None:
@@ -163,7 +166,7 @@ class ResultConsumer:
     def __init__(self, rt: Runtime, bot: Bot, block_ms: int = 1000) -> None:
         self.rt = rt
         self.bot = bot
-        self.block_ms = block_ms
+        self.stream = results_consumer(rt.consumer, block_ms, rt.claim_idle_ms)
         # Its run() is a service of its own (bot.app): the results loop only hands daily results to it.
         self.broadcasts = Broadcasts(self)
 
@@ -175,10 +178,11 @@ class ResultConsumer:
             try:
                 entries = []
                 if loop.time() >= next_claim:
-                    entries += await self.rt.state.claim_stale_results(self.rt.consumer, self.rt.claim_idle_ms)
+                    _, claimed = await run_async(self.rt.state.redis, self.stream.claim_stale(RESULTS_PER_LOOK))
+                    entries += claimed
                     next_claim = loop.time() + claim_every
-                entries += await self.rt.state.read_results(self.rt.consumer, self.block_ms)
-                for entry_id, entry in entries:
+                entries += await run_async(self.rt.state.redis, self.stream.read(RESULTS_PER_LOOK))
+                for entry_id, entry, _ in entries:
                     await self.handle(entry_id, entry)
             except asyncio.CancelledError:
                 raise
@@ -196,18 +200,18 @@ class ResultConsumer:
             result = result_from_fields(entry)
         except JobFormatError as exc:
             log.error("dropping unreadable result %s: %s", entry_id, exc)
-            await state.ack_result(entry_id)
+            await self.ack(entry_id)
             return
         if not isinstance(result.reply, dict) or not result.reply.get("purpose"):
-            await state.ack_result(entry_id)      # a job some other client submitted
+            await self.ack(entry_id)      # a job some other client submitted
             return
         metrics, purpose = self.rt.metrics, result.reply.get("purpose")
-        claim = await state.begin_delivery(result.job_id, self.rt.consumer)
+        claim = await state.deliveries.begin_delivery(result.job_id, self.rt.consumer)
         if claim == "busy":
             return                                # another replica is sending it; re-read later
         if claim == "sent":
             metrics.result(purpose, "duplicate_skipped")
-            await state.ack_result(entry_id)
+            await self.ack(entry_id)
             self.rt.job_done(result.job_id)
             return
         lease = LeaseKeeper(self.rt, result.job_id, entry_id)
@@ -215,6 +219,9 @@ class ResultConsumer:
             self.broadcasts.put(entry_id, result, lease)    # minutes of sends: not in this loop
             return
         await self.complete(entry_id, result, lease, self.deliver)
+
+    async def ack(self, entry_id: str) -> None:
+        await run_async(self.rt.state.redis, self.stream.ack(entry_id))
 
     async def complete(self, entry_id: str, result: Result, lease: LeaseKeeper,
                        deliver: Callable[[Result], Awaitable[str]]) -> None:
@@ -225,16 +232,16 @@ class ResultConsumer:
             outcome = await self._attempt(result, deliver)
             if outcome is not None:
                 metrics.result(purpose, outcome, result.reply.get("created_at"), time.time())
-                await settle(lambda: state.finish_delivery(result.job_id), "a delivery")
+                await settle(lambda: state.deliveries.finish_delivery(result.job_id), "a delivery")
         finally:
             # Once, on every path: after the reply is recorded sent (until then the lease must not run
             # out), and before a retry gives the lease up below (a renewal would take it again).
             await lease.release()
         if outcome is None:
             metrics.result(purpose, "retry")
-            await state.abort_delivery(result.job_id)
+            await state.deliveries.abort_delivery(result.job_id)
             return
-        await settle(lambda: state.ack_result(entry_id), "a delivery's acknowledgement")
+        await settle(lambda: self.ack(entry_id), "a delivery's acknowledgement")
         self.rt.job_done(result.job_id)
 
     async def _attempt(self, result: Result, deliver: Callable[[Result], Awaitable[str]]) -> str | None:
@@ -269,7 +276,7 @@ class ResultConsumer:
         """The error for the user; a style the worker lacks is answered with the styles it has, by title."""
         request = result.reply.get("request") or {}
         if result.error_code == E_UNKNOWN_STYLE and isinstance(request, dict):
-            registry = await self.rt.state.styles()
+            registry = await self.rt.state.style_cache.styles()
             _, ids = unknown_style_detail(result.error_message)
             served = StyleBook(registry.get(i) or Style(i, i) for i in ids if valid_style_id(i))
             name = str(request.get("style_title") or request.get("style") or "?")
@@ -295,7 +302,7 @@ class ResultConsumer:
         # The style the worker wrote in (each poem names it), else the one asked for.
         style = str(poem["style"] if isinstance(poem.get("style"), str) else request.get("style") or "")
         if style != (request.get("style") or ""):
-            request["style_title"] = (await self.rt.state.styles()).title_of(style) if style else ""
+            request["style_title"] = (await self.rt.state.style_cache.styles()).title_of(style) if style else ""
         request["style"] = style
         lines = [str(x) for x in poem.get("lines") or []]
         return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id,
@@ -310,7 +317,7 @@ class ResultConsumer:
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             return await self._send_error(result)
         record = await self._record(result, user_id, chat_id)
-        await self.rt.state.save_poem(record)      # before sending: buttons must work at once
+        await self.rt.state.poems.save_poem(record)      # before sending: buttons must work at once
         try:
             message = await self.bot.send_message(
                 chat_id, format_poem(record.lines, record.form, lang, trad, record.request, result.poems[0]),
@@ -320,10 +327,10 @@ class ResultConsumer:
             log.info("poem for a chat that cannot receive it: %s", exc)
             self.rt.metrics.telegram_error(exc)
             return "failed"
-        await settle(lambda: self.rt.state.remember_message(chat_id, message.message_id, record.poem_id),
+        await settle(lambda: self.rt.state.poems.remember_message(chat_id, message.message_id, record.poem_id),
                      "the poem's message")
         if user_id is not None:
-            await settle(lambda: self.rt.state.add_history(int(user_id), record.poem_id, record.mu), "history")
+            await settle(lambda: self.rt.state.users.add_history(int(user_id), record.poem_id, record.mu), "history")
         await self._remember(record.request, [slim(result.poems[0], record.request)])
         return "sent"
 
@@ -335,7 +342,7 @@ class ResultConsumer:
         if not result.ok or not result.poems or not result.poems[0].get("second"):
             return await self._send_error(result)
         record = couplet_record(result.poems, dict(reply.get("request") or {}), user_id, chat_id)
-        await self.rt.state.save_poem(record)      # before sending: buttons must work at once
+        await self.rt.state.poems.save_poem(record)      # before sending: buttons must work at once
         try:
             message = await self.bot.send_message(
                 chat_id, format_couplet(record, lang, trad), parse_mode=ParseMode.HTML,
@@ -345,7 +352,7 @@ class ResultConsumer:
             log.info("couplet for a chat that cannot receive it: %s", exc)
             self.rt.metrics.telegram_error(exc)
             return "failed"
-        await settle(lambda: self.rt.state.remember_message(chat_id, message.message_id, record.poem_id),
+        await settle(lambda: self.rt.state.poems.remember_message(chat_id, message.message_id, record.poem_id),
                      "the couplet's message")
         return "sent"
 
@@ -394,7 +401,7 @@ class Broadcasts:
     results loop it held up every reply behind it. The results loop claims a daily result and hands
     it here; its entry stays unacknowledged and its lease kept until every chat has the poem, so a
     broadcast cut short (a replica stopped or killed) is finished by another replica, which skips the
-    chats already claimed (State.claim_recipient: before each send, so no chat gets it twice)."""
+    chats already claimed (Subscribers.claim_recipient: before each send, so no chat gets it twice)."""
 
     def __init__(self, consumer: ResultConsumer) -> None:
         self.consumer = consumer
@@ -436,7 +443,7 @@ class Broadcasts:
             _, result, lease = self._queue.get_nowait()
             await lease.release()
             with contextlib.suppress(RedisError):
-                await self.consumer.rt.state.abort_delivery(result.job_id)
+                await self.consumer.rt.state.deliveries.abort_delivery(result.job_id)
 
     async def send(self, result: Result) -> str:
         """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
@@ -444,7 +451,7 @@ class Broadcasts:
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             log.error("daily poem failed: %s %s", result.error_code, result.error_message)
             return "failed"
-        recipients = await state.subscribers()
+        recipients = await state.subscribers.subscribers()
         daily_chat_id = consumer.rt.config.daily_chat_id
         if daily_chat_id is not None:
             recipients.setdefault(daily_chat_id, "zh")
@@ -456,7 +463,7 @@ class Broadcasts:
                                     daily_chat_id or 0)
         else:
             record = await consumer._record(result, None, daily_chat_id or 0)
-        await state.save_poem(record)
+        await state.poems.save_poem(record)
         if spring:
             png = await spring_png(spring_card_of(record, day=_parse_day(date)))
         else:
@@ -472,7 +479,7 @@ class Broadcasts:
             for chat_id, lang in sorted(recipients.items()):
                 if self.stopping:
                     raise RetryLater("stopping: another replica finishes the broadcast")
-                if chat_id in done or not await state.claim_recipient(result.job_id, chat_id, self.owner):
+                if chat_id in done or not await state.subscribers.claim_recipient(result.job_id, chat_id, self.owner):
                     continue
                 if lang not in texts and spring:
                     texts[lang] = format_couplet(record, lang, heading=t(lang, "daily_spring_title", date=date))
@@ -495,23 +502,23 @@ class Broadcasts:
                     log.info("unsubscribing chat that cannot receive the daily poem: %s", exc)
                     consumer.rt.metrics.telegram_error(exc)
                     done.add(chat_id)
-                    await state.unsubscribe(chat_id)
+                    await state.subscribers.unsubscribe(chat_id)
                     continue
                 except (NetworkError, TelegramError) as exc:
                     log.warning("daily poem to one chat failed, will retry: %s", exc)
                     consumer.rt.metrics.telegram_error(exc)
-                    await state.release_recipient(result.job_id, chat_id)
+                    await state.subscribers.release_recipient(result.job_id, chat_id)
                     transient = True
                     continue
                 done.add(chat_id)
                 sent.append((chat_id, message.message_id, record.poem_id))
                 if len(sent) >= BROADCAST_RECORD_BATCH:
-                    await settle(lambda: state.remember_messages(sent), "the daily poem's messages")
+                    await settle(lambda: state.poems.remember_messages(sent), "the daily poem's messages")
                     sent = []
         finally:
             if sent:
                 with contextlib.suppress(RedisError):
-                    await state.remember_messages(sent)
+                    await state.poems.remember_messages(sent)
         if transient:
             raise RetryLater("some daily recipients failed")
         del self._done[result.job_id]

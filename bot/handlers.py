@@ -32,7 +32,7 @@ from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keybo
 from bot.runtime import Outcome, Runtime
 from bot.similar import taste_poems, taste_vector
 from bot.spring_card import spring_png
-from bot.state import PoemRecord
+from bot.stores.poems import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
 from protocol.jobs import EncodeJob, ValidationError, validate_encode
@@ -145,7 +145,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request: PoemRequest) -> None:
     rt, lang = runtime(context), user_lang(update)
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     await rt.resolve_style(request, settings)
     job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message.message_id)
@@ -156,7 +156,7 @@ async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request:
 @guarded
 async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
-    request = parse_poem_args(command_args(message), styles=await runtime(context).state.styles())
+    request = parse_poem_args(command_args(message), styles=await runtime(context).state.style_cache.styles())
     replied = message.reply_to_message
     if replied is not None and not request.acrostic:
         lines = extract_poem_lines(replied.text or replied.caption)
@@ -170,7 +170,7 @@ async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @guarded
 async def acrostic(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     request = parse_poem_args(command_args(update.effective_message), acrostic_command=True,
-                              styles=await runtime(context).state.styles())
+                              styles=await runtime(context).state.style_cache.styles())
     await _generate(update, context, request)
 
 
@@ -178,9 +178,9 @@ async def acrostic(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def styles_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/styles: the styles served now, one line each, and how to ask for one."""
     rt, lang = runtime(context), user_lang(update)
-    settings = await rt.state.settings(update.effective_user.id)
+    settings = await rt.state.users.settings(update.effective_user.id)
     await update.effective_message.reply_text(
-        format_styles(await rt.state.styles(), lang, settings.traditional, settings.style),
+        format_styles(await rt.state.style_cache.styles(), lang, settings.traditional, settings.style),
         parse_mode=ParseMode.HTML)
 
 
@@ -188,16 +188,16 @@ async def styles_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 async def similar(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt, lang = runtime(context), user_lang(update)
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     replied = message.reply_to_message
     if replied is None:
-        history, likes = await rt.state.history(user.id), await rt.state.likes(user.id)
+        history, likes = await rt.state.users.history(user.id), await rt.state.users.likes(user.id)
         await send_similar(rt, context.bot, chat_id=chat.id, user_id=user.id, lang=lang,
                            traditional=settings.traditional, vector=taste_vector(history, likes),
                            reply_to=message.message_id, header_key="similar_title",
-                           query=await taste_poems(rt.state.load_poem, history, likes))
+                           query=await taste_poems(rt.state.poems.load_poem, history, likes))
         return
-    record = await rt.state.poem_for_message(chat.id, replied.message_id)
+    record = await rt.state.poems.poem_for_message(chat.id, replied.message_id)
     lines = record.lines if record else extract_poem_lines(replied.text or replied.caption)
     if not lines:
         await message.reply_text(t(lang, "similar_not_poem"))
@@ -213,7 +213,7 @@ async def _similar_to(update: Update, context: ContextTypes.DEFAULT_TYPE, record
     """
     rt, lang = runtime(context), user_lang(update)
     user, chat = update.effective_user, update.effective_chat
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     if await rt.current_index() is None:
         text = t(lang, rt.similar_off_key())
         if answer_to is not None:
@@ -250,7 +250,7 @@ async def _submit_couplet(update: Update, context: ContextTypes.DEFAULT_TYPE, re
                           reply_to: int | None) -> Outcome:
     rt, lang = runtime(context), user_lang(update)
     user, chat = update.effective_user, update.effective_chat
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     job = couplet_job(request, chat_id=chat.id, user_id=user.id, lang=lang, traditional=settings.traditional,
                       reply_to=reply_to, temperature=settings.temperature)
     return await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
@@ -285,15 +285,15 @@ async def daily(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     arg = command_args(message).strip().lower()
     when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
     if arg in SUBSCRIBE_WORDS:
-        await rt.state.subscribe(chat.id, lang)
+        await rt.state.subscribers.subscribe(chat.id, lang)
         await message.reply_text(t(lang, "daily_on", **when))
     elif arg in UNSUBSCRIBE_WORDS:
-        await rt.state.unsubscribe(chat.id)
+        await rt.state.subscribers.unsubscribe(chat.id)
         await message.reply_text(t(lang, "daily_off"))
     elif arg:
         await message.reply_text(t(lang, "daily_bad_arg"))
     else:
-        subscribed = await rt.state.is_subscribed(chat.id)
+        subscribed = await rt.state.subscribers.is_subscribed(chat.id)
         await message.reply_text(t(lang, "daily_status_on" if subscribed else "daily_status_off", **when),
                                  reply_markup=daily_keyboard(subscribed, lang))
 
@@ -311,7 +311,7 @@ async def daily_now(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @guarded
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt, lang = runtime(context), user_lang(update)
-    settings, styles = await rt.state.settings(update.effective_user.id), await rt.state.styles()
+    settings, styles = await rt.state.users.settings(update.effective_user.id), await rt.state.style_cache.styles()
     await update.effective_message.reply_text(
         settings_text(settings, rt.config.default_form, lang, styles), parse_mode=ParseMode.HTML,
         reply_markup=settings_keyboard(settings, rt.config.default_form, lang, styles))
@@ -348,7 +348,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
 
     if cb.action == callbacks.SETTING:
-        styles = await rt.state.styles()
+        styles = await rt.state.style_cache.styles()
         if cb.key == callbacks.STYLE_SETTING:
             if cb.value != callbacks.BASE_STYLE and cb.value not in styles:
                 await query.answer(t(lang, "style_gone"), show_alert=True)
@@ -356,8 +356,8 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             value = "" if cb.value == callbacks.BASE_STYLE else cb.value
         else:
             value = FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value
-        await rt.state.set_setting(user.id, cb.key, value)
-        settings = await rt.state.settings(user.id)
+        await rt.state.users.set_setting(user.id, cb.key, value)
+        settings = await rt.state.users.settings(user.id)
         if isinstance(query.message, Message):
             try:
                 await query.edit_message_text(settings_text(settings, rt.config.default_form, lang, styles),
@@ -384,15 +384,15 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat_id = update.effective_chat.id
         subscribe = cb.key == "1"
         if subscribe:
-            await rt.state.subscribe(chat_id, lang)
+            await rt.state.subscribers.subscribe(chat_id, lang)
         else:
-            await rt.state.unsubscribe(chat_id)
+            await rt.state.subscribers.unsubscribe(chat_id)
         when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
         await _edit_markup(update, daily_keyboard(subscribe, lang))
         await query.answer(t(lang, "daily_on", **when) if subscribe else t(lang, "daily_off"))
         return
 
-    record = await rt.state.load_poem(cb.poem_id)
+    record = await rt.state.poems.load_poem(cb.poem_id)
     if record is None:
         await query.answer(t(lang, "cb_stale"), show_alert=True)
         return
@@ -401,7 +401,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if owner_only and record.owner_id is not None and record.owner_id != user.id:
         await query.answer(t(lang, "not_yours"), show_alert=True)
         return
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     n_lines = len(record.lines)
     if cb.action in callbacks.MASK_ACTIONS and cb.mask >= 1 << n_lines:
         await query.answer(t(lang, "cb_invalid"), show_alert=True)
@@ -412,7 +412,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
 
     if cb.action == callbacks.LIKE:
-        added = await rt.state.add_like(user.id, record.poem_id, record.mu)
+        added = await rt.state.users.add_like(user.id, record.poem_id, record.mu)
         await query.answer(t(lang, "liked" if added else "already_liked"))
     elif cb.action == callbacks.ANOTHER:
         request = request_of(record)
@@ -483,7 +483,7 @@ async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: P
     request = request_of(record)
     # A theme word already in a kept line is satisfied; asking for it again only wastes room.
     request.keywords = [k for k in request.keywords if k not in kept_text]
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     await rt.resolve_style(request, settings)
     job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message_id, fixed_lines=fixed)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.exceptions import RedisError, ResponseError
 from telegram import Update
@@ -25,6 +26,8 @@ from bot.state import State, retry_redis
 from bot.texts import t, user_lang
 from protocol.connections import Backoff
 from protocol.keys import UPDATE_FIELD
+from streams import Entry, run_async, updates_consumer
+from streams.ops import Op
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ REDIS_RERUNS = 7              # re-runs of the handlers while they fail on Redis
 ACK_PATIENCE_S = 60.0         # how long Redis may stay away while a handled update is acknowledged
 DRAIN_S = 10.0                # at shutdown, how long updates in hand may take to finish
 CONCURRENCY = 64              # updates handled at once per replica (PTB's own default is 256)
+CLAIM_BATCH = 16              # stale updates taken over per look
+
+T = TypeVar("T")
 
 
 def update_key(update_id: int, data: str) -> str:
@@ -101,7 +107,7 @@ class Poller:
                     read_timeout=self.timeout_s + 10)
                 if updates:
                     try:
-                        await self.state.ingest_updates([stored(u) for u in updates])
+                        await self.state.intake.ingest_updates([stored(u) for u in updates])
                     except RedisError:
                         await self._tell_held(updates)
                         raise
@@ -131,9 +137,9 @@ class Poller:
         of memory, a read-only replica) — the lease it held still names it. Then no other replica
         can take the lease either, and polling on lets users hear that their request waits."""
         try:
-            return await self.state.hold_poller_lease(self.owner, self.lease_ms)
+            return await self.state.intake.hold_poller_lease(self.owner, self.lease_ms)
         except RedisError as exc:
-            if await self.state.poller_lease_holder() != self.owner:
+            if await self.state.intake.poller_lease_holder() != self.owner:
                 raise
             log.warning("Redis refuses the polling lease (%s); polling on under the lease held", exc)
             return True
@@ -157,7 +163,7 @@ class Poller:
 
     async def release(self) -> None:
         try:
-            await self.state.release_poller_lease(self.owner)
+            await self.state.intake.release_poller_lease(self.owner)
         except RedisError:
             pass     # it expires on its own
 
@@ -170,7 +176,7 @@ class UpdateConsumer:
         self.app = app
         self.state = state
         self.consumer = consumer
-        self.block_ms = block_ms
+        self.stream = updates_consumer(consumer, block_ms, claim_idle_ms)
         self.claim_idle_ms = claim_idle_ms
         self.concurrency = concurrency
         self.slots = asyncio.Semaphore(concurrency)
@@ -186,17 +192,17 @@ class UpdateConsumer:
         try:
             while not self.stopping:
                 try:
-                    entries: list[tuple[str, dict, int]] = []
+                    entries: list[Entry] = []
                     if loop.time() >= next_claim:
-                        entries += await self.state.claim_stale_updates(self.consumer, self.claim_idle_ms)
+                        _, claimed = await self._run(self.stream.claim_stale(CLAIM_BATCH))
+                        entries += claimed
                         next_claim = loop.time() + claim_every
                     free = max(1, self.concurrency - len(self.running))   # no more than we can start
-                    entries += [(e, f, 1) for e, f in
-                                await self.state.read_updates(self.consumer, self.block_ms, count=free)]
+                    entries += await self._run(self.stream.read(free))
                     delays.reset()
                 except RedisError as exc:
                     if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                        await self.state.ensure_groups()     # Redis came back empty
+                        await self.state.groups.ensure_groups()     # Redis came back empty
                         continue
                     log.warning("updates stream unavailable: %s", exc)
                     await asyncio.sleep(delays.next_delay())
@@ -223,7 +229,7 @@ class UpdateConsumer:
 
     async def _handle(self, entry_id: str, fields: dict, deliveries: int) -> None:
         try:
-            if deliveries > 1 and not await self.state.update_deliveries(entry_id):
+            if deliveries > 1 and not await self._run(self.stream.deliveries(entry_id)):
                 return          # its first run (here) finished after the claim: nothing left to do
             try:
                 data = fields[UPDATE_FIELD]
@@ -278,5 +284,8 @@ class UpdateConsumer:
             log.warning("could not apologise to chat %s for a dropped update: %s", chat.id, exc)
 
     async def _ack(self, entry_id: str) -> None:
-        await retry_redis(lambda: self.state.ack_update(entry_id), f"update entry {entry_id} as handled",
+        await retry_redis(lambda: self._run(self.stream.ack(entry_id)), f"update entry {entry_id} as handled",
                           ACK_PATIENCE_S)
+
+    async def _run(self, op: Op[T]) -> T:
+        return await run_async(self.state.redis, op)

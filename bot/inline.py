@@ -28,7 +28,7 @@ from bot.inline_cache import poem_digest, recent_poems, theme_of, wait_inline
 from bot.parsing import ParseError, PoemRequest, parse_poem_args
 from bot.render import fits_caption, format_poem
 from bot.runtime import Runtime
-from bot.state import UserSettings
+from bot.stores.users import UserSettings
 from bot.texts import error_text, t, user_lang
 from protocol.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
 from protocol.jobs import ValidationError
@@ -51,9 +51,9 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + rt.config.inline_wait_s
-    settings = await rt.state.settings(user.id)
+    settings = await rt.state.users.settings(user.id)
     try:
-        request = parse_poem_args(query.query.strip(), styles=await rt.state.styles())
+        request = parse_poem_args(query.query.strip(), styles=await rt.state.style_cache.styles())
         await rt.resolve_style(request, settings)
         fresh = await fresh_poems(rt, request, settings, user.id, lang, deadline)
     except ParseError as exc:
@@ -78,7 +78,7 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 async def fresh_poems(rt: Runtime, request: PoemRequest, settings: UserSettings, user_id: int, lang: str,
                       deadline: float) -> list[dict[str, Any]]:
     """New poems for request from a worker by deadline; [] when limits, the queue or the workers say no."""
-    if await rt.state.check_rate(user_id, rt.config.inline_per_min, key=inline_rate_key(user_id)) > 0:
+    if await rt.state.limits.check_rate(user_id, rt.config.inline_per_min, key=inline_rate_key(user_id)) > 0:
         return []
     if not await rt.worker_alive():
         return []

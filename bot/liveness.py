@@ -7,7 +7,7 @@ when it is not, it cannot know the bot's pid, so it reads every live replica's r
 Either way it fails when there is none, when one is stale, or when one names a dead task.
 
 The watchdog also prunes the bots' consumer groups of replicas that are gone, once a minute across
-all replicas (State.take_prune_turn).
+all replicas (Groups.take_prune_turn, bot/stores/groups.py).
 """
 from __future__ import annotations
 
@@ -88,9 +88,9 @@ async def watch(rt: Runtime, every_s: float = keys.BOT_BEAT_INTERVAL_S) -> None:
 
 async def prune_if_due(rt: Runtime) -> None:
     """Prune the bots' consumer groups when it is this replica's turn (once a minute, any replica)."""
-    if not await rt.state.take_prune_turn(rt.consumer):
+    if not await rt.state.groups.take_prune_turn(rt.consumer):
         return
-    gone = await rt.state.prune_consumers(max(rt.claim_idle_ms, PRUNE_IDLE_MIN_MS))
+    gone = await rt.state.groups.prune_consumers(max(rt.claim_idle_ms, PRUNE_IDLE_MIN_MS))
     if gone:
         log.info("pruned the consumers of %d gone bot replicas: %s", len(gone), ", ".join(gone))
 

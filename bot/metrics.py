@@ -62,7 +62,7 @@ class BotMetrics:
     # --- gauges ------------------------------------------------------------------------------
     async def refresh(self, state: Any) -> None:
         """Read the gauges from Redis (shared by all replicas, so any replica reports the same)."""
-        self.inflight.set(await state.inflight())
+        self.inflight.set(await state.limits.inflight())
         self.queue_depth.set(await state.redis.xlen(JOBS_STREAM))
 
     async def refresh_loop(self, state: Any, every: float = REFRESH_S) -> None:

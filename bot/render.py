@@ -11,7 +11,8 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks
-from bot.state import CREATIVITY_TEMPERATURES, UserSettings
+from bot.stores.users import UserSettings
+from protocol.sampling import CREATIVITY_TEMPERATURES
 from bot.styles import StyleBook
 from bot.texts import EN, t
 from verse.forms import FORM_NAMES, poem_text

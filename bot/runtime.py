@@ -23,8 +23,10 @@ from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
 from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
 from bot.similar import Index, IndexSource
-from bot.state import State, UserSettings
+from bot.state import State
+from bot.stores.users import UserSettings
 from protocol.jobs import GenerateJob, Job, validate_generate
+from streams import enqueue, run_async
 from verse.script import to_simplified
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ class Runtime:
     async def resolve_style(self, request: PoemRequest, settings: UserSettings) -> None:
         """Settle request.style: none named takes the user's default while it is served; a named one
         (or one kept from an earlier poem) must be served now, else ParseError unknown_style."""
-        styles = await self.state.styles()
+        styles = await self.state.style_cache.styles()
         if request.style is None:
             default = styles.get(settings.style) if settings.style else None
             request.style, request.style_title = (default.id, default.title) if default else ("", "")
@@ -135,22 +137,22 @@ class Runtime:
         if attempt is not None:
             job.job_id = attempt.next_job_id()
         if limited and user_id is not None:
-            wait = await self.state.check_rate(user_id, self.config.rate_per_min, request_id=job.job_id)
+            wait = await self.state.limits.check_rate(user_id, self.config.rate_per_min, request_id=job.job_id)
             if wait > 0:
                 return self._counted(Outcome("rate_limited", max(1, round(wait + 0.5))))
-        if limited and not await self.state.reserve_slot(job.job_id, self.config.queue_cap):
+        if limited and not await self.state.limits.reserve_slot(job.job_id, self.config.queue_cap):
             return self._counted(Outcome("busy", self.config.busy_retry_s))
         if not limited:
             # System jobs (the daily poem) are never refused but still count against the cap.
-            await self.state.track_inflight(job.job_id)
+            await self.state.limits.track_inflight(job.job_id)
         self._done[job.job_id] = asyncio.Event()
         # Echoed back in the Result, so whichever replica delivers can measure the latency.
         job.reply.setdefault("created_at", job.created_at)
-        await self.state.enqueue(job)
+        await run_async(self.state.redis, enqueue(job))
         if not await self.worker_alive():
             # The job stays on the stream; whichever worker starts next will serve it.
             self._done.pop(job.job_id, None)
-            return self._counted(Outcome("loading" if await self.state.workers_loading() else "no_worker"))
+            return self._counted(Outcome("loading" if await self.state.workers.workers_loading() else "no_worker"))
         if bot is not None and chat_id is not None and len(self._typing_jobs) < TYPING_MAX_ACTIVE:
             self._typing_jobs.add(job.job_id)
             self.spawn(self._typing(bot, chat_id, job.job_id))
@@ -167,7 +169,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if loop.time() - self._alive_at < ALIVE_CACHE_S:
             return True
-        if await self.state.workers_alive() > 0:
+        if await self.state.workers.workers_alive() > 0:
             self._alive_at = loop.time()
             return True
         return False
@@ -191,7 +193,7 @@ class Runtime:
                     await asyncio.wait_for(done.wait(), TYPING_REFRESH_S)
                 except TimeoutError:
                     # Another replica may have delivered it.
-                    if await self.state.is_delivered(job_id):
+                    if await self.state.deliveries.is_delivered(job_id):
                         return
         finally:
             self._done.pop(job_id, None)

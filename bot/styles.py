@@ -1,7 +1,7 @@
 """Style adapters as the bot sees them: the registry the workers publish, and telling a style from a theme.
 
 Each worker writes the styles it serves into the Redis hash protocol.keys.STYLES_KEY (style id -> JSON
-{id, title, line, line_en, aliases, seen_at}) on every heartbeat; State.styles() reads it into a
+{id, title, line, line_en, aliases, seen_at}) on every heartbeat; bot/stores/styles.py reads it into a
 StyleBook, cached a few seconds, leaving out entries no worker has refreshed for STYLES_FRESH_S.
 A word names a style when it matches an id, a title or an alias (case, spaces, hyphens and the
 traditional script ignored: 蘇軾 and "Su Shi" find 苏轼). FAMOUS_POETS lets the parser tell that a

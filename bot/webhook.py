@@ -60,7 +60,7 @@ class WebhookServer:
             log.warning("webhook request that is not an update: %s", exc)
             return web.Response(status=400)
         try:
-            await self.state.ingest_updates([stored(update)])
+            await self.state.intake.ingest_updates([stored(update)])
         except RedisError as exc:
             # Not a 200: Telegram keeps the update and posts it again later.
             log.warning("could not store webhook update %s: %s", update.update_id, exc)

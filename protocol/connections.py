@@ -1,15 +1,15 @@
-"""Redis connections and the producer side of the job protocol: enqueue, await results, see live workers.
+"""Redis connections, and what tools and tests read: results, live workers, the queue's depth.
 
 redis-py only (no TensorFlow): the bot, the worker, the tests and the benchmarks share these helpers.
+The streams are written and read in groups by the streams package (enqueue, consumers).
 """
 from __future__ import annotations
 
-import inspect
 import json
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Iterable
+from typing import Iterable
 
 import redis
 import redis.asyncio as aioredis
@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from protocol import keys
-from protocol.jobs import Job, Result, job_fields, result_from_fields
+from protocol.jobs import Result, result_from_fields
 
 SOCKET_TIMEOUT_S = 15.0        # above any BLOCK bot or worker uses (1 s), so a blocked read is not cut short
 CONNECT_TIMEOUT_S = 3.0
@@ -101,62 +101,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-def ensure_group(client: redis.Redis | aioredis.Redis, stream: str = keys.JOBS_STREAM,
-                 group: str = keys.WORKER_GROUP, start: str = "0") -> Awaitable[None] | None:
-    """Create a consumer group on stream, and the stream, unless the group exists (idempotent).
-
-    The default is the workers' group on the jobs stream, from the stream's start (so jobs queued
-    before any worker ran are served). Works with either client: with a redis.asyncio one, await
-    what it returns.
-    """
-    try:
-        created = client.xgroup_create(stream, group, id=start, mkstream=True)
-    except redis.ResponseError as exc:
-        _raise_unless_busy(exc)
-        return None
-    return _awaited_group(created) if inspect.isawaitable(created) else None
-
-
-async def _awaited_group(created: Awaitable[object]) -> None:
-    try:
-        await created
-    except redis.ResponseError as exc:
-        _raise_unless_busy(exc)
-
-
-def _raise_unless_busy(exc: redis.ResponseError) -> None:
-    if "BUSYGROUP" not in str(exc):        # BUSYGROUP: the group exists already
-        raise exc
-
-
-def gone_consumers(consumers: Iterable[dict], alive: set[str], idle_ms: int) -> list[str]:
-    """The consumers (XINFO CONSUMERS rows) of processes that are gone: not alive, nothing pending
-    (what a dead one held is claimed by others first), idle for idle_ms. Shared by the workers'
-    pruning and the bot's (bot.state.State.prune_consumers)."""
-    names = []
-    for consumer in consumers:
-        name = _text(consumer["name"])
-        if name not in alive and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
-            names.append(name)
-    return names
-
-
-def prune_workers(client: redis.Redis, idle_ms: int) -> list[str]:
-    """Delete the jobs group's consumers of workers that are gone (gone_consumers). Without this every
-    worker that ever ran stays in XINFO CONSUMERS for good. Returns the names deleted."""
-    alive = {_text(w) for w in client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()), "+inf")}
-    gone = gone_consumers(client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP), alive, idle_ms)
-    for name in gone:
-        client.xgroup_delconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, name)
-    return gone
-
-
-def enqueue(client: redis.Redis, job: Job) -> str:
-    """XADD a job to the jobs stream; returns the entry id."""
-    entry = client.xadd(keys.JOBS_STREAM, job_fields(job), maxlen=keys.JOBS_MAXLEN, approximate=True)
-    return entry.decode() if isinstance(entry, bytes) else entry
 
 
 def read_results(client: redis.Redis, last_id: str = "0", block_ms: int | None = None,

@@ -80,7 +80,7 @@ def result_dedup_key(job_id: str) -> str:
     return f"{RESULT_DEDUP_PREFIX}{job_id}"
 
 
-# --- the bot (bot/state.py, bot/ingest.py) ------------------------------------------------------
+# --- the bot (bot/stores/, bot/ingest.py) -------------------------------------------------------
 BOT = f"{PREFIX}:bot"
 RESULTS_GROUP = "bots"                 # consumer group of the bot replicas on RESULTS_STREAM
 UPDATES_GROUP = "bots"                 # consumer group of the bot replicas on UPDATES_STREAM

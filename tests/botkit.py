@@ -27,7 +27,8 @@ from bot.app import build_application
 from protocol.settings import BotSettings
 from bot.state import State
 from devtools.emulator import BotApiEmulator
-from protocol.connections import connect_async, ensure_group, refuses_writes
+from protocol.connections import connect_async, refuses_writes
+from streams import jobs_consumer, run_async
 from verse.forms import FORMS, poem_text
 from search.index import Index as LatentIndex
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
@@ -132,7 +133,7 @@ class StandInWorker:
         self._stopping = False
 
     async def start(self) -> "StandInWorker":
-        await ensure_group(self.redis)
+        await run_async(self.redis, jobs_consumer(self.worker_id).ensure_group())
         await self._beat()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self

@@ -84,7 +84,7 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
         await emu.wait_for_call("sendMessage", chat_id=CAROL["id"])
         emu.blocked_chats.add(CAROL["id"])
         rt = app.bot_data["rt"]
-        assert set(await rt.state.subscribers()) == {ALICE["id"], BOB["id"], CAROL["id"]}
+        assert set(await rt.state.subscribers.subscribers()) == {ALICE["id"], BOB["id"], CAROL["id"]}
 
         since = emu.mark()
         assert await fire_daily(rt, at(0, day=20)) is True
@@ -98,7 +98,7 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
         assert "Poem of the day · 2026-05-20" in by_chat[BOB["id"]].text
         assert all(check_html(c.text) is None for c in posts)
         assert by_chat[ALICE["id"]].text.split("\n", 1)[1] == by_chat[CHANNEL].text.split("\n", 1)[1]
-        await eventually(rt.state.subscribers, lambda subs: CAROL["id"] not in subs)
+        await eventually(rt.state.subscribers.subscribers, lambda subs: CAROL["id"] not in subs)
 
         # Anyone may like the daily poem (it belongs to no one).
         answer = await emu.press_and_answer(ALICE, by_chat[ALICE["id"]],
@@ -107,7 +107,7 @@ async def test_subscribers_and_channel_receive_the_daily_poem(emu, redis_url, st
 
         await emu.send_text(ALICE, "/daily off")
         assert "已退订" in (await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])).text
-        assert ALICE["id"] not in await rt.state.subscribers()
+        assert ALICE["id"] not in await rt.state.subscribers.subscribers()
 
 
 async def test_without_card_fonts_the_daily_poem_goes_as_text(emu, redis_url, stand_in, tmp_path,
@@ -210,7 +210,7 @@ async def broadcast_while_asked(emu: BotApiEmulator, redis_url: str, stand_in: A
         # Many seconds on a busy machine: each post goes through PTB, HTTP and the emulator, and its
         # chat's marker to an fsync-always Redis (slow answers from it the broadcast survives, and so
         # does this wait).
-        await eventually(lambda: rt.state.is_delivered(daily_id), bool, timeout=600, every=0.5,
+        await eventually(lambda: rt.state.deliveries.is_delivered(daily_id), bool, timeout=600, every=0.5,
                          tolerate=(RedisError,))
         ended = time.monotonic()
     posts = daily_posts(emu, since, subscribers)
@@ -242,7 +242,7 @@ async def test_a_broadcast_stopped_halfway_is_finished_by_another_replica_once_p
     assert 10 <= sum(sent_by_a.values()) < len(subscribers), "the stop came after the broadcast's end"
     async with running_bot(config.model_copy(update={"consumer_name": "replica-b"})) as b:
         daily_id = next(j.job_id for j in stand_in.jobs if j.reply.get("purpose") == "daily")
-        await eventually(lambda: b.bot_data["rt"].state.is_delivered(daily_id), bool, timeout=120, every=0.2,
+        await eventually(lambda: b.bot_data["rt"].state.deliveries.is_delivered(daily_id), bool, timeout=120, every=0.2,
                          tolerate=(RedisError,))
     posts = daily_posts(emu, since, subscribers)
     assert set(posts) == subscribers and set(posts.values()) == {1}

@@ -1,7 +1,7 @@
 """Delivering results (bot/delivery.py): a reply whose send outlasts the delivery lease goes out once.
 
 Two real bot replicas against the emulator and real Redis, the stand-in worker for the poems; the
-lease's renewal (State.renew_delivery) against real Redis.
+lease's renewal (Deliveries.renew_delivery) against real Redis.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from botkit import emu, eventually, make_config, results_pending, running_bot, s
 from devtools.emulator import BotApiEmulator
 from protocol import keys
 from protocol.jobs import Result, result_fields
+from streams import results_consumer, run_async
 
 ALICE = BotApiEmulator.user(3001, "Alice")
 
@@ -31,7 +32,7 @@ async def test_a_send_waiting_out_a_429_longer_than_the_lease_goes_out_once(emu,
                                           where=lambda c: c.raw == refused.raw)
         assert retried.at - refused.at >= base.delivery_lease_s         # the lease would have run out
         job_id = stand_in.jobs[0].job_id
-        await eventually(lambda: state.is_delivered(job_id), bool, timeout=20)
+        await eventually(lambda: state.deliveries.is_delivered(job_id), bool, timeout=20)
         await eventually(lambda: results_pending(state), lambda n: n == 0, timeout=20)
         # Nothing left to deliver and the job recorded as sent: no replica can send it again now.
         poems = emu.find_calls("sendMessage", since, chat_id=ALICE["id"])
@@ -41,21 +42,21 @@ async def test_a_send_waiting_out_a_429_longer_than_the_lease_goes_out_once(emu,
 async def test_only_the_lease_holder_renews_it_and_keeps_its_results_entry(redis_url) -> None:
     state = State.from_url(redis_url, delivery_lease_s=5)
     try:
-        await state.ensure_groups()
+        await state.groups.ensure_groups()
         await state.redis.xadd(keys.RESULTS_STREAM, result_fields(Result(job_id="j1", ok=True, reply={})))
-        (entry_id, _), = await state.read_results("replica-a", block_ms=10)
+        (entry_id, _, _), = await run_async(state.redis, results_consumer("replica-a").read(16, block_ms=10))
         await eventually(lambda: state.redis.xpending_range(keys.RESULTS_STREAM, keys.RESULTS_GROUP, "-", "+", 1),
                          lambda p: p[0]["time_since_delivered"] >= 200)
-        assert await state.begin_delivery("j1", "replica-a") == "mine"
+        assert await state.deliveries.begin_delivery("j1", "replica-a") == "mine"
         await state.redis.pexpire(keys.delivered_key("j1"), 1000)            # as if about to run out
-        assert await state.renew_delivery("j1", "replica-a", entry_id)
+        assert await state.deliveries.renew_delivery("j1", "replica-a", entry_id)
         assert 4000 < await state.redis.pttl(keys.delivered_key("j1")) <= 5000
         pending, = await state.redis.xpending_range(keys.RESULTS_STREAM, keys.RESULTS_GROUP, "-", "+", 1)
         assert pending["consumer"] == "replica-a" and pending["time_since_delivered"] < 200
-        assert not await state.renew_delivery("j1", "replica-b", entry_id)   # not b's to renew
-        await state.finish_delivery("j1")
-        assert not await state.renew_delivery("j1", "replica-a", entry_id)   # sent: nothing to keep
-        assert await state.is_delivered("j1")
+        assert not await state.deliveries.renew_delivery("j1", "replica-b", entry_id)   # not b's to renew
+        await state.deliveries.finish_delivery("j1")
+        assert not await state.deliveries.renew_delivery("j1", "replica-a", entry_id)   # sent: nothing to keep
+        assert await state.deliveries.is_delivered("j1")
     finally:
         await state.close()
 
@@ -65,11 +66,11 @@ async def test_a_broadcast_claim_is_its_owners_again_and_no_one_elses(redis_url)
     after the SET) the owner's retry must win it, or the chat would never get the poem."""
     state = State.from_url(redis_url)
     try:
-        assert await state.claim_recipient("j2", 7, "replica-a:1")
-        assert await state.claim_recipient("j2", 7, "replica-a:1")
-        assert not await state.claim_recipient("j2", 7, "replica-b:2")
-        assert not await state.claim_recipient("j2", 7)
-        await state.release_recipient("j2", 7)                  # a send that failed: anyone may retry
-        assert await state.claim_recipient("j2", 7, "replica-b:2")
+        assert await state.subscribers.claim_recipient("j2", 7, "replica-a:1")
+        assert await state.subscribers.claim_recipient("j2", 7, "replica-a:1")
+        assert not await state.subscribers.claim_recipient("j2", 7, "replica-b:2")
+        assert not await state.subscribers.claim_recipient("j2", 7)
+        await state.subscribers.release_recipient("j2", 7)                  # a send that failed: anyone may retry
+        assert await state.subscribers.claim_recipient("j2", 7, "replica-b:2")
     finally:
         await state.close()

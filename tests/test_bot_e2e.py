@@ -149,6 +149,6 @@ async def app_state_alive(redis_url: str) -> int:
     """Workers with a live heartbeat, as the bot counts them."""
     state = State.from_url(redis_url)
     try:
-        return await state.workers_alive()
+        return await state.workers.workers_alive()
     finally:
         await state.close()

@@ -9,7 +9,8 @@ import logging
 import re
 
 from bot import callbacks
-from bot.state import CREATIVITY_TEMPERATURES, State
+from bot.state import State
+from protocol.sampling import CREATIVITY_TEMPERATURES
 from protocol.keys import poem_key
 from botkit import (card_fonts, emu, make_config, running_bot, stand_in,  # noqa: F401
                     StandInWorker, eventually, results_pending, synthetic_index)
@@ -74,10 +75,10 @@ async def test_poem_shows_typing_then_replies_with_buttons(emu, redis_url, stand
         assert all(len(b["callback_data"].encode()) <= 64 for b in call.buttons)
         poem_id = callbacks.decode(call.buttons[0]["callback_data"]).poem_id
         state = State.from_url(redis_url)
-        record = await state.load_poem(poem_id)
+        record = await state.poems.load_poem(poem_id)
         assert record.lines == lines and record.owner_id == ALICE["id"]
         assert 0 < await state.redis.ttl(poem_key(poem_id)) <= 7 * 24 * 3600
-        assert [h["pid"] for h in await state.history(ALICE["id"])] == [poem_id]
+        assert [h["pid"] for h in await state.users.history(ALICE["id"])] == [poem_id]
         await state.close()
 
 
@@ -123,7 +124,7 @@ async def test_buttons_like_another_keep_and_cancel(emu, redis_url, stand_in) ->
 
         answer = await emu.press_and_answer(ALICE, poem, poem.button("喜欢")["callback_data"])
         assert answer.params["text"] == "已收藏 ❤️"
-        assert list(await state.likes(ALICE["id"])) == [poem_id]
+        assert list(await state.users.likes(ALICE["id"])) == [poem_id]
         answer = await emu.press_and_answer(ALICE, poem, poem.button("喜欢")["callback_data"])
         assert answer.params["text"] == "已经收藏过了。"
 

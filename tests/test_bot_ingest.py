@@ -16,6 +16,7 @@ from telegram import Update
 from bot.ingest import MAX_ATTEMPTS, stored, update_key
 from bot.state import State
 from protocol.keys import UPDATES_GROUP, UPDATES_STREAM
+from streams import run_async, updates_consumer
 from bot.texts import EN, ZH, t
 from botkit import emu, eventually, make_config, running_bot, stand_in  # noqa: F401
 from devtools.emulator import BotApiEmulator, command_entities
@@ -30,25 +31,25 @@ def verse(text: str) -> list[str]:
 async def held_by_dead_replica(state: State, user: dict[str, Any], text: str, runs: int = 1) -> None:
     """Store a message update from user that a replica took `runs` times, dying each time before it
     acknowledged it (so the next replica to claim it sees runs + 1 deliveries)."""
-    await state.ensure_groups()
+    await state.groups.ensure_groups()
     message = {"message_id": 1, "date": 0, "chat": BotApiEmulator.private_chat(user), "from": user,
                "text": text, "entities": command_entities(text)}
     data = json.dumps({"update_id": 99, "message": message})
-    await state.ingest_updates([(update_key(99, data), data)])
-    taken = await state.redis.xreadgroup(UPDATES_GROUP, "dead-replica", {UPDATES_STREAM: ">"}, count=10)
-    (entry_id, _), = taken[0][1]
+    await state.intake.ingest_updates([(update_key(99, data), data)])
+    dead = updates_consumer("dead-replica")
+    (entry_id, _, _), = await run_async(state.redis, dead.read(10, block_ms=0))
     await state.redis.xclaim(UPDATES_STREAM, UPDATES_GROUP, "dead-replica", 0, [entry_id], retrycount=runs)
-    assert await state.update_deliveries(entry_id) == runs
+    assert await run_async(state.redis, dead.deliveries(entry_id)) == runs
 
 
 async def test_an_update_fetched_twice_is_stored_once(redis_url) -> None:
     state = State.from_url(redis_url)
-    await state.ensure_groups()
+    await state.groups.ensure_groups()
     data = json.dumps({"update_id": 7, "message": {"text": "/poem"}})
-    await state.ingest_updates([(update_key(7, data), data)])
-    await state.ingest_updates([(update_key(7, data), data)])        # Telegram sent it again
+    await state.intake.ingest_updates([(update_key(7, data), data)])
+    await state.intake.ingest_updates([(update_key(7, data), data)])        # Telegram sent it again
     other = json.dumps({"update_id": 7, "message": {"text": "/help"}})   # ids restart: new content
-    await state.ingest_updates([(update_key(7, other), other)])
+    await state.intake.ingest_updates([(update_key(7, other), other)])
     assert await state.redis.xlen(UPDATES_STREAM) == 2
     await state.close()
 
@@ -61,7 +62,7 @@ async def test_running_an_update_again_enqueues_and_answers_nothing_new(emu, red
         first = await emu.wait_for_call("sendMessage", chat_id=ALICE["id"])
         assert "春风" in "".join(verse(first.text))
         state: State = app.bot_data["rt"].state
-        await eventually(state.updates_pending, lambda n: n == 0)
+        await eventually(state.groups.updates_pending, lambda n: n == 0)
         assert await state.redis.xlen(UPDATES_STREAM) == 0          # handled: acknowledged and deleted
         update = Update.de_json(sent, app.bot)
 
@@ -81,7 +82,7 @@ async def test_an_update_a_dead_replica_held_is_taken_over(emu, redis_url, stand
     async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
         poem = await emu.wait_for_call("sendMessage", chat_id=ALICE["id"], timeout=20)
         assert "明月" in "".join(verse(poem.text))
-    assert await state.updates_pending() == 0
+    assert await state.groups.updates_pending() == 0
     await state.close()
 
 
@@ -111,7 +112,7 @@ async def test_an_update_that_used_up_its_attempts_is_dropped_with_an_apology(
     async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
         apology = await emu.wait_for_call("sendMessage", chat_id=user["id"], timeout=20)
         assert apology.text == t(lang, "gave_up")
-        await eventually(state.updates_pending, lambda n: n == 0)
+        await eventually(state.groups.updates_pending, lambda n: n == 0)
     assert stand_in.jobs == []                      # dropped: not run a sixth time
     assert emu.find_calls("sendMessage", ok=None, chat_id=user["id"]) == [apology]
     await state.close()
@@ -126,7 +127,7 @@ async def test_an_apology_is_tried_once_at_most(emu, redis_url, runs: int, block
     state = State.from_url(redis_url)
     await held_by_dead_replica(state, ALICE, "/poem 明月", runs=runs)
     async with running_bot(make_config(emu, redis_url, claim_idle_ms=300)):
-        await eventually(state.updates_pending, lambda n: n == 0, timeout=20)
+        await eventually(state.groups.updates_pending, lambda n: n == 0, timeout=20)
         await asyncio.sleep(1.0)                    # several claim rounds: nothing comes back
     assert len(emu.find_calls("sendMessage", ok=None, chat_id=ALICE["id"])) == tries
     await state.close()

@@ -87,9 +87,9 @@ async def consumers(state: State) -> dict[str, set[str]]:
 async def test_consumers_of_gone_replicas_are_pruned(redis_url) -> None:
     """Only a consumer that is not a live replica, holds nothing and has been idle long enough goes."""
     state = State.from_url(redis_url)
-    await state.ensure_groups()
+    await state.groups.ensure_groups()
     data = json.dumps({"update_id": 1})
-    await state.ingest_updates([("1-x", data)])
+    await state.intake.ingest_updates([("1-x", data)])
     await state.redis.xadd(keys.RESULTS_STREAM, result_fields(Result(job_id="j1", ok=True)))
     # "gone" holds nothing and is no live replica; "holding" has an entry pending; "alive" beats.
     for stream, group in GROUPS:
@@ -97,12 +97,12 @@ async def test_consumers_of_gone_replicas_are_pruned(redis_url) -> None:
         await state.redis.xgroup_createconsumer(stream, group, "alive")
         await state.redis.xreadgroup(group, "holding", {stream: ">"}, count=1)
     await state.redis.zadd(keys.BOTS_ALIVE_KEY, {"alive": time.time()})
-    assert await state.prune_consumers(idle_ms=10**9) == []           # nobody idle that long
-    assert sorted(await state.prune_consumers(idle_ms=0)) == sorted(f"{s}/gone" for s, _ in GROUPS)
+    assert await state.groups.prune_consumers(idle_ms=10**9) == []           # nobody idle that long
+    assert sorted(await state.groups.prune_consumers(idle_ms=0)) == sorted(f"{s}/gone" for s, _ in GROUPS)
     assert await consumers(state) == {stream: {"holding", "alive"} for stream, _ in GROUPS}
     # Once a minute across replicas: the first to ask takes the turn.
-    assert await state.take_prune_turn("replica-a")
-    assert not await state.take_prune_turn("replica-b")
+    assert await state.groups.take_prune_turn("replica-a")
+    assert not await state.groups.take_prune_turn("replica-b")
     assert 0 < await state.redis.ttl(keys.BOT_PRUNE_KEY) <= keys.BOT_PRUNE_EVERY_S
     await state.close()
 
@@ -110,7 +110,7 @@ async def test_consumers_of_gone_replicas_are_pruned(redis_url) -> None:
 async def test_a_running_bot_prunes_a_gone_replica(emu, redis_url, monkeypatch) -> None:
     monkeypatch.setattr(liveness, "PRUNE_IDLE_MIN_MS", 0)       # idle past POEMBOT_CLAIM_IDLE_MS is enough
     state = State.from_url(redis_url)
-    await state.ensure_groups()
+    await state.groups.ensure_groups()
     for stream, group in GROUPS:
         await state.redis.xgroup_createconsumer(stream, group, "gone-replica")
     await asyncio.sleep(0.5)                                      # idle past claim_idle_ms below

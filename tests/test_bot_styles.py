@@ -21,7 +21,8 @@ from bot.card import poem_card
 from bot.inline_cache import slim, theme_of
 from bot.parsing import ParseError, parse_poem_args
 from bot.render import format_poem, format_styles, settings_keyboard, settings_text
-from bot.state import State, UserSettings
+from bot.state import State
+from bot.stores.users import UserSettings
 from bot.styles import FAMOUS_POETS, Style, StyleBook, is_famous_poet, style_key
 from bot.texts import EN, ZH, error_text, t
 from botkit import (StandInWorker, emu, eventually, make_config, running_bot, stand_in,  # noqa: F401
@@ -78,10 +79,10 @@ async def test_shipped_styles_are_named_until_a_worker_publishes_its_own(redis_u
     assert shipped.find("李白").id == "libai" and shipped.find("东坡").id == "sushi"
     state = State.from_url(redis_url)
     try:
-        state.shipped_styles = shipped
-        assert (await state.styles(max_age_s=0)).find("李白").id == "libai"
+        state.style_cache.shipped_styles = shipped
+        assert (await state.style_cache.styles(max_age_s=0)).find("李白").id == "libai"
         await state.redis.hset(STYLES_KEY, "mine", json.dumps({"title": "我的"}))
-        assert [s.id for s in await state.styles(max_age_s=0)] == ["mine"]    # what workers serve wins
+        assert [s.id for s in await state.style_cache.styles(max_age_s=0)] == ["mine"]    # what workers serve wins
     finally:
         await state.close()
 
@@ -117,18 +118,18 @@ def test_famous_poets_are_names_only() -> None:
 async def test_registry_is_read_from_redis_and_cached_a_few_seconds(redis_url: str) -> None:
     state = State.from_url(redis_url)
     try:
-        assert not await state.styles()                        # nothing published yet
+        assert not await state.style_cache.styles()                        # nothing published yet
         await state.redis.hset(STYLES_KEY, "libai", json.dumps(CARDS[0], ensure_ascii=False))
-        assert not await state.styles()                        # still the cached answer
-        assert [s.title for s in await state.styles(max_age_s=0)] == ["李白"]
+        assert not await state.style_cache.styles()                        # still the cached answer
+        assert [s.title for s in await state.style_cache.styles(max_age_s=0)] == ["李白"]
         await state.redis.hset(STYLES_KEY, "dufu", json.dumps(CARDS[1], ensure_ascii=False))
-        assert len(await state.styles()) == 1 and len(await state.styles(max_age_s=0)) == 2
+        assert len(await state.style_cache.styles()) == 1 and len(await state.style_cache.styles(max_age_s=0)) == 2
 
-        assert (await state.settings(7)).style == ""
-        await state.set_setting(7, "style", "dufu")
-        assert (await state.settings(7)).style == "dufu"
-        await state.set_setting(7, "style", "not valid")       # ignored on read
-        assert (await state.settings(7)).style == ""
+        assert (await state.users.settings(7)).style == ""
+        await state.users.set_setting(7, "style", "dufu")
+        assert (await state.users.settings(7)).style == "dufu"
+        await state.users.set_setting(7, "style", "not valid")       # ignored on read
+        assert (await state.users.settings(7)).style == ""
     finally:
         await state.close()
 
@@ -427,7 +428,7 @@ async def test_unknown_styles_get_the_list_and_never_reach_the_worker(emu, redis
 
         # A style in the registry (another worker's) that this worker lacks: its refusal lists what it has.
         await styled.publish([{"id": "baijuyi", "title": "白居易", "line": "老妪能解"}])
-        await app.bot_data["rt"].state.styles(max_age_s=0)      # as if the bot's cache had run out
+        await app.bot_data["rt"].state.style_cache.styles(max_age_s=0)      # as if the bot's cache had run out
         answer = await ask(emu, ALICE, "/poem 白居易 春风")
         assert styled.jobs[-1].style == "baijuyi"
         assert "没有「白居易」这个风格。现有风格：李白、杜甫、王维、苏轼、陆游" in answer.text
@@ -448,7 +449,7 @@ async def test_styles_command_lists_them_or_says_there_are_none(emu, redis_url, 
 
         state: State = app.bot_data["rt"].state
         await state.redis.hset(STYLES_KEY, mapping={c["id"]: json.dumps(c, ensure_ascii=False) for c in CARDS})
-        await state.styles(max_age_s=0)                # as if the cache had run out
+        await state.style_cache.styles(max_age_s=0)                # as if the cache had run out
         listing = await ask(emu, ALICE, "/styles")
         assert listing.params["parse_mode"] == "HTML" and check_html(listing.text) is None
         body = listing.text.split("\n\n")[0].splitlines()
@@ -543,7 +544,7 @@ async def test_end_to_end_with_the_real_worker_and_adapters(emu, redis_url, styl
     async with running_bot(make_config(emu, redis_url)) as app:
         state: State = app.bot_data["rt"].state
         # The worker publishes its styles with its heartbeat; the bot reads them from Redis.
-        book = await eventually(lambda: state.styles(max_age_s=0), lambda b: len(b) == 2, timeout=30)
+        book = await eventually(lambda: state.style_cache.styles(max_age_s=0), lambda b: len(b) == 2, timeout=30)
         assert [s.title for s in book] == ["李白", "杜甫"] and book.get("libai").line == CARDS[0]["line"]
 
         since = emu.mark()

@@ -16,7 +16,9 @@ from bot.parsing import ParseError, extract_poem_lines, parse_poem_args
 from bot.redact import RedactToken
 from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
 from bot.similar import taste_vector
-from bot.state import CREATIVITY_TEMPERATURES, PoemRecord, State
+from bot.state import State
+from bot.stores.poems import PoemRecord
+from protocol.sampling import CREATIVITY_TEMPERATURES
 from protocol.keys import LIKES_CAP
 from bot.texts import EN, TEXTS, ZH, error_text, lang_of, t
 from devtools.emulator import check_html
@@ -265,10 +267,10 @@ def test_taste_vector_weights_likes_and_ignores_bad_vectors() -> None:
 async def test_rate_limit_is_a_sliding_window(redis_url: str) -> None:
     state = State.from_url(redis_url)
     try:
-        assert [await state.check_rate(7, 3, now=100.0 + i) for i in range(3)] == [0, 0, 0]
-        assert await state.check_rate(7, 3, now=110.0) == pytest.approx(50.0)   # the first expires at 160
-        assert await state.check_rate(8, 3, now=110.0) == 0                     # per user
-        assert await state.check_rate(7, 3, now=160.5) == 0
+        assert [await state.limits.check_rate(7, 3, now=100.0 + i) for i in range(3)] == [0, 0, 0]
+        assert await state.limits.check_rate(7, 3, now=110.0) == pytest.approx(50.0)   # the first expires at 160
+        assert await state.limits.check_rate(8, 3, now=110.0) == 0                     # per user
+        assert await state.limits.check_rate(7, 3, now=160.5) == 0
     finally:
         await state.close()
 
@@ -276,21 +278,22 @@ async def test_rate_limit_is_a_sliding_window(redis_url: str) -> None:
 async def test_queue_cap_delivery_claims_and_daily_claims(redis_url: str) -> None:
     state = State.from_url(redis_url)
     try:
-        assert await state.reserve_slot("j1", 2) and await state.reserve_slot("j2", 2)
-        assert not await state.reserve_slot("j3", 2)
-        await state.finish_delivery("j1")
-        assert await state.reserve_slot("j3", 2)
-        assert await state.reserve_slot("j4", 2, now=10**10)          # the old entries went stale
+        assert await state.limits.reserve_slot("j1", 2) and await state.limits.reserve_slot("j2", 2)
+        assert not await state.limits.reserve_slot("j3", 2)
+        await state.deliveries.finish_delivery("j1")
+        assert await state.limits.reserve_slot("j3", 2)
+        assert await state.limits.reserve_slot("j4", 2, now=10**10)          # the old entries went stale
 
-        assert await state.begin_delivery("j9", "a") == "mine"
-        assert await state.begin_delivery("j9", "b") == "busy"
-        await state.abort_delivery("j9")
-        assert await state.begin_delivery("j9", "b") == "mine"
-        await state.finish_delivery("j9")
-        assert await state.begin_delivery("j9", "a") == "sent" and await state.is_delivered("j9")
+        assert await state.deliveries.begin_delivery("j9", "a") == "mine"
+        assert await state.deliveries.begin_delivery("j9", "b") == "busy"
+        await state.deliveries.abort_delivery("j9")
+        assert await state.deliveries.begin_delivery("j9", "b") == "mine"
+        await state.deliveries.finish_delivery("j9")
+        assert await state.deliveries.begin_delivery("j9", "a") == "sent" and await state.deliveries.is_delivered("j9")
 
-        assert await state.claim_daily("2026-05-01", "a") and not await state.claim_daily("2026-05-01", "b")
-        assert await state.claim_recipient("j9", 5) and not await state.claim_recipient("j9", 5)
+        assert await state.subscribers.claim_daily("2026-05-01", "a")
+        assert not await state.subscribers.claim_daily("2026-05-01", "b")
+        assert await state.subscribers.claim_recipient("j9", 5) and not await state.subscribers.claim_recipient("j9", 5)
     finally:
         await state.close()
 
@@ -299,21 +302,21 @@ async def test_poems_history_likes_settings(redis_url: str) -> None:
     state = State.from_url(redis_url, poem_ttl_s=120, history_cap=3)
     try:
         record = PoemRecord("pid12345", 7, 7, "五绝", ["一二三四五"] * 4, {"keywords": ["春"]}, [0.1, 0.2])
-        await state.save_poem(record)
-        assert await state.load_poem("pid12345") == record
+        await state.poems.save_poem(record)
+        assert await state.poems.load_poem("pid12345") == record
         assert 0 < await state.redis.ttl("poembot:bot:poem:pid12345") <= 120
         for i in range(5):
-            await state.add_history(7, f"p{i}", [float(i)])
-        assert [h["pid"] for h in await state.history(7)] == ["p4", "p3", "p2"]
+            await state.users.add_history(7, f"p{i}", [float(i)])
+        assert [h["pid"] for h in await state.users.history(7)] == ["p4", "p3", "p2"]
         for i in range(LIKES_CAP + 2):
-            await state.add_like(7, f"l{i}", None)
-        likes = await state.likes(7)
+            await state.users.add_like(7, f"l{i}", None)
+        likes = await state.users.likes(7)
         assert len(likes) == LIKES_CAP and "l0" not in likes and f"l{LIKES_CAP + 1}" in likes
-        assert (await state.settings(7)).temperature == CREATIVITY_TEMPERATURES[1]
-        await state.set_setting(7, "cr", "0")
-        await state.set_setting(7, "script", "t")
-        await state.set_setting(7, "form", "bogus")          # ignored on read
-        s = await state.settings(7)
+        assert (await state.users.settings(7)).temperature == CREATIVITY_TEMPERATURES[1]
+        await state.users.set_setting(7, "cr", "0")
+        await state.users.set_setting(7, "script", "t")
+        await state.users.set_setting(7, "form", "bogus")          # ignored on read
+        s = await state.users.settings(7)
         assert (s.temperature, s.traditional, s.form) == (CREATIVITY_TEMPERATURES[0], True, None)
     finally:
         await state.close()

@@ -61,7 +61,7 @@ async def test_every_key_of_an_end_to_end_run_expires_or_is_bounded(emu, redis_u
         query_id = await emu.inline_query(BOB, "明月")
         await emu.wait_for_call("answerInlineQuery", since=since, inline_query_id=query_id, timeout=30)
         state: State = app.bot_data["rt"].state
-        await eventually(state.updates_pending, lambda n: n == 0)
+        await eventually(state.groups.updates_pending, lambda n: n == 0)
         # The updates stream keeps only what is not yet acknowledged (the bound holds while replicas run).
         assert await state.redis.xlen(keys.UPDATES_STREAM) == 0
 
@@ -85,18 +85,18 @@ async def test_a_users_keys_live_on_while_they_are_used(redis_url) -> None:
     """Per-user keys expire USER_TTL_S after their last use: a read for the user's request renews them."""
     state = State.from_url(redis_url)
     try:
-        await state.set_setting(7, "script", "t")
-        await state.add_history(7, "p1", None)
-        await state.add_like(7, "p1", None)
-        await state.mark_shown(7, ["c1"])
+        await state.users.set_setting(7, "script", "t")
+        await state.users.add_history(7, "p1", None)
+        await state.users.add_like(7, "p1", None)
+        await state.users.mark_shown(7, ["c1"])
         names = [keys.user_key(7, what) for what in ("settings", "history", "likes", "shown")]
         for name in names:
             assert keys.USER_TTL_S - 5 < await state.redis.ttl(name) <= keys.USER_TTL_S
             await state.redis.expire(name, 100)         # as if last used USER_TTL_S - 100 s ago
-        assert (await state.settings(7)).traditional
-        assert [h["pid"] for h in await state.history(7)] == ["p1"]
-        assert list(await state.likes(7)) == ["p1"]
-        assert await state.shown(7) == {"c1"}
+        assert (await state.users.settings(7)).traditional
+        assert [h["pid"] for h in await state.users.history(7)] == ["p1"]
+        assert list(await state.users.likes(7)) == ["p1"]
+        assert await state.users.shown(7) == {"c1"}
         for name in names:
             assert await state.redis.ttl(name) > keys.USER_TTL_S - 5
     finally:
@@ -114,7 +114,14 @@ def test_bounded_keys_are_named_in_keys_and_fixed() -> None:
 def test_lua_scripts_get_their_keys_from_keys() -> None:
     """No script glues a key name together (a cluster routes a script by the KEYS it is given, so a
     name built inside could live on another node); test_cluster.py runs them all on a cluster."""
-    from bot import state
-    scripts = {name: text for name, text in vars(state).items() if name.endswith("_LUA")}
-    assert len(scripts) >= 6
+    import importlib
+    import pkgutil
+
+    import bot.stores
+    import streams
+    modules = [importlib.import_module(f"{package.__name__}.{m.name}")
+               for package in (bot.stores, streams) for m in pkgutil.iter_modules(package.__path__)]
+    scripts = {f"{module.__name__}.{name}": text for module in modules
+               for name, text in vars(module).items() if name.endswith("_LUA")}
+    assert len(scripts) >= 8
     assert [name for name, text in scripts.items() if ".." in text] == []

@@ -10,15 +10,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-POEMBOT = ("bot", "protocol", "worker", "model", "search", "corpus", "verse", "training", "reading", "run",
-           "devtools")
+POEMBOT = ("bot", "protocol", "streams", "worker", "model", "search", "corpus", "verse", "training", "reading",
+           "run", "devtools")
 # package -> the poembot modules it may import (a package name allows all of it). From the bottom up:
-# verse and reading import nothing of poembot; protocol, search and corpus sit on verse; model on those;
-# worker and training on model; bot beside worker, on protocol and search; run above the roles.
+# verse and reading import nothing of poembot; protocol, search and corpus sit on verse; the queue room
+# (streams) on protocol; model on those; worker and training on model; bot beside worker, on protocol,
+# streams and search; run above the roles.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "verse": ("verse",),
     "reading": ("reading",),
     "protocol": ("protocol", "verse"),
+    # The queue room stands on the protocol (key names, the job format); the protocol never imports it.
+    "streams": ("streams", "protocol"),
     # The numpy search of the latent and theme indexes: below the model, which builds its index.
     "search": ("search", "verse", "protocol.paths"),
     # Fetching, building and reading the corpus; what is counted out of it. No TensorFlow.
@@ -26,15 +29,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # The model reads the built corpus but never runs the pipeline. Of protocol it still needs
     # protocol.jobs on this branch (the request type's own branch takes that import out).
     "model": ("model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
-    "worker": ("worker", "protocol", "model", "verse"),
+    "worker": ("worker", "protocol", "streams", "model", "verse"),
     "training": ("training", "model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
     # The bot holds no TensorFlow: the numpy search, never the model.
-    "bot": ("bot", "protocol", "verse", "reading", "search"),
+    "bot": ("bot", "protocol", "streams", "verse", "reading", "search"),
     # `poembot run` starts the roles as processes, above them: of the bot it reads only where the card
     # fonts are; never the developer tools (a sandbox is handed in by poembot_cli).
     "run": ("run", "protocol", "search", "bot.fonts"),
 }
-NO_TENSORFLOW = ("bot", "protocol", "search", "corpus", "verse", "reading")
+NO_TENSORFLOW = ("bot", "protocol", "streams", "search", "corpus", "verse", "reading")
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:

@@ -174,7 +174,7 @@ async def test_bot_metrics_endpoint_counts_a_real_conversation(emu, redis_url, s
         state = State.from_url(redis_url)
         try:
             assert sample(values, "poembot_bot_queue_depth") == await state.redis.xlen(JOBS_STREAM) >= 2
-            assert sample(values, "poembot_bot_jobs_inflight") == await state.inflight()
+            assert sample(values, "poembot_bot_jobs_inflight") == await state.limits.inflight()
         finally:
             await state.close()
     # Shutdown closes the endpoint rather than leaking a server thread per bot.

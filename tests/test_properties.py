@@ -22,7 +22,8 @@ from bot.callbacks import Callback, CallbackError
 from bot.parsing import (LONG_FORMS, MAX_ACROSTIC, MAX_ARG_CHARS, PINYIN_FORMS, ParseError, extract_poem_lines,
                          form_of_token, parse_poem_args)
 from bot.render import format_poem
-from bot.state import CREATIVITY_TEMPERATURES, UserSettings
+from bot.stores.users import UserSettings
+from protocol.sampling import CREATIVITY_TEMPERATURES
 from bot.styles import is_famous_poet, valid_style_id
 from bot.texts import EN, ZH, t
 from protocol.jobs import (IGNORED_CHARS, MAX_KEYWORDS, MAX_N, TYPED_LINE_BREAKS, GenerateJob, JobFormatError,

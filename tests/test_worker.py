@@ -19,13 +19,15 @@ import pytest
 import redis
 
 from protocol import keys
-from protocol.connections import connect, enqueue, live_workers, wait_results
+from protocol.connections import connect, live_workers, wait_results
+from streams import StreamConsumer, enqueue, jobs_consumer, results_consumer, run, run_async
 from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, EncodeJob, GenerateJob, Result,
                         job_to_json)
 from botkit import start_worker  # noqa: F401  (a fixture)
 from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+JOBS = jobs_consumer("test")      # the workers' group on the jobs stream, as a test reads it
 
 
 class WorkerProc:
@@ -85,31 +87,56 @@ def results_per_job(client) -> dict[str, int]:
 
 
 async def test_ensure_group_is_idempotent_with_either_client(redis_client, redis_url) -> None:
-    """One helper creates the consumer groups for the worker (sync client) and the bot (asyncio)."""
+    """One operation creates the consumer groups for the worker (sync client) and the bot (asyncio)."""
     import redis.asyncio as aioredis
 
-    from protocol.connections import ensure_group
-    ensure_group(redis_client)
-    ensure_group(redis_client)
+    run(redis_client, JOBS.ensure_group())
+    run(redis_client, JOBS.ensure_group())
     client = aioredis.from_url(redis_url)
     try:
-        await ensure_group(client)
-        await ensure_group(client, keys.RESULTS_STREAM, "bots", "$")
-        await ensure_group(client, keys.RESULTS_STREAM, "bots", "$")
+        await run_async(client, JOBS.ensure_group())
+        await run_async(client, results_consumer("bot").ensure_group())
+        await run_async(client, results_consumer("bot").ensure_group())
         with pytest.raises(Exception, match="WRONGTYPE"):
             redis_client.set("not-a-stream", "x")
-            await ensure_group(client, "not-a-stream", "g")
+            await run_async(client, StreamConsumer("not-a-stream", "g", "c").ensure_group())
     finally:
         await client.aclose()
     assert [g["name"] for g in redis_client.xinfo_groups(keys.JOBS_STREAM)] == [keys.WORKER_GROUP.encode()]
-    assert [g["name"] for g in redis_client.xinfo_groups(keys.RESULTS_STREAM)] == [b"bots"]
+    assert [g["name"] for g in redis_client.xinfo_groups(keys.RESULTS_STREAM)] == [keys.RESULTS_GROUP.encode()]
+
+
+def test_a_job_is_enqueued_once_per_id(redis_client) -> None:
+    """The one enqueue (the bot's, used here as everywhere): a job id sent again adds no entry."""
+    job = GenerateJob()
+    first = run(redis_client, enqueue(job))
+    assert first is not None and run(redis_client, enqueue(job)) is None
+    assert [eid.decode() for eid, _ in redis_client.xrange(keys.JOBS_STREAM)] == [first]
+
+
+def test_claimed_entries_carry_their_delivery_counts(redis_client) -> None:
+    """A job another consumer left idle is taken over with how often it was handed out; one trimmed
+    away meanwhile is not handed out (empty)."""
+    run(redis_client, JOBS.ensure_group())
+    kept, trimmed = GenerateJob(), GenerateJob()
+    kept_id, trimmed_id = run(redis_client, enqueue(kept)), run(redis_client, enqueue(trimmed))
+    dead = jobs_consumer("dead", min_idle_ms=0)
+    assert [e.entry_id for e in run(redis_client, dead.read(10, block_ms=0))] == [kept_id, trimmed_id]
+    redis_client.xdel(keys.JOBS_STREAM, trimmed_id)
+    taker = jobs_consumer("taker", min_idle_ms=0)
+    _, claimed = run(redis_client, taker.claim_stale(10))
+    assert [(e.entry_id, e.deliveries) for e in claimed] == [(kept_id, 2)]
+    assert run(redis_client, taker.deliveries(kept_id)) == 2
+    before = run(redis_client, taker.pending())
+    run(redis_client, taker.ack(kept_id))
+    assert run(redis_client, taker.deliveries(kept_id)) == 0
+    assert run(redis_client, taker.pending()) == before - 1
 
 
 def test_publish_is_once_per_job(redis_client, redis_url) -> None:
-    from protocol.connections import ensure_group
     from protocol.settings import WorkerSettings
     from worker.service import Worker
-    ensure_group(redis_client)
+    run(redis_client, JOBS.ensure_group())
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=None)
     result = Result(job_id="j1", ok=True, poems=[{"text": "x"}])
     assert worker._publish("", result) is True
@@ -121,7 +148,6 @@ def test_publish_is_once_per_job(redis_client, redis_url) -> None:
 def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url) -> None:
     """A generator that answers out of order, or not at all for one job, still gives each job its
     own result; the unanswered job stays pending for redelivery."""
-    from protocol.connections import ensure_group
     from protocol.settings import WorkerSettings
     from worker.service import Worker
 
@@ -130,10 +156,10 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
             return [Result(job_id=j.job_id, ok=True, poems=[{"text": j.acrostic}])
                     for j in reversed(jobs) if j.acrostic != "丢"]
 
-    ensure_group(redis_client)
+    run(redis_client, JOBS.ensure_group())
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Shuffling())
     jobs = [GenerateJob(acrostic=a) for a in ("春", "夏", "丢", "秋")]
-    entry_of = {job.acrostic: enqueue(redis_client, job) for job in jobs}
+    entry_of = {job.acrostic: run(redis_client, enqueue(job)) for job in jobs}
     worker._handle(worker._read(count=10, block_ms=100))
     published = {}
     for _, fields in redis_client.xrange(keys.RESULTS_STREAM):
@@ -148,7 +174,6 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
 def test_the_production_worker_takes_no_fault_orders_from_a_job(redis_client, redis_url, monkeypatch) -> None:
     """Fault injection lives in tests/faulty_worker.py: neither the old switch nor a job's reply
     can make the real worker fail (the reply is the sender's, passed through untouched)."""
-    from protocol.connections import ensure_group
     from protocol.settings import WorkerSettings
     from worker.service import Worker
 
@@ -157,10 +182,10 @@ def test_the_production_worker_takes_no_fault_orders_from_a_job(redis_client, re
             return [Result(job_id=j.job_id, ok=True, reply=j.reply) for j in jobs]
 
     monkeypatch.setenv("POEMBOT_FAULTS", "1")
-    ensure_group(redis_client)
+    run(redis_client, JOBS.ensure_group())
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Echo())
     job = GenerateJob(reply={"fault": "raise", "fault_worker": "w"})
-    enqueue(redis_client, job)
+    run(redis_client, enqueue(job))
     worker._handle(worker._read(count=10, block_ms=100))
     assert results_per_job(redis_client) == {job.job_id: 1}
     assert redis_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)["pending"] == 0
@@ -170,18 +195,18 @@ def test_consumers_of_stopped_workers_are_pruned(redis_client) -> None:
     """Only a consumer that is not alive, holds nothing and has been idle long enough goes."""
     import time as clock
 
-    from protocol.connections import ensure_group, prune_workers
 
-    ensure_group(redis_client)
-    enqueue(redis_client, GenerateJob())
-    enqueue(redis_client, GenerateJob())
+    run(redis_client, JOBS.ensure_group())
+    run(redis_client, enqueue(GenerateJob()))
+    run(redis_client, enqueue(GenerateJob()))
     # "gone" holds nothing and does not beat; "holding" has a pending job; "alive" beats.
     redis_client.xgroup_createconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, "gone")
     redis_client.xgroup_createconsumer(keys.JOBS_STREAM, keys.WORKER_GROUP, "alive")
     redis_client.xreadgroup(keys.WORKER_GROUP, "holding", {keys.JOBS_STREAM: ">"}, count=1)
     redis_client.zadd(keys.WORKERS_ALIVE_KEY, {"alive": clock.time()})
-    assert prune_workers(redis_client, idle_ms=10**9) == []          # nobody idle that long
-    assert prune_workers(redis_client, idle_ms=0) == ["gone"]
+    alive = redis_client.zrangebyscore(keys.WORKERS_ALIVE_KEY, "-inf", "+inf")
+    assert run(redis_client, JOBS.prune(alive, idle_ms=10**9)) == []          # nobody idle that long
+    assert run(redis_client, JOBS.prune(alive, idle_ms=0)) == ["gone"]
     names = {c["name"] for c in redis_client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP)}
     assert {n.decode() if isinstance(n, bytes) else n for n in names} == {"holding", "alive"}
 
@@ -193,7 +218,7 @@ def test_mixed_batch_round_trip(workers, redis_client) -> None:
     bad = GenerateJob(form="五绝", acrostic="春夏秋冬风")
     jobs.append(bad)
     for job in jobs:                               # all queued first, so the worker can batch them
-        enqueue(redis_client, job)
+        run(redis_client, enqueue(job))
     w = workers("rt", max_batch=64, max_wait_ms=200)
     status = w.wait_alive(redis_client)
     got = wait_results(redis_client, [j.job_id for j in jobs], timeout_s=120)
@@ -242,7 +267,7 @@ def test_worker_serves_and_publishes_its_styles(workers, redis_client, tiny_mode
     jobs = [GenerateJob(form="五绝", seed=3, style="alpha"), GenerateJob(form="五绝", seed=3),
             GenerateJob(form="五绝", seed=3, style="stale")]
     for job in jobs:
-        enqueue(redis_client, job)
+        run(redis_client, enqueue(job))
     results = wait_results(redis_client, [j.job_id for j in jobs], timeout_s=90)
     styled, plain, refused = (results[j.job_id][0] for j in jobs)
     assert styled.ok and styled.poems[0]["style"] == "alpha" and plain.poems[0]["style"] == ""
@@ -255,7 +280,7 @@ def test_kill_9_mid_batch_another_worker_finishes_every_job(workers, start_worke
     a.wait_alive(redis_client)
     jobs = [GenerateJob(form="七绝", seed=k) for k in range(6)]
     for job in jobs:
-        enqueue(redis_client, job)
+        run(redis_client, enqueue(job))
 
     def a_holds_all() -> bool:
         info = redis_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
@@ -280,7 +305,7 @@ def test_poison_job_goes_to_dead_letter_with_an_error_result(start_worker, tiny_
     unreadable = json.loads(job_to_json(GenerateJob(job_id="future-job")))
     unreadable["v"] = 99
     for job in [poison, *good]:
-        enqueue(redis_client, job)
+        run(redis_client, enqueue(job))
     redis_client.xadd(keys.JOBS_STREAM, {keys.JOB_FIELD: json.dumps(unreadable)})
     start_worker(FaultyGenerator(tiny_generator, raise_on=[poison.job_id]), worker_id="p",
                  visibility_ms=600, max_deliveries=2, max_wait_ms=200)
@@ -301,12 +326,12 @@ def test_worker_reconnects_after_redis_restart(start_worker, redis_server) -> No
     client = connect(redis_server.url)
     start_worker(worker_id="r", max_wait_ms=50)
     first = GenerateJob(form="五绝", seed=1)
-    enqueue(client, first)
+    run(client, enqueue(first))
     assert wait_results(client, [first.job_id], timeout_s=60)[first.job_id][0].worker_id == "r"
     redis_server.restart()
     client = connect(redis_server.url)
     second = GenerateJob(form="七绝", seed=2)
-    enqueue(client, second)
+    run(client, enqueue(second))
     after = wait_results(client, [second.job_id], timeout_s=60)[second.job_id][0]
     assert after.ok and after.worker_id == "r"    # the same worker, alive through the restart
 
@@ -336,7 +361,7 @@ def test_worker_outlives_redis_out_of_memory(start_worker, tiny_generator, redis
     gated = GatedGenerator(tiny_generator)
     worker = start_worker(generator=gated, worker_id="oom", max_wait_ms=5)
     job = GenerateJob(form="五绝", seed=3)
-    enqueue(client, job)
+    run(client, enqueue(job))
     assert gated.entered.wait(60)                    # the worker holds the job in hand
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)                # every write is refused from now on
@@ -350,7 +375,7 @@ def test_worker_outlives_redis_out_of_memory(start_worker, tiny_generator, redis
     first = wait_results(client, [job.job_id], timeout_s=60)[job.job_id][0]
     assert first.ok and first.worker_id == "oom"
     second = GenerateJob(form="七绝", seed=4)
-    enqueue(client, second)
+    run(client, enqueue(second))
     after = wait_results(client, [second.job_id], timeout_s=60)[second.job_id][0]
     assert after.ok and after.worker_id == "oom"     # the same worker, alive through the squeeze
 
@@ -364,7 +389,7 @@ def test_sigterm_finishes_the_batch_in_hand(workers, redis_client) -> None:
     assert redis_client.zscore(keys.WORKERS_LOADING_KEY, "t") is None
     assert [s["worker_id"] for s in live_workers(redis_client)] == ["t"]
     job = GenerateJob(form="五绝", seed=3)
-    enqueue(redis_client, job)
+    run(redis_client, enqueue(job))
     wait_for(lambda: json.loads(redis_client.get(keys.heartbeat_key("t")) or "{}").get("busy"), timeout=30,
              message="worker never started the batch")
     w.proc.send_signal(signal.SIGTERM)

@@ -1,7 +1,8 @@
 """The decoding worker: Redis Streams consumer group in, results stream out, dynamic batching.
 
 At-least-once delivery with exactly-once effect: a job is acked (and deleted) in the same Lua script
-that publishes its result, guarded by a SET NX key per job_id, so a re-delivered job publishes nothing new.
+that publishes its result, guarded by a SET NX key per job_id, so a re-delivered job publishes nothing new
+(streams.producer.publish_result; the reading is streams.consumer's, as the bot's).
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from typing import Any
 import redis
 
 from protocol import keys
-from protocol.connections import Backoff, connect, ensure_group, prune_workers, refuses_writes
+from protocol.connections import Backoff, connect, refuses_writes
 from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, E_NO_COUPLET_MODEL, CoupletJob, Job,
-                        JobFormatError, Result, job_from_fields, job_id_from_fields, reply_from_fields,
-                        result_to_json)
+                        JobFormatError, Result, job_from_fields, job_id_from_fields, reply_from_fields)
 from model.generate import load_generator
 from worker.metrics import WorkerMetrics
 from protocol.settings import PRETRAINED_DIR
 from protocol.settings import WorkerSettings
+from streams import Entry, jobs_consumer, publish_result, run
 
 log = logging.getLogger("poembot.worker")
 
@@ -34,19 +35,6 @@ GPU_BATCH, GPU_WAIT_MS = 512, 10
 BLOCK_MS = 1000                           # longest blocking read: bounds how late a SIGTERM is seen
 PRUNE_EVERY_S = 60.0                      # how often a worker deletes the group consumers of stopped ones
 PRUNE_IDLE_MS = 10 * 60_000               # a stopped worker's consumer is deleted once idle this long
-
-# Publish once, then ack and delete: all or nothing, so a crash cannot lose or double a result.
-PUBLISH_LUA = """
-local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if fresh then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', ARGV[4], ARGV[5])
-end
-if ARGV[7] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
-  redis.call('XDEL', KEYS[3], ARGV[7])
-end
-if fresh then return 1 else return 0 end
-"""
 
 
 def default_batching(settings: WorkerSettings) -> WorkerSettings:
@@ -82,7 +70,7 @@ class Worker:
         self.couplets = couplets
         self.client = connect(settings.redis_url)
         self.beat_client = connect(settings.redis_url)
-        self.publish = self.client.register_script(PUBLISH_LUA)
+        self.jobs = jobs_consumer(settings.worker_id, block_ms, min_idle_ms=settings.visibility_ms)
         self.metrics = WorkerMetrics(settings.worker_id)
         self.stopping = threading.Event()
         self.in_flight: set[str] = set()          # entry ids being decoded now (kept visible to us)
@@ -111,7 +99,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 if not ready:
-                    ensure_group(self.client)
+                    run(self.client, self.jobs.ensure_group())
                     ready = True
                     backoff.reset()
                 self._flush_outbox()
@@ -146,7 +134,7 @@ class Worker:
 
     # --- one iteration ------------------------------------------------------------------------
     def _step(self) -> None:
-        entries: list[tuple[str, dict | None, int]] = []
+        entries: list[Entry] = []
         now = time.monotonic()
         if now - self._last_claim >= self.s.beat_s:
             self._last_claim = now
@@ -157,11 +145,10 @@ class Worker:
         if entries:
             self._handle(entries)
 
-    def _read(self, count: int, block_ms: int) -> list[tuple[str, dict | None, int]]:
-        """Up to count new entries: block for the first, then gather more for at most max_wait_ms."""
-        out: list[tuple[str, dict | None, int]] = []
-        first = self._xread(count, block_ms if block_ms > 0 else None)
-        out += first
+    def _read(self, count: int, block_ms: int) -> list[Entry]:
+        """Up to count new entries: block for the first (0: not at all), then gather more for at most
+        max_wait_ms."""
+        out = run(self.client, self.jobs.read(count, block_ms))
         if not out:
             return out
         deadline = time.monotonic() + self.s.max_wait_ms / 1000
@@ -169,42 +156,24 @@ class Worker:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break
-            more = self._xread(count - len(out), left_ms)
+            more = run(self.client, self.jobs.read(count - len(out), left_ms))
             if not more:
                 break
             out += more
         return out
 
-    def _xread(self, count: int, block_ms: int | None) -> list[tuple[str, dict | None, int]]:
-        reply = self.client.xreadgroup(keys.WORKER_GROUP, self.s.worker_id, {keys.JOBS_STREAM: ">"},
-                                       count=count, block=block_ms)
-        return [(_s(eid), fields, 1) for _, entries in reply or [] for eid, fields in entries]
-
-    def _claim(self) -> list[tuple[str, dict | None, int]]:
+    def _claim(self) -> list[Entry]:
         """Jobs idle past the visibility timeout (their consumer died or gave up), with delivery counts."""
-        claimed = self.client.xautoclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
-                                         min_idle_time=self.s.visibility_ms, start_id=self._claim_cursor,
-                                         count=self.s.max_batch)
         # Resume the scan where it stopped, so idle jobs behind many live ones are reached too.
-        self._claim_cursor = _s(claimed[0]) if claimed else "0-0"
-        entries = claimed[1] if claimed else []
-        if not entries:
-            return []
-        ids = [_s(eid) for eid, _ in entries]
-        info = self.client.xpending_range(keys.JOBS_STREAM, keys.WORKER_GROUP, min=ids[0], max=ids[-1],
-                                          count=len(ids) * 4 + 16, consumername=self.s.worker_id)
-        deliveries = {_s(p["message_id"]): int(p["times_delivered"]) for p in info}
-        self.metrics.claimed.inc(len(entries))
-        log.info("claimed %d idle jobs", len(entries))
-        return [(_s(eid), fields, deliveries.get(_s(eid), self.s.max_deliveries + 1))
-                for eid, fields in entries]
+        self._claim_cursor, entries = run(self.client, self.jobs.claim_stale(self.s.max_batch, self._claim_cursor))
+        if entries:
+            self.metrics.claimed.inc(len(entries))
+            log.info("claimed %d idle jobs", len(entries))
+        return entries
 
-    def _handle(self, entries: list[tuple[str, dict | None, int]]) -> None:
+    def _handle(self, entries: list[Entry]) -> None:
         jobs: list[tuple[str, Job]] = []
         for entry_id, fields, delivered in entries:
-            if not fields:                       # trimmed or deleted while pending
-                self._ack_only(entry_id)
-                continue
             try:
                 job = job_from_fields(fields)
             except JobFormatError as exc:
@@ -275,11 +244,7 @@ class Worker:
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
-        fresh = self.publish(
-            keys=[keys.result_dedup_key(result.job_id), keys.RESULTS_STREAM, keys.JOBS_STREAM],
-            args=[self.s.worker_id, keys.RESULT_DEDUP_TTL_S, keys.RESULTS_MAXLEN, keys.RESULT_FIELD,
-                  result_to_json(result), keys.WORKER_GROUP, entry_id],
-            client=self.client)
+        fresh = run(self.client, publish_result(result, self.s.worker_id, entry_id))
         kind = result.kind
         if fresh:
             outcome = "ok" if result.ok else "error"
@@ -306,9 +271,6 @@ class Worker:
             log.warning("%d results unpublished at exit (%s); their jobs will be redone",
                         len(self.outbox), exc)
 
-    def _ack_only(self, entry_id: str) -> None:
-        self.client.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, entry_id)
-
     def _dead_letter(self, entry_id: str, fields: dict, reason: str, delivered: int, code: str,
                      message: str) -> None:
         job_id = job_id_from_fields(fields) or f"entry:{entry_id}"
@@ -333,7 +295,9 @@ class Worker:
                 self._beat()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_S
-                    gone = prune_workers(self.beat_client, idle_ms=max(self.s.visibility_ms, PRUNE_IDLE_MS))
+                    alive = self.beat_client.zrangebyscore(keys.WORKERS_ALIVE_KEY, keys.alive_since(time.time()),
+                                                           "+inf")
+                    gone = run(self.beat_client, self.jobs.prune(alive, max(self.s.visibility_ms, PRUNE_IDLE_MS)))
                     if gone:
                         log.info("pruned the consumers of %d stopped workers: %s", len(gone), ", ".join(gone))
             except redis.RedisError as exc:
@@ -343,10 +307,7 @@ class Worker:
     def _beat(self) -> None:
         with self.lock:
             ids = sorted(self.in_flight)
-        if ids:
-            # JUSTID re-claim by ourselves resets idle time without counting a delivery.
-            self.beat_client.xclaim(keys.JOBS_STREAM, keys.WORKER_GROUP, self.s.worker_id,
-                                    min_idle_time=0, message_ids=ids, justid=True)
+        run(self.beat_client, self.jobs.keep(ids))    # no other worker claims what this one decodes
         status = {"worker_id": self.s.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": self.started_at, "at": time.time(), "busy": self.busy_batch,
                   "jobs_done": self.jobs_done, "max_batch": self.s.max_batch, "model_dir": str(self.s.model_dir or ""),
@@ -364,8 +325,7 @@ class Worker:
         depth = int(self.beat_client.xlen(keys.JOBS_STREAM))
         self.metrics.queue_depth.set(depth)
         try:
-            summary = self.beat_client.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
-            self.metrics.pending.set(int(summary.get("pending", 0)))
+            self.metrics.pending.set(run(self.beat_client, self.jobs.pending()))
         except redis.ResponseError:
             pass
 

@@ -277,9 +277,9 @@ async def bot_serves_a_poem(emu: BotApiEmulator, url: str) -> None:
 
 async def test_redis_with_a_password(emu: BotApiEmulator, pw_redis: RedisServer) -> None:
     state = State.from_url(pw_url(pw_redis))
-    await state.ensure_groups()
-    await state.set_setting(1, "script", "t")
-    assert (await state.settings(1)).traditional
+    await state.groups.ensure_groups()
+    await state.users.set_setting(1, "script", "t")
+    assert (await state.users.settings(1)).traditional
     await state.close()
     client = connections.connect(pw_url(pw_redis))
     assert client.ping() and client.xlen(JOBS_STREAM) == 0 and connections.live_workers(client) == []
@@ -290,7 +290,7 @@ async def test_redis_with_a_password(emu: BotApiEmulator, pw_redis: RedisServer)
     for url in (pw_url(pw_redis, "wrong"), pw_url(pw_redis, None)):
         state = State.from_url(url)
         with pytest.raises(AuthenticationError) as refused:
-            await state.ensure_groups()
+            await state.groups.ensure_groups()
         assert PASSWORD not in str(refused.value) and "wrong" not in str(refused.value)
         await state.close()
         with pytest.raises(AuthenticationError):
@@ -308,7 +308,7 @@ async def test_redis_over_tls_with_a_password(emu: BotApiEmulator, pw_redis: Red
         url = f"{base}?ssl_ca_certs={cert}"
         state = State.from_url(url)
         assert state.redis.connection_pool.connection_class.__name__ == "SSLConnection"
-        await state.ensure_groups()
+        await state.groups.ensure_groups()
         assert await state.redis.ping()
         await state.close()
         client = connections.connect(url)
