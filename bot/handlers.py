@@ -26,7 +26,7 @@ from bot.couplet import (COUPLET_FORM, CoupletRequest, couplet_job, parse_couple
                          spring_card_of)
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
-from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args
+from bot.parsing import PoemRequest, extract_poem_lines, parse_poem_args
 from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
 from bot.runtime import Outcome, Runtime
@@ -36,6 +36,7 @@ from bot.state import PoemRecord
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
 from protocol.jobs import EncodeJob, ValidationError, validate_encode
+from protocol.spec import SpecError
 from model.reasons import QueryPoem
 from verse.script import to_simplified
 from reading.gloss import gloss, render
@@ -79,7 +80,7 @@ def guarded(func: Handler) -> Handler:
         lang = user_lang(update)
         try:
             await func(update, context)
-        except ParseError as exc:
+        except SpecError as exc:            # bot.parsing's ParseError is one too
             await tell(update, t(lang, exc.key, **exc.values))
         except ValidationError as exc:
             await tell(update, error_text(lang, exc.code, exc.message))
@@ -147,7 +148,7 @@ async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request:
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     settings = await rt.state.settings(user.id)
     await rt.resolve_style(request, settings)
-    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
+    job = rt.make_generate_job(rt.poem_spec(request, settings), chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message.message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
     await answer_outcome(message, outcome, lang)
@@ -319,16 +320,6 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 # --- buttons -------------------------------------------------------------------------------------
 
-def request_of(record: PoemRecord) -> PoemRequest:
-    """The request that produced record, to ask again (🔄) or with some lines kept (✏️)."""
-    req = record.request or {}
-    # The poem's own style, "" (the base model) when it had none: never the user's default of today.
-    return PoemRequest(form=record.form if record.form in FORMS else req.get("form") or None,
-                       keywords=list(req.get("keywords") or []), acrostic=str(req.get("acrostic") or ""),
-                       like_texts=list(req.get("like_texts") or []), style=str(req.get("style") or ""),
-                       style_title=str(req.get("style_title") or ""), title=str(req.get("title") or ""))
-
-
 async def _edit_markup(update: Update, markup: Any) -> None:
     try:
         await update.callback_query.edit_message_reply_markup(reply_markup=markup)
@@ -393,7 +384,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
 
     record = await rt.state.load_poem(cb.poem_id)
-    if record is None:
+    if record is None or (record.spec is None and record.form != COUPLET_FORM):
         await query.answer(t(lang, "cb_stale"), show_alert=True)
         return
     owner_only = cb.action in (callbacks.LIKE, callbacks.KEEP, callbacks.KEEP_TOGGLE,
@@ -415,10 +406,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         added = await rt.state.add_like(user.id, record.poem_id, record.mu)
         await query.answer(t(lang, "liked" if added else "already_liked"))
     elif cb.action == callbacks.ANOTHER:
-        request = request_of(record)
-        await rt.resolve_style(request, settings)
-        job = rt.make_generate_job(request, settings, chat_id=update.effective_chat.id, user_id=user.id,
-                                   lang=lang, reply_to=message_id)
+        spec = await rt.again_spec(record.spec, settings)
+        job = rt.make_generate_job(spec, chat_id=update.effective_chat.id, user_id=user.id, lang=lang,
+                                   reply_to=message_id)
         outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=update.effective_chat.id)
         await query.answer(outcome_alert(outcome, lang, "another_started"),
                            show_alert=not outcome.accepted)
@@ -459,7 +449,7 @@ async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record:
     day = datetime.fromtimestamp(record.created_at, rt.config.zone).date()
     # The daily poem (nobody's own) keeps its heading as the card's title.
     title = t(ZH, "daily_card_title") if record.owner_id is None else ""
-    png = await card_png(poem_card(record.lines, record.form, record.request, traditional, day, title))
+    png = await card_png(poem_card(record.lines, record.form, record.spec, traditional, day, title))
     if png is None:
         await update.callback_query.answer(t(lang, "card_unavailable"), show_alert=True)
         return
@@ -469,6 +459,7 @@ async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record:
 
 async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord, mask: int,
                    message_id: int | None) -> None:
+    """✏️ done: the same request again with the chosen lines kept."""
     rt, lang = runtime(context), user_lang(update)
     query, user, chat = update.callback_query, update.effective_user, update.effective_chat
     n_lines = len(record.lines)
@@ -478,15 +469,13 @@ async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: P
     if mask == (1 << n_lines) - 1:
         await query.answer(t(lang, "keep_all"), show_alert=True)
         return
-    fixed = {i: record.lines[i] for i in range(n_lines) if mask >> i & 1}
-    kept_text = "".join(fixed.values())
-    request = request_of(record)
+    kept = {i: record.lines[i] for i in range(n_lines) if mask >> i & 1}
+    kept_text = "".join(kept.values())
     # A theme word already in a kept line is satisfied; asking for it again only wastes room.
-    request.keywords = [k for k in request.keywords if k not in kept_text]
+    keywords = [k for k in record.spec.keywords if k not in kept_text]
     settings = await rt.state.settings(user.id)
-    await rt.resolve_style(request, settings)
-    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
-                               reply_to=message_id, fixed_lines=fixed)
+    spec = await rt.again_spec(record.spec, settings, kept_lines=kept, keywords=keywords)
+    job = rt.make_generate_job(spec, chat_id=chat.id, user_id=user.id, lang=lang, reply_to=message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
     if outcome.accepted:
         await _edit_markup(update, poem_keyboard(record.poem_id, lang))

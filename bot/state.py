@@ -9,15 +9,16 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from protocol.connections import Backoff, connect_async, ensure_group, gone_consumers
-from verse.forms import FORM_NAMES
+from verse.forms import FORM_NAMES, FORMS
 from protocol.jobs import Job, job_fields
+from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
 from bot.styles import StyleBook, valid_style_id
 from protocol.keys import (BOT_PRUNE_EVERY_S, BOT_PRUNE_KEY, BOTS_ALIVE_KEY, DAILY_TTL_S, DELIVERED_TTL_S,
                            ENQUEUED_TTL_S, INFLIGHT_KEY, INFLIGHT_STALE_S, JOBS_MAXLEN, JOBS_STREAM, LIKES_CAP,
@@ -50,21 +51,36 @@ class PoemRecord:
     chat_id: int
     form: str
     lines: list[str]                   # simplified, without punctuation
-    request: dict[str, Any] = field(default_factory=dict)   # form/keywords/acrostic/like_texts
+    request: dict[str, Any] = field(default_factory=dict)   # a couplet's request (bot.couplet)
     mu: list[float] | None = None
     seed: int | None = None
     rhyme_ok: bool | None = None
     tone_rate: float | None = None
     created_at: float = field(default_factory=time.time)
+    spec: PoemSpec | None = None       # what a poem was asked with; None for a couplet
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["spec"] = self.spec.to_wire() if self.spec is not None else None
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "PoemRecord":
         body = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in body.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"spec"}
+        record = cls(**{k: v for k, v in body.items() if k in known})
+        record.spec = _spec_of(body.get("spec"), record)
+        return record
+
+
+def _spec_of(wire: Any, record: PoemRecord) -> PoemSpec | None:
+    """A stored record's spec; for a poem kept before specs existed, the one its request dict says."""
+    if wire is not None:
+        try:
+            return from_wire(wire)
+        except SpecError as exc:
+            log.warning("poem %s has an unreadable spec: %s", record.poem_id, exc)
+    return from_legacy(record.request or {}, record.form) if record.form in FORMS else None
 
 
 @dataclass
