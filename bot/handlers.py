@@ -422,9 +422,9 @@ async def _on_like(press: Press) -> None:
 
 
 async def _on_another(press: Press) -> None:
-    """🔄: the same request again, in the user's settings of today."""
+    """🔄: the same request again, in the user's settings of today, with a new seed (a new poem)."""
     rt, lang, user_id, chat_id = press.rt, press.lang, press.update.effective_user.id, press.update.effective_chat.id
-    spec = await rt.again_spec(press.record.spec, press.settings)
+    spec = await rt.again_spec(press.record.spec, press.settings, seed=None)
     job = rt.make_generate_job(spec, chat_id=chat_id, user_id=user_id, lang=lang, reply_to=press.message_id)
     outcome = await rt.submit(job, press.context.bot, user_id=user_id, chat_id=chat_id)
     await press.query.answer(outcome_alert(outcome, lang, "another_started"), show_alert=not outcome.accepted)

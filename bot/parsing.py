@@ -19,6 +19,7 @@ MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
 # it becomes the poem's title only. Shorter words are the title and must appear in the poem.
 MAX_KEYWORD_CHARS = 4
 ACROSTIC_WORDS = {"藏头", "藏頭", "acrostic"}
+SEED_PREFIXES = ("种子", "種子", "seed")      # 种子:7 / seed:7: the same seed writes the same poem
 # Typing-friendly names for the forms, for people without a Chinese keyboard at hand.
 PINYIN_FORMS = {"wujue": "五绝", "qijue": "七绝", "wulv": "五律", "qilv": "七律", "wulu": "五律",
                 "qilu": "七律"}
@@ -51,6 +52,7 @@ class PoemRequest:
     style: str | None = None                # a style id; "" the base model; None: the user's default
     style_title: str = ""                   # how the style is shown (李白), set with style
     title: str = ""                         # the poem's occasion: 题:送别, or the theme words
+    seed: str = ""                          # as typed (种子:7); protocol.spec reads it
 
     def resolved_form(self, default_form: str) -> str:
         """The form to write: the one asked for, else one long enough for the acrostic."""
@@ -65,7 +67,7 @@ def spec_fields(request: PoemRequest, default_form: str) -> dict[str, object]:
     """request as protocol.spec.parse_spec's fields, written in default_form unless it names one."""
     return {"form": request.resolved_form(default_form), "title": request.title, "keywords": request.keywords,
             "acrostic": request.acrostic, "like_texts": request.like_texts, "style": request.style or "",
-            "style_title": request.style_title}
+            "style_title": request.style_title, "seed": request.seed or None}
 
 
 def form_of_token(token: str) -> str | None:
@@ -167,6 +169,12 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
             if not title and i < len(tokens):
                 title, i = tokens[i], i + 1
             title_parts.append(title)
+            continue
+        seed = split_prefix(tok, SEED_PREFIXES)
+        if seed is not None:                   # 种子:7 (or 种子: 7)
+            if not seed and i < len(tokens):
+                seed, i = tokens[i], i + 1
+            request.seed = seed
             continue
         form = form_of_token(tok)
         if form is not None:

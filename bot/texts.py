@@ -65,6 +65,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "examples_unknown": "范诗里没有模型认识的字。",
         "bad_style": "风格名最多 {limit} 个字符，不能有空格。",
         "bad_sampling": "采样参数 {field} 须在 {low} 与 {high} 之间。",
+        "bad_seed": "种子须是一个非负整数，例如 种子:7，而不是「{value}」。",
         "unknown_style": ("没有「{name}」这个风格。现有风格：{styles_zh}。\n"
                           "用法：/poem {example} 明月；/styles 查看每种风格。想以「{name}」为主题，请发 /poem 主题:{name}"),
         "unknown_style_none": ("现在还没有可仿的诗人风格，「{name}」也不在其中。/poem 加主题照常写诗；"
@@ -229,6 +230,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "examples_unknown": "The example poems hold no character the model knows.",
         "bad_style": "A style name has at most {limit} characters and no spaces.",
         "bad_sampling": "The sampling setting {field} must be between {low} and {high}.",
+        "bad_seed": "A seed is a whole number, e.g. seed:7, not “{value}”.",
         "unknown_style": ("There is no style “{name}”. The styles are: {styles_en}.\n"
                           "Usage: /poem {example} 明月; /styles describes each. For a poem about “{name}”, "
                           "send /poem 主题:{name}"),

@@ -25,6 +25,7 @@ MAX_LIKE_TEXTS = 8
 MAX_TEXT_CHARS = 400          # one example poem
 MAX_STYLE_CHARS = 32
 MAX_BEST_OF = 16
+MAX_SEED = 2**63
 TEMPERATURE_RANGE = (0.05, 2.0)
 # Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
 IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
@@ -56,6 +57,7 @@ class SpecCode(str, Enum):
     BAD_STYLE = "bad_style"                        # limit
     UNKNOWN_STYLE = "unknown_style"                # name, styles_zh, styles_en, example
     BAD_SAMPLING = "bad_sampling"                  # field, low, high
+    BAD_SEED = "bad_seed"                          # value
 
 
 # Which Result.error_code each refusal travels as (the worker's answer to a job it refuses).
@@ -99,6 +101,7 @@ class PoemSpec:
     kept_lines: tuple[tuple[int, str], ...] = ()     # (0-based line, its text), kept as they are (✏️)
     traditional: bool = False                        # the reader's script; the poem is written simplified
     sampling: Sampling = SAMPLING
+    seed: int | None = None                          # the same seed, the same poem; None: the worker draws one
 
     @property
     def kept(self) -> dict[int, str]:
@@ -109,7 +112,7 @@ class PoemSpec:
         return {"form": self.form.name, "title": self.title, "keywords": list(self.keywords),
                 "acrostic": self.acrostic, "style": self.style, "style_title": self.style_title,
                 "like_texts": list(self.like_texts), "kept_lines": self.kept, "traditional": self.traditional,
-                "sampling": self.sampling}
+                "sampling": self.sampling, "seed": self.seed}
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON object, versioned (its "v")."""
@@ -241,6 +244,11 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
              example=served[0] if served else "")
     sampling = _sampling(raw.get("sampling"))
     _check_sampling(sampling)
+    seed = raw.get("seed")
+    if isinstance(seed, str) and seed.isascii() and seed.isdigit():      # typed: seed:7
+        seed = int(seed)
+    need(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < MAX_SEED),
+         SpecCode.BAD_SEED, f"a seed is a whole number from 0 to {MAX_SEED - 1}, not {seed!r}", value=str(seed))
 
     title = conv(clean_text(title))
     need(len(title) <= MAX_TITLE_CHARS, SpecCode.TITLE_TOO_LONG,
@@ -304,4 +312,4 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
 
     return PoemSpec(form=form, title=title, keywords=tuple(keywords), acrostic=acrostic, style=style,
                     style_title=style_title if style else "", like_texts=tuple(like_texts),
-                    kept_lines=tuple(sorted(kept.items())), traditional=traditional, sampling=sampling)
+                    kept_lines=tuple(sorted(kept.items())), traditional=traditional, sampling=sampling, seed=seed)

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.parsing import parse_poem_args, spec_fields
 from bot.state import PoemRecord
+from botkit import emu, make_config, running_bot, stand_in  # noqa: F401
+from devtools.emulator import BotApiEmulator
 from bot.texts import EN, ZH, t
 from protocol.jobs import (E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, E_UNKNOWN_STYLE, GenerateJob, job_from_json,
                            job_to_json, generate_job, result_from_json, result_to_json, Result)
@@ -19,6 +22,7 @@ from verse.forms import FORMS
 from worker.request import echo, model_job
 
 NATURE = "春夏秋冬风花雪月山水江天云雨"
+ALICE = BotApiEmulator.user(1001, "Alice")
 
 
 def test_a_request_is_normalised_once() -> None:
@@ -65,6 +69,7 @@ REFUSALS = [
      {"field": "temperature", "low": 0.05, "high": 2.0}, E_INVALID),
     ({"form": "五绝", "sampling": {"best_of": 0}}, SpecCode.BAD_SAMPLING, {"field": "best_of", "low": 1, "high": 16},
      E_INVALID),
+    ({"form": "五绝", "seed": "-1"}, SpecCode.BAD_SEED, {"value": "-1"}, E_INVALID),
 ]
 REFUSED_BY_THE_WORKER = [
     ({"form": "五绝", "acrostic": "春夏"}, {"chars": lambda c: c != "夏"}, SpecCode.UNKNOWN_CHARS, {"chars": "夏"},
@@ -176,3 +181,27 @@ def test_a_poem_recorded_before_specs_still_loads_with_its_request() -> None:
 def test_sampling_is_protocol_samplings_type() -> None:
     spec = require(parse_spec({"form": "七绝", "sampling": replace(SAMPLING, temperature=0.8)}))
     assert spec.sampling == replace(SAMPLING, temperature=0.8)
+
+
+def test_a_seed_typed_by_the_user_reaches_the_model() -> None:
+    spec = require(parse_spec(spec_fields(parse_poem_args("秋夜 种子:7"), "七绝")))
+    assert spec.seed == 7 and spec.title == "秋夜" and spec.keywords == ("秋夜",)
+    assert require(parse_spec(spec_fields(parse_poem_args("seed: 7 秋夜"), "七绝"))) == spec
+    assert from_wire(spec.to_wire()).seed == 7 and model_job(generate_job(spec)).seed == 7
+    assert model_job(generate_job(spec.changed(seed=None))).seed is None      # the worker draws one
+    error = parse_spec(spec_fields(parse_poem_args("秋夜 seed:七"), "七绝"))
+    assert isinstance(error, SpecError) and error.code is SpecCode.BAD_SEED and "七" in t(ZH, error.key, **error.values)
+
+
+async def test_the_same_seed_writes_the_same_poem_and_another_draws_a_new_one(emu, redis_url, stand_in) -> None:
+    async with running_bot(make_config(emu, redis_url)):
+        poems = []
+        for _ in range(2):
+            since = emu.mark()
+            message = await emu.send_text(ALICE, "/poem 秋夜 种子:7")
+            poems.append(await emu.wait_for_call("sendMessage", since=since, chat_id=message["chat"]["id"]))
+        assert poems[0].text == poems[1].text and [job.seed for job in stand_in.jobs] == [7, 7]
+        since = emu.mark()
+        await emu.press_and_answer(ALICE, poems[1], poems[1].button("🔄")["callback_data"])
+        again = await emu.wait_for_call("sendMessage", since=since)
+        assert stand_in.jobs[-1].seed != 7 and again.text != poems[0].text

@@ -23,6 +23,7 @@ def model_job(job: GenerateJob) -> GenerateJob:
     sampling = spec.sampling
     job.temperature, job.top_p, job.min_p = sampling.temperature, sampling.top_p, sampling.min_p
     job.best_of, job.latent_scale = sampling.best_of, sampling.latent_scale
+    job.seed = spec.seed if spec.seed is not None else job.seed
     return job
 
 
