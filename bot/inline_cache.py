@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
-
-from dataclasses import replace
 
 from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
 from protocol.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, INLINE_DONE_TTL_S,
