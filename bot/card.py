@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bot import fonts
 from bot.cmap import Coverage, coverage
+from protocol.spec import PoemSpec
 
 log = logging.getLogger(__name__)
 from verse.script import for_script
@@ -249,13 +250,13 @@ def missing_glyphs(text: str, directory: Path | None = None) -> str:
     return "".join(sorted({c for c in text if not c.isspace() and not face.has(c)}))
 
 
-def poem_card(lines: list[str], form: str, request: dict | None = None, traditional: bool = False,
+def poem_card(lines: list[str], form: str, spec: PoemSpec | None = None, traditional: bool = False,
               day: date | None = None, title: str = "") -> Card:
     """The card of a poem the bot wrote, titled by what was asked for (the acrostic, the theme words)."""
-    req = request or {}
-    note = "藏头" if req.get("acrostic") else ("仿作" if req.get("like_texts") else "")
-    if req.get("style"):        # written in a poet's manner: 七绝·仿李白
-        note = "·".join(x for x in (note, "仿" + str(req.get("style_title") or req["style"])) if x)
-    title = (title or str(req.get("title") or "") or str(req.get("acrostic") or "")
-             or "·".join(req.get("keywords") or []))
+    if spec is None:
+        return Card(lines=list(lines), form=form, title=title, note="", day=day, traditional=traditional)
+    note = "藏头" if spec.acrostic else ("仿作" if spec.like_texts else "")
+    if spec.style:              # written in a poet's manner: 七绝·仿李白
+        note = "·".join(x for x in (note, "仿" + (spec.style_title or spec.style)) if x)
+    title = title or spec.title or spec.acrostic or "·".join(spec.keywords)
     return Card(lines=list(lines), form=form, title=title, note=note, day=day, traditional=traditional)

@@ -14,7 +14,8 @@ from telegram.ext import Application, ContextTypes
 from bot.occasions import occasion_of
 from bot.runtime import Runtime
 from verse.forms import FORM_NAMES
-from protocol.jobs import CoupletJob, GenerateJob
+from protocol.jobs import CoupletJob, GenerateJob, generate_job
+from protocol.spec import parse_spec, require
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,9 @@ def daily_job(day: date, forced: bool = False) -> GenerateJob | CoupletJob:
         return CoupletJob(spring=True, seed=day.toordinal(),
                           reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
                                  "request": {"kind": "couplet", "first": "", "theme": [], "spring": True}})
-    form = FORM_NAMES[day.toordinal() % len(FORM_NAMES)]
-    title = occasion_of(day).title
-    return GenerateJob(form=form, title=title,
-                       reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
-                              "request": {"form": form, "keywords": [], "acrostic": "", "like_texts": [],
-                                          "title": title}})
+    spec = require(parse_spec({"form": FORM_NAMES[day.toordinal() % len(FORM_NAMES)],
+                               "title": occasion_of(day).title}))
+    return generate_job(spec, reply={"purpose": "daily", "date": day.isoformat(), "forced": forced})
 
 
 async def fire_daily(rt: Runtime, now: datetime | None = None, force: bool = False) -> bool:

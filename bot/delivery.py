@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
+from dataclasses import replace
 from datetime import date
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -32,6 +33,7 @@ from bot.stores.poems import PoemRecord, new_poem_id
 from bot.styles import Style, StyleBook, valid_style_id
 from bot.texts import error_text, t, unknown_style_detail
 from protocol.jobs import E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
+from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
 from search.reasons import QueryPoem
 from streams import results_consumer, run_async
 
@@ -155,6 +157,20 @@ async def send_similar(rt: Runtime, bot: Bot, *, chat_id: int, user_id: int | No
         await settle(lambda: rt.state.users.mark_shown(user_id, shown), "poems shown")
 
 
+def spec_of(result: Result) -> PoemSpec | None:
+    """The spec a result answers (the worker echoes its job's); from a version-1 result, the request
+    dict its reply carried. None when neither can be read."""
+    if result.spec is not None:
+        try:
+            return from_wire(result.spec)
+        except SpecError as exc:
+            log.error("result %s has an unreadable spec: %s", result.job_id, exc)
+            return None
+    request = result.reply.get("request")
+    form = result.poems[0].get("form") if result.poems and isinstance(result.poems[0], dict) else None
+    return from_legacy(request, str(form or "")) if isinstance(request, dict) else None
+
+
 def _parse_day(text: str) -> date | None:
     try:
         return date.fromisoformat(text)
@@ -274,12 +290,12 @@ class ResultConsumer:
 
     async def _error_text(self, result: Result, lang: str) -> str:
         """The error for the user; a style the worker lacks is answered with the styles it has, by title."""
-        request = result.reply.get("request") or {}
-        if result.error_code == E_UNKNOWN_STYLE and isinstance(request, dict):
+        spec = spec_of(result)
+        if result.error_code == E_UNKNOWN_STYLE:
             registry = await self.rt.state.style_cache.styles()
             _, ids = unknown_style_detail(result.error_message)
             served = StyleBook(registry.get(i) or Style(i, i) for i in ids if valid_style_id(i))
-            name = str(request.get("style_title") or request.get("style") or "?")
+            name = (spec.style_title or spec.style) if spec is not None and spec.style else "?"
             error = unknown_style_error(name, served)
             return t(lang, error.key, **error.values)
         return error_text(lang, result.error_code, result.error_message)
@@ -298,29 +314,29 @@ class ResultConsumer:
 
     async def _record(self, result: Result, owner_id: int | None, chat_id: int) -> PoemRecord:
         poem: dict[str, Any] = result.poems[0]
-        request = dict(result.reply.get("request") or {})
+        spec = spec_of(result)
         # The style the worker wrote in (each poem names it), else the one asked for.
-        style = str(poem["style"] if isinstance(poem.get("style"), str) else request.get("style") or "")
-        if style != (request.get("style") or ""):
-            request["style_title"] = (await self.rt.state.style_cache.styles()).title_of(style) if style else ""
-        request["style"] = style
+        if spec is not None and isinstance(poem.get("style"), str) and poem["style"] != spec.style:
+            style = poem["style"]
+            spec = replace(spec, style=style,
+                           style_title=(await self.rt.state.style_cache.styles()).title_of(style) if style else "")
         lines = [str(x) for x in poem.get("lines") or []]
-        return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id,
-                          form=str(poem.get("form") or request.get("form") or ""), lines=lines,
-                          request=request, mu=poem.get("mu"), seed=poem.get("seed"),
+        form = str(poem.get("form") or (spec.form.name if spec is not None else ""))
+        return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id, form=form, lines=lines,
+                          spec=spec, mu=poem.get("mu"), seed=poem.get("seed"),
                           rhyme_ok=poem.get("rhyme_ok"), tone_rate=poem.get("tone_rate"))
 
     async def deliver_poem(self, result: Result) -> str:
         reply = result.reply
-        chat_id, user_id = int(reply["chat_id"]), reply.get("user_id")
-        lang, trad = reply.get("lang", "zh"), bool(reply.get("trad"))
+        chat_id, user_id, lang = int(reply["chat_id"]), reply.get("user_id"), reply.get("lang", "zh")
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             return await self._send_error(result)
         record = await self._record(result, user_id, chat_id)
+        trad = record.spec.traditional if record.spec is not None else bool(reply.get("trad"))
         await self.rt.state.poems.save_poem(record)      # before sending: buttons must work at once
         try:
             message = await self.bot.send_message(
-                chat_id, format_poem(record.lines, record.form, lang, trad, record.request, result.poems[0]),
+                chat_id, format_poem(record.lines, record.form, lang, trad, record.spec, result.poems[0]),
                 parse_mode=ParseMode.HTML, reply_markup=poem_keyboard(record.poem_id, lang),
                 reply_parameters=reply_params(reply.get("reply_to")))
         except (Forbidden, BadRequest) as exc:
@@ -331,7 +347,7 @@ class ResultConsumer:
                      "the poem's message")
         if user_id is not None:
             await settle(lambda: self.rt.state.users.add_history(int(user_id), record.poem_id, record.mu), "history")
-        await self._remember(record.request, [slim(result.poems[0], record.request)])
+        await self._remember(record.spec, [slim(result.poems[0], record.spec)])
         return "sent"
 
     async def deliver_couplet(self, result: Result) -> str:
@@ -356,18 +372,18 @@ class ResultConsumer:
                      "the couplet's message")
         return "sent"
 
-    async def _remember(self, request: dict[str, Any], poems: list[dict[str, Any]]) -> None:
+    async def _remember(self, spec: PoemSpec | None, poems: list[dict[str, Any]]) -> None:
         """Offer delivered poems to later inline queries of their theme; a failure here loses nothing."""
         try:
-            await remember_poems(self.rt.state.redis, theme_of(request), poems)
+            await remember_poems(self.rt.state.redis, theme_of(spec), poems)
         except RedisError as exc:
             log.warning("inline cache not updated: %s", exc)
 
     async def deliver_inline(self, result: Result) -> str:
         """An inline job's poems: into the theme's cache, and to the inline query waiting for them."""
-        request = dict(result.reply.get("request") or {})
-        poems = [slim(p, request) for p in (result.poems if result.ok else []) if p.get("lines")]
-        await self._remember(request, poems)
+        spec = spec_of(result)
+        poems = [slim(p, spec) for p in (result.poems if result.ok else []) if p.get("lines")]
+        await self._remember(spec, poems)
         await publish_inline(self.rt.state.redis, result.job_id, poems)
         return "sent" if poems else "error_reply"
 
@@ -467,8 +483,8 @@ class Broadcasts:
         if spring:
             png = await spring_png(spring_card_of(record, day=_parse_day(date)))
         else:
-            png = await card_png(poem_card(record.lines, record.form, record.request, day=_parse_day(date),
-                                           title=str((record.request or {}).get("title") or "")
+            png = await card_png(poem_card(record.lines, record.form, record.spec, day=_parse_day(date),
+                                           title=(record.spec.title if record.spec is not None else "")
                                            or t("zh", "daily_card_title")))
         photo: bytes | str | None = png            # after the first upload, its file_id
         texts: dict[str, str] = {}                 # by language: the same for every chat of one
@@ -484,7 +500,7 @@ class Broadcasts:
                 if lang not in texts and spring:
                     texts[lang] = format_couplet(record, lang, heading=t(lang, "daily_spring_title", date=date))
                 if lang not in texts:
-                    texts[lang] = format_poem(record.lines, record.form, lang, False, record.request,
+                    texts[lang] = format_poem(record.lines, record.form, lang, False, record.spec,
                                               result.poems[0], heading=t(lang, "daily_title", date=date))
                 text = texts[lang]
                 markup = couplet_keyboard(record.poem_id, lang) if spring else poem_keyboard(record.poem_id, lang)

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import unicodedata
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
@@ -26,16 +27,18 @@ from bot.couplet import (COUPLET_FORM, CoupletRequest, couplet_job, parse_couple
                          spring_card_of)
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
-from bot.parsing import ParseError, PoemRequest, extract_poem_lines, parse_poem_args
+from bot.parsing import PoemRequest, extract_poem_lines, parse_poem_args
 from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
                         settings_text)
 from bot.runtime import Outcome, Runtime
 from bot.similar import taste_poems, taste_vector
 from bot.spring_card import spring_png
 from bot.stores.poems import PoemRecord
+from bot.stores.users import UserSettings
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
 from protocol.jobs import EncodeJob, ValidationError, validate_encode
+from protocol.spec import SpecError
 from search.reasons import QueryPoem
 from verse.script import to_simplified
 from reading.gloss import gloss, render
@@ -79,7 +82,7 @@ def guarded(func: Handler) -> Handler:
         lang = user_lang(update)
         try:
             await func(update, context)
-        except ParseError as exc:
+        except SpecError as exc:            # bot.parsing's ParseError is one too
             await tell(update, t(lang, exc.key, **exc.values))
         except ValidationError as exc:
             await tell(update, error_text(lang, exc.code, exc.message))
@@ -147,7 +150,7 @@ async def _generate(update: Update, context: ContextTypes.DEFAULT_TYPE, request:
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     settings = await rt.state.users.settings(user.id)
     await rt.resolve_style(request, settings)
-    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
+    job = rt.make_generate_job(rt.poem_spec(request, settings), chat_id=chat.id, user_id=user.id, lang=lang,
                                reply_to=message.message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
     await answer_outcome(message, outcome, lang)
@@ -319,16 +322,6 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 # --- buttons -------------------------------------------------------------------------------------
 
-def request_of(record: PoemRecord) -> PoemRequest:
-    """The request that produced record, to ask again (🔄) or with some lines kept (✏️)."""
-    req = record.request or {}
-    # The poem's own style, "" (the base model) when it had none: never the user's default of today.
-    return PoemRequest(form=record.form if record.form in FORMS else req.get("form") or None,
-                       keywords=list(req.get("keywords") or []), acrostic=str(req.get("acrostic") or ""),
-                       like_texts=list(req.get("like_texts") or []), style=str(req.get("style") or ""),
-                       style_title=str(req.get("style_title") or ""), title=str(req.get("title") or ""))
-
-
 async def _edit_markup(update: Update, markup: Any) -> None:
     try:
         await update.callback_query.edit_message_reply_markup(reply_markup=markup)
@@ -337,111 +330,194 @@ async def _edit_markup(update: Update, markup: Any) -> None:
             raise
 
 
+@dataclass(frozen=True)
+class Press:
+    """One press of an inline button: the update, its decoded data, and the poem it is under (if any)."""
+    update: Update
+    context: ContextTypes.DEFAULT_TYPE
+    cb: callbacks.Callback
+    record: PoemRecord | None = None
+    settings: UserSettings | None = None
+
+    @property
+    def rt(self) -> Runtime:
+        return runtime(self.context)
+
+    @property
+    def lang(self) -> str:
+        return user_lang(self.update)
+
+    @property
+    def query(self) -> Any:
+        return self.update.callback_query
+
+    @property
+    def message_id(self) -> int | None:
+        return self.query.message.message_id if self.query.message is not None else None
+
+    async def answer(self, key: str | None = None, alert: bool = False, **values: object) -> None:
+        """Answer the press: silently, or with the text key in the user's language (an alert if asked)."""
+        if key is None:
+            await self.query.answer()
+        elif alert:
+            await self.query.answer(t(self.lang, key, **values), show_alert=True)
+        else:
+            await self.query.answer(t(self.lang, key, **values))
+
+
+async def _on_setting(press: Press) -> None:
+    """A /settings button: store the choice and redraw the settings message."""
+    rt, lang, cb, query = press.rt, press.lang, press.cb, press.query
+    user_id = press.update.effective_user.id
+    styles = await rt.state.style_cache.styles()
+    if cb.key == callbacks.STYLE_SETTING:
+        if cb.value != callbacks.BASE_STYLE and cb.value not in styles:
+            await press.answer("style_gone", alert=True)
+            return
+        value = "" if cb.value == callbacks.BASE_STYLE else cb.value
+    else:
+        value = FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value
+    await rt.state.users.set_setting(user_id, cb.key, value)
+    settings = await rt.state.users.settings(user_id)
+    if isinstance(query.message, Message):
+        try:
+            await query.edit_message_text(settings_text(settings, rt.config.default_form, lang, styles),
+                                          parse_mode=ParseMode.HTML,
+                                          reply_markup=settings_keyboard(settings, rt.config.default_form, lang,
+                                                                         styles))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+    await press.answer("settings_saved")
+
+
+async def _on_gloss_corpus(press: Press) -> None:
+    """📖 under a /similar answer: the reading aid of that corpus poem."""
+    index = press.rt.index
+    entry = index.get(press.cb.key) if index is not None else None
+    if entry is None:
+        await press.answer("gloss_gone", alert=True)
+        return
+    await _send_gloss(press.update, press.context, extract_poem_lines(entry["text"]), press.message_id)
+    await press.answer()
+
+
+async def _on_daily(press: Press) -> None:
+    """The /daily subscribe or unsubscribe button."""
+    rt, lang, chat_id = press.rt, press.lang, press.update.effective_chat.id
+    subscribe = press.cb.key == "1"
+    if subscribe:
+        await rt.state.subscribers.subscribe(chat_id, lang)
+    else:
+        await rt.state.subscribers.unsubscribe(chat_id)
+    when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
+    await _edit_markup(press.update, daily_keyboard(subscribe, lang))
+    await press.answer("daily_on" if subscribe else "daily_off", **(when if subscribe else {}))
+
+
+async def _on_like(press: Press) -> None:
+    """❤️: the poem joins the user's likes (their taste for /similar)."""
+    record = press.record
+    added = await press.rt.state.users.add_like(press.update.effective_user.id, record.poem_id, record.mu)
+    await press.answer("liked" if added else "already_liked")
+
+
+async def _on_another(press: Press) -> None:
+    """🔄: the same request again, in the user's settings of today, with a new seed (a new poem)."""
+    rt, lang, user_id, chat_id = press.rt, press.lang, press.update.effective_user.id, press.update.effective_chat.id
+    spec = await rt.again_spec(press.record.spec, press.settings, seed=None)
+    job = rt.make_generate_job(spec, chat_id=chat_id, user_id=user_id, lang=lang, reply_to=press.message_id)
+    outcome = await rt.submit(job, press.context.bot, user_id=user_id, chat_id=chat_id)
+    await press.query.answer(outcome_alert(outcome, lang, "another_started"), show_alert=not outcome.accepted)
+
+
+async def _on_similar(press: Press) -> None:
+    """🔍: corpus poems near this one."""
+    record = press.record
+    refused = await _similar_to(press.update, press.context, record, record.lines, press.message_id, None)
+    await press.query.answer(refused or t(press.lang, "similar_started"), show_alert=refused is not None)
+
+
+async def _on_keep(press: Press) -> None:
+    """✏️: offer the poem's lines to keep, none chosen yet."""
+    record = press.record
+    await _edit_markup(press.update, keep_keyboard(record.poem_id, record.lines, 0, press.lang,
+                                                   press.settings.traditional))
+    await press.answer("keep_prompt")
+
+
+async def _on_keep_toggle(press: Press) -> None:
+    """✏️ a line pressed: kept or not, the keyboard redrawn."""
+    record = press.record
+    await _edit_markup(press.update, keep_keyboard(record.poem_id, record.lines, press.cb.mask, press.lang,
+                                                   press.settings.traditional))
+    await press.answer()
+
+
+async def _on_keep_cancel(press: Press) -> None:
+    """✏️ given up: the poem's own buttons back."""
+    await _edit_markup(press.update, poem_keyboard(press.record.poem_id, press.lang))
+    await press.answer()
+
+
+async def _on_keep_go(press: Press) -> None:
+    """✏️ done: the poem again with the chosen lines kept."""
+    await _keep_go(press.update, press.context, press.record, press.cb.mask, press.message_id)
+
+
+async def _on_gloss(press: Press) -> None:
+    """📖: the poem's reading aid."""
+    await _send_gloss(press.update, press.context, press.record.lines, press.message_id)
+    await press.answer()
+
+
+async def _on_card(press: Press) -> None:
+    """🖼: the poem's card."""
+    await _send_card(press.update, press.context, press.record, press.settings.traditional, press.message_id)
+
+
+Action = Callable[[Press], Awaitable[None]]
+# Buttons that act on no poem of ours.
+GENERAL_ACTIONS: dict[str, Action] = {
+    callbacks.SETTING: _on_setting, callbacks.GLOSS_CORPUS: _on_gloss_corpus, callbacks.DAILY: _on_daily}
+# Buttons under one of our poems (a couplet's are bot.couplet's: _couplet_button).
+POEM_ACTIONS: dict[str, Action] = {
+    callbacks.LIKE: _on_like, callbacks.ANOTHER: _on_another, callbacks.SIMILAR: _on_similar,
+    callbacks.KEEP: _on_keep, callbacks.KEEP_TOGGLE: _on_keep_toggle, callbacks.KEEP_CANCEL: _on_keep_cancel,
+    callbacks.KEEP_GO: _on_keep_go,
+    callbacks.GLOSS: _on_gloss, callbacks.CARD: _on_card}
+# Only the poem's owner may press these (anyone may under the daily poem, which has none).
+OWNER_ONLY = {callbacks.LIKE, callbacks.KEEP, callbacks.KEEP_TOGGLE, callbacks.KEEP_GO, callbacks.KEEP_CANCEL}
+
+
 @guarded
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt, lang = runtime(context), user_lang(update)
-    query, user = update.callback_query, update.effective_user
+    """An inline button: its data decoded, checked, and handed to its action (GENERAL_ACTIONS, POEM_ACTIONS)."""
     try:
-        cb = callbacks.decode(query.data)
+        press = Press(update, context, callbacks.decode(update.callback_query.data))
     except CallbackError:
-        await query.answer(t(lang, "cb_invalid"), show_alert=True)
+        await update.callback_query.answer(t(user_lang(update), "cb_invalid"), show_alert=True)
         return
-
-    if cb.action == callbacks.SETTING:
-        styles = await rt.state.style_cache.styles()
-        if cb.key == callbacks.STYLE_SETTING:
-            if cb.value != callbacks.BASE_STYLE and cb.value not in styles:
-                await query.answer(t(lang, "style_gone"), show_alert=True)
-                return
-            value = "" if cb.value == callbacks.BASE_STYLE else cb.value
-        else:
-            value = FORM_NAMES[int(cb.value)] if cb.key == "form" else cb.value
-        await rt.state.users.set_setting(user.id, cb.key, value)
-        settings = await rt.state.users.settings(user.id)
-        if isinstance(query.message, Message):
-            try:
-                await query.edit_message_text(settings_text(settings, rt.config.default_form, lang, styles),
-                                              parse_mode=ParseMode.HTML,
-                                              reply_markup=settings_keyboard(settings, rt.config.default_form, lang,
-                                                                             styles))
-            except BadRequest as exc:
-                if "not modified" not in str(exc).lower():
-                    raise
-        await query.answer(t(lang, "settings_saved"))
+    general = GENERAL_ACTIONS.get(press.cb.action)
+    if general is not None:
+        await general(press)
         return
-
-    if cb.action == callbacks.GLOSS_CORPUS:
-        entry = rt.index.get(cb.key) if rt.index is not None else None
-        if entry is None:
-            await query.answer(t(lang, "gloss_gone"), show_alert=True)
-            return
-        await _send_gloss(update, context, extract_poem_lines(entry["text"]),
-                          query.message.message_id if query.message is not None else None)
-        await query.answer()
-        return
-
-    if cb.action == callbacks.DAILY:
-        chat_id = update.effective_chat.id
-        subscribe = cb.key == "1"
-        if subscribe:
-            await rt.state.subscribers.subscribe(chat_id, lang)
-        else:
-            await rt.state.subscribers.unsubscribe(chat_id)
-        when = {"time": rt.config.daily_time.strftime("%H:%M"), "tz": rt.config.tz}
-        await _edit_markup(update, daily_keyboard(subscribe, lang))
-        await query.answer(t(lang, "daily_on", **when) if subscribe else t(lang, "daily_off"))
-        return
-
+    rt, cb, user = press.rt, press.cb, update.effective_user
     record = await rt.state.poems.load_poem(cb.poem_id)
-    if record is None:
-        await query.answer(t(lang, "cb_stale"), show_alert=True)
+    if record is None or (record.spec is None and record.form != COUPLET_FORM):
+        await press.answer("cb_stale", alert=True)
         return
-    owner_only = cb.action in (callbacks.LIKE, callbacks.KEEP, callbacks.KEEP_TOGGLE,
-                               callbacks.KEEP_GO, callbacks.KEEP_CANCEL)
-    if owner_only and record.owner_id is not None and record.owner_id != user.id:
-        await query.answer(t(lang, "not_yours"), show_alert=True)
+    if cb.action in OWNER_ONLY and record.owner_id is not None and record.owner_id != user.id:
+        await press.answer("not_yours", alert=True)
         return
-    settings = await rt.state.users.settings(user.id)
-    n_lines = len(record.lines)
-    if cb.action in callbacks.MASK_ACTIONS and cb.mask >= 1 << n_lines:
-        await query.answer(t(lang, "cb_invalid"), show_alert=True)
+    if cb.action in callbacks.MASK_ACTIONS and cb.mask >= 1 << len(record.lines):
+        await press.answer("cb_invalid", alert=True)
         return
-    message_id = query.message.message_id if query.message is not None else None
+    press = replace(press, record=record, settings=await rt.state.users.settings(user.id))
     if record.form == COUPLET_FORM:
-        await _couplet_button(update, context, cb.action, record, settings.traditional, message_id)
+        await _couplet_button(update, context, cb.action, record, press.settings.traditional, press.message_id)
         return
-
-    if cb.action == callbacks.LIKE:
-        added = await rt.state.users.add_like(user.id, record.poem_id, record.mu)
-        await query.answer(t(lang, "liked" if added else "already_liked"))
-    elif cb.action == callbacks.ANOTHER:
-        request = request_of(record)
-        await rt.resolve_style(request, settings)
-        job = rt.make_generate_job(request, settings, chat_id=update.effective_chat.id, user_id=user.id,
-                                   lang=lang, reply_to=message_id)
-        outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=update.effective_chat.id)
-        await query.answer(outcome_alert(outcome, lang, "another_started"),
-                           show_alert=not outcome.accepted)
-    elif cb.action == callbacks.SIMILAR:
-        refused = await _similar_to(update, context, record, record.lines, message_id, None)
-        await query.answer(refused or t(lang, "similar_started"), show_alert=refused is not None)
-    elif cb.action == callbacks.KEEP:
-        await _edit_markup(update, keep_keyboard(record.poem_id, record.lines, 0, lang, settings.traditional))
-        await query.answer(t(lang, "keep_prompt"))
-    elif cb.action == callbacks.KEEP_TOGGLE:
-        await _edit_markup(update, keep_keyboard(record.poem_id, record.lines, cb.mask, lang,
-                                                 settings.traditional))
-        await query.answer()
-    elif cb.action == callbacks.KEEP_CANCEL:
-        await _edit_markup(update, poem_keyboard(record.poem_id, lang))
-        await query.answer()
-    elif cb.action == callbacks.KEEP_GO:
-        await _keep_go(update, context, record, cb.mask, message_id)
-    elif cb.action == callbacks.GLOSS:
-        await _send_gloss(update, context, record.lines, message_id)
-        await query.answer()
-    elif cb.action == callbacks.CARD:
-        await _send_card(update, context, record, settings.traditional, message_id)
+    await POEM_ACTIONS[cb.action](press)
 
 
 async def _send_gloss(update: Update, context: ContextTypes.DEFAULT_TYPE, lines: list[str],
@@ -459,7 +535,7 @@ async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record:
     day = datetime.fromtimestamp(record.created_at, rt.config.zone).date()
     # The daily poem (nobody's own) keeps its heading as the card's title.
     title = t(ZH, "daily_card_title") if record.owner_id is None else ""
-    png = await card_png(poem_card(record.lines, record.form, record.request, traditional, day, title))
+    png = await card_png(poem_card(record.lines, record.form, record.spec, traditional, day, title))
     if png is None:
         await update.callback_query.answer(t(lang, "card_unavailable"), show_alert=True)
         return
@@ -469,6 +545,7 @@ async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record:
 
 async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord, mask: int,
                    message_id: int | None) -> None:
+    """✏️ done: the same request again with the chosen lines kept."""
     rt, lang = runtime(context), user_lang(update)
     query, user, chat = update.callback_query, update.effective_user, update.effective_chat
     n_lines = len(record.lines)
@@ -478,15 +555,13 @@ async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: P
     if mask == (1 << n_lines) - 1:
         await query.answer(t(lang, "keep_all"), show_alert=True)
         return
-    fixed = {i: record.lines[i] for i in range(n_lines) if mask >> i & 1}
-    kept_text = "".join(fixed.values())
-    request = request_of(record)
+    kept = {i: record.lines[i] for i in range(n_lines) if mask >> i & 1}
+    kept_text = "".join(kept.values())
     # A theme word already in a kept line is satisfied; asking for it again only wastes room.
-    request.keywords = [k for k in request.keywords if k not in kept_text]
+    keywords = [k for k in record.spec.keywords if k not in kept_text]
     settings = await rt.state.users.settings(user.id)
-    await rt.resolve_style(request, settings)
-    job = rt.make_generate_job(request, settings, chat_id=chat.id, user_id=user.id, lang=lang,
-                               reply_to=message_id, fixed_lines=fixed)
+    spec = await rt.again_spec(record.spec, settings, kept_lines=kept, keywords=keywords)
+    job = rt.make_generate_job(spec, chat_id=chat.id, user_id=user.id, lang=lang, reply_to=message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
     if outcome.accepted:
         await _edit_markup(update, poem_keyboard(record.poem_id, lang))

@@ -24,14 +24,13 @@ from telegram.ext import ContextTypes
 from bot.card import poem_card
 from bot.delivery import card_png
 from bot.handlers import guarded, runtime
-from bot.inline_cache import poem_digest, recent_poems, theme_of, wait_inline
-from bot.parsing import ParseError, PoemRequest, parse_poem_args
+from bot.inline_cache import cached_spec, poem_digest, recent_poems, theme_of, wait_inline
+from bot.parsing import parse_poem_args
 from bot.render import fits_caption, format_poem
 from bot.runtime import Runtime
-from bot.stores.users import UserSettings
-from bot.texts import error_text, t, user_lang
+from bot.texts import t, user_lang
 from protocol.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
-from protocol.jobs import ValidationError
+from protocol.spec import PoemSpec, SpecError
 from verse.script import for_script
 
 log = logging.getLogger(__name__)
@@ -55,14 +54,12 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     try:
         request = parse_poem_args(query.query.strip(), styles=await rt.state.style_cache.styles())
         await rt.resolve_style(request, settings)
-        fresh = await fresh_poems(rt, request, settings, user.id, lang, deadline)
-    except ParseError as exc:
+        spec = rt.poem_spec(request, settings)
+    except SpecError as exc:                  # bot.parsing's ParseError is one too
         await _answer_hint(update, t(lang, exc.key, **exc.values))
         return
-    except ValidationError as exc:
-        await _answer_hint(update, error_text(lang, exc.code, exc.message))
-        return
-    poems = await _with_recent(rt, fresh, theme_of(request))
+    fresh = await fresh_poems(rt, spec, user.id, lang, deadline)
+    poems = await _with_recent(rt, fresh, theme_of(spec))
     if not poems:
         await _answer_hint(update, t(lang, "inline_none" if query.query.strip() else "inline_help"))
         return
@@ -75,15 +72,14 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await query.answer(results, cache_time=0, is_personal=True)
 
 
-async def fresh_poems(rt: Runtime, request: PoemRequest, settings: UserSettings, user_id: int, lang: str,
+async def fresh_poems(rt: Runtime, spec: PoemSpec, user_id: int, lang: str,
                       deadline: float) -> list[dict[str, Any]]:
-    """New poems for request from a worker by deadline; [] when limits, the queue or the workers say no."""
+    """New poems for spec from a worker by deadline; [] when limits, the queue or the workers say no."""
     if await rt.state.limits.check_rate(user_id, rt.config.inline_per_min, key=inline_rate_key(user_id)) > 0:
         return []
     if not await rt.worker_alive():
         return []
-    job = rt.make_generate_job(request, settings, chat_id=user_id, user_id=user_id, lang=lang, purpose="inline")
-    job.n = INLINE_POEMS
+    job = rt.make_generate_job(spec, chat_id=user_id, user_id=user_id, lang=lang, n=INLINE_POEMS, purpose="inline")
     # No per-user /poem limit here (inline has its own), but the global queue cap holds.
     outcome = await rt.submit(job, None, limited=True)
     if outcome.status != "queued":
@@ -107,7 +103,7 @@ async def _with_recent(rt: Runtime, fresh: list[dict[str, Any]], theme: str) -> 
 def poem_article(poem: dict[str, Any], lang: str, traditional: bool, fresh: bool) -> InlineQueryResultArticle:
     """One poem as an article: the first couplet as its title, the whole poem as the message sent."""
     lines = [for_script(line, traditional) for line in poem["lines"]]
-    text = format_poem(poem["lines"], poem["form"], lang, traditional, poem.get("request"), poem)
+    text = format_poem(poem["lines"], poem["form"], lang, traditional, cached_spec(poem), poem)
     label = t(lang, "inline_fresh" if fresh else "inline_recent")
     return InlineQueryResultArticle(
         id=("f" if fresh else "r") + poem_digest(poem) + ("t" if traditional else "s"),
@@ -123,7 +119,7 @@ async def card_result(rt: Runtime, context: ContextTypes.DEFAULT_TYPE, poem: dic
     file_id = await rt.state.redis.get(card_file_key(digest))
     if file_id is None:
         day = datetime.now(rt.config.zone).date()
-        png = await card_png(poem_card(poem["lines"], poem["form"], poem.get("request"), traditional, day))
+        png = await card_png(poem_card(poem["lines"], poem["form"], cached_spec(poem), traditional, day))
         if png is None:
             return None
         try:
@@ -133,7 +129,7 @@ async def card_result(rt: Runtime, context: ContextTypes.DEFAULT_TYPE, poem: dic
             return None
         file_id = message.photo[-1].file_id
         await rt.state.redis.set(card_file_key(digest), file_id, ex=CARD_FILE_TTL_S)
-    text = format_poem(poem["lines"], poem["form"], lang, traditional, poem.get("request"), poem)
+    text = format_poem(poem["lines"], poem["form"], lang, traditional, cached_spec(poem), poem)
     return InlineQueryResultCachedPhoto(
         id="c" + digest, photo_file_id=file_id, title=t(lang, "inline_card"),
         caption=text if fits_caption(text) else None, parse_mode=ParseMode.HTML if fits_caption(text) else None)

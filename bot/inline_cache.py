@@ -10,28 +10,26 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.parsing import PoemRequest
+from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
 from protocol.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_S, INLINE_DONE_TTL_S,
                         inline_cache_key, inline_done_key)
 from verse.script import to_simplified
 
 # What a cached poem keeps: enough to show it again with its prosody note.
 KEPT = ("lines", "form", "pattern", "rhyme_ok", "rhyme_group", "tone_rate", "form_ok")
-REQUEST_KEPT = ("form", "keywords", "acrostic", "style", "style_title")
 
 
-def theme_of(request: PoemRequest | dict[str, Any]) -> str:
+def theme_of(spec: PoemSpec | None) -> str:
     """A request's cache theme: its 藏头 characters or its theme words (simplified), after its style
     when it has one (s:libai:k:明月), else the any-theme."""
-    if isinstance(request, PoemRequest):
-        acrostic, keywords, style = request.acrostic, request.keywords, request.style or ""
-    else:
-        acrostic, keywords = request.get("acrostic") or "", request.get("keywords") or []
-        style = str(request.get("style") or "")
+    if spec is None:
+        return INLINE_ANY_THEME
+    acrostic, keywords, style = spec.acrostic, spec.keywords, spec.style
     prefix = f"s:{style}:" if style else ""
     if acrostic:
         return prefix + "a:" + to_simplified(acrostic)
@@ -40,12 +38,24 @@ def theme_of(request: PoemRequest | dict[str, Any]) -> str:
     return prefix + "any" if style else INLINE_ANY_THEME
 
 
-def slim(poem: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """The part of a worker's poem the cache keeps, with the request that asked for it."""
+def slim(poem: dict[str, Any], spec: PoemSpec | None) -> dict[str, Any]:
+    """The part of a worker's poem the cache keeps, with the spec that asked for it (less its example
+    poems and kept lines: a cached poem is shown, never asked again)."""
     kept = {k: poem[k] for k in KEPT if k in poem}
-    kept["request"] = {k: request.get(k) for k in REQUEST_KEPT if request.get(k)}
+    if spec is not None:
+        kept["spec"] = replace(spec, like_texts=(), kept_lines=()).to_wire()
     kept["at"] = time.time()
     return kept
+
+
+def cached_spec(poem: dict[str, Any]) -> PoemSpec | None:
+    """The spec of a cached poem; of one cached before specs existed, what its request dict says."""
+    try:
+        if "spec" in poem:
+            return from_wire(poem["spec"])
+    except SpecError:
+        return None
+    return from_legacy(poem.get("request") or {}, str(poem.get("form") or ""))
 
 
 def poem_digest(poem: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, TITLE_PREFIXES, Style, StyleBook,
                         is_famous_poet, split_prefix, style_key, style_names)
 from verse.forms import FORMS, is_han, normalise_form_name
-from protocol.jobs import IGNORED_CHARS, MAX_KEYWORDS, MAX_TITLE_CHARS
+from protocol.spec import IGNORED_CHARS, SpecError
 
 MAX_ARG_CHARS = 40          # after dropping spaces: more is not a theme but a paste
 MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
@@ -19,6 +19,7 @@ MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
 # it becomes the poem's title only. Shorter words are the title and must appear in the poem.
 MAX_KEYWORD_CHARS = 4
 ACROSTIC_WORDS = {"藏头", "藏頭", "acrostic"}
+SEED_PREFIXES = ("种子", "種子", "seed")      # 种子:7 / seed:7: the same seed writes the same poem
 # Typing-friendly names for the forms, for people without a Chinese keyboard at hand.
 PINYIN_FORMS = {"wujue": "五绝", "qijue": "七绝", "wulv": "五律", "qilv": "七律", "wulu": "五律",
                 "qilu": "七律"}
@@ -32,13 +33,14 @@ _LINE_SPLIT = re.compile(r"[\n，。？！；,.?!;、：:]+")
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n")      # a blank line (spaces allowed on it)
 
 
-class ParseError(ValueError):
-    """Input we cannot use; key names a text in bot.texts and values fill it in."""
+class ParseError(SpecError):
+    """Input we cannot read as a request; key names a text in bot.texts and values fill it in.
+
+    The limits of a request (acrostic and title length, theme words) are protocol.spec's, checked
+    once the form is known (bot.runtime.Runtime.poem_spec)."""
 
     def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
+        super().__init__(key, key, **values)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class PoemRequest:
     style: str | None = None                # a style id; "" the base model; None: the user's default
     style_title: str = ""                   # how the style is shown (李白), set with style
     title: str = ""                         # the poem's occasion: 题:送别, or the theme words
+    seed: str = ""                          # as typed (种子:7); protocol.spec reads it
 
     def resolved_form(self, default_form: str) -> str:
         """The form to write: the one asked for, else one long enough for the acrostic."""
@@ -58,6 +61,13 @@ class PoemRequest:
         if len(self.acrostic) > FORMS[default_form].n_lines:
             return "五律" if FORMS[default_form].line_len == 5 else "七律"
         return default_form
+
+
+def spec_fields(request: PoemRequest, default_form: str) -> dict[str, object]:
+    """request as protocol.spec.parse_spec's fields, written in default_form unless it names one."""
+    return {"form": request.resolved_form(default_form), "title": request.title, "keywords": request.keywords,
+            "acrostic": request.acrostic, "like_texts": request.like_texts, "style": request.style or "",
+            "style_title": request.style_title, "seed": request.seed or None}
 
 
 def form_of_token(token: str) -> str | None:
@@ -160,6 +170,12 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
                 title, i = tokens[i], i + 1
             title_parts.append(title)
             continue
+        seed = split_prefix(tok, SEED_PREFIXES)
+        if seed is not None:                   # 种子:7 (or 种子: 7)
+            if not seed and i < len(tokens):
+                seed, i = tokens[i], i + 1
+            request.seed = seed
+            continue
         form = form_of_token(tok)
         if form is not None:
             request.form = form
@@ -214,26 +230,11 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
         request.acrostic = _han_only("".join(acrostic_parts))
         if not request.acrostic:
             raise ParseError("acrostic_missing")
-        limit = FORMS[request.form].n_lines if request.form else MAX_ACROSTIC
-        if len(request.acrostic) > limit:
-            raise ParseError("acrostic_too_long", limit=limit)
     words = [w for w in (_han_only(w) for w in words) if w]
     request.keywords = [w for w in words if len(w) <= MAX_KEYWORD_CHARS]
-    if len(request.keywords) > MAX_KEYWORDS:
-        raise ParseError("too_many_keywords", limit=MAX_KEYWORDS)
     # The title: what the user named as one, else their theme words (/poem 秋夜, /poem 送友人归江南).
     request.title = _han_only("".join(title_parts)) if title_parts else "".join(words)
-    if len(request.title) > MAX_TITLE_CHARS:
-        raise ParseError("title_too_long", limit=MAX_TITLE_CHARS)
     return request
-
-
-def check_keywords_fit(request: PoemRequest, form: str) -> None:
-    """Refuse a theme word longer than a line of the form, in words the user can act on."""
-    line_len = FORMS[form].line_len
-    for word in request.keywords:
-        if len(word) > line_len:
-            raise ParseError("keyword_too_long", word=word, n=line_len)
 
 
 def extract_poem_lines(text: str | None) -> list[str]:

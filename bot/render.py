@@ -15,6 +15,7 @@ from bot.stores.users import UserSettings
 from protocol.sampling import CREATIVITY_TEMPERATURES
 from bot.styles import StyleBook
 from bot.texts import EN, t
+from protocol.spec import PoemSpec
 from verse.forms import FORM_NAMES, poem_text
 from verse.script import for_script
 
@@ -48,39 +49,41 @@ def prosody_note(poem: dict[str, Any], lang: str) -> str:
     return " · ".join(parts)
 
 
-def request_label(request: dict[str, Any], lang: str) -> str:
+def request_label(spec: PoemSpec | None, lang: str) -> str:
     """What was asked for, shown after the form: the title (《秋夜》), the acrostic, the theme
     words, or 仿作."""
-    title = "《" + str(request["title"]) + "》" if request.get("title") else ""
-    if request.get("acrostic"):
-        acrostic = ("藏头「" if lang != EN else "acrostic “") + request["acrostic"] + ("」" if lang != EN else "”")
+    if spec is None:
+        return ""
+    title = "《" + spec.title + "》" if spec.title else ""
+    if spec.acrostic:
+        acrostic = ("藏头「" if lang != EN else "acrostic “") + spec.acrostic + ("」" if lang != EN else "”")
         return " ".join(x for x in (title, acrostic) if x)
     if title:
         return title
-    if request.get("keywords"):
-        return " ".join(request["keywords"])
-    if request.get("like_texts"):
+    if spec.keywords:
+        return " ".join(spec.keywords)
+    if spec.like_texts:
         return t(lang, "imitate_note")
     return ""
 
 
-def style_label(request: dict[str, Any], lang: str) -> str:
+def style_label(spec: PoemSpec | None, lang: str) -> str:
     """The line under a poem written in a style: — 仿李白 / — in the manner of 李白; "" for the base model."""
-    if not request.get("style"):
+    if spec is None or not spec.style:
         return ""
-    return t(lang, "style_label", title=str(request.get("style_title") or request["style"]))
+    return t(lang, "style_label", title=spec.style_title or spec.style)
 
 
 def format_poem(lines: list[str], form: str, lang: str, traditional: bool = False,
-                request: dict[str, Any] | None = None, poem: dict[str, Any] | None = None,
+                spec: PoemSpec | None = None, poem: dict[str, Any] | None = None,
                 heading: str | None = None) -> str:
     title = h(form)
-    label = request_label(request or {}, lang)
+    label = request_label(spec, lang)
     if label:
         title += " · " + h(for_script(label, traditional))
     parts = [f"<b>{h(heading)}</b>"] if heading else []
     parts += [f"<b>{title}</b>", h(for_script(poem_text(lines, "\n", "\n", close=False), traditional))]
-    manner = style_label(request or {}, lang)
+    manner = style_label(spec, lang)
     if manner:
         parts.append(h(for_script(manner, traditional)))
     text = "\n".join(parts)

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,11 +21,13 @@ from telegram.error import TelegramError
 from protocol.settings import BotSettings
 from bot.ingest import current_attempt
 from bot.metrics import BotMetrics
-from bot.parsing import PoemRequest, check_keywords_fit, unknown_style_error
+from bot.parsing import PoemRequest, spec_fields, unknown_style_error
 from bot.similar import Index, IndexSource
 from bot.state import State
 from bot.stores.users import UserSettings
-from protocol.jobs import GenerateJob, Job, validate_generate
+from protocol.jobs import GenerateJob, Job, generate_job
+from protocol.sampling import DEFAULT as SAMPLING
+from protocol.spec import PoemSpec, parse_spec, require
 from streams import enqueue, run_async
 from verse.script import to_simplified
 
@@ -103,29 +105,38 @@ class Runtime:
                 raise unknown_style_error(request.style_title or request.style, styles)
             request.style_title = style.title
 
-    def make_generate_job(self, request: PoemRequest, settings: UserSettings, *, chat_id: int,
-                          user_id: int | None, lang: str, reply_to: int | None = None,
-                          fixed_lines: dict[int, str] | None = None, seed: int | None = None,
-                          purpose: str = "poem", extra: dict[str, Any] | None = None) -> GenerateJob:
-        """A validated job for request; raises ParseError or protocol.jobs.ValidationError.
+    def poem_spec(self, request: PoemRequest, settings: UserSettings) -> PoemSpec:
+        """The spec of a parsed request in the user's settings; raises protocol.spec.SpecError.
 
-        request.style is settled by resolve_style() first (left None, the job has no style)."""
-        form = request.resolved_form(settings.form or self.config.default_form)
-        check_keywords_fit(request, form)
-        job = GenerateJob(chat_id=chat_id, user_id=user_id, form=form, acrostic=request.acrostic,
-                          keywords=list(request.keywords), fixed_lines=dict(fixed_lines or {}),
-                          like_texts=list(request.like_texts), temperature=settings.temperature,
-                          seed=seed, style=request.style or "", title=request.title)
-        validate_generate(job, chars=self.can_write if self.chars is not None else None,
-                          to_simplified=to_simplified)
-        job.reply = {"chat_id": chat_id, "user_id": user_id, "lang": lang, "reply_to": reply_to,
-                     "purpose": purpose, "trad": settings.traditional,
-                     "request": {"form": job.form, "keywords": job.keywords, "acrostic": job.acrostic,
-                                 "like_texts": job.like_texts, "style": job.style,
-                                 "title": job.title,
-                                 "style_title": request.style_title if job.style else ""},
-                     **(extra or {})}
-        return job
+        request.style is settled by resolve_style() first (left None, the spec has no style)."""
+        return self.checked_spec(spec_fields(request, settings.form or self.config.default_form), settings)
+
+    async def again_spec(self, spec: PoemSpec, settings: UserSettings, **changes: object) -> PoemSpec:
+        """A sent poem's spec asked again (🔄) or with changes (✏️: kept lines), in the user's settings of
+        today; the poem's own style ("" the base model), which must still be served."""
+        fields = {**spec.fields(), **changes}
+        if spec.style:
+            styles = await self.state.style_cache.styles()
+            style = styles.get(spec.style)
+            if style is None:
+                raise unknown_style_error(spec.style_title or spec.style, styles)
+            fields["style_title"] = style.title
+        return self.checked_spec(fields, settings)
+
+    def checked_spec(self, fields: dict[str, object], settings: UserSettings) -> PoemSpec:
+        """protocol.spec.parse_spec of fields in the user's script and creativity, against the characters
+        the model can write; raises SpecError."""
+        return require(parse_spec({**fields, "traditional": settings.traditional,
+                                   "sampling": replace(SAMPLING, temperature=settings.temperature)},
+                                  chars=self.can_write if self.chars is not None else None,
+                                  to_simplified=to_simplified))
+
+    def make_generate_job(self, spec: PoemSpec, *, chat_id: int, user_id: int | None, lang: str,
+                          reply_to: int | None = None, n: int = 1, purpose: str = "poem") -> GenerateJob:
+        """The job for spec, with where its answer goes."""
+        return generate_job(spec, n=n, chat_id=chat_id, user_id=user_id,
+                            reply={"chat_id": chat_id, "user_id": user_id, "lang": lang, "reply_to": reply_to,
+                                   "purpose": purpose})
 
     async def submit(self, job: Job, bot: Bot | None, *, user_id: int | None = None,
                      chat_id: int | None = None, limited: bool = True) -> Outcome:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.card import png_bytes, poem_card
 from protocol.jobs import GenerateJob
+from protocol.spec import parse_spec, require
 
 EXAMPLE_DAY = date(2026, 12, 1)
 
@@ -46,8 +47,9 @@ def write_examples(out: Path, model_dir: Path, seed: int = 2026) -> list[Path]:
     for example, job, result in zip(EXAMPLES, jobs, generator.generate(jobs)):
         if not result.ok:
             raise RuntimeError(f"{example.name}: {result.error_message}")
-        request = {"keywords": list(example.keywords), "acrostic": example.acrostic}
-        card = poem_card(result.poems[0]["lines"], example.form, request, example.traditional, EXAMPLE_DAY)
+        spec = require(parse_spec({"form": example.form, "keywords": list(example.keywords),
+                                   "acrostic": example.acrostic}))
+        card = poem_card(result.poems[0]["lines"], example.form, spec, example.traditional, EXAMPLE_DAY)
         path = out / f"{example.name}.png"
         path.write_bytes(png_bytes(card))
         paths.append(path)

@@ -10,11 +10,18 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Collection, Literal, Union
 
-from verse.forms import FORMS, cut_lines, is_han, normalise_form_name
+from verse.forms import cut_lines, is_han
 from protocol.keys import JOB_FIELD, RESULT_FIELD
 from protocol.sampling import DEFAULT as SAMPLING
+# The request's limits and codes are protocol.spec's; imported here too, where callers have long found them.
+from protocol.spec import (E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, E_UNKNOWN_STYLE, IGNORED_CHARS, MAX_BEST_OF,
+                           MAX_KEYWORDS, MAX_LIKE_TEXTS, MAX_STYLE_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
+                           TEMPERATURE_RANGE, PoemSpec, clean_text, parse_spec)
 
-PROTOCOL_VERSION = 1
+# 2: a generate job carries its request whole (GenerateJob.spec) and its Result brings it back. A
+# version-1 message (flat fields, no spec) still reads; an older build refuses version 2 by name.
+PROTOCOL_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 ToneMode = Literal["hard", "soft", "off"]
 RhymeMode = Literal["pingshui", "none"]
@@ -27,29 +34,18 @@ MAX_N = 10
 # (model/decode.py, Generator._select; the default in protocol/sampling.py); a job may ask for 1
 # (fastest) up to MAX_BEST_OF.
 DEFAULT_BEST_OF = SAMPLING.best_of
-MAX_BEST_OF = 16
-MAX_TITLE_CHARS = 24          # a title names an occasion: 送友人归江南, 秋夜, 大雪
-MAX_KEYWORDS = 6
-MAX_LIKE_TEXTS = 8
-MAX_TEXT_CHARS = 400          # one like-text or one encode text
+# The request's own limits (title, keywords, example poems, style, sampling) are protocol.spec's.
 MAX_ENCODE_TEXTS = 64
 MAX_REPEAT_RANGE = (1, 8)
-TEMPERATURE_RANGE = (0.05, 2.0)
 MAX_LATENT_DIM = 1024
-MAX_STYLE_CHARS = 32
-# Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
 TYPED_LINE_BREAKS = "，。、？！；：,.?!;:\n\r"     # where a typed poem's lines end
-IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
 
-# Error codes carried by Result.error_code; the bot maps them to user messages.
-E_INVALID = "invalid_request"       # malformed field values (bad form, n out of range, ...)
-E_IMPOSSIBLE = "impossible"         # constraints that no poem of the form can meet
-E_UNKNOWN_CHARS = "unknown_chars"   # characters the model cannot write
+# Error codes carried by Result.error_code; the bot maps them to user messages. E_INVALID,
+# E_IMPOSSIBLE, E_UNKNOWN_CHARS and E_UNKNOWN_STYLE (a refused request) are protocol.spec's.
 E_BAD_MESSAGE = "bad_message"       # the stream entry could not be parsed (unknown version, ...)
 E_DEAD_LETTER = "dead_letter"       # failed on every delivery; moved to the dead-letter stream
 E_INTERNAL = "internal"             # the worker failed while decoding
 E_NO_MODEL = "no_model"
-E_UNKNOWN_STYLE = "unknown_style"   # a style no worker has (the message lists those it has)
 E_COUPLET_LENGTH = "couplet_length"  # a 上联 shorter or longer than COUPLET_LENGTHS
 E_NO_COUPLET_MODEL = "no_couplet_model"  # the worker serves poems but has no couplet model
 
@@ -101,8 +97,18 @@ class GenerateJob:
     title: str = ""                    # the poem's occasion (送友人, 秋夜); a titled model writes to it
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
+    # What the user asked for, whole (protocol.spec, its to_wire()): the worker maps it onto the fields
+    # above (worker.request) and echoes it in the Result. None: the fields above are the request.
+    spec: dict[str, Any] | None = None
 
     kind = "generate"
+
+
+def generate_job(spec: PoemSpec, *, n: int = 1, seed: int | None = None, chat_id: int | None = None,
+                 user_id: int | None = None, reply: dict[str, Any] | None = None) -> GenerateJob:
+    """The job that asks a worker for n poems of spec (the bot's, the daily poem's, inline mode's)."""
+    return GenerateJob(chat_id=chat_id, user_id=user_id, n=n, seed=seed, spec=spec.to_wire(),
+                       reply=dict(reply or {}))
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Result:
     finished_at: float = field(default_factory=time.time)
     kind: str = "generate"
     reply: dict[str, Any] = field(default_factory=dict)  # the job's reply metadata, echoed
+    spec: dict[str, Any] | None = None                   # the job's spec (protocol.spec wire form), echoed
 
     @classmethod
     def error(cls, job_id: str, code: str, message: str, **extra: Any) -> "Result":
@@ -184,9 +191,9 @@ def _read(text: str | bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise JobFormatError("message is not a JSON object")
     version = body.pop("v", None)
-    if version != PROTOCOL_VERSION:
+    if version not in READABLE_VERSIONS:
         raise JobFormatError(f"message has protocol version {version!r}; this build reads "
-                             f"version {PROTOCOL_VERSION} (upgrade the older side)")
+                             f"versions {', '.join(map(str, READABLE_VERSIONS))} (upgrade the older side)")
     return body
 
 
@@ -215,6 +222,8 @@ def job_from_json(text: str | bytes) -> Job:
     if not isinstance(job.reply, dict):       # the bot routes the result by it: unreadable otherwise
         raise JobFormatError("reply must be a JSON object")
     if isinstance(job, GenerateJob):
+        if job.spec is not None and not isinstance(job.spec, dict):
+            raise JobFormatError("spec must be a JSON object")
         # JSON object keys are strings; the line index is an int.
         try:
             job.fixed_lines = {int(k): str(v) for k, v in (job.fixed_lines or {}).items()}
@@ -290,11 +299,6 @@ def split_lines(text: str) -> list[str]:
     return [clean for line in lines if (clean := clean_text(line))]
 
 
-def clean_text(text: str) -> str:
-    """Characters of text with user punctuation and spaces dropped."""
-    return "".join(c for c in text if c not in IGNORED_CHARS)
-
-
 def _check(condition: bool, code: str, message: str) -> None:
     if not condition:
         raise ValidationError(code, message)
@@ -307,114 +311,40 @@ def _strings(value: Any) -> bool:
 def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = None,
                       to_simplified: Callable[[str], str] | None = None,
                       styles: Collection[str] | None = None) -> GenerateJob:
-    """Normalise and check a request; raise ValidationError with a user-facing message.
+    """Check a job's model settings and, through protocol.spec.parse_spec (the one check of a request),
+    its request fields; raise ValidationError with an English message. Returns the job with form name,
+    acrostic, keywords, title, fixed lines and example poems normalised.
 
     chars(c) says whether the model can write character c (e.g. `vocab.__contains__`); without it
     only the shape of the request is checked. to_simplified maps user text to the model's script.
     styles: the style ids that can be served (the worker's adapters); None skips that check.
-    Returns the job with form name, acrostic, keywords and fixed lines normalised.
     """
-    conv = to_simplified or (lambda s: s)
     # Field types first: a job read from the stream holds whatever JSON its sender wrote, and a
     # wrong type must be refused here, not raise TypeError mid-batch (the worker would then retry
     # the whole batch one job at a time and dead-letter this one only after every delivery).
-    _check(isinstance(job.acrostic, str), E_INVALID, "acrostic must be text")
-    _check(_strings(job.keywords), E_INVALID, "keywords must be a list of words")
-    _check(_strings(job.like_texts), E_INVALID, "like_texts must be a list of poems")
-    _check(isinstance(job.fixed_lines, dict), E_INVALID, "fixed_lines must map line numbers to text")
-    form_name = normalise_form_name(str(job.form)) if job.form is not None else None
-    _check(form_name is not None, E_INVALID,
-           f"unknown form {job.form!r}; choose one of {', '.join(FORMS)}")
-    form = FORMS[form_name]
-    job.form = form_name
     _check(isinstance(job.n, int) and 1 <= job.n <= MAX_N, E_INVALID,
            f"n must be between 1 and {MAX_N}")
-    _check(isinstance(job.best_of, int) and 1 <= job.best_of <= MAX_BEST_OF, E_INVALID,
-           f"best_of must be between 1 and {MAX_BEST_OF}")
     _check(job.tone_mode in TONE_MODES, E_INVALID, f"tone_mode must be one of {TONE_MODES}")
     _check(job.rhyme in RHYME_MODES, E_INVALID, f"rhyme must be one of {RHYME_MODES}")
-    lo, hi = TEMPERATURE_RANGE
-    _check(isinstance(job.temperature, (int, float)) and lo <= job.temperature <= hi, E_INVALID,
-           f"temperature must be between {lo} and {hi}")
-    _check(isinstance(job.top_p, (int, float)) and 0.0 < job.top_p <= 1.0, E_INVALID,
-           "top_p must be in (0, 1]")
-    _check(isinstance(job.min_p, (int, float)) and 0.0 <= job.min_p < 1.0, E_INVALID,
-           "min_p must be in [0, 1)")
     lo_r, hi_r = MAX_REPEAT_RANGE
     _check(isinstance(job.max_repeat, int) and lo_r <= job.max_repeat <= hi_r, E_INVALID,
            f"max_repeat must be between {lo_r} and {hi_r}")
     _check(job.seed is None or (isinstance(job.seed, int) and 0 <= job.seed < 2**63), E_INVALID,
            "seed must be a non-negative integer")
-    _check(isinstance(job.style, str) and len(job.style) <= MAX_STYLE_CHARS
-           and not any(c.isspace() for c in job.style), E_INVALID,
-           f"style must be a name of at most {MAX_STYLE_CHARS} characters without spaces")
-    if styles is not None and job.style:
-        _check(job.style in styles, E_UNKNOWN_STYLE,
-               f"no style {job.style!r}; the styles are: {', '.join(sorted(styles)) or 'none'}")
-    _check(isinstance(job.latent_scale, (int, float)) and 0.0 <= job.latent_scale <= 2.0, E_INVALID,
-           "latent_scale must be between 0 and 2")
-    _check(isinstance(job.title, str), E_INVALID, "title must be text")
-    job.title = conv(clean_text(job.title))
-    _check(len(job.title) <= MAX_TITLE_CHARS, E_INVALID,
-           f"a title has at most {MAX_TITLE_CHARS} characters")
     if job.latent is not None:
         _check(isinstance(job.latent, list) and 0 < len(job.latent) <= MAX_LATENT_DIM
                and all(isinstance(x, (int, float)) for x in job.latent), E_INVALID,
                "latent must be a list of numbers")
-
-    job.acrostic = conv(clean_text(job.acrostic or ""))
-    _check(len(job.acrostic) <= form.n_lines, E_IMPOSSIBLE,
-           f"an acrostic of {len(job.acrostic)} characters needs more than the "
-           f"{form.n_lines} lines of a {form.name}")
-
-    _check(len(job.keywords) <= MAX_KEYWORDS, E_INVALID, f"at most {MAX_KEYWORDS} keywords")
-    keywords = [conv(clean_text(k)) for k in job.keywords]
-    job.keywords = [k for k in keywords if k]
-    for k in job.keywords:
-        _check(len(k) <= form.line_len, E_IMPOSSIBLE,
-               f"keyword {k!r} is longer than a line of a {form.name} ({form.line_len} characters)")
-
-    fixed: dict[int, str] = {}
-    for index, text in (job.fixed_lines or {}).items():
-        try:
-            i = int(index)
-        except (TypeError, ValueError):
-            raise ValidationError(E_INVALID, f"fixed line number {index!r} is not a number") from None
-        _check(0 <= i < form.n_lines, E_IMPOSSIBLE,
-               f"a {form.name} has lines 1..{form.n_lines}; there is no line {i + 1}")
-        line = conv(clean_text(str(text)))
-        _check(len(line) == form.line_len, E_IMPOSSIBLE,
-               f"fixed line {i + 1} {line!r} has {len(line)} characters; a {form.name} line has "
-               f"{form.line_len}")
-        fixed[i] = line
-    job.fixed_lines = fixed
-    _check(len(fixed) < form.n_lines or not job.keywords, E_IMPOSSIBLE,
-           "every line is fixed: there is no room for keywords")
-    for i, ch in enumerate(job.acrostic):
-        if i in fixed:
-            _check(fixed[i][0] == ch, E_IMPOSSIBLE,
-                   f"line {i + 1} is fixed as {fixed[i]!r} but the acrostic wants it to start with {ch!r}")
-
-    free_chars = sum(form.line_len - (1 if i < len(job.acrostic) else 0)
-                     for i in range(form.n_lines) if i not in fixed)
-    kw_chars = sum(len(k) for k in job.keywords)
-    _check(kw_chars <= free_chars, E_IMPOSSIBLE,
-           f"the keywords need {kw_chars} characters but only {free_chars} are free")
-
-    _check(len(job.like_texts) <= MAX_LIKE_TEXTS, E_INVALID, f"at most {MAX_LIKE_TEXTS} example poems")
-    job.like_texts = [conv(str(t)) for t in job.like_texts]
-    for t in job.like_texts:
-        _check(len(t) <= MAX_TEXT_CHARS, E_INVALID,
-               f"an example poem may have at most {MAX_TEXT_CHARS} characters")
-
-    if chars is not None:
-        wanted = job.acrostic + "".join(job.keywords) + "".join(fixed.values())
-        unknown = sorted({c for c in wanted if not chars(c)})
-        _check(not unknown, E_UNKNOWN_CHARS,
-               f"the model cannot write {''.join(unknown)}: choose other characters")
-        if job.like_texts:
-            _check(any(any(chars(c) for c in clean_text(t)) for t in job.like_texts), E_UNKNOWN_CHARS,
-                   "the example poems have no characters the model knows")
+    sampling = {"temperature": job.temperature, "top_p": job.top_p, "min_p": job.min_p, "best_of": job.best_of,
+                "latent_scale": job.latent_scale}
+    spec = parse_spec({"form": job.form, "title": job.title, "keywords": job.keywords, "acrostic": job.acrostic,
+                       "style": job.style, "like_texts": job.like_texts, "kept_lines": job.fixed_lines,
+                       "sampling": sampling},
+                      chars=chars, to_simplified=to_simplified, styles=styles)
+    if not isinstance(spec, PoemSpec):
+        raise ValidationError(spec.result_code, spec.message)
+    job.form, job.title, job.acrostic = spec.form.name, spec.title, spec.acrostic
+    job.keywords, job.fixed_lines, job.like_texts = list(spec.keywords), spec.kept, list(spec.like_texts)
     return job
 
 

@@ -31,6 +31,7 @@ from protocol.connections import connect_async, refuses_writes
 from streams import jobs_consumer, run_async
 from verse.forms import FORMS, poem_text
 from search.index import Index as LatentIndex
+from worker.request import echo, model_job
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
 from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
@@ -185,6 +186,8 @@ class StandInWorker:
             job = job_from_fields(entry)
         except JobFormatError:
             return
+        if isinstance(job, GenerateJob):
+            job = model_job(job)             # the spec as the model's arguments, as worker.service does
         self.jobs.append(job)
         if isinstance(job, EncodeJob):
             result = Result(job_id=job.job_id, ok=True, kind="encode", worker_id=self.worker_id,
@@ -206,6 +209,7 @@ class StandInWorker:
                                   "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text), "seed": seed + k})
                 result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply,
                                 poems=poems)
+        echo(job, result)
         await self.redis.xadd(RESULTS_STREAM, result_fields(result), maxlen=RESULTS_MAXLEN, approximate=True)
 
 

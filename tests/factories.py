@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 from corpus.reader import Corpus
+from protocol.spec import PoemSpec, parse_spec, require
 from verse.forms import FORMS
 
 CHARS = "春夏秋冬风花雪月山水江天云雨人归来去明日"     # all in conftest's tiny vocabulary
@@ -24,3 +25,8 @@ def random_corpus(n: int, seed: int, authors: int = 5) -> Corpus:
                       lines=lines, lines_t=lines, puncts="，。" * (form.n_lines // 2), strains=None,
                       rank=k * 10)
     return corpus
+
+
+def spec(form: str = "七绝", **fields: object) -> PoemSpec:
+    """A checked PoemSpec of form with these fields (protocol.spec.parse_spec's names)."""
+    return require(parse_spec({"form": form, **fields}))

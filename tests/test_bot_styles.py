@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot import callbacks
 from bot.callbacks import CallbackError
 from bot.card import poem_card
-from bot.inline_cache import slim, theme_of
+from bot.inline_cache import cached_spec, slim, theme_of
 from bot.parsing import ParseError, parse_poem_args
 from bot.render import format_poem, format_styles, settings_keyboard, settings_text
 from bot.state import State
@@ -31,6 +31,8 @@ from devtools.emulator import BotApiEmulator, check_html
 from protocol.jobs import (E_UNKNOWN_STYLE, GenerateJob, JobFormatError, Result, ValidationError, job_from_fields,
                         result_fields, validate_generate)
 from protocol.keys import RESULTS_MAXLEN, RESULTS_STREAM, STYLES_KEY
+from factories import spec
+from worker.request import echo, model_job
 
 CARDS = [
     {"id": "libai", "title": "李白", "line": "飘逸豪放，明月与酒", "line_en": "free and soaring: moon and wine",
@@ -265,15 +267,16 @@ def test_style_key_is_stable(text: str) -> None:
 
 def test_the_style_is_named_under_the_poem_in_the_readers_language_and_script() -> None:
     request = {"keywords": ["明月"], "style": "sushi", "style_title": "苏轼"}
-    zh = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, request=request, poem={"rhyme_ok": True})
+    asked = spec("五绝", **request)
+    zh = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, spec=asked, poem={"rhyme_ok": True})
     assert "春风吹柳绿。\n— 仿苏轼\n\n<i>押平水韵</i>" in zh and check_html(zh) is None
-    assert "— in the manner of 苏轼" in format_poem(["春风吹柳绿"] * 4, "五绝", EN, request=request)
-    assert "— 仿蘇軾" in format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True, request=request)
-    assert "仿" not in format_poem(["春风吹柳绿"] * 4, "五绝", ZH, request={"style": ""})
-    hostile = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, request={"style": "x", "style_title": "<b>&"})
+    assert "— in the manner of 苏轼" in format_poem(["春风吹柳绿"] * 4, "五绝", EN, spec=asked)
+    assert "— 仿蘇軾" in format_poem(["春风吹柳绿"] * 4, "五绝", ZH, traditional=True, spec=asked)
+    assert "仿" not in format_poem(["春风吹柳绿"] * 4, "五绝", ZH, spec=spec("五绝", style=""))
+    hostile = format_poem(["春风吹柳绿"] * 4, "五绝", ZH, spec=spec("五绝", style="x", style_title="<b>&"))
     assert check_html(hostile) is None and "仿&lt;b&gt;&amp;" in hostile
-    assert poem_card(["春风吹柳绿"] * 4, "五绝", request).note == "仿苏轼"
-    assert poem_card(["春风吹柳绿"] * 4, "五绝", {**request, "acrostic": "春夏"}).note == "藏头·仿苏轼"
+    assert poem_card(["春风吹柳绿"] * 4, "五绝", asked).note == "仿苏轼"
+    assert poem_card(["春风吹柳绿"] * 4, "五绝", spec("五绝", **request, acrostic="春夏")).note == "藏头·仿苏轼"
 
 
 def test_styles_list_one_line_each_with_a_hint_or_says_there_are_none() -> None:
@@ -316,11 +319,11 @@ def test_style_setting_callbacks_round_trip_and_refuse_forgeries() -> None:
 
 
 def test_inline_cache_keeps_the_style_apart() -> None:
-    assert theme_of({"keywords": ["明月"], "style": "libai"}) == "s:libai:k:明月"
-    assert theme_of({"keywords": ["明月"], "style": ""}) == "k:明月"
-    assert theme_of({"style": "libai"}) == "s:libai:any"
-    assert slim({"lines": ["一"]}, {"style": "libai", "style_title": "李白"})["request"] == \
-        {"style": "libai", "style_title": "李白"}
+    assert theme_of(spec(keywords=["明月"], style="libai")) == "s:libai:k:明月"
+    assert theme_of(spec(keywords=["明月"], style="")) == "k:明月"
+    assert theme_of(spec(style="libai")) == "s:libai:any"
+    cached = slim({"lines": ["一"], "form": "七绝"}, spec(style="libai", style_title="李白"))
+    assert (cached_spec(cached).style, cached_spec(cached).style_title) == ("libai", "李白")
 
 
 # --- flows: the bot with a stand-in worker that serves styles --------------------------------------
@@ -348,6 +351,7 @@ class StyledStandIn(StandInWorker):
         if not isinstance(job, GenerateJob):
             await super()._serve(entry)
             return
+        job = model_job(job)                 # the spec as the model's arguments, as worker.service does
         self.jobs.append(job)
         try:
             validate_generate(job, styles=self.styles)
@@ -360,6 +364,7 @@ class StyledStandIn(StandInWorker):
             result = Result(job_id=job.job_id, ok=True, worker_id=self.worker_id, reply=job.reply, poems=poems)
         except ValidationError as exc:
             result = Result.error(job.job_id, exc.code, exc.message, reply=job.reply, worker_id=self.worker_id)
+        echo(job, result)
         await self.redis.xadd(RESULTS_STREAM, result_fields(result), maxlen=RESULTS_MAXLEN, approximate=True)
 
 

@@ -12,7 +12,8 @@ import pytest
 from bot import callbacks
 from bot.callbacks import Callback
 from protocol.settings import BotSettings, ConfigError
-from bot.parsing import ParseError, extract_poem_lines, parse_poem_args
+from bot.parsing import ParseError, extract_poem_lines, parse_poem_args, spec_fields
+from protocol.spec import SpecError, parse_spec, require
 from bot.redact import RedactToken
 from bot.render import format_poem, format_similar, keep_keyboard, poem_keyboard
 from bot.similar import taste_vector
@@ -25,6 +26,7 @@ from devtools.emulator import check_html
 from verse.forms import poem_text
 from protocol.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS
 from verse.script import converter, to_simplified, to_traditional
+from factories import spec
 
 TOKEN = "4242:AAH-secret_part_abcdefghijklmnop"
 
@@ -87,8 +89,9 @@ def test_parse_poem_args(args: str, form: str | None, keywords: list[str], acros
     ("藏头 一二三四五六七八九", "acrostic_too_long"), ("一 二 三 四 五 六 七", "too_many_keywords"),
 ])
 def test_parse_poem_args_refusals(args: str, key: str) -> None:
-    with pytest.raises(ParseError) as info:
-        parse_poem_args(args)
+    """Refused as typed (ParseError), or as a request once its form is known (protocol.spec)."""
+    with pytest.raises(SpecError) as info:
+        require(parse_spec(spec_fields(parse_poem_args(args), "七绝")))
     assert info.value.key == key
     assert t(ZH, key, **info.value.values) and t(EN, key, **info.value.values)
 
@@ -102,7 +105,7 @@ def test_acrostic_command_and_form_inference() -> None:
 
 def test_extract_poem_lines_reads_our_messages_and_pastes() -> None:
     ours = format_poem(["春风吹柳绿", "明月照江流", "山水云风月", "花江天人日"], "五绝", ZH,
-                       request={"keywords": ["春风"]}, poem={"rhyme_ok": True, "tone_rate": 0.9})
+                       spec=spec("五绝", keywords=["春风"]), poem={"rhyme_ok": True, "tone_rate": 0.9})
     assert extract_poem_lines(ours) == ["春风吹柳绿", "明月照江流", "山水云风月", "花江天人日"]
     assert extract_poem_lines("山水云风月，花江天人日。") == ["山水云风月", "花江天人日"]
     assert extract_poem_lines("你好") == [] and extract_poem_lines(None) == []
@@ -139,7 +142,7 @@ def test_callback_round_trips_and_stays_under_64_bytes() -> None:
 # --- rendering -----------------------------------------------------------------------------------
 
 def test_rendered_messages_are_valid_telegram_html_even_with_hostile_text() -> None:
-    poem = format_poem(["一二三四五"] * 4, "五绝", EN, request={"keywords": ["<b>&"]},
+    poem = format_poem(["一二三四五"] * 4, "五绝", EN, spec=spec("五绝", keywords=["<b>&"]),
                        poem={"rhyme_ok": False, "tone_rate": 0.5, "form_ok": False})
     assert check_html(poem) is None and "&lt;b&gt;&amp;" in poem
     assert "rhyme imperfect" in poem and "50%" in poem and "irregular" in poem
@@ -301,7 +304,8 @@ async def test_queue_cap_delivery_claims_and_daily_claims(redis_url: str) -> Non
 async def test_poems_history_likes_settings(redis_url: str) -> None:
     state = State.from_url(redis_url, poem_ttl_s=120, history_cap=3)
     try:
-        record = PoemRecord("pid12345", 7, 7, "五绝", ["一二三四五"] * 4, {"keywords": ["春"]}, [0.1, 0.2])
+        record = PoemRecord("pid12345", 7, 7, "五绝", ["一二三四五"] * 4, mu=[0.1, 0.2],
+                            spec=spec("五绝", keywords=["春"]))
         await state.poems.save_poem(record)
         assert await state.poems.load_poem("pid12345") == record
         assert 0 < await state.redis.ttl("poembot:bot:poem:pid12345") <= 120

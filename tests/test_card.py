@@ -16,6 +16,7 @@ from bot.card import Card, CardError, chinese_date, missing_glyphs, png_bytes, p
 from botkit import card_fonts  # noqa: F401
 from protocol.settings import PRETRAINED_DIR
 from verse.script import to_traditional
+from factories import spec
 
 # Synthetic lines (common characters in arbitrary order), one per form.
 LINES = {"五绝": ["山水云风月", "花江天人日", "春秋夜雨青", "白高远长清"],
@@ -86,11 +87,11 @@ def test_cards_of_every_form_fit_telegram(card_fonts, form: str) -> None:
 
 
 def test_titles_follow_the_request() -> None:
-    assert poem_card(LINES["七绝"], "七绝", {"acrostic": "春夏秋冬"}).title == "春夏秋冬"
-    assert poem_card(LINES["七绝"], "七绝", {"acrostic": "春夏秋冬"}).note == "藏头"
-    assert poem_card(LINES["七绝"], "七绝", {"keywords": ["春风", "明月"]}).title == "春风·明月"
-    assert poem_card(LINES["七绝"], "七绝", {"like_texts": ["…"]}).note == "仿作"
-    assert poem_card(LINES["七绝"], "七绝", {}, title="每日一诗").title == "每日一诗"
+    assert poem_card(LINES["七绝"], "七绝", spec(acrostic="春夏秋冬")).title == "春夏秋冬"
+    assert poem_card(LINES["七绝"], "七绝", spec(acrostic="春夏秋冬")).note == "藏头"
+    assert poem_card(LINES["七绝"], "七绝", spec(keywords=["春风", "明月"])).title == "春风·明月"
+    assert poem_card(LINES["七绝"], "七绝", spec(like_texts=["…"])).note == "仿作"
+    assert poem_card(LINES["七绝"], "七绝", spec(), title="每日一诗").title == "每日一诗"
 
 
 def test_a_traditional_card_differs_from_the_simplified_one(card_fonts) -> None:

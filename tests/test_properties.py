@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bot import callbacks
 from bot.callbacks import Callback, CallbackError
 from bot.parsing import (LONG_FORMS, MAX_ACROSTIC, MAX_ARG_CHARS, PINYIN_FORMS, ParseError, extract_poem_lines,
-                         form_of_token, parse_poem_args)
+                         form_of_token, parse_poem_args, spec_fields)
 from bot.render import format_poem
 from bot.stores.users import UserSettings
 from protocol.sampling import CREATIVITY_TEMPERATURES
@@ -29,6 +29,7 @@ from bot.texts import EN, ZH, t
 from protocol.jobs import (IGNORED_CHARS, MAX_KEYWORDS, MAX_N, TYPED_LINE_BREAKS, GenerateJob, JobFormatError,
                            ValidationError, clean_text, job_from_json, job_to_json, split_lines, validate_generate,
                            validate_job)
+from protocol.spec import SpecError, parse_spec, require
 from verse.forms import FORM_NAMES, FORMS, is_han, poem_text
 from verse.script import for_script
 
@@ -60,11 +61,12 @@ def all_han(text: str) -> bool:
 def test_arguments_parse_within_bounds_or_are_refused_in_both_languages(text: str, acrostic_command: bool) -> None:
     try:
         request = parse_poem_args(text, acrostic_command=acrostic_command)
-    except ParseError as exc:
+        spec = require(parse_spec(spec_fields(request, "七绝")))    # the limits are the spec's
+    except SpecError as exc:                                       # ParseError is one too
         assert t(ZH, exc.key, **exc.values) and t(EN, exc.key, **exc.values)
         return
     assert request.form is None or request.form in FORMS
-    assert len(request.keywords) <= MAX_KEYWORDS
+    assert len(request.keywords) <= MAX_KEYWORDS and len(spec.keywords) == len(request.keywords)
     assert all(word and all_han(word) for word in request.keywords)
     assert all_han(request.acrostic) and len(request.acrostic) <= MAX_ACROSTIC
     assert bool(request.acrostic) or not acrostic_command, "/acrostic never comes back without one"
@@ -131,7 +133,8 @@ def test_a_poem_message_of_the_bot_gives_back_exactly_its_lines(data: st.DataObj
     text over: without its tags. The prosody note (押平水韵, alone on its line) was read as a fifth line."""
     lines = data.draw(poem_lines(form)) if data else ["春风吹柳绿", "秋月照江明", "山高云自在", "水远客归来"]
     shown = [for_script(line, traditional) for line in lines]
-    html = format_poem(lines, form, lang, traditional=traditional, request=request, poem=poem, heading=heading)
+    spec = require(parse_spec({"form": form, **request}))
+    html = format_poem(lines, form, lang, traditional=traditional, spec=spec, poem=poem, heading=heading)
     assert extract_poem_lines(unescape(re.sub(r"<[^>]+>", "", html))) == shown
 
 

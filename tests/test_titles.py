@@ -9,7 +9,9 @@ import pytest
 
 from bot.daily import daily_job
 from bot.occasions import occasion_of
-from bot.parsing import ParseError, parse_poem_args
+from bot.parsing import parse_poem_args, spec_fields
+from protocol.spec import SpecError, from_wire, parse_spec, require
+from worker.request import model_job
 from model.titles import clean_title, encode_title
 from verse.vocab import PAD, Vocab
 
@@ -43,8 +45,8 @@ def test_theme_words_become_the_title() -> None:
     request = parse_poem_args("题目: 登高")
     assert (request.title, request.keywords) == ("登高", [])
     assert parse_poem_args("藏头 春夏秋冬").title == ""
-    with pytest.raises(ParseError) as err:
-        parse_poem_args("题:" + "春" * 25)
+    with pytest.raises(SpecError) as err:
+        require(parse_spec(spec_fields(parse_poem_args("题:" + "春" * 25), "七绝")))
     assert err.value.key == "title_too_long"
 
 
@@ -69,7 +71,7 @@ def test_an_ordinary_day_gets_a_title_of_its_season() -> None:
 
 def test_the_daily_poem_is_written_to_its_day() -> None:
     job = daily_job(date(2026, 12, 22))
-    assert job.title == "冬至" and job.reply["request"]["title"] == "冬至"
+    assert from_wire(job.spec).title == "冬至" and model_job(job).title == "冬至"
 
 
 def test_writable_mask_keeps_placeholders_and_japanese_forms_out() -> None:

@@ -21,8 +21,8 @@ import redis
 from protocol import keys
 from protocol.connections import connect, live_workers, wait_results
 from streams import StreamConsumer, enqueue, jobs_consumer, results_consumer, run, run_async
-from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, EncodeJob, GenerateJob, Result,
-                        job_to_json)
+from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, E_INVALID, EncodeJob, GenerateJob, Result,
+                        job_to_json, result_from_fields)
 from botkit import start_worker  # noqa: F401  (a fixture)
 from conftest import wait_for
 
@@ -209,6 +209,40 @@ def test_consumers_of_stopped_workers_are_pruned(redis_client) -> None:
     assert run(redis_client, JOBS.prune(alive, idle_ms=0)) == ["gone"]
     names = {c["name"] for c in redis_client.xinfo_consumers(keys.JOBS_STREAM, keys.WORKER_GROUP)}
     assert {n.decode() if isinstance(n, bytes) else n for n in names} == {"holding", "alive"}
+
+
+def test_the_worker_maps_a_spec_for_the_model_and_echoes_it(redis_client, redis_url) -> None:
+    """The generator reads the spec's values in its own fields; the result brings the spec back; a spec
+    this build cannot read is answered with an error, not a failed batch."""
+    from protocol.jobs import generate_job
+    from protocol.settings import WorkerSettings
+    from protocol.spec import parse_spec, require
+    from worker.service import Worker
+
+    seen = []
+
+    class Recording:
+        def run(self, jobs):
+            seen.extend(jobs)
+            return [Result(job_id=j.job_id, ok=True, poems=[{"text": j.acrostic}], reply=j.reply) for j in jobs]
+
+    run(redis_client, JOBS.ensure_group())
+    worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Recording())
+    spec = require(parse_spec({"form": "五律", "acrostic": "春夏", "sampling": {"temperature": 0.8}}))
+    good = generate_job(spec, reply={"purpose": "poem"})
+    unreadable = generate_job(spec)
+    unreadable.spec = {**unreadable.spec, "v": 99}
+    for job in (good, unreadable):
+        run(redis_client, enqueue(job))
+    worker._handle(worker._read(count=10, block_ms=100))
+    assert [(j.job_id, j.form, j.acrostic, j.temperature) for j in seen] == [(good.job_id, "五律", "春夏", 0.8)]
+    results = {}
+    for _, fields in redis_client.xrange(keys.RESULTS_STREAM):
+        result = result_from_fields(fields)
+        results[result.job_id] = result
+    assert results[good.job_id].ok and results[good.job_id].spec == good.spec
+    assert not results[unreadable.job_id].ok and results[unreadable.job_id].error_code == E_INVALID
+    assert "version 99" in results[unreadable.job_id].error_message
 
 
 def test_mixed_batch_round_trip(workers, redis_client) -> None:

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from protocol.keys import message_key, poem_key
+from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
+from verse.forms import FORMS
+
+log = logging.getLogger(__name__)
 
 
 def new_poem_id() -> str:
@@ -22,21 +27,36 @@ class PoemRecord:
     chat_id: int
     form: str
     lines: list[str]                   # simplified, without punctuation
-    request: dict[str, Any] = field(default_factory=dict)   # form/keywords/acrostic/like_texts
+    request: dict[str, Any] = field(default_factory=dict)   # a couplet's request (bot.couplet)
     mu: list[float] | None = None
     seed: int | None = None
     rhyme_ok: bool | None = None
     tone_rate: float | None = None
     created_at: float = field(default_factory=time.time)
+    spec: PoemSpec | None = None       # what a poem was asked with; None for a couplet
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["spec"] = self.spec.to_wire() if self.spec is not None else None
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "PoemRecord":
         body = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in body.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"spec"}
+        record = cls(**{k: v for k, v in body.items() if k in known})
+        record.spec = _spec_of(body.get("spec"), record)
+        return record
+
+
+def _spec_of(wire: Any, record: PoemRecord) -> PoemSpec | None:
+    """A stored record's spec; for a poem kept before specs existed, the one its request dict says."""
+    if wire is not None:
+        try:
+            return from_wire(wire)
+        except SpecError as exc:
+            log.warning("poem %s has an unreadable spec: %s", record.poem_id, exc)
+    return from_legacy(record.request or {}, record.form) if record.form in FORMS else None
 
 
 class Poems:
