@@ -155,10 +155,15 @@ async def test_bot_metrics_endpoint_counts_a_real_conversation(emu, redis_url, s
         await emu.send_text(alice, "随便说说")
         await emu.send_text(carol, "/poem")
 
+        # Updates are handled concurrently, so each counter asserted below is waited for: the text
+        # after /nonsense may be counted first.
         def done(v: dict) -> bool:
             return (sample(v, "poembot_bot_results_total", purpose="poem", outcome="sent") >= 1
                     and sample(v, "poembot_bot_results_total", purpose="poem", outcome="failed") >= 1
-                    and sample(v, "poembot_bot_updates_total", kind="text") >= 1)
+                    and sample(v, "poembot_bot_updates_total", kind="text") >= 1
+                    and sample(v, "poembot_bot_updates_total", kind="unknown_command") >= 1
+                    and sample(v, "poembot_bot_updates_total", kind="poem") >= 2
+                    and sample(v, "poembot_bot_jobs_submitted_total", outcome="queued") >= 2)
         values = await eventually(lambda: scrape(port), done)
         assert sample(values, "poembot_bot_updates_total", kind="poem") == 2
         assert sample(values, "poembot_bot_updates_total", kind="unknown_command") == 1
