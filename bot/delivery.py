@@ -333,18 +333,9 @@ class ResultConsumer:
             return await self._send_error(result)
         record = await self._record(result, user_id, chat_id)
         trad = record.spec.traditional if record.spec is not None else bool(reply.get("trad"))
-        await self.rt.state.poems.save_poem(record)      # before sending: buttons must work at once
-        try:
-            message = await self.bot.send_message(
-                chat_id, format_poem(record.lines, record.form, lang, trad, record.spec, result.poems[0]),
-                parse_mode=ParseMode.HTML, reply_markup=poem_keyboard(record.poem_id, lang),
-                reply_parameters=reply_params(reply.get("reply_to")))
-        except (Forbidden, BadRequest) as exc:
-            log.info("poem for a chat that cannot receive it: %s", exc)
-            self.rt.metrics.telegram_error(exc)
+        text = format_poem(record.lines, record.form, lang, trad, record.spec, result.poems[0])
+        if not await self._send_kept(record, text, poem_keyboard(record.poem_id, lang), reply, "poem"):
             return "failed"
-        await settle(lambda: self.rt.state.poems.remember_message(chat_id, message.message_id, record.poem_id),
-                     "the poem's message")
         if user_id is not None:
             await settle(lambda: self.rt.state.users.add_history(int(user_id), record.poem_id, record.mu), "history")
         await self._remember(record.spec, [slim(result.poems[0], record.spec)])
@@ -358,19 +349,26 @@ class ResultConsumer:
         if not result.ok or not result.poems or not result.poems[0].get("second"):
             return await self._send_error(result)
         record = couplet_record(result.poems, dict(reply.get("request") or {}), user_id, chat_id)
+        keyboard = couplet_keyboard(record.poem_id, lang)
+        sent = await self._send_kept(record, format_couplet(record, lang, trad), keyboard, reply, "couplet")
+        return "sent" if sent else "failed"
+
+    async def _send_kept(self, record: PoemRecord, text: str, keyboard: Any, reply: dict[str, Any],
+                         what: str) -> bool:
+        """Keep record, send its message (HTML, with its buttons) and remember which message shows it;
+        False when the chat cannot receive it."""
         await self.rt.state.poems.save_poem(record)      # before sending: buttons must work at once
         try:
-            message = await self.bot.send_message(
-                chat_id, format_couplet(record, lang, trad), parse_mode=ParseMode.HTML,
-                reply_markup=couplet_keyboard(record.poem_id, lang),
-                reply_parameters=reply_params(reply.get("reply_to")))
+            message = await self.bot.send_message(record.chat_id, text, parse_mode=ParseMode.HTML,
+                                                  reply_markup=keyboard,
+                                                  reply_parameters=reply_params(reply.get("reply_to")))
         except (Forbidden, BadRequest) as exc:
-            log.info("couplet for a chat that cannot receive it: %s", exc)
+            log.info("%s for a chat that cannot receive it: %s", what, exc)
             self.rt.metrics.telegram_error(exc)
-            return "failed"
-        await settle(lambda: self.rt.state.poems.remember_message(chat_id, message.message_id, record.poem_id),
-                     "the couplet's message")
-        return "sent"
+            return False
+        await settle(lambda: self.rt.state.poems.remember_message(record.chat_id, message.message_id,
+                                                                  record.poem_id), f"the {what}'s message")
+        return True
 
     async def _remember(self, spec: PoemSpec | None, poems: list[dict[str, Any]]) -> None:
         """Offer delivered poems to later inline queries of their theme; a failure here loses nothing."""
