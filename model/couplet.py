@@ -10,7 +10,6 @@ corpus attests; corpus copies dropped, the best distinct n returned.
 """
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from keras import layers
 
 from model.banners import choose_banner
 from model.constraints import NoveltyTable
-from model.folder import CONFIG_FILE, VOCAB_FILE, SavedConfig, load_weights, read_config, save_folder
+from model.folder import CONFIG_FILE, SavedConfig, load_folder, save_folder
 from model.rescore import unattested_share
-from model.couplet_rules import PING, ZE, CouplePlan, plan_couplet, violations
+from model.couplet_rules import PING, ZE, plan_couplet, violations
 from verse.vocab import BOS, N_SPECIALS, UNK, Vocab
 from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
                            ValidationError, validate_couplet)
@@ -135,12 +134,7 @@ def save_couplet_model(model: CoupletModel, vocab: Vocab, directory: str | Path,
 
 def load_couplet_model(directory: str | Path) -> tuple[CoupletModel, Vocab, CoupletConfig]:
     """The (model, vocab, config) saved by save_couplet_model; weights come back as float32."""
-    directory = Path(directory)
-    config = CoupletConfig.from_dict(read_config(directory))
-    vocab = Vocab.load(directory / VOCAB_FILE)
-    model = build_couplet_model(config)
-    load_weights(model, directory)
-    return model, vocab, config
+    return load_folder(directory, CoupletConfig, build_couplet_model)
 
 
 def find_couplet_dir(model_dir: str | Path | None) -> Path | None:

@@ -55,6 +55,18 @@ def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path,
     return directory
 
 
+def load_folder(directory: str | Path, config_type: type[C], build: Any) -> tuple[Any, "Vocab", C]:
+    """(model, vocab, config) of a model folder: the config read back as config_type, the model built
+    from it by build(config), the saved weights assigned as float32."""
+    from verse.vocab import Vocab
+
+    config = config_type.from_dict(read_config(directory))
+    vocab = Vocab.load(Path(directory) / VOCAB_FILE)
+    model = build(config)
+    load_weights(model, directory)
+    return model, vocab, config
+
+
 def read_config(directory: str | Path) -> dict:
     return json.loads((Path(directory) / CONFIG_FILE).read_text())
 

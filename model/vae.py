@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from model.folder import SavedConfig
+from model.folder import SavedConfig, load_folder
 from model.folder import CONFIG_FILE, METRICS_FILE, VOCAB_FILE, WEIGHTS_FILE  # noqa: F401 (their home before)
 from verse.forms import FORMS, MAX_SEQ_LEN
 from verse.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK
@@ -415,12 +415,4 @@ def save_model(model: PoemVAE, vocab: "Vocab", directory: str | Path, dtype: str
 
 def load_model(directory: str | Path) -> tuple[PoemVAE, "Vocab", VAEConfig]:
     """The (model, vocab, config) saved by save_model; weights come back as float32."""
-    from model.folder import load_weights, read_config
-    from verse.vocab import Vocab
-
-    directory = Path(directory)
-    config = VAEConfig.from_dict(read_config(directory))
-    vocab = Vocab.load(directory / VOCAB_FILE)
-    model = build_vae(config)
-    load_weights(model, directory)
-    return model, vocab, config
+    return load_folder(directory, VAEConfig, build_vae)
