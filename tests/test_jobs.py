@@ -127,3 +127,12 @@ def test_encode_validation() -> None:
     assert jobs.validate_encode(EncodeJob(texts=["一二三"])).texts == ["一二三"]
     with pytest.raises(ValidationError):
         jobs.validate_encode(EncodeJob(texts=[]))
+
+
+def test_the_models_error_codes_are_the_wires() -> None:
+    """The worker passes a model's RequestError code through to the bot unchanged (worker.request)."""
+    from model import requests
+
+    for name in ("E_INVALID", "E_IMPOSSIBLE", "E_UNKNOWN_CHARS", "E_UNKNOWN_STYLE", "E_INTERNAL", "E_NO_MODEL"):
+        assert getattr(requests, name) == getattr(jobs, name), name
+    assert requests.TONE_MODES == jobs.TONE_MODES
