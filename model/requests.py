@@ -84,7 +84,7 @@ class CoupletRequest:
     first: str = ""                                      # the 上联, simplified; "" asks for one
     theme: list[str] = field(default_factory=list)       # words the written 上联 should hold
     n: int = 3                                           # distinct 下联 wanted, best first
-    best_of: int = 24                                    # candidates sampled before rescoring
+    best_of: int = 24                                    # candidates sampled before rescoring (a job's default)
     temperature: float = SAMPLING.temperature
     seed: int | None = None
 
