@@ -394,13 +394,14 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                                            "it (--style libai, --style 李白); see model/styles/")) -> None:
     """Write poems from the command line."""
     from model.generate import generate_cli
+    from worker.request import check_poem
 
     if style:
         style = style_id_of(style)
     raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
                                   seed=seed, traditional=traditional, json_out=as_json,
                                   model_dir=model, tone=tone, temperature=temperature, style=style,
-                                  title=title))
+                                  title=title, check=check_poem))
 
 
 @app.command("worker")
@@ -557,15 +558,20 @@ def couplet_write(first: str = typer.Argument(..., help="the 上联 (4 to 11 cha
                   model: str = typer.Option(DEFAULT_COUPLET_MODEL, help="couplet model folder")) -> None:
     """Print the best n 下联 of a 上联 (or a 春联 written from theme words), one a line."""
     from model.couplet import CoupletWriter
-    from protocol.jobs import CoupletJob
+    from protocol.jobs import CoupletJob, ValidationError
+    from worker.request import model_request
 
     from model.generate import load_generator
 
     spring = first in ("春", "春联")
+    try:       # checked as the worker checks a /couplet job, before any model loads
+        request = model_request(CoupletJob(first="" if spring else first, theme=list(theme), spring=spring,
+                                           n=n, seed=seed), None)
+    except ValidationError as exc:
+        _fail(exc.message)
     # The poem model writes a 春联's 上联 and rescores every 下联, as in the worker.
     writer = CoupletWriter.load(model, poems=load_generator(DEFAULT_MODEL))
-    result = writer.run_one(CoupletJob(first="" if spring else first, theme=list(theme), spring=spring,
-                                       n=n, seed=seed))
+    result = writer.run_one(request)
     if not result.ok:
         _fail(result.error_message or "no couplet")
     for poem in result.poems:

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     from model.rescore import ScoreWeights
     import training.constrained as constrained
     from training.evaluate import corpus_for
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
     from model.vae import load_model
     from training import meaning
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     lm = load_model(root / "lm")[0]
     emb = None if a.no_c2st else meaning.char_embeddings([corpus.lines[i] for i in corpus.indices("train")], vocab)
     train_lines = {line for i in corpus.indices("train") for line in corpus.lines[i]}
-    defaults = GenerateJob()
+    defaults = PoemRequest()
     rows = []
     for spec in a.settings.split(","):
         parts = spec.split(":")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         top_p = float(parts[3]) if len(parts) > 3 else defaults.top_p
         min_p = float(parts[4]) if len(parts) > 4 else defaults.min_p
         decode.ScoreWeights = functools.partial(ScoreWeights, rarity=rarity)
-        constrained.GenerateJob = functools.partial(GenerateJob, temperature=temp, top_p=top_p, min_p=min_p)
+        constrained.PoemRequest = functools.partial(PoemRequest, temperature=temp, top_p=top_p, min_p=min_p)
         m, s = constrained.constrained_section(model, vocab, config, root, corpus, a.n, 0, train_lines,
                                                best_of=k)
         if a.no_c2st:

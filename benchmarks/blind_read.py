@@ -71,7 +71,7 @@ def generated_poems(model_dir: str, titles: list[str], seed: int, rng: random.Ra
                     use_titles: bool) -> list[dict]:
     """PER_FORM poems per form at the shipped defaults, each asked for with one of titles."""
     from model.generate import load_generator
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
 
     generator = load_generator(model_dir)
     jobs, asked = [], []
@@ -79,7 +79,7 @@ def generated_poems(model_dir: str, titles: list[str], seed: int, rng: random.Ra
         for k in range(PER_FORM):
             title = rng.choice(titles) if use_titles else ""
             asked.append((form, title))
-            jobs.append(GenerateJob(form=form, seed=seed * 1000 + f * 100 + k, title=title))
+            jobs.append(PoemRequest(form=form, seed=seed * 1000 + f * 100 + k, title=title))
     out = []
     for (form, title), result in zip(asked, generator.generate(jobs)):
         if not result.ok:

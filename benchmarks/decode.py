@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     from model.constraints import ProsodyTables
     from model.decode import Generator
     from verse.forms import FORM_INDEX, FORMS
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
 
     if a.model:
         from model.vae import load_model
@@ -145,12 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
     batches = [int(b) for b in a.batches.split(",")]
     gflops_ref = matmul_gflops(a.matmul, a.min_seconds)
 
-    def jobs_for(n: int, constrained: bool) -> list[GenerateJob]:
+    def jobs_for(n: int, constrained: bool) -> list[PoemRequest]:
         # best_of=1: a batch of B rows is B poems, so poems/s here is rows/s of the loop.
         if constrained:
-            return [GenerateJob(form=form.name, seed=k, acrostic="春夏秋冬"[: form.n_lines], keywords=["风"],
+            return [PoemRequest(form=form.name, seed=k, acrostic="春夏秋冬"[: form.n_lines], keywords=["风"],
                                 tone_mode="hard", novelty=False, best_of=1) for k in range(n)]
-        return [GenerateJob(form=form.name, seed=k, tone_mode="off", rhyme="none", max_repeat=8,
+        return [PoemRequest(form=form.name, seed=k, tone_mode="off", rhyme="none", max_repeat=8,
                             novelty=False, best_of=1) for k in range(n)]
 
     base = gens["graph"]
@@ -228,7 +228,7 @@ def style_mix(model, vocab, config, tables, n_styles: int, repeats: int, min_sec
     rows cycling through n_styles styles, and base rows, with and without the adapters loaded.
     The timings alternate and each reports its median (the machine drifts)."""
     from model.decode import Generator
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
     from model.styles import Style, StyleBank, random_adapter
 
     bank = StyleBank([Style(f"s{k}", {}, random_adapter(config, rank=8, seed=k)) for k in range(n_styles)])
@@ -236,7 +236,7 @@ def style_mix(model, vocab, config, tables, n_styles: int, repeats: int, min_sec
     styled = Generator(model, vocab, config, tables=tables, styles=bank)
 
     def rows(gen, style_of):
-        return _rows(gen, [GenerateJob(form="七绝", seed=k, style=style_of(k), novelty=False, best_of=1)
+        return _rows(gen, [PoemRequest(form="七绝", seed=k, style=style_of(k), novelty=False, best_of=1)
                            for k in range(batch)])
 
     cases = {"no_bank": (plain, rows(plain, lambda k: "")),

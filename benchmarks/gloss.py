@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from corpus.reader import Corpus
     from model.decode import Generator
     from verse.forms import FORM_NAMES
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
     from reading.gloss import warm_up
 
     warm_up()                      # dictionary and verse tables loaded once, not timed per poem
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows = corpus.indices("test", forms=(form,)) + corpus.indices("val", forms=(form,))
         real += [corpus.lines[i] for i in rng.choice(rows, min(a.per_form, len(rows)), replace=False)]
     generator = Generator.load(a.model, novelty=False)
-    jobs = [GenerateJob(form=form, seed=k, n=10) for form in FORM_NAMES
+    jobs = [PoemRequest(form=form, seed=k, n=10) for form in FORM_NAMES
             for k in range(a.per_form // 10)]
     generated = [p["lines"] for r in generator.generate(jobs) for p in r.poems]
     report = {"benchmark": "gloss", "model": a.model, "generated": coverage(generated),

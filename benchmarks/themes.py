@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from search.tfidf import TfidfIndex
-from protocol.jobs import GenerateJob
+from model.requests import PoemRequest
 
 THEMES = ("春风 明月 秋思 送别 边塞 思乡 梅花 落花 江南 故人 黄昏 夕阳 白云 青山 流水 杨柳 芳草 "
           "归雁 寒山 孤舟 渔舟 长安 塞上 烟雨 杏花 桃花 菊花 秋风 秋雨 春雨 夜雨 明月 月夜 "
@@ -30,7 +30,7 @@ NEIGHBOURS = 10
 
 
 def write(generator, themes: tuple[str, ...], per_theme: int, form: str, seed: int) -> list[list[str]]:
-    jobs = [GenerateJob(form=form, keywords=[theme], n=per_theme, seed=seed + k, novelty=False)
+    jobs = [PoemRequest(form=form, keywords=[theme], n=per_theme, seed=seed + k, novelty=False)
             for k, theme in enumerate(themes)]
     out: list[list[str]] = []
     for start in range(0, len(jobs), 8):            # batches the size the worker would make

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from bot.card import png_bytes, poem_card
-from protocol.jobs import GenerateJob
+from model.requests import PoemRequest
 from protocol.spec import parse_spec, require
 
 EXAMPLE_DAY = date(2026, 12, 1)
@@ -40,7 +40,7 @@ def write_examples(out: Path, model_dir: Path, seed: int = 2026) -> list[Path]:
     from model.generate import load_generator      # TensorFlow: only this command needs it
 
     generator = load_generator(model_dir)
-    jobs = [GenerateJob(form=e.form, keywords=list(e.keywords), acrostic=e.acrostic, seed=seed + i)
+    jobs = [PoemRequest(form=e.form, keywords=list(e.keywords), acrostic=e.acrostic, seed=seed + i)
             for i, e in enumerate(EXAMPLES)]
     out.mkdir(parents=True, exist_ok=True)
     paths = []

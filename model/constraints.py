@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from verse.forms import FORMS, Form
-from protocol.jobs import E_IMPOSSIBLE, E_UNKNOWN_CHARS, GenerateJob, ValidationError
+from model.requests import E_IMPOSSIBLE, E_UNKNOWN_CHARS, PoemRequest, RequestError
 from verse.vocab import COMMA, EOS, N_SPECIALS, PAD, PERIOD, Vocab
 
 FREE = -1                 # forced[t] value of a position the model writes
@@ -115,29 +115,34 @@ def _ids(vocab: Vocab, text: str) -> list[int]:
     ids = [vocab.id(c) for c in text]
     bad = sorted({c for c, i in zip(text, ids) if i < N_SPECIALS})
     if bad:
-        raise ValidationError(E_UNKNOWN_CHARS, f"the model cannot write {''.join(bad)}: choose other characters")
+        raise RequestError(E_UNKNOWN_CHARS, f"the model cannot write {''.join(bad)}: choose other characters")
     return ids
 
 
-def plan_poem(job: GenerateJob, vocab: Vocab, tables: ProsodyTables, rng: np.random.Generator) -> RowPlan:
-    """Lay out one poem of a validated job: structure, forced characters, tone and rhyme targets.
+def plan_poem(request: PoemRequest, vocab: Vocab, tables: ProsodyTables, rng: np.random.Generator) -> RowPlan:
+    """Lay out one poem of a checked request: structure, forced characters, tone and rhyme targets.
 
-    Raises ValidationError(E_IMPOSSIBLE) when the forced characters cannot meet the rhyme.
+    Raises RequestError(E_IMPOSSIBLE) when the forced characters cannot meet the rhyme.
     """
-    form = FORMS[job.form]
+    form = FORMS[request.form]
     L, N = form.line_len, form.n_lines
+    # The worker's checks refuse these with the user's words; a request built in-process meets this.
+    if len(request.acrostic) > N:
+        raise RequestError(E_IMPOSSIBLE, f"an acrostic of {len(request.acrostic)} characters in a {N}-line poem")
+    if any(not 0 <= i < N or len(line) != L for i, line in request.fixed_lines.items()):
+        raise RequestError(E_IMPOSSIBLE, f"a kept line must be one of the {N} lines of {L} characters")
     T = form.seq_len + 1
     forced = np.full(T, FREE, np.int32)
     for i in range(N):
         forced[char_pos(form, i, L)] = COMMA if i % 2 == 0 else PERIOD
     forced[form.seq_len] = EOS
-    for i, line in job.fixed_lines.items():
+    for i, line in request.fixed_lines.items():
         for j, tok in enumerate(_ids(vocab, line)):
             forced[char_pos(form, i, j)] = tok
-    for i, tok in enumerate(_ids(vocab, job.acrostic)):
+    for i, tok in enumerate(_ids(vocab, request.acrostic)):
         forced[char_pos(form, i, 0)] = tok
 
-    rhyme_on = job.rhyme == "pingshui"
+    rhyme_on = request.rhyme == "pingshui"
     rhyme_pos = np.zeros(T, bool)
     groups = np.ones(len(tables.groups), bool)
     if rhyme_on:
@@ -147,9 +152,9 @@ def plan_poem(job: GenerateJob, vocab: Vocab, tables: ProsodyTables, rng: np.ran
             if forced[p] != FREE:
                 groups = _narrow(groups, tables, int(forced[p]), vocab, i)
         if not (tables.rhyme[groups].any(axis=0)).any():
-            raise ValidationError(E_IMPOSSIBLE, "no rhyme group fits the fixed line endings")
+            raise RequestError(E_IMPOSSIBLE, "no rhyme group fits the fixed line endings")
 
-    tone_on = job.tone_mode != "off"
+    tone_on = request.tone_mode != "off"
     ping_first = _choose_pattern(form, forced, tables, rng) if tone_on else bool(rng.integers(2))
     pattern = tone_pattern(form, ping_first)
     if tone_on and rhyme_on:
@@ -157,7 +162,7 @@ def plan_poem(job: GenerateJob, vocab: Vocab, tables: ProsodyTables, rng: np.ran
 
     keyword_at: dict[str, tuple[int, int]] = {}
     text_so_far = lambda: "".join(vocab.chars[t] if t >= N_SPECIALS else "|" for t in forced)  # noqa: E731
-    words = sorted(job.keywords, key=len, reverse=True)
+    words = sorted(request.keywords, key=len, reverse=True)
     for word in words:
         if word in text_so_far():
             continue           # already written by a fixed line, the acrostic or a longer keyword
@@ -165,7 +170,7 @@ def plan_poem(job: GenerateJob, vocab: Vocab, tables: ProsodyTables, rng: np.ran
         spot = _place(form, ids, forced, rhyme_pos, groups, tables, pattern if tone_on else {},
                       set(line for line, _ in keyword_at.values()), rng)
         if spot is None:
-            raise ValidationError(E_IMPOSSIBLE, f"no room for the keyword {word!r} in a {form.name}")
+            raise RequestError(E_IMPOSSIBLE, f"no room for the keyword {word!r} in a {form.name}")
         line, j = spot
         for k, tok in enumerate(ids):
             p = char_pos(form, line, j + k)
@@ -184,11 +189,11 @@ def plan_poem(job: GenerateJob, vocab: Vocab, tables: ProsodyTables, rng: np.ran
 def _narrow(groups: np.ndarray, tables: ProsodyTables, tok: int, vocab: Vocab, line: int) -> np.ndarray:
     member = tables.groups_of(tok)
     if not member.any():
-        raise ValidationError(E_IMPOSSIBLE, f"line {line + 1} must end in a 平声 rhyme, but "
+        raise RequestError(E_IMPOSSIBLE, f"line {line + 1} must end in a 平声 rhyme, but "
                               f"{vocab.chars[tok]!r} is not one (ask for rhyme none)")
     narrowed = groups & member
     if not narrowed.any():
-        raise ValidationError(E_IMPOSSIBLE, f"{vocab.chars[tok]!r} ending line {line + 1} does not rhyme "
+        raise RequestError(E_IMPOSSIBLE, f"{vocab.chars[tok]!r} ending line {line + 1} does not rhyme "
                               f"with the other fixed line endings (ask for rhyme none)")
     return narrowed
 

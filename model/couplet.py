@@ -4,7 +4,7 @@ A BiGRU reads the 上联; a GRU decoder writes the 下联, its input at step i b
 下联 character, the 上联 character at position i, the BiGRU's state there and the whole line's
 encoding — so 对仗 (天 against 地, 风 against 雨, a number against a number) is learnt where it
 happens. The output layer is tied to the character embeddings, which start from the shipped poem
-model's. CoupletWriter serves CoupletJobs: K constrained samples (model/couplet_rules.py, hard),
+model's. CoupletWriter serves CoupletRequests (model.requests): K constrained samples (model/couplet_rules.py, hard),
 rescored (CoupletWriter.score) by this model's likelihood, the poem model's, and the phrases the
 corpus attests; corpus copies dropped, the best distinct n returned.
 """
@@ -27,10 +27,9 @@ from model.folder import CONFIG_FILE, SavedConfig, load_folder, save_folder
 from model.rescore import unattested_share
 from model.couplet_rules import PING, ZE, plan_couplet, violations
 from verse.vocab import BOS, N_SPECIALS, UNK, Vocab
-from protocol.jobs import (E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, CoupletJob, GenerateJob, Result,
-                           ValidationError, validate_couplet)
+from model.requests import E_IMPOSSIBLE, E_INTERNAL, E_NO_MODEL, Answer, CoupletRequest, PoemRequest, RequestError
 from protocol.settings import PACKAGES_DIR
-from verse import prosody, script
+from verse import prosody
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class Drawn:
 
 
 class CoupletWriter:
-    """A loaded couplet model with its tables: CoupletJobs in, Results out.
+    """A loaded couplet model with its tables: CoupletRequests in, Answers out.
 
     poems: the worker's poem Generator, which writes the 上联 of a 春联 from theme words (a 七绝
     line with the words forced, hard 平仄); None refuses theme requests."""
@@ -298,56 +297,55 @@ class CoupletWriter:
             out[idx] = picked.mean(axis=1)
         return out
 
-    # --- jobs -------------------------------------------------------------------------------------
-    def run(self, jobs: Sequence[CoupletJob]) -> list[Result]:
-        """A Result per job, in order; a refused or failed job gets an error Result."""
-        return [self.run_one(job) for job in jobs]
+    # --- requests ---------------------------------------------------------------------------------
+    def run(self, requests: Sequence[CoupletRequest]) -> list[Answer]:
+        """An Answer per request, in order; a refused or failed request gets an error Answer."""
+        return [self.run_one(request) for request in requests]
 
-    def run_one(self, job: CoupletJob) -> Result:
+    def run_one(self, request: CoupletRequest) -> Answer:
+        """The request's 下联 (the worker has checked and simplified its 上联 and theme words)."""
         try:
-            validate_couplet(job, to_simplified=lambda s: script.to_simplified(s, lenient=True))
-            seed = job.seed if job.seed is not None else secrets.randbelow(2**62)
+            seed = request.seed if request.seed is not None else secrets.randbelow(2**62)
             rng = np.random.default_rng(seed)
-            first = job.first or self.spring_first(job, seed)
+            first = request.first or self.spring_first(request, seed)
             picked: list[tuple[str, float, float]] = []
             for _ in range(1 + RESAMPLES):
-                picked = self.best(first, self.draw(first, job.best_of, job.temperature, rng), job.n)
+                picked = self.best(first, self.draw(first, request.best_of, request.temperature, rng), request.n)
                 if picked:
                     break
             if not picked:
-                raise ValidationError(E_IMPOSSIBLE, f"every 下联 found for {first} copies a corpus line")
-        except ValidationError as exc:
-            return Result.error(job.job_id, exc.code, exc.message, kind="couplet", reply=job.reply)
+                raise RequestError(E_IMPOSSIBLE, f"every 下联 found for {first} copies a corpus line")
+        except RequestError as exc:
+            return Answer.error(request.request_id, exc.code, exc.message, kind="couplet")
         except Exception:                           # noqa: BLE001 - reported to the user, logged here
-            log.exception("couplet job %s failed", job.job_id)
-            return Result.error(job.job_id, E_INTERNAL, "the couplet could not be written",
-                                kind="couplet", reply=job.reply)
+            log.exception("couplet request %s failed", request.request_id)
+            return Answer.error(request.request_id, E_INTERNAL, "the couplet could not be written", kind="couplet")
         plan = plan_couplet(first)
-        banner = choose_banner([first, picked[0][0]], job.theme, seed)
+        banner = choose_banner([first, picked[0][0]], request.theme, seed)
         poems = []
         for k, (second, logp, score) in enumerate(picked):
             poems.append({"first": first, "second": second, "lines": [first, second],
                           "text": f"{first}，{second}。", "banner": banner, "logp": round(logp, 4),
                           "score": round(score, 4),
-                          "notes": list(plan.notes), "written_first": not job.first,
+                          "notes": list(plan.notes), "written_first": not request.first,
                           "seed": seed, "index": k, "form": "对联"})
-        return Result(job_id=job.job_id, ok=True, poems=poems, kind="couplet", reply=job.reply)
+        return Answer(request_id=request.request_id, ok=True, poems=poems, kind="couplet")
 
-    def spring_first(self, job: CoupletJob, seed: int) -> str:
+    def spring_first(self, request: CoupletRequest, seed: int) -> str:
         """A 上联 for a 春联: a line of 七绝s the poem model writes around the theme words, ending 仄."""
         if self.poems is None:
-            raise ValidationError(E_NO_MODEL, "no poem model to write a 上联 from theme words")
+            raise RequestError(E_NO_MODEL, "no poem model to write a 上联 from theme words")
         vocab = getattr(self.poems, "vocab", None)
         writable = [w for w in SPRING_WORDS if vocab is None or all(c in vocab for c in w)] or ["春"]
-        words = list(job.theme) or [writable[seed % len(writable)]]
+        words = list(request.theme) or [writable[seed % len(writable)]]
         # 七律s: a theme word lands on one of their lines ending 仄 (3, 5, 7, often 1) far more often
         # than in a 七绝 (line 3, sometimes 1), and lines 3 and 5 open its parallel couplets.
-        gen = GenerateJob(form="七律", keywords=words, n=SPRING_POEMS, tone_mode="hard", seed=seed % 2**62,
-                          temperature=job.temperature)
-        result = self.poems.generate([gen])[0]
-        if not result.ok:
-            raise ValidationError(result.error_code or E_INTERNAL, result.error_message or "no 上联")
-        return pick_first([p["lines"] for p in result.poems], words)
+        poems = PoemRequest(form="七律", keywords=words, n=SPRING_POEMS, tone_mode="hard", seed=seed % 2**62,
+                            temperature=request.temperature)
+        answer = self.poems.generate([poems])[0]
+        if not answer.ok:
+            raise RequestError(answer.error_code or E_INTERNAL, answer.error_message or "no 上联")
+        return pick_first([p["lines"] for p in answer.poems], words)
 
 
 def pick_first(poems: Sequence[Sequence[str]], words: Sequence[str]) -> str:

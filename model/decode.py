@@ -19,10 +19,10 @@ import tensorflow as tf
 from verse import script
 from model.constraints import (FREE, PING, SOFT_TONE_PENALTY, ZE, ZE_OR_RHYME, NoveltyTable, ProsodyTables, RowPlan,
                                pad_plans, plan_poem)
-from verse.forms import FORM_INDEX, OTHER, classify, poem_text
+from verse.forms import FORM_INDEX, FORMS, OTHER, classify, poem_text, split_lines
 from model.styles import BASE, StyleBank, StyleMix, stacked_tensors, style_prior
-from protocol.jobs import (E_INTERNAL, TONE_MODES, EncodeJob, GenerateJob, Job, Result, ValidationError,
-                        split_lines, validate_encode, validate_generate)
+from model.requests import (E_INTERNAL, E_INVALID, E_UNKNOWN_STYLE, TONE_MODES, Answer, EncodeRequest, PoemRequest,
+                            Request, RequestError)
 from verse.vocab import BOS, EOS, N_SPECIALS, PAD, Vocab
 from model.rescore import PairTable, ScoreWeights, line_gain, line_spans, load_pairs, unattested_share
 from model.titles import encode_title
@@ -347,7 +347,7 @@ def row_seeds(seed: int, poem_index: int, attempt: int, candidate: int = 0) -> n
 
 
 class Generator:
-    """A loaded model with its vocabulary and tables: turns jobs into Results."""
+    """A loaded model with its vocabulary and tables: turns requests (model.requests) into Answers."""
 
     def __init__(self, model: Any, vocab: Vocab, config: Any, tables: ProsodyTables | None = None,
                  novelty: NoveltyTable | None = None, jit_compile: bool = False,
@@ -402,60 +402,57 @@ class Generator:
         return script.to_traditional(text, lenient=True)
 
     # --- entry points -------------------------------------------------------------------------
-    def run(self, jobs: Sequence[Job]) -> list[Result]:
-        """Results for a mixed list of generate and encode jobs, in order; never raises per job."""
-        results: list[Result | None] = [None] * len(jobs)
-        gen = [(i, j) for i, j in enumerate(jobs) if isinstance(j, GenerateJob)]
-        enc = [(i, j) for i, j in enumerate(jobs) if isinstance(j, EncodeJob)]
+    def run(self, requests: Sequence[Request]) -> list[Answer]:
+        """Answers for a mixed list of poem and encode requests, in order; never raises per request."""
+        results: list[Answer | None] = [None] * len(requests)
+        gen = [(i, j) for i, j in enumerate(requests) if isinstance(j, PoemRequest)]
+        enc = [(i, j) for i, j in enumerate(requests) if isinstance(j, EncodeRequest)]
         if gen:
             for (i, _), r in zip(gen, self.generate([j for _, j in gen])):
                 results[i] = r
-        for i, job in enc:
-            results[i] = self.encode_job(job)
+        for i, request in enc:
+            results[i] = self.encode_job(request)
         return [r for r in results if r is not None]
 
-    def encode_job(self, job: EncodeJob) -> Result:
-        try:
-            validate_encode(job)
-            texts = [self.to_simplified(t) for t in job.texts]
-            lines = [split_lines(t) for t in texts]
-            forms = [classify(ls) for ls in lines]
-            mus = self.encode_lines(lines, forms)
-        except ValidationError as exc:
-            return Result.error(job.job_id, exc.code, exc.message, kind="encode", reply=job.reply)
+    def encode_job(self, request: EncodeRequest) -> Answer:
+        texts = [self.to_simplified(t) for t in request.texts]
+        lines = [split_lines(t) for t in texts]
+        forms = [classify(ls) for ls in lines]
+        mus = self.encode_lines(lines, forms)
         poems = []
         for ls, form, mu in zip(lines, forms, mus):
             poems.append({"text": poem_text(ls), "lines": ls, "form": form,
                           "mu": [round(float(x), MU_DECIMALS) for x in mu], **self.verdict(ls)})
-        return Result(job_id=job.job_id, ok=True, poems=poems, kind="encode", reply=job.reply)
+        return Answer(request_id=request.request_id, ok=True, poems=poems, kind="encode")
 
-    def plan(self, jobs: Sequence[GenerateJob]) -> tuple[list[Row], list[Result | None]]:
-        """Validate, choose latents and lay out every poem; refused jobs get an error Result."""
-        results: list[Result | None] = [None] * len(jobs)
+    def plan(self, requests: Sequence[PoemRequest]) -> tuple[list[Row], list[Answer | None]]:
+        """Check, choose latents and lay out every poem; refused requests get an error Answer."""
+        results: list[Answer | None] = [None] * len(requests)
         rows: list[Row] = []
-        latents, centres = self._latents(jobs, results)
-        for ji, job in enumerate(jobs):
+        latents, centres = self._latents(requests, results)
+        for ji, request in enumerate(requests):
             if results[ji] is not None:
                 continue
-            title = self._title_ids(job.title)
+            title = self._title_ids(request.title)
             try:
                 mine = []
-                for k in range(job.n):
-                    plan = plan_poem(job, self.vocab, self.tables, np.random.default_rng([job.seed, k, 11]))
+                for k in range(request.n):
+                    plan = plan_poem(request, self.vocab, self.tables, np.random.default_rng([request.seed, k, 11]))
                     # The K candidates share the plan and the latent; only the draws differ.
-                    mine += [Row(ji, k, plan, latents[ji][k], job.max_repeat, float(job.temperature),
-                                 float(job.top_p), float(job.min_p), job.tone_mode, job.seed, job.novelty,
-                                 candidate=c, best_of=job.best_of, theme=centres.get(ji),
-                                 style=self.styles.index(job.style), title=title)
-                             for c in range(job.best_of)]
+                    mine += [Row(ji, k, plan, latents[ji][k], request.max_repeat, float(request.temperature),
+                                 float(request.top_p), float(request.min_p), request.tone_mode, request.seed,
+                                 request.novelty,
+                                 candidate=c, best_of=request.best_of, theme=centres.get(ji),
+                                 style=self.styles.index(request.style), title=title)
+                             for c in range(request.best_of)]
                 rows += mine
-            except ValidationError as exc:
-                results[ji] = Result.error(job.job_id, exc.code, exc.message, reply=job.reply)
+            except RequestError as exc:
+                results[ji] = Answer.error(request.request_id, exc.code, exc.message)
         return rows, results
 
-    def generate(self, jobs: Sequence[GenerateJob]) -> list[Result]:
-        """One Result per job; all rows of all valid jobs decode together."""
-        rows, results = self.plan(jobs)
+    def generate(self, requests: Sequence[PoemRequest]) -> list[Answer]:
+        """One Answer per request; all rows of all valid requests decode together."""
+        rows, results = self.plan(requests)
         if rows:
             decoded = self.decode_rows(rows, attempts=[0] * len(rows))
             lines = [self.vocab.decode_lines(t) for t in decoded.tokens]
@@ -467,18 +464,18 @@ class Generator:
             by_job: dict[int, list[dict]] = {}
             for i, row in enumerate(rows):
                 by_job.setdefault(row.job_index, []).append(
-                    self._poem(jobs[row.job_index], row, lines[i], bool(relaxed[i]), novel[i],
+                    self._poem(requests[row.job_index], row, lines[i], bool(relaxed[i]), novel[i],
                                None if mus is None else mus[i], float(scores[i])))
             for ji, poems in by_job.items():
-                job = jobs[ji]
-                results[ji] = Result(job_id=job.job_id, ok=True, poems=poems, reply=job.reply)
-        return [r if r is not None else Result.error(jobs[i].job_id, E_INTERNAL, "no result")
+                request = requests[ji]
+                results[ji] = Answer(request_id=request.request_id, ok=True, poems=poems)
+        return [r if r is not None else Answer.error(requests[i].request_id, E_INTERNAL, "no result")
                 for i, r in enumerate(results)]
 
     # --- pieces ------------------------------------------------------------------------------
     def _select(self, rows: list[Row], lines: list[list[str]], decoded: Decoded
                 ) -> tuple[list[int], np.ndarray]:
-        """Index of the best-scoring candidate of each (job, poem), in row order, and its score."""
+        """Index of the best-scoring candidate of each (request, poem), in row order, and its score."""
         scores = self._score(rows, lines, decoded)
         best: dict[tuple[int, int], int] = {}
         for i, row in enumerate(rows):
@@ -618,58 +615,66 @@ class Generator:
         picked = tf.gather(logits, target, batch_dims=2)
         return picked - tf.reduce_logsumexp(logits, axis=-1)
 
-    def _latents(self, jobs: Sequence[GenerateJob], results: list[Result | None]
+    def _latents(self, requests: Sequence[PoemRequest], results: list[Answer | None]
                  ) -> tuple[list[list[np.ndarray]], dict[int, np.ndarray]]:
-        """z for every poem of every job, and the theme centre of jobs whose z came from one;
-        validation failures become error Results."""
-        out: list[list[np.ndarray]] = [[] for _ in jobs]
+        """z for every poem of every request, and the theme centre of requests whose z came from one;
+        refused requests become error Answers."""
+        out: list[list[np.ndarray]] = [[] for _ in requests]
         wanted: list[tuple[int, list[str]]] = []
         centres: dict[int, np.ndarray] = {}
-        for ji, job in enumerate(jobs):
+        for ji, request in enumerate(requests):
             try:
-                validate_generate(job, chars=self.vocab.__contains__, to_simplified=self.to_simplified,
-                                  styles=self.styles.ids)
-                if job.seed is None:
-                    job.seed = secrets.randbits(63)
-                if job.latent is not None and len(job.latent) != self.latent_dim:
-                    raise ValidationError("invalid_request", f"latent must have {self.latent_dim} numbers, "
-                                          f"not {len(job.latent)}")
-            except ValidationError as exc:
-                results[ji] = Result.error(job.job_id, exc.code, exc.message, reply=job.reply)
+                self._check(request)
+                if request.seed is None:
+                    request.seed = secrets.randbits(63)
+            except RequestError as exc:
+                results[ji] = Answer.error(request.request_id, exc.code, exc.message)
                 continue
-            if self.latent_dim and job.latent is None:
-                if job.like_texts:
-                    wanted.append((ji, job.like_texts))
-                elif (prior := self._theme_prior(job.keywords)) is not None:
+            if self.latent_dim and request.latent is None:
+                if request.like_texts:
+                    wanted.append((ji, request.like_texts))
+                elif (prior := self._theme_prior(request.keywords)) is not None:
                     centres[ji] = prior
         if wanted:
             flat = [t for _, texts in wanted for t in texts]
             lines = [split_lines(t) for t in flat]
             mus = self.encode_lines(lines, [None] * len(lines),
-                                    default_forms=[jobs[ji].form for ji, texts in wanted for _ in texts])
+                                    default_forms=[requests[ji].form for ji, texts in wanted for _ in texts])
             k = 0
             for ji, texts in wanted:
                 centres[ji] = mus[k:k + len(texts)].mean(axis=0)
                 k += len(texts)
-        for ji, job in enumerate(jobs):
+        for ji, request in enumerate(requests):
             if results[ji] is not None:
                 continue
-            for k in range(job.n):
-                rng = np.random.default_rng([job.seed, k, 7])
-                style = self.styles.get(job.style)
+            for k in range(request.n):
+                rng = np.random.default_rng([request.seed, k, 7])
+                style = self.styles.get(request.style)
                 if not self.latent_dim:
                     z = np.zeros(0, np.float32)
-                elif job.latent is not None:
-                    z = np.asarray(job.latent, np.float32)
-                elif style is not None and not job.like_texts:
+                elif request.latent is not None:
+                    z = np.asarray(request.latent, np.float32)
+                elif style is not None and not request.like_texts:
                     # The style's own poems' region of the latent space (with the theme's, if any).
                     z = style_prior(style, rng, centres.get(ji))
                 elif ji in centres:
                     z = centres[ji] + LIKE_NOISE * rng.standard_normal(self.latent_dim)
                 else:
-                    z = float(job.latent_scale) * rng.standard_normal(self.latent_dim)
+                    z = float(request.latent_scale) * rng.standard_normal(self.latent_dim)
                 out[ji].append(np.asarray(z, np.float32))
         return out, centres
+
+    def _check(self, request: PoemRequest) -> None:
+        """Refuse what only the model can know is wrong: the worker checked the request's shape
+        (protocol.jobs.validate_generate) against this model's vocabulary and styles already, but a
+        request built in-process (training, benchmarks, the CLI) has met no such check."""
+        if request.form not in FORMS:
+            raise RequestError(E_INVALID, f"the model writes {', '.join(FORMS)}, not {request.form!r}")
+        if request.style and request.style not in self.styles.ids:
+            raise RequestError(E_UNKNOWN_STYLE, f"no style {request.style!r}; this model has "
+                               f"{', '.join(self.styles.ids) or 'none'}")
+        if request.latent is not None and len(request.latent) != self.latent_dim:
+            raise RequestError(E_INVALID, f"latent must have {self.latent_dim} numbers, not {len(request.latent)}")
 
     def _theme_prior(self, keywords: list[str]) -> np.ndarray | None:
         """Mean μ of the most popular poems holding every keyword, from the theme index
@@ -769,7 +774,7 @@ class Generator:
         return out
 
     def _title_ids(self, title: str) -> np.ndarray | None:
-        """A job's title as the model reads it, or None (untitled, or a model without titles)."""
+        """A request's title as the model reads it, or None (untitled, or a model without titles)."""
         if not self.title_len or not title:
             return None
         return encode_title(self.to_simplified(title), self.vocab, self.title_len)
@@ -810,20 +815,21 @@ class Generator:
         except ImportError:
             return {"form_ok": classify(lines) != OTHER, "rhyme_ok": None, "tone_rate": None}
 
-    def _poem(self, job: GenerateJob, row: Row, lines: list[str], relaxed: bool, novel: bool | None,
+    def _poem(self, request: PoemRequest, row: Row, lines: list[str], relaxed: bool, novel: bool | None,
               mu: np.ndarray | None, score: float) -> dict[str, Any]:
         verdict = self.verdict(lines)
-        shown = [self.to_traditional(line) for line in lines] if job.traditional else lines
+        shown = [self.to_traditional(line) for line in lines] if request.traditional else lines
         out = {"text": poem_text(shown), "lines": shown, "form": row.plan.form.name,
-               "seed": job.seed, "index": row.poem_index,
+               "seed": request.seed, "index": row.poem_index,
                "pattern": "平起" if row.plan.ping_first else "仄起",
-               "rhyme_group": self._rhyme_group(lines, row) if job.rhyme == "pingshui" else None,
+               "rhyme_group": self._rhyme_group(lines, row) if request.rhyme == "pingshui" else None,
                "novel": novel, "relaxed": relaxed, **verdict,
                # No selection happens at K=1, and the decoder then skips the log-probabilities.
-               "score": round(score, 4) if job.best_of > 1 else None, "best_of": job.best_of,
-               "style": job.style, "title": self.to_traditional(job.title) if job.traditional else job.title,
+               "score": round(score, 4) if request.best_of > 1 else None, "best_of": request.best_of,
+               "style": request.style,
+               "title": self.to_traditional(request.title) if request.traditional else request.title,
                "mu": [] if mu is None else [round(float(x), MU_DECIMALS) for x in mu]}
-        if job.traditional:
+        if request.traditional:
             out["lines_simplified"] = lines
         return out
 

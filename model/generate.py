@@ -9,19 +9,20 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from tqdm import tqdm
 
-from protocol.jobs import MAX_N, GenerateJob
+from model.requests import PoemRequest
 from protocol.settings import PRETRAINED_DIR
 from protocol.sampling import DEFAULT as SAMPLING
 from protocol.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
-MAX_CLI_N = 1000          # the command line may ask for many; the bot keeps GenerateJob's MAX_N
-JOBS_PER_CALL = 16        # jobs of MAX_N poems decoded per Generator call (and per progress step)
+MAX_CLI_N = 1000          # the command line may ask for many; the bot keeps a job to protocol.jobs.MAX_N
+MAX_N = 10                # poems per request, as many as a bot's job may ask (protocol.jobs.MAX_N)
+JOBS_PER_CALL = 16        # requests of MAX_N poems decoded per Generator call (and per progress step)
 
 
 def gpu_memory_growth() -> None:
@@ -62,7 +63,7 @@ def load_generator(model_dir: str | Path, jit_compile: bool | None = None,
 
 
 def job_sizes(n: int) -> list[int]:
-    """n poems as jobs of at most MAX_N each (a job's own limit)."""
+    """n poems as requests of at most MAX_N each."""
     return [min(MAX_N, n - start) for start in range(0, n, MAX_N)]
 
 
@@ -72,8 +73,13 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                  tone: str = "soft", rhyme: str = "pingshui", temperature: float | None = None,
                  top_p: float | None = None, max_repeat: int = 2, novelty: bool = True,
                  fixed: dict[int, str] | None = None, style: str = "", title: str = "",
-                 out: TextIO | None = None, err: TextIO | None = None) -> int:
+                 out: TextIO | None = None, err: TextIO | None = None,
+                 check: Callable[[PoemRequest, Any], PoemRequest] | None = None) -> int:
     """Print n poems (plain text, or a JSON list with --json); return the process exit code.
+
+    check(request, generator): the checks a worker runs on a job, which normalise what a user typed
+    (form aliases, traditional characters); `poembot generate` passes worker.request.check_poem. A
+    ValueError it raises is printed. Without it the model's own checks alone apply.
 
     keywords: a list, or one string split on spaces/commas into words ("春风 明月").
     temperature, top_p: None takes protocol/sampling.py's defaults, as the bot does.
@@ -92,26 +98,32 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     if not 1 <= n <= MAX_CLI_N:
         print(f"poembot: -n must be between 1 and {MAX_CLI_N}", file=err)
         return 2
-    # One seed makes the whole run reproducible: job k of the run draws from seed + k.
-    jobs = [GenerateJob(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
-                        n=size, seed=None if seed is None else seed + k, traditional=traditional,
-                        tone_mode=tone, rhyme=rhyme,
-                        temperature=SAMPLING.temperature if temperature is None else temperature,
-                        top_p=SAMPLING.top_p if top_p is None else top_p,
-                        max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}),
-                        style=style, title=title)
-            for k, size in enumerate(job_sizes(n))]
+    # One seed makes the whole run reproducible: request k of the run draws from seed + k.
+    requests = [PoemRequest(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
+                            n=size, seed=None if seed is None else seed + k, traditional=traditional,
+                            tone_mode=tone, rhyme=rhyme,
+                            temperature=SAMPLING.temperature if temperature is None else temperature,
+                            top_p=SAMPLING.top_p if top_p is None else top_p,
+                            max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}),
+                            style=style, title=title)
+                for k, size in enumerate(job_sizes(n))]
 
     generator = load_generator(model_dir)     # TensorFlow loads here, after the cheap checks
+    if check is not None:
+        try:
+            requests = [check(request, generator) for request in requests]
+        except ValueError as exc:
+            print(f"poembot: {exc}", file=err)
+            return 1
     poems: list[dict] = []
     with tqdm(total=n, unit="poem", file=err, disable=n <= MAX_N, desc="writing") as bar:
-        for start in range(0, len(jobs), JOBS_PER_CALL):
-            for result in generator.generate(jobs[start:start + JOBS_PER_CALL]):
-                if not result.ok:
-                    print(f"poembot: {result.error_message}", file=err)
+        for start in range(0, len(requests), JOBS_PER_CALL):
+            for answer in generator.generate(requests[start:start + JOBS_PER_CALL]):
+                if not answer.ok:
+                    print(f"poembot: {answer.error_message}", file=err)
                     return 1
-                poems += result.poems
-                bar.update(len(result.poems))
+                poems += answer.poems
+                bar.update(len(answer.poems))
     if json_out:
         print(json.dumps(poems, ensure_ascii=False), file=out)
         return 0

@@ -263,6 +263,6 @@ class StyleMix:
 def style_prior(style: Style, rng: np.random.Generator, centre: np.ndarray | None = None
                 ) -> np.ndarray:
     """A latent for one poem of a style: around the style's centre (averaged with a theme's
-    centre when the job has one, so both show), spread as the style's own poems are."""
+    centre when the request has one, so both show), spread as the style's own poems are."""
     mu = style.arrays["z_mu"] if centre is None else 0.5 * (style.arrays["z_mu"] + centre)
     return (mu + style.arrays["z_std"] * rng.standard_normal(mu.shape[0])).astype(np.float32)

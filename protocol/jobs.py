@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Collection, Literal, Union
 
-from verse.forms import cut_lines, is_han
+from verse.forms import TYPED_LINE_BREAKS, is_han, split_lines  # split_lines: callers find it here
 from protocol.keys import JOB_FIELD, RESULT_FIELD
 from protocol.sampling import DEFAULT as SAMPLING
 # The request's limits and codes are protocol.spec's; imported here too, where callers have long found them.
@@ -38,7 +38,6 @@ DEFAULT_BEST_OF = SAMPLING.best_of
 MAX_ENCODE_TEXTS = 64
 MAX_REPEAT_RANGE = (1, 8)
 MAX_LATENT_DIM = 1024
-TYPED_LINE_BREAKS = "，。、？！；：,.?!;:\n\r"     # where a typed poem's lines end
 
 # Error codes carried by Result.error_code; the bot maps them to user messages. E_INVALID,
 # E_IMPOSSIBLE, E_UNKNOWN_CHARS and E_UNKNOWN_STYLE (a refused request) are protocol.spec's.
@@ -291,13 +290,6 @@ def reply_from_fields(entry: dict) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Validation: cheap checks the bot runs before enqueueing and the worker runs again before decoding.
-
-def split_lines(text: str) -> list[str]:
-    """A poem typed with any punctuation or line breaks → its lines (spaces inside a line dropped)."""
-    typed = "".join(c for c in text if c.strip() or c in "\n\r")
-    lines, _ = cut_lines(typed, TYPED_LINE_BREAKS)
-    return [clean for line in lines if (clean := clean_text(line))]
-
 
 def _check(condition: bool, code: str, message: str) -> None:
     if not condition:

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any, Callable, Collection, Mapping
 
 from protocol.sampling import DEFAULT as SAMPLING, Sampling
-from verse.forms import FORMS, Form, normalise_form_name
+from verse.forms import FORMS, IGNORED_CHARS, Form, clean_text, normalise_form_name
 
 SPEC_VERSION = 1             # of to_wire()'s shape; from_wire() refuses others clearly
 
@@ -27,8 +27,8 @@ MAX_STYLE_CHARS = 32
 MAX_BEST_OF = 16
 MAX_SEED = 2**63
 TEMPERATURE_RANGE = (0.05, 2.0)
-# Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
-IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
+# IGNORED_CHARS (what users type between characters) and clean_text are verse.forms', imported here
+# where the bot has long found them.
 
 # Result.error_code of a refused request (protocol.jobs re-exports them with the other codes).
 E_INVALID = "invalid_request"       # malformed field values (bad form, n out of range, ...)
@@ -153,11 +153,6 @@ def require(spec: PoemSpec | SpecError) -> PoemSpec:
     if isinstance(spec, SpecError):
         raise spec
     return spec
-
-
-def clean_text(text: str) -> str:
-    """Characters of text with user punctuation and spaces dropped."""
-    return "".join(c for c in text if c not in IGNORED_CHARS)
 
 
 def _strings(value: Any) -> bool:

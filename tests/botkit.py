@@ -31,7 +31,7 @@ from protocol.connections import connect_async, refuses_writes
 from streams import jobs_consumer, run_async
 from verse.forms import FORMS, poem_text
 from search.index import Index as LatentIndex
-from worker.request import echo, model_job
+from worker.request import echo, unpack_spec
 from protocol.jobs import (E_UNKNOWN_CHARS, EncodeJob, GenerateJob, JobFormatError, Result, job_from_fields,
                         result_fields)
 from protocol.keys import (HEARTBEAT_TTL_S, JOBS_STREAM, RESULTS_GROUP, RESULTS_MAXLEN, RESULTS_STREAM, WORKER_GROUP,
@@ -187,7 +187,7 @@ class StandInWorker:
         except JobFormatError:
             return
         if isinstance(job, GenerateJob):
-            job = model_job(job)             # the spec as the model's arguments, as worker.service does
+            job = unpack_spec(job)             # the spec in the job's fields, as worker.request does
         self.jobs.append(job)
         if isinstance(job, EncodeJob):
             result = Result(job_id=job.job_id, ok=True, kind="encode", worker_id=self.worker_id,

@@ -28,13 +28,14 @@ if str(ROOT) not in sys.path:       # run as a script: sys.path[0] is tests/, no
 
 
 def faulty_run(run: Callable[[Sequence[Any]], list], sleep_s: float, raise_on: set[str]) -> Callable:
-    def run_with_faults(jobs: Sequence[Any]) -> list:
+    def run_with_faults(requests: Sequence[Any]) -> list:
         if sleep_s:
             time.sleep(sleep_s)
-        poisoned = [job.job_id for job in jobs if job.job_id in raise_on]
+        # A request's id is its job's (worker.request), so raise_on names jobs.
+        poisoned = [r.request_id for r in requests if r.request_id in raise_on]
         if poisoned:
             raise RuntimeError(f"injected fault in job {poisoned[0]}")
-        return run(jobs)
+        return run(requests)
     return run_with_faults
 
 

@@ -32,7 +32,7 @@ from protocol.jobs import (E_UNKNOWN_STYLE, GenerateJob, JobFormatError, Result,
                         result_fields, validate_generate)
 from protocol.keys import RESULTS_MAXLEN, RESULTS_STREAM, STYLES_KEY
 from factories import spec
-from worker.request import echo, model_job
+from worker.request import echo, unpack_spec
 
 CARDS = [
     {"id": "libai", "title": "李白", "line": "飘逸豪放，明月与酒", "line_en": "free and soaring: moon and wine",
@@ -351,7 +351,7 @@ class StyledStandIn(StandInWorker):
         if not isinstance(job, GenerateJob):
             await super()._serve(entry)
             return
-        job = model_job(job)                 # the spec as the model's arguments, as worker.service does
+        job = unpack_spec(job)                 # the spec in the job's fields, as worker.request does
         self.jobs.append(job)
         try:
             validate_generate(job, styles=self.styles)

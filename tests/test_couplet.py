@@ -19,6 +19,7 @@ from bot.parsing import ParseError
 from model.banners import BANNERS, choose_banner
 from model.couplet_rules import definite_tone, plan_couplet, rhythm_positions, violations
 from model.word_classes import class_agreement
+from model.requests import CoupletRequest
 from protocol.jobs import (E_COUPLET_LENGTH, E_INVALID, CoupletJob, GenerateJob, ValidationError,
                            job_from_json, job_to_json, validate_couplet)
 from verse import prosody
@@ -175,7 +176,7 @@ def test_every_answer_to_five_and_seven_character_lines_keeps_the_rules(writer, 
     answered = 0
     for k in range(12):
         first = tiny_line(rng, chars, length, doubled=k % 3 == 0)
-        result = writer.run_one(CoupletJob(first=first, n=3, best_of=8, seed=k))
+        result = writer.run_one(CoupletRequest(first=first, n=3, best_of=8, seed=k))
         assert result.ok, result.error_message
         assert 1 <= len(result.poems) <= 3
         seconds = [p["second"] for p in result.poems]
@@ -204,14 +205,14 @@ def test_the_same_seed_gives_the_same_answer_and_corpus_lines_are_never_returned
     from model.constraints import NoveltyTable
 
     first = "".join(tiny_vocab.chars[6:13])
-    a = writer.run_one(CoupletJob(first=first, seed=5, best_of=8))
-    b = writer.run_one(CoupletJob(first=first, seed=5, best_of=8))
+    a = writer.run_one(CoupletRequest(first=first, seed=5, best_of=8))
+    b = writer.run_one(CoupletRequest(first=first, seed=5, best_of=8))
     assert [p["second"] for p in a.poems] == [p["second"] for p in b.poems]
     # Every answer it just gave is now a "corpus line": none of them may come back.
     saved = writer.novelty
     writer.novelty = NoveltyTable.from_lines(p["second"] for p in a.poems)
     try:
-        c = writer.run_one(CoupletJob(first=first, seed=5, best_of=8))
+        c = writer.run_one(CoupletRequest(first=first, seed=5, best_of=8))
         assert not {p["second"] for p in c.poems} & {p["second"] for p in a.poems}
     finally:
         writer.novelty = saved
@@ -260,7 +261,7 @@ def test_the_rescoring_adds_the_poem_model_and_costs_unattested_pairs(writer, ti
 
 
 def test_a_spring_couplet_is_written_whole_from_theme_words(writer):
-    result = writer.run_one(CoupletJob(spring=True, theme=["春风"], seed=4, n=2, best_of=8))
+    result = writer.run_one(CoupletRequest(theme=["春风"], seed=4, n=2, best_of=8))
     assert result.ok, result.error_message
     poem = result.poems[0]
     assert len(poem["first"]) == 7 and poem["written_first"] and poem["banner"] in BANNERS

@@ -13,15 +13,17 @@ from verse import prosody
 from model.constraints import NoveltyTable, tone_pattern
 from model.decode import LIKE_NOISE
 from verse.forms import FORMS, classify
-from protocol.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob, Result
+from model.requests import Answer, EncodeRequest, PoemRequest
+from protocol.jobs import E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, GenerateJob
+from worker.request import serve
 
 PING_GROUPS = set(prosody.ping_groups())
 
 
-def random_request(rng: np.random.Generator, chars: list[str], seed: int) -> GenerateJob:
+def random_request(rng: np.random.Generator, chars: list[str], seed: int) -> PoemRequest:
     """A request with a random mix of constraints, always satisfiable by construction."""
     form = FORMS[rng.choice(list(FORMS))]
-    job = GenerateJob(form=form.name, seed=seed, n=int(rng.integers(1, 3)),
+    job = PoemRequest(form=form.name, seed=seed, n=int(rng.integers(1, 3)),
                       tone_mode=str(rng.choice(["hard", "soft", "off"])),
                       rhyme=str(rng.choice(["pingshui", "none"], p=[0.8, 0.2])),
                       max_repeat=int(rng.integers(1, 3)),
@@ -44,7 +46,7 @@ def random_request(rng: np.random.Generator, chars: list[str], seed: int) -> Gen
     return job
 
 
-def assert_satisfies(job: GenerateJob, poem: dict) -> None:
+def assert_satisfies(job: PoemRequest, poem: dict) -> None:
     form = FORMS[job.form]
     lines = poem["lines_simplified"] if job.traditional else poem["lines"]
     assert classify(lines) == form.name, lines
@@ -105,7 +107,7 @@ def test_random_mixed_batch_meets_every_hard_constraint(tiny_generator) -> None:
     results = tiny_generator.generate(jobs)
     n_poems = 0
     for job, result in zip(jobs, results):
-        assert result.job_id == job.job_id
+        assert result.request_id == job.request_id
         assert result.ok, (job, result.error_message)
         assert len(result.poems) == job.n
         for poem in result.poems:
@@ -118,12 +120,12 @@ def test_random_mixed_batch_meets_every_hard_constraint(tiny_generator) -> None:
 
 
 def test_same_seed_same_poem_alone_or_in_a_mixed_batch(tiny_generator) -> None:
-    def req(seed: int) -> GenerateJob:
-        return GenerateJob(form="五律", acrostic="春秋", keywords=["风"], seed=seed, n=2, novelty=False)
+    def req(seed: int) -> PoemRequest:
+        return PoemRequest(form="五律", acrostic="春秋", keywords=["风"], seed=seed, n=2, novelty=False)
     alone = tiny_generator.generate([req(5)])[0]
     again = tiny_generator.generate([req(5)])[0]
-    mixed = tiny_generator.generate([GenerateJob(form="七绝", seed=1), req(5),
-                                     GenerateJob(form="五绝", seed=2, n=3)])[1]
+    mixed = tiny_generator.generate([PoemRequest(form="七绝", seed=1), req(5),
+                                     PoemRequest(form="五绝", seed=2, n=3)])[1]
     other = tiny_generator.generate([req(6)])[0]
     texts = lambda r: [p["text"] for p in r.poems]        # noqa: E731
     assert texts(alone) == texts(again) == texts(mixed)
@@ -132,10 +134,10 @@ def test_same_seed_same_poem_alone_or_in_a_mixed_batch(tiny_generator) -> None:
 
 
 def test_unseeded_requests_report_a_seed_that_reproduces(tiny_generator) -> None:
-    first = tiny_generator.generate([GenerateJob(form="七绝", novelty=False)])[0]
+    first = tiny_generator.generate([PoemRequest(form="七绝", novelty=False)])[0]
     seed = first.poems[0]["seed"]
     assert isinstance(seed, int)
-    again = tiny_generator.generate([GenerateJob(form="七绝", seed=seed, novelty=False)])[0]
+    again = tiny_generator.generate([PoemRequest(form="七绝", seed=seed, novelty=False)])[0]
     assert again.poems[0]["text"] == first.poems[0]["text"]
 
 
@@ -147,11 +149,25 @@ def test_unseeded_requests_report_a_seed_that_reproduces(tiny_generator) -> None
     (GenerateJob(form="七绝", latent=[0.0, 1.0]), E_INVALID),
 ])
 def test_impossible_requests_are_refused_before_decoding(tiny_generator, job, code) -> None:
+    """Through the worker's checks (worker.request.serve) and the model's own, as a job goes."""
     good = GenerateJob(form="五绝", seed=3)
-    results = tiny_generator.generate([job, good])
-    assert not results[0].ok and results[0].error_code == code
-    assert results[0].error_message
-    assert results[1].ok                         # one bad request does not sink the batch
+    results = {r.job_id: r for r in serve([job, good], tiny_generator)}
+    assert not results[job.job_id].ok and results[job.job_id].error_code == code
+    assert results[job.job_id].error_message
+    assert results[good.job_id].ok               # one bad request does not sink the batch
+
+
+@pytest.mark.parametrize("request_, code", [
+    (PoemRequest(form="七绝", acrostic="春夏鑫"), E_UNKNOWN_CHARS),
+    (PoemRequest(form="律诗"), E_INVALID),
+    (PoemRequest(form="七绝", latent=[0.0, 1.0]), E_INVALID),
+    (PoemRequest(form="七绝", style="nobody"), "unknown_style"),
+])
+def test_the_model_refuses_what_only_it_can_know(tiny_generator, request_, code) -> None:
+    """A request built in-process meets no worker check: the model still refuses what it cannot write."""
+    answers = tiny_generator.generate([request_, PoemRequest(form="五绝", seed=3)])
+    assert not answers[0].ok and answers[0].error_code == code and answers[0].error_message
+    assert answers[1].ok
 
 
 def test_fixed_lines_that_cannot_rhyme_are_refused(tiny_generator) -> None:
@@ -159,16 +175,16 @@ def test_fixed_lines_that_cannot_rhyme_are_refused(tiny_generator) -> None:
     ze = next(c for c in vocab.chars[6:] if prosody.tones(c) == frozenset({prosody.ZE})
               and not (prosody.rhyme_groups(c) & PING_GROUPS))
     line = (vocab.chars[6] * 4) + ze
-    result = tiny_generator.generate([GenerateJob(form="五绝", fixed_lines={1: line}, max_repeat=8)])[0]
+    result = tiny_generator.generate([PoemRequest(form="五绝", fixed_lines={1: line}, max_repeat=8)])[0]
     assert not result.ok and result.error_code == E_IMPOSSIBLE
     assert "平声" in result.error_message
-    ok = tiny_generator.generate([GenerateJob(form="五绝", fixed_lines={1: line}, rhyme="none",
+    ok = tiny_generator.generate([PoemRequest(form="五绝", fixed_lines={1: line}, rhyme="none",
                                               max_repeat=8, novelty=False)])[0]
     assert ok.ok and ok.poems[0]["lines"][1] == line
 
 
 def test_novelty_redecodes_rows_that_copy_a_corpus_line(tiny_generator) -> None:
-    job = lambda: GenerateJob(form="五绝", seed=11, n=4)   # noqa: E731
+    job = lambda: PoemRequest(form="五绝", seed=11, n=4)   # noqa: E731
     before = tiny_generator.generate([job()])[0]
     copied = [p["lines"][0] for p in before.poems]
     tiny_generator.novelty = NoveltyTable.from_lines(copied)
@@ -193,10 +209,10 @@ def test_latent_sources_steer_the_poem(tiny_generator) -> None:
     """Each source of the latent is the one used: a given z, a prior draw scaled by latent_scale,
     the mean μ of liked poems. Compared as latents: a tiny random model's words hardly depend on z,
     so two latents can write the same poem."""
-    jobs = [GenerateJob(form="七绝", seed=2, latent=[3.0] * 8),
-            GenerateJob(form="七绝", seed=2, latent_scale=1.0),
-            GenerateJob(form="七绝", seed=2, latent_scale=2.0),
-            GenerateJob(form="七绝", seed=2, like_texts=["春风花月夜，秋雪冬风来"])]
+    jobs = [PoemRequest(form="七绝", seed=2, latent=[3.0] * 8),
+            PoemRequest(form="七绝", seed=2, latent_scale=1.0),
+            PoemRequest(form="七绝", seed=2, latent_scale=2.0),
+            PoemRequest(form="七绝", seed=2, like_texts=["春风花月夜，秋雪冬风来"])]
     latents, centres = tiny_generator._latents(jobs, [None] * len(jobs))
     given, prior, wide, like = (np.asarray(z[0]) for z in latents)
     assert np.allclose(given, 3.0)
@@ -204,15 +220,15 @@ def test_latent_sources_steer_the_poem(tiny_generator) -> None:
     assert not np.allclose(prior, like) and 3 in centres      # liked poems give their own centre
     assert np.linalg.norm(like - centres[3]) < 8 * LIKE_NOISE   # drawn near that centre
     # At latent_scale 0 every seed starts from the centre of the prior: the same poem as z = 0.
-    centre = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False, latent_scale=0.0)])[0]
-    centred = tiny_generator.generate([GenerateJob(form="七绝", seed=2, novelty=False,
+    centre = tiny_generator.generate([PoemRequest(form="七绝", seed=2, novelty=False, latent_scale=0.0)])[0]
+    centred = tiny_generator.generate([PoemRequest(form="七绝", seed=2, novelty=False,
                                                    latent=[0.0] * 8)])[0]
     assert centre.poems[0]["text"] == centred.poems[0]["text"]
 
 
 def test_soft_tone_mode_raises_the_tone_rate(tiny_generator) -> None:
     def rate(mode: str) -> float:
-        r = tiny_generator.generate([GenerateJob(form="七律", seed=4, n=8, tone_mode=mode, novelty=False,
+        r = tiny_generator.generate([PoemRequest(form="七律", seed=4, n=8, tone_mode=mode, novelty=False,
                                                  temperature=1.0, top_p=1.0)])[0]
         return float(np.mean([p["tone_rate"] for p in r.poems]))
     assert rate("soft") > rate("off") + 0.15
@@ -220,7 +236,7 @@ def test_soft_tone_mode_raises_the_tone_rate(tiny_generator) -> None:
 
 
 def test_traditional_output_and_json(tiny_generator) -> None:
-    job = GenerateJob(form="五绝", seed=8, traditional=True, novelty=False, keywords=["风"])
+    job = PoemRequest(form="五绝", seed=8, traditional=True, novelty=False, keywords=["风"])
     poem = tiny_generator.generate([job])[0].poems[0]
     assert_satisfies(job, poem)
     assert "風" in "".join(poem["lines"])
@@ -228,9 +244,8 @@ def test_traditional_output_and_json(tiny_generator) -> None:
 
 
 def test_encode_job_returns_mu_and_verdict(tiny_generator) -> None:
-    from protocol.jobs import EncodeJob
-    res = tiny_generator.run([EncodeJob(texts=["春风花月夜，秋雪冬风来。山水江天云，明日人归去。"])])
-    assert isinstance(res[0], Result) and res[0].ok and res[0].kind == "encode"
+    res = tiny_generator.run([EncodeRequest(texts=["春风花月夜，秋雪冬风来。山水江天云，明日人归去。"])])
+    assert isinstance(res[0], Answer) and res[0].ok and res[0].kind == "encode"
     poem = res[0].poems[0]
     assert poem["form"] == "五绝" and len(poem["mu"]) == 8 and "rhyme_ok" in poem
 
@@ -255,12 +270,13 @@ def test_generate_cli_refusals(tiny_model_dir, tmp_path, monkeypatch) -> None:
     import io
 
     from model.generate import generate_cli
+    from worker.request import check_poem
     monkeypatch.setenv("POEMBOT_DATA_DIR", str(tmp_path))
     err = io.StringIO()
     assert generate_cli(model_dir=tmp_path / "nowhere", err=err) == 2
     assert "no model at" in err.getvalue()
     err = io.StringIO()
-    assert generate_cli(form="五绝", acrostic="春夏秋冬风", model_dir=tiny_model_dir, err=err) == 1
+    assert generate_cli(form="五绝", acrostic="春夏秋冬风", model_dir=tiny_model_dir, err=err, check=check_poem) == 1
     assert "acrostic" in err.getvalue()
 
 
@@ -270,7 +286,7 @@ def test_keyword_theme_latent_comes_from_the_theme_index(tiny_generator) -> None
              ["山水江天云", "明日人归去", "春风花月夜", "秋雪冬风来"],
              ["明日人归去", "山水江天云", "秋雪冬云来", "春夏花月夜"]]
     mu = tiny_generator.encode_lines(poems, ["五绝"] * 3)
-    job = lambda: GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)   # noqa: E731
+    job = lambda: PoemRequest(form="五绝", seed=9, keywords=["风"], novelty=False)   # noqa: E731
     plain = tiny_generator.generate([job()])[0]
     tiny_generator.themes = ThemeIndex.build(poems, mu)
     try:
@@ -297,8 +313,8 @@ def test_characters_outside_the_writable_set_appear_only_where_the_user_typed_th
     gen = Generator(tiny_generator.model, vocab, tiny_generator.config, tables=tables)
     banned = {vocab.chars[i] for i in banned_ids}
     typed = next(c for c in sorted(banned) if prosody.tones(c))
-    jobs = [GenerateJob(form=f, seed=k, n=5, novelty=False) for k, f in enumerate(FORMS)]
-    jobs.append(GenerateJob(form="七绝", seed=9, n=5, keywords=[typed], novelty=False))
+    jobs = [PoemRequest(form=f, seed=k, n=5, novelty=False) for k, f in enumerate(FORMS)]
+    jobs.append(PoemRequest(form="七绝", seed=9, n=5, keywords=[typed], novelty=False))
     results = gen.generate(jobs)
     assert all(r.ok for r in results), [r.error_message for r in results]
     for job, result in zip(jobs, results):
@@ -312,8 +328,8 @@ def test_characters_outside_the_writable_set_appear_only_where_the_user_typed_th
 def test_best_of_k_keeps_the_best_candidate(tiny_generator) -> None:
     """Candidate 0 of K is the K=1 poem, and the kept poem scores at least as well as it."""
     forms = list(FORMS)
-    one = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=1, novelty=False) for k in range(24)]
-    four = [GenerateJob(form=forms[k % 4], seed=100 + k, best_of=4, novelty=False) for k in range(24)]
+    one = [PoemRequest(form=forms[k % 4], seed=100 + k, best_of=1, novelty=False) for k in range(24)]
+    four = [PoemRequest(form=forms[k % 4], seed=100 + k, best_of=4, novelty=False) for k in range(24)]
     r1, r4 = tiny_generator.generate(one), tiny_generator.generate(four)
     assert all(r.poems[0]["score"] is None for r in r1)          # no selection at K=1
     assert all(r.poems[0]["best_of"] == 4 for r in r4)
@@ -335,7 +351,7 @@ def test_best_of_k_keeps_the_best_candidate(tiny_generator) -> None:
 
 def test_best_of_k_is_validated(tiny_generator) -> None:
     for bad in (0, 17, "4"):
-        result = tiny_generator.generate([GenerateJob(form="五绝", best_of=bad)])[0]
+        result = serve([GenerateJob(form="五绝", best_of=bad)], tiny_generator)[0]
         assert not result.ok and result.error_code == E_INVALID and "best_of" in result.error_message
 
 

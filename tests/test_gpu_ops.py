@@ -309,7 +309,7 @@ def test_the_table_matches_the_installed_kernel_registry() -> None:
 @pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
                     reason="no GPU here (tensorflow-cpu, or no device): the decode on /GPU:0 runs where one is")
 def test_one_decode_on_the_gpu(styled_generator) -> None:
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
 
     from model.decode import _mix32 as mix32, exp_noise
 
@@ -319,8 +319,8 @@ def test_one_decode_on_the_gpu(styled_generator) -> None:
         hashed = tf.function(mix32)(tf.constant(keys))
         noise = tf.function(lambda k, s: exp_noise(k, s, 3))(tf.constant(keys), tf.constant(seeds))
         assert "GPU" in hashed.device and "GPU" in noise.device
-        results = styled_generator.run([GenerateJob(form="五绝", seed=5, novelty=False, best_of=2),
-                                        GenerateJob(form="七绝", seed=6, novelty=False, style="alpha")])
+        results = styled_generator.run([PoemRequest(form="五绝", seed=5, novelty=False, best_of=2),
+                                        PoemRequest(form="七绝", seed=6, novelty=False, style="alpha")])
     assert np.array_equal(hashed.numpy(), _mix32(keys))
     np.testing.assert_allclose(noise.numpy(), reference_noise(keys, seeds, 3), rtol=1e-5)
     assert all(r.ok for r in results), [r.error_message for r in results]

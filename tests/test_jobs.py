@@ -127,3 +127,24 @@ def test_encode_validation() -> None:
     assert jobs.validate_encode(EncodeJob(texts=["一二三"])).texts == ["一二三"]
     with pytest.raises(ValidationError):
         jobs.validate_encode(EncodeJob(texts=[]))
+
+
+def test_the_models_error_codes_are_the_wires() -> None:
+    """The worker passes a model's RequestError code through to the bot unchanged (worker.request)."""
+    from model import requests
+
+    for name in ("E_INVALID", "E_IMPOSSIBLE", "E_UNKNOWN_CHARS", "E_UNKNOWN_STYLE", "E_INTERNAL", "E_NO_MODEL"):
+        assert getattr(requests, name) == getattr(jobs, name), name
+    assert requests.TONE_MODES == jobs.TONE_MODES
+
+
+def test_a_request_built_in_process_has_a_jobs_defaults() -> None:
+    """Training, the benchmarks and `poembot generate` build model requests directly: they ask for what
+    a job with the same fields left unset asks for."""
+    from dataclasses import fields
+
+    from model.requests import CoupletRequest, PoemRequest
+
+    for request, job in ((PoemRequest(), GenerateJob()), (CoupletRequest(), jobs.CoupletJob())):
+        shared = [f.name for f in fields(request) if f.name != "request_id"]
+        assert {n: getattr(request, n) for n in shared} == {n: getattr(job, n) for n in shared}, type(request)

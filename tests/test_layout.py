@@ -26,9 +26,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "search": ("search", "verse", "protocol.paths"),
     # Fetching, building and reading the corpus; what is counted out of it. No TensorFlow.
     "corpus": ("corpus", "protocol", "verse"),
-    # The model reads the built corpus but never runs the pipeline. Of protocol it still needs
-    # protocol.jobs on this branch (the request type's own branch takes that import out).
-    "model": ("model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
+    # The model reads the built corpus but never runs the pipeline. It speaks its own requests
+    # (model.requests), never the wire's: the worker checks jobs and maps them (worker.request). Of
+    # protocol it reads only where files live, its settings and the sampling defaults.
+    "model": ("model", "search", "corpus.reader", "corpus.ci_reader", "protocol.settings", "protocol.paths",
+              "protocol.sampling", "verse"),
     "worker": ("worker", "protocol", "streams", "model", "verse"),
     "training": ("training", "model", "search", "corpus.reader", "corpus.ci_reader", "protocol", "verse"),
     # The bot holds no TensorFlow: the numpy search, never the model.

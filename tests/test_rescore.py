@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.rescore import PairTable, line_gain, line_spans, unattested_share
-from protocol.jobs import GenerateJob
+from model.requests import PoemRequest
 
 
 def test_pair_table_counts_pairs_inside_lines_and_round_trips(tmp_path) -> None:
@@ -61,7 +61,7 @@ def test_the_decoder_never_writes_a_placeholder_nor_a_stutter(tiny_vocab, tiny_m
     tables = ProsodyTables.from_vocab(vocab)
     generator = Generator(model, vocab, config, tables=tables)
     _favour(generator, "□")
-    poems = generator.generate([GenerateJob(form="七绝", n=4, seed=3, tone_mode="off")])[0].poems
+    poems = generator.generate([PoemRequest(form="七绝", n=4, seed=3, tone_mode="off")])[0].poems
     assert poems and all("□" not in p["text"] for p in poems)
 
     # Now it wants one real character: without an attested doubling, never twice in a row.
@@ -71,7 +71,7 @@ def test_the_decoder_never_writes_a_placeholder_nor_a_stutter(tiny_vocab, tiny_m
     generator = Generator(model, vocab, config, tables=no_doubles)
     char = next(c for c, ok in zip(vocab.chars, vocab.writable_mask()) if ok)
     _favour(generator, char)
-    job = GenerateJob(form="七绝", n=4, seed=3, tone_mode="off", max_repeat=8)
+    job = PoemRequest(form="七绝", n=4, seed=3, tone_mode="off", max_repeat=8)
     lines = [line for p in generator.generate([job])[0].poems for line in p["lines"]]
     assert any(char in line for line in lines)
     assert not any(char * 2 in line for line in lines)
@@ -101,8 +101,8 @@ def test_a_titled_model_decodes_with_and_without_a_title(tiny_vocab, tmp_path) -
     assert loaded_config.title_len == 6
     generator = Generator.load(tmp_path / "m", novelty=False)
     title = "".join(tiny_vocab.chars[10:13])
-    jobs = [GenerateJob(form="五绝", seed=5, title=title), GenerateJob(form="五绝", seed=5)]
+    jobs = [PoemRequest(form="五绝", seed=5, title=title), PoemRequest(form="五绝", seed=5)]
     titled, plain = (r.poems[0]["lines"] for r in generator.generate(jobs))
     assert titled != plain                               # the title reaches the decoder
-    again = generator.generate([GenerateJob(form="五绝", seed=5, title=title)])[0].poems[0]["lines"]
+    again = generator.generate([PoemRequest(form="五绝", seed=5, title=title)])[0].poems[0]["lines"]
     assert again == titled                               # and a seed still fixes the poem

@@ -19,7 +19,7 @@ from protocol.sampling import DEFAULT as SAMPLING
 from protocol.spec import (MAX_KEYWORDS, MAX_LIKE_TEXTS, MAX_STYLE_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
                            SPEC_VERSION, PoemSpec, SpecCode, SpecError, from_legacy, from_wire, parse_spec, require)
 from verse.forms import FORMS
-from worker.request import echo, model_job
+from worker.request import echo, unpack_spec
 
 NATURE = "春夏秋冬风花雪月山水江天云雨"
 ALICE = BotApiEmulator.user(1001, "Alice")
@@ -149,7 +149,7 @@ def test_a_job_carries_the_spec_and_the_worker_maps_it_and_echoes_it() -> None:
                                "sampling": {"temperature": 0.8, "best_of": 2}}))
     job = job_from_json(job_to_json(generate_job(spec, n=3, reply={"purpose": "poem"})))
     assert isinstance(job, GenerateJob) and from_wire(job.spec) == spec and job.n == 3
-    model_job(job)
+    unpack_spec(job)
     assert (job.form, job.acrostic, job.keywords, job.style, job.fixed_lines) == \
         ("五律", "春夏", ["明月"], "libai", {2: "一二三四五"})
     assert (job.temperature, job.best_of, job.traditional) == (0.8, 2, False)   # written simplified
@@ -161,7 +161,7 @@ def test_a_version_1_job_without_a_spec_still_reads() -> None:
     body = json.loads(job_to_json(GenerateJob(job_id="old", form="五绝", acrostic="春")))
     body["v"] = 1
     body.pop("spec")
-    job = model_job(job_from_json(json.dumps(body)))
+    job = unpack_spec(job_from_json(json.dumps(body)))
     assert (job.job_id, job.form, job.acrostic, job.spec) == ("old", "五绝", "春", None)
 
 
@@ -187,8 +187,8 @@ def test_a_seed_typed_by_the_user_reaches_the_model() -> None:
     spec = require(parse_spec(spec_fields(parse_poem_args("秋夜 种子:7"), "七绝")))
     assert spec.seed == 7 and spec.title == "秋夜" and spec.keywords == ("秋夜",)
     assert require(parse_spec(spec_fields(parse_poem_args("seed: 7 秋夜"), "七绝"))) == spec
-    assert from_wire(spec.to_wire()).seed == 7 and model_job(generate_job(spec)).seed == 7
-    assert model_job(generate_job(spec.changed(seed=None))).seed is None      # the worker draws one
+    assert from_wire(spec.to_wire()).seed == 7 and unpack_spec(generate_job(spec)).seed == 7
+    assert unpack_spec(generate_job(spec.changed(seed=None))).seed is None      # the worker draws one
     error = parse_spec(spec_fields(parse_poem_args("秋夜 seed:七"), "七绝"))
     assert isinstance(error, SpecError) and error.code is SpecCode.BAD_SEED and "七" in t(ZH, error.key, **error.values)
 

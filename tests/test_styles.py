@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.requests import PoemRequest
 from protocol.jobs import E_INVALID, E_UNKNOWN_STYLE, GenerateJob, ValidationError, validate_generate
 
 STYLE_IDS = ("alpha", "beta", "gamma")
@@ -87,20 +88,20 @@ def test_a_mixed_batch_applies_each_rows_own_adapter(tiny_model, styled) -> None
 
 
 def test_styled_poems_are_labelled_valid_and_same_alone_or_mixed(styled) -> None:
-    jobs = [GenerateJob(form="五绝", style=s, seed=7, best_of=1) for s in ("", *STYLE_IDS)]
+    jobs = [PoemRequest(form="五绝", style=s, seed=7, best_of=1) for s in ("", *STYLE_IDS)]
     together = styled.generate(jobs)
     assert all(r.ok for r in together), [r.error_message for r in together]
     for job, result in zip(jobs, together):
         poem = result.poems[0]
         assert poem["style"] == job.style and poem["form_ok"] and poem["rhyme_ok"]
-        alone = styled.generate([GenerateJob(form="五绝", style=job.style, seed=7, best_of=1)])[0]
+        alone = styled.generate([PoemRequest(form="五绝", style=job.style, seed=7, best_of=1)])[0]
         assert alone.poems[0]["lines"] == poem["lines"]
     texts = {tuple(r.poems[0]["lines"]) for r in together}
     assert len(texts) > 1, "the styles wrote the same poem as the base model"
 
 
 def test_unknown_style_is_refused_with_the_list(styled) -> None:
-    result = styled.generate([GenerateJob(style="nobody", seed=1)])[0]
+    result = styled.generate([PoemRequest(style="nobody", seed=1)])[0]
     assert not result.ok and result.error_code == E_UNKNOWN_STYLE
     assert all(sid in result.error_message for sid in STYLE_IDS)
 
@@ -108,12 +109,12 @@ def test_unknown_style_is_refused_with_the_list(styled) -> None:
 def test_style_prior_centres_latents_on_the_style(styled) -> None:
     """A styled poem's z is drawn around the style's centre, spread as its poems are."""
     style = styled.styles.get("alpha")
-    rows, _ = styled.plan([GenerateJob(style="alpha", seed=s, best_of=1) for s in range(400)])
+    rows, _ = styled.plan([PoemRequest(style="alpha", seed=s, best_of=1) for s in range(400)])
     z = np.stack([r.z for r in rows])
     se = style.arrays["z_std"] / np.sqrt(len(z))
     assert np.all(np.abs(z.mean(0) - style.arrays["z_mu"]) < 5 * se)
     assert np.all(np.abs(z.std(0) / style.arrays["z_std"] - 1) < 0.25)
-    base, _ = styled.plan([GenerateJob(seed=s, best_of=1) for s in range(400)])
+    base, _ = styled.plan([PoemRequest(seed=s, best_of=1) for s in range(400)])
     assert np.all(np.abs(np.stack([r.z for r in base]).mean(0)) < 5 / np.sqrt(400))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from search import themes as themes_mod
 from factories import random_corpus
-from protocol.jobs import GenerateJob
+from model.requests import PoemRequest
 from search.themes import THEME_POEMS, ThemeIndex, poem_terms
 
 
@@ -70,15 +70,15 @@ def test_theme_prior_works_without_a_corpus(tiny_model_dir: Path, tmp_path: Path
     popular = sorted((i for i in range(len(corpus)) if "风" in "".join(corpus.lines[i])),
                      key=lambda i: -corpus.rank[i])[:THEME_POEMS]
     expected = generator.encode_lines([corpus.lines[i] for i in popular], [corpus.form[i] for i in popular])
-    job = GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)
+    job = PoemRequest(form="五绝", seed=9, keywords=["风"], novelty=False)
     rows, refused = generator.plan([job])
     assert refused == [None]
     np.testing.assert_allclose(rows[0].theme, expected.mean(axis=0), atol=5e-3)   # float16 μ on disk
-    result = generator.generate([GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)])[0]
+    result = generator.generate([PoemRequest(form="五绝", seed=9, keywords=["风"], novelty=False)])[0]
     assert result.ok and "风" in "".join(result.poems[0]["lines"])
 
 
 def test_without_a_theme_index_a_theme_is_written_by_its_words_only(tiny_generator) -> None:
     assert getattr(tiny_generator, "themes", None) is None
-    rows, _ = tiny_generator.plan([GenerateJob(form="五绝", seed=9, keywords=["风"], novelty=False)])
+    rows, _ = tiny_generator.plan([PoemRequest(form="五绝", seed=9, keywords=["风"], novelty=False)])
     assert rows[0].theme is None

@@ -11,7 +11,7 @@ from bot.daily import daily_job
 from bot.occasions import occasion_of
 from bot.parsing import parse_poem_args, spec_fields
 from protocol.spec import SpecError, from_wire, parse_spec, require
-from worker.request import model_job
+from worker.request import unpack_spec
 from model.titles import clean_title, encode_title
 from verse.vocab import PAD, Vocab
 
@@ -71,7 +71,7 @@ def test_an_ordinary_day_gets_a_title_of_its_season() -> None:
 
 def test_the_daily_poem_is_written_to_its_day() -> None:
     job = daily_job(date(2026, 12, 22))
-    assert from_wire(job.spec).title == "冬至" and model_job(job).title == "冬至"
+    assert from_wire(job.spec).title == "冬至" and unpack_spec(job).title == "冬至"
 
 
 def test_writable_mask_keeps_placeholders_and_japanese_forms_out() -> None:

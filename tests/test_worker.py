@@ -21,6 +21,7 @@ import redis
 from protocol import keys
 from protocol.connections import connect, live_workers, wait_results
 from streams import StreamConsumer, enqueue, jobs_consumer, results_consumer, run, run_async
+from model.requests import Answer
 from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_IMPOSSIBLE, E_INVALID, EncodeJob, GenerateJob, Result,
                         job_to_json, result_from_fields)
 from botkit import start_worker  # noqa: F401  (a fixture)
@@ -152,9 +153,9 @@ def test_results_are_paired_with_jobs_by_id_not_position(redis_client, redis_url
     from worker.service import Worker
 
     class Shuffling:
-        def run(self, jobs):
-            return [Result(job_id=j.job_id, ok=True, poems=[{"text": j.acrostic}])
-                    for j in reversed(jobs) if j.acrostic != "丢"]
+        def run(self, requests):
+            return [Answer(request_id=r.request_id, ok=True, poems=[{"text": r.acrostic}])
+                    for r in reversed(requests) if r.acrostic != "丢"]
 
     run(redis_client, JOBS.ensure_group())
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Shuffling())
@@ -178,8 +179,8 @@ def test_the_production_worker_takes_no_fault_orders_from_a_job(redis_client, re
     from worker.service import Worker
 
     class Echo:
-        def run(self, jobs):
-            return [Result(job_id=j.job_id, ok=True, reply=j.reply) for j in jobs]
+        def run(self, requests):
+            return [Answer(request_id=r.request_id, ok=True) for r in requests]
 
     monkeypatch.setenv("POEMBOT_FAULTS", "1")
     run(redis_client, JOBS.ensure_group())
@@ -222,9 +223,9 @@ def test_the_worker_maps_a_spec_for_the_model_and_echoes_it(redis_client, redis_
     seen = []
 
     class Recording:
-        def run(self, jobs):
-            seen.extend(jobs)
-            return [Result(job_id=j.job_id, ok=True, poems=[{"text": j.acrostic}], reply=j.reply) for j in jobs]
+        def run(self, requests):
+            seen.extend(requests)
+            return [Answer(request_id=r.request_id, ok=True, poems=[{"text": r.acrostic}]) for r in requests]
 
     run(redis_client, JOBS.ensure_group())
     worker = Worker(WorkerSettings(redis_url=redis_url, worker_id="w"), generator=Recording())
@@ -235,7 +236,7 @@ def test_the_worker_maps_a_spec_for_the_model_and_echoes_it(redis_client, redis_
     for job in (good, unreadable):
         run(redis_client, enqueue(job))
     worker._handle(worker._read(count=10, block_ms=100))
-    assert [(j.job_id, j.form, j.acrostic, j.temperature) for j in seen] == [(good.job_id, "五律", "春夏", 0.8)]
+    assert [(r.request_id, r.form, r.acrostic, r.temperature) for r in seen] == [(good.job_id, "五律", "春夏", 0.8)]
     results = {}
     for _, fields in redis_client.xrange(keys.RESULTS_STREAM):
         result = result_from_fields(fields)

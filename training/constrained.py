@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from corpus.reader import Corpus
-from protocol.jobs import MAX_N, GenerateJob, Result
+from model.requests import Answer, PoemRequest
+from protocol.jobs import MAX_N
 from verse.forms import FORMS, FORM_NAMES, classify
 from verse.vocab import N_SPECIALS, Vocab, in_gbk
 
@@ -94,12 +95,12 @@ def constrained_generator(model, vocab: Vocab, config, model_dir: Path, corpus: 
 
 
 def default_jobs(form: str, count: int, rng: np.random.Generator, per_job: int,
-          acrostics: list[str] | None = None, best_of: int | None = None) -> list[GenerateJob]:
+          acrostics: list[str] | None = None, best_of: int | None = None) -> list[PoemRequest]:
     """Seeded requests with default settings (best_of: K if given) for count poems, per_job
     (or fewer) each."""
     jobs = []
     for k in range(0, count, per_job):
-        job = GenerateJob(form=form, n=min(per_job, count - k), seed=int(rng.integers(2 ** 62)))
+        job = PoemRequest(form=form, n=min(per_job, count - k), seed=int(rng.integers(2 ** 62)))
         if best_of is not None:
             job.best_of = best_of
         if acrostics is not None:
@@ -108,7 +109,7 @@ def default_jobs(form: str, count: int, rng: np.random.Generator, per_job: int,
     return jobs
 
 
-def poems_of(jobs: list[GenerateJob], results: list[Result]) -> list[tuple[str, dict | None, str]]:
+def poems_of(jobs: list[PoemRequest], results: list[Answer]) -> list[tuple[str, dict | None, str]]:
     """(form, poem or None for a refused job, acrostic) per requested poem."""
     out = []
     for job, res in zip(jobs, results):
@@ -126,7 +127,7 @@ def show(form: str, poem: dict, acrostic: str = "") -> str:
 def constrained_metrics(generator: "Generator", n: int, seed: int = 0, train_lines: set[str] | None = None,
                         reference: list[tuple[str, list[str]]] | None = None,
                         best_of: int | None = None) -> tuple[dict, dict[str, list]]:
-    """Quality of the constrained decoder with default GenerateJob settings, keys prefixed constrained_.
+    """Quality of the constrained decoder with default PoemRequest settings, keys prefixed constrained_.
 
     n poems per form from the prior in batches of generator.max_rows, then n // 4 (at least 1) acrostic
     requests per form with random acrostics of frequent characters. train_lines None: the copy rate is

@@ -386,7 +386,7 @@ def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: floa
     """Held-out figures of a couplet model: its 下联 and the real ones measured alike, the rules on
     every length 4..11, 春联 上联 written from theme words, speed. One JSON-able dict."""
     from model.couplet import SPRING_WORDS, CoupletWriter
-    from protocol.jobs import CoupletJob
+    from model.requests import CoupletRequest
 
     writer = load_writer(model_dir, poems_dir)
     pairs = load_pairs(writer.vocab)
@@ -420,7 +420,7 @@ def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: floa
                                                              if key in ("length_ok", "rules_ok", "reuses_first")}}
     out["lengths"] = lengths
     if theme_n and poems_dir is not None:
-        out["spring"] = spring_figures(writer, poems_dir, theme_n, seed, SPRING_WORDS, CoupletJob)
+        out["spring"] = spring_figures(writer, poems_dir, theme_n, seed, SPRING_WORDS, CoupletRequest)
     out["examples"] = [{"first": f, "real": r, "generated": g} for f, r, g in
                        list(zip(firsts, real, generated))[:12]]
     return out
@@ -435,7 +435,7 @@ def load_writer(model_dir: str | Path, poems_dir: str | Path | None):
     return CoupletWriter.load(model_dir, poems=load_generator(poems_dir) if poems_dir is not None else None)
 
 
-def spring_figures(writer, poems_dir, n: int, seed: int, words, job_cls) -> dict:
+def spring_figures(writer, poems_dir, n: int, seed: int, words, request_cls) -> dict:
     """春联 from theme words: how often the written 上联 holds its theme and ends 仄, the rules, time."""
     from model.couplet_rules import definite_tone, violations
     from model.generate import load_generator
@@ -445,7 +445,7 @@ def spring_figures(writer, poems_dir, n: int, seed: int, words, job_cls) -> dict
     results, started = [], time.perf_counter()
     for i in range(n):
         theme = [words[i % len(words)]]
-        results.append((theme, writer.run_one(job_cls(spring=True, theme=theme, seed=seed + i))))
+        results.append((theme, writer.run_one(request_cls(theme=theme, seed=seed + i))))
     seconds = time.perf_counter() - started
     ok = [(theme, r.poems[0]) for theme, r in results if r.ok]
     return {"n": n, "answered": len(ok) / n, "seconds_each": round(seconds / n, 3),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from protocol.jobs import GenerateJob
+from model.requests import PoemRequest
 
 REPORT_FILE = "report.md"
 HUMAN_DISTINCT_2 = 0.845      # CCPC, 1,000 poems (shared/README.md)
@@ -116,7 +116,7 @@ def write_report(root: Path, m: dict, examples: dict, interp: list[dict], plots:
 def constrained_report(m: dict, samples: dict[str, list[str]]) -> list[str]:
     """Targets table and samples of the constrained decoder (default settings, prior latent)."""
     n = m["constrained_n_per_form"]
-    d = GenerateJob()
+    d = PoemRequest()
     lines = ["", "## Targets: constrained decoder (what users get)", "",
              f"Default request settings (tones {d.tone_mode}, rhyme {d.rhyme}, novelty "
              f"{'on' if d.novelty else 'off'}, temperature {d.temperature}, top-p {d.top_p}, max repeat "

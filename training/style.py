@@ -310,10 +310,10 @@ def form_mix(poems: list[list[str]]) -> list[str]:
 
 def generated(generator: Any, style: str, forms: list[str], n: int, seed: int) -> list[list[str]]:
     """n poems at default settings in the given style ("" = base), forms drawn from forms."""
-    from protocol.jobs import GenerateJob
+    from model.requests import PoemRequest
 
     rng = np.random.default_rng([seed, 23])
-    jobs = [GenerateJob(form=str(rng.choice(forms)), style=style, seed=seed * 100_000 + i)
+    jobs = [PoemRequest(form=str(rng.choice(forms)), style=style, seed=seed * 100_000 + i)
             for i in range(n)]
     results = generator.generate(jobs)
     return [r.poems[0]["lines"] for r in results if r.ok]

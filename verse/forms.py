@@ -84,7 +84,7 @@ def cut_lines(text: str, separators: str, trailing_mark: str = "。") -> tuple[l
     """Cut text at any of separators: the lines and the mark that ended each; trailing text with no
     closing mark gets trailing_mark. A mark with no text before it (the second of two in a row, one
     at the start) is dropped. The corpus builder, the table builder and typed poems
-    (protocol.jobs.split_lines) all cut lines here."""
+    (split_lines) all cut lines here."""
     parts = _splitter(separators).split(text)
     lines, marks = [], []
     for k in range(0, len(parts) - 1, 2):
@@ -95,6 +95,25 @@ def cut_lines(text: str, separators: str, trailing_mark: str = "。") -> tuple[l
         lines.append(parts[-1])
         marks.append(trailing_mark)
     return lines, "".join(marks)
+
+
+# Punctuation and spacing users type inside acrostics, keywords and lines; never part of a poem's chars.
+IGNORED_CHARS = set(" \t\r\n，。、？！；：,.?!;:·「」『』“”\"'《》()（）")
+TYPED_LINE_BREAKS = "，。、？！；：,.?!;:\n\r"     # where a typed poem's lines end
+
+
+def clean_text(text: str) -> str:
+    """Characters of text with user punctuation and spaces dropped."""
+    return "".join(c for c in text if c not in IGNORED_CHARS)
+
+
+def split_lines(text: str) -> list[str]:
+    """A poem typed with any punctuation or line breaks → its lines (spaces inside a line dropped).
+    Here, beside cut_lines, because both sides read typed poems: the worker's request checks and the
+    model's encoder (example poems, encode requests)."""
+    typed = "".join(c for c in text if c.strip() or c in "\n\r")
+    lines, _ = cut_lines(typed, TYPED_LINE_BREAKS)
+    return [clean for line in lines if (clean := clean_text(line))]
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,12 +20,10 @@ import redis
 
 from protocol import keys
 from protocol.connections import Backoff, connect, refuses_writes
-from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, E_NO_COUPLET_MODEL, CoupletJob,
-                           GenerateJob, Job, JobFormatError, Result, job_from_fields, job_id_from_fields,
-                           reply_from_fields)
+from protocol.jobs import (E_BAD_MESSAGE, E_DEAD_LETTER, E_INTERNAL, Job, JobFormatError, Result, job_from_fields,
+                           job_id_from_fields, reply_from_fields)
 from model.generate import load_generator
-from protocol.spec import SpecError
-from worker.request import echo, model_job
+from worker.request import serve
 from worker.metrics import WorkerMetrics
 from protocol.settings import PRETRAINED_DIR
 from protocol.settings import WorkerSettings
@@ -210,7 +208,6 @@ class Worker:
                     continue                     # stays pending; redelivered after the visibility timeout
                 result.worker_id = self.s.worker_id
                 result.finished_at = time.time()
-                echo(job, result)
                 self.outbox.append((entry_id, result, getattr(job, "created_at", None)))
             self._flush_outbox()
         finally:
@@ -235,24 +232,9 @@ class Worker:
         return out
 
     def _serve(self, jobs: list[Job]) -> list[Result]:
-        """Couplet jobs to the couplet model, the rest (poems, encodings) to the poem generator, a poem's
-        spec mapped to the generator's arguments first (a spec that cannot be read is refused)."""
-        couplets = [j for j in jobs if isinstance(j, CoupletJob)]
-        others, results = [], []
-        for job in jobs:
-            if isinstance(job, CoupletJob):
-                continue
-            try:
-                others.append(model_job(job) if isinstance(job, GenerateJob) else job)
-            except SpecError as exc:
-                results.append(Result.error(job.job_id, exc.result_code, exc.message, reply=job.reply))
-        results += list(self.generator.run(others)) if others else []
-        if couplets and self.couplets is None:
-            results += [Result.error(j.job_id, E_NO_COUPLET_MODEL, "this worker has no couplet model",
-                                     kind="couplet", reply=j.reply) for j in couplets]
-        elif couplets:
-            results += self.couplets.run(couplets)
-        return results
+        """Each job checked and mapped to the model's request, couplets to the couplet model and the
+        rest (poems, encodings) to the poem generator, the answers mapped back (worker.request)."""
+        return serve(jobs, self.generator, self.couplets)
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
