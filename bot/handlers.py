@@ -38,6 +38,7 @@ from bot.stores.users import UserSettings
 from bot.texts import ZH, error_text, t, user_lang
 from verse.forms import FORM_NAMES, FORMS, classify, poem_text
 from protocol.jobs import EncodeJob, ValidationError, validate_encode
+from protocol.sampling import couplet_temperature
 from protocol.spec import SpecError
 from search.reasons import QueryPoem
 from verse.script import to_simplified
@@ -255,7 +256,7 @@ async def _submit_couplet(update: Update, context: ContextTypes.DEFAULT_TYPE, re
     user, chat = update.effective_user, update.effective_chat
     settings = await rt.state.users.settings(user.id)
     job = couplet_job(request, chat_id=chat.id, user_id=user.id, lang=lang, traditional=settings.traditional,
-                      reply_to=reply_to, temperature=settings.temperature)
+                      reply_to=reply_to, temperature=couplet_temperature(settings.temperature))
     return await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
 
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from protocol.sampling import DEFAULT as SAMPLING
+from protocol.sampling import COUPLET_TEMPERATURE, DEFAULT as SAMPLING
 
 # Error codes of a refused or failed request. The same strings as protocol.jobs' E_* (a test holds
 # them equal), so the worker passes them through to the bot unchanged.
@@ -85,7 +85,7 @@ class CoupletRequest:
     theme: list[str] = field(default_factory=list)       # words the written 上联 should hold
     n: int = 3                                           # distinct 下联 wanted, best first
     best_of: int = 24                                    # candidates sampled before rescoring (a job's default)
-    temperature: float = SAMPLING.temperature
+    temperature: float = COUPLET_TEMPERATURE
     seed: int | None = None
 
     kind = "couplet"

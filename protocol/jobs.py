@@ -12,7 +12,7 @@ from typing import Any, Callable, Collection, Literal, Union
 
 from verse.forms import TYPED_LINE_BREAKS, is_han, split_lines  # split_lines: callers find it here
 from protocol.keys import JOB_FIELD, RESULT_FIELD
-from protocol.sampling import DEFAULT as SAMPLING
+from protocol.sampling import COUPLET_TEMPERATURE, DEFAULT as SAMPLING
 # The request's limits and codes are protocol.spec's; imported here too, where callers have long found them.
 from protocol.spec import (E_IMPOSSIBLE, E_INVALID, E_UNKNOWN_CHARS, E_UNKNOWN_STYLE, IGNORED_CHARS, MAX_BEST_OF,
                            MAX_KEYWORDS, MAX_LIKE_TEXTS, MAX_STYLE_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
@@ -137,7 +137,7 @@ class CoupletJob:
     spring: bool = False                                 # a 春联: the 上联 written from theme words
     n: int = 3                                           # distinct 下联 wanted, best first
     best_of: int = DEFAULT_COUPLET_SAMPLES               # candidates sampled before rescoring
-    temperature: float = SAMPLING.temperature
+    temperature: float = COUPLET_TEMPERATURE
     seed: int | None = None
     traditional: bool = False
     created_at: float = field(default_factory=time.time)

@@ -32,3 +32,13 @@ DEFAULT = Sampling(temperature=1.0, top_p=1.0, min_p=0.01, best_of=4, latent_sca
 # The bot's /settings "creativity": 稳健, 适中 (the default), 奔放.
 CREATIVITY_TEMPERATURES: tuple[float, ...] = (0.8, DEFAULT.temperature, 1.1)
 DEFAULT_CREATIVITY = CREATIVITY_TEMPERATURES.index(DEFAULT.temperature)
+
+# A 下联 is drawn at 0.8 (then fused with the poem model and ranked, model/couplet.py): the
+# temperature every couplet blind sheet and `poembot couplet evaluate` read. A user's creativity
+# scales it as it scales the poems' (0.64, 0.8, 0.88).
+COUPLET_TEMPERATURE = 0.8
+
+
+def couplet_temperature(creativity_temperature: float) -> float:
+    """The couplet temperature for a user's creativity setting (one of CREATIVITY_TEMPERATURES)."""
+    return round(COUPLET_TEMPERATURE * creativity_temperature / DEFAULT.temperature, 4)

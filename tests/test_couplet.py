@@ -402,3 +402,19 @@ def test_a_couplet_sheet_is_scored_with_its_duizhang():
     # The first sheets' keys were the items alone, labelled.
     old = [{"n": i["n"], "label": i["source"]} for i in key["items"]]
     assert score(old, answers)["recognition"] == 0.5
+
+
+def test_couplets_are_drawn_at_the_temperature_the_blind_sheets_read():
+    """The bot's default creativity, a job's default, the model request's and the sheets' are one."""
+    import inspect
+
+    from model.requests import CoupletRequest
+    from protocol.sampling import (COUPLET_TEMPERATURE, CREATIVITY_TEMPERATURES, DEFAULT, DEFAULT_CREATIVITY,
+                                   couplet_temperature)
+    from training.couplet import blind_sheet
+
+    assert couplet_temperature(CREATIVITY_TEMPERATURES[DEFAULT_CREATIVITY]) == COUPLET_TEMPERATURE == 0.8
+    assert CoupletJob().temperature == CoupletRequest().temperature == COUPLET_TEMPERATURE
+    assert inspect.signature(blind_sheet).parameters["temperature"].default == COUPLET_TEMPERATURE
+    low, _, high = (couplet_temperature(t) for t in CREATIVITY_TEMPERATURES)
+    assert low < COUPLET_TEMPERATURE < high and DEFAULT.temperature == CREATIVITY_TEMPERATURES[DEFAULT_CREATIVITY]

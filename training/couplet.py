@@ -18,6 +18,7 @@ import numpy as np
 
 from verse.vocab import UNK, Vocab
 from protocol.paths import corpus_root
+from protocol.sampling import COUPLET_TEMPERATURE
 from protocol.settings import PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,7 @@ def rates(real: list[str], generated: list[str], firsts: list[str]) -> dict:
             "reuses_first": sum(bool(set(a) & set(b)) for a, b in zip(firsts, generated)) / n}
 
 
-def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: float = 0.8, seed: int = 11,
+def evaluate(model_dir: str | Path, n: int = 400, k: int = 24, temperature: float = COUPLET_TEMPERATURE, seed: int = 11,
              theme_n: int = 24, per_length: int = 20, poems_dir: str | Path | None = PRETRAINED_DIR) -> dict:
     """Held-out figures of a couplet model: its 下联 and the real ones measured alike, the rules on
     every length 4..11, 春联 上联 written from theme words, speed. One JSON-able dict."""
@@ -456,7 +457,7 @@ def spring_figures(writer, poems_dir, n: int, seed: int, words, request_cls) -> 
 
 
 def blind_sheet(model_dir: str | Path, out: str | Path, seed: int = 25, size: int = SHEET_SIZE,
-                k: int = 24, temperature: float = 0.8, poems_dir: str | Path | None = PRETRAINED_DIR
+                k: int = 24, temperature: float = COUPLET_TEMPERATURE, poems_dir: str | Path | None = PRETRAINED_DIR
                 ) -> tuple[Path, Path]:
     """A reading sheet of size held-out 上联, each with its real 下联 or a generated one (half each,
     shuffled, no labels), and its key. Returns (sheet, key)."""
