@@ -148,9 +148,11 @@ def find_couplet_dir(model_dir: str | Path | None) -> Path | None:
 
 @dataclass
 class Drawn:
-    """Candidates for one 上联: 下联 texts and their mean log-likelihood per character."""
+    """Candidates for one 上联: 下联 texts and their mean log-likelihood per character; drawn fused,
+    the poem model's mean log-probability of each too (the steps already gave it), else None."""
     seconds: list[str]
     logp: np.ndarray
+    poem_logp: np.ndarray | None = None
 
 
 class CoupletWriter:
@@ -218,6 +220,7 @@ class CoupletWriter:
         logp = np.zeros(n_rows, np.float64)
         prev = np.full(n_rows, BOS, np.int32)
         fused = self._fusing()
+        poem_logp = np.zeros(n_rows, np.float64) if fused else None
         if fused:
             poem_lp, carry = self.poems.start_after([p.first for p in plans])
         for i in range(length):
@@ -238,11 +241,16 @@ class CoupletWriter:
             logp += raw[np.arange(n_rows), chosen]
             blocked[np.arange(n_rows), chosen] = True   # no other repeat in the 下联
             prev = chosen
-            if fused and i + 1 < length:
-                poem_lp, carry = self.poems.step_after(chosen, carry)
+            if fused:
+                poem_logp += poem_lp[np.arange(n_rows), chosen]
+                if i + 1 < length:
+                    poem_lp, carry = self.poems.step_after(chosen, carry)
         seconds = ["".join(self.vocab.chars[t] for t in row) for row in tokens]
         logp /= max(length, 1)
-        return [Drawn(seconds[b * k:(b + 1) * k], logp[b * k:(b + 1) * k]) for b in range(len(firsts))]
+        if poem_logp is not None:
+            poem_logp /= max(length, 1)
+        return [Drawn(seconds[b * k:(b + 1) * k], logp[b * k:(b + 1) * k],
+                      None if poem_logp is None else poem_logp[b * k:(b + 1) * k]) for b in range(len(firsts))]
 
     def _fusing(self) -> bool:
         """Whether sampling fuses the poem model in: it has the steps and reads the same characters."""
@@ -256,7 +264,9 @@ class CoupletWriter:
         scores = drawn.logp.astype(np.float64).copy()
         if self.poems is None or not drawn.seconds:
             return scores
-        if POEM_WEIGHT and hasattr(self.poems, "pair_logp"):
+        if POEM_WEIGHT and drawn.poem_logp is not None:
+            scores += POEM_WEIGHT * drawn.poem_logp
+        elif POEM_WEIGHT and hasattr(self.poems, "pair_logp"):
             scores += POEM_WEIGHT * self.poems.pair_logp([first] * len(drawn.seconds), drawn.seconds)
         pairs = getattr(self.poems, "pairs", None)
         if UNATTESTED_WEIGHT and pairs is not None:

@@ -574,7 +574,7 @@ class Generator:
         for i, first in enumerate(firsts):
             by_length.setdefault(len(first), []).append(i)
         for length, idx in by_length.items():
-            form = FORM_INDEX["五律" if length <= 5 else "七律"]
+            form = opening_form(length)
             for start in range(0, len(idx), self.max_rows):
                 chunk = idx[start:start + self.max_rows]
                 tokens = np.array([self.vocab.encode_lines([firsts[i], seconds[i]]) for i in chunk], np.int32)
@@ -591,19 +591,18 @@ class Generator:
         untitled 律诗 at the prior's centre, its mark included: the log-probabilities [B, V] of the
         next line's first character, and the carry step_after continues from."""
         length = len(firsts[0])
-        form = tf.constant(np.full(len(firsts), FORM_INDEX["五律" if length <= 5 else "七律"], np.int32))
+        form = tf.constant(np.full(len(firsts), opening_form(length), np.int32))
         z = tf.zeros((len(firsts), self.latent_dim), tf.float32)
         title_vec = self.model.title_vector(None, len(firsts))
         inputs = np.array([self.vocab.encode_lines([f], eos=False) for f in firsts], np.int32)
         h = self.model.decode_hidden(tf.constant(inputs), z, form, title=None)[:, -1]
-        logits = tf.cast(self.model.out(h), tf.float32)
-        return (logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)).numpy(), (h, z, form, title_vec)
+        return _log_softmax(tf.cast(self.model.out(h), tf.float32)), (h, z, form, title_vec)
 
     def step_after(self, tokens: np.ndarray, carry: tuple) -> tuple[np.ndarray, tuple]:
         """One step of the line start_after began: feed tokens [B], get the next log-probabilities."""
         h, z, form, title_vec = carry
         logits, h = self.model.decoder_step(tf.constant(tokens, tf.int32), h, z, form, title_vec=title_vec)
-        return (logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)).numpy(), (h, z, form, title_vec)
+        return _log_softmax(logits), (h, z, form, title_vec)
 
     def _alone_logp(self, tokens: tf.Tensor, z: tf.Tensor, form: tf.Tensor, title: tf.Tensor
                     ) -> tf.Tensor:
@@ -841,6 +840,16 @@ class Generator:
                 member &= self.tables.groups_of(self.vocab.id(lines[i][-1]))
         hits = [g for g, ok in zip(self.tables.groups, member) if ok]
         return hits[0] if hits else None
+
+
+def opening_form(length: int) -> int:
+    """The form index a line of length opens as a 律诗 with (五律 for five characters or fewer, else
+    七律): the poem model's context for a 上联 and its 下联."""
+    return FORM_INDEX["五律" if length <= 5 else "七律"]
+
+
+def _log_softmax(logits: tf.Tensor) -> np.ndarray:
+    return (logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)).numpy()
 
 
 def _try_corpus() -> Any:

@@ -235,6 +235,15 @@ def test_the_poem_model_reads_the_second_line_after_the_first(tiny_generator, ti
     assert got[0] != pytest.approx(got[1], abs=1e-6)
 
 
+def test_a_fused_draw_carries_the_poem_models_own_likelihood_of_each_candidate(writer, tiny_vocab):
+    """The steps that fuse the poem model in already give its log-probability of every 下联: the
+    same figure pair_logp gets from a teacher-forced pass, so the ranking need not run that pass."""
+    first = "".join(tiny_vocab.chars[6:13])
+    drawn = writer.draw(first, 6, 0.8, np.random.default_rng(3))
+    assert drawn.poem_logp is not None
+    assert drawn.poem_logp == pytest.approx(writer.poems.pair_logp([first] * 6, drawn.seconds), abs=1e-4)
+
+
 def test_the_rescoring_adds_the_poem_model_and_costs_unattested_pairs(writer, tiny_vocab):
     from model.couplet import POEM_WEIGHT, UNATTESTED_WEIGHT, Drawn
     from model.rescore import PairTable
