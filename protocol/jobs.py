@@ -94,6 +94,7 @@ class GenerateJob:
     best_of: int = DEFAULT_BEST_OF                       # candidates sampled per poem (best kept)
     style: str = ""                    # a style adapter's id (model/styles/ID.npz); "" = the base
     title: str = ""                    # the poem's occasion (送友人, 秋夜); a titled model writes to it
+    tune: str = ""                     # a 词牌 (verse.tunes canonical name): a 词 of its main form (form 词)
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
     # What the user asked for, whole (protocol.spec, its to_wire()): the worker maps it onto the fields
@@ -331,11 +332,11 @@ def validate_generate(job: GenerateJob, chars: Callable[[str], bool] | None = No
                 "latent_scale": job.latent_scale}
     spec = parse_spec({"form": job.form, "title": job.title, "keywords": job.keywords, "acrostic": job.acrostic,
                        "style": job.style, "like_texts": job.like_texts, "kept_lines": job.fixed_lines,
-                       "sampling": sampling},
+                       "sampling": sampling, "tune": job.tune},
                       chars=chars, to_simplified=to_simplified, styles=styles)
     if not isinstance(spec, PoemSpec):
         raise ValidationError(spec.result_code, spec.message)
-    job.form, job.title, job.acrostic = spec.form.name, spec.title, spec.acrostic
+    job.form, job.title, job.acrostic, job.tune = spec.form.name, spec.title, spec.acrostic, spec.tune
     job.keywords, job.fixed_lines, job.like_texts = list(spec.keywords), spec.kept, list(spec.like_texts)
     return job
 

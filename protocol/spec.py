@@ -1,6 +1,6 @@
 """One poem request, typed: what the user asked for, checked once, carried whole from bot to worker and back.
 
-A PoemSpec is built by parse_spec() alone, which checks every rule a request must meet (form, acrostic,
+A PoemSpec is built by parse_spec() alone, which checks every rule a request must meet (form or 词牌, acrostic,
 theme words, title, kept lines, example poems, style, sampling) and returns the spec or a SpecError:
 a code the bot shows in the user's language (bot.texts, keyed by the code's value), its parameters,
 and an English message for logs and worker results. The bot builds specs from what users type, the
@@ -9,11 +9,13 @@ model's own arguments (worker.request). No TensorFlow, Redis or bot import here.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Callable, Collection, Mapping
 
 from protocol.sampling import DEFAULT as SAMPLING, Sampling
+from verse import tunes
 from verse.forms import FORMS, IGNORED_CHARS, Form, clean_text, normalise_form_name
 
 SPEC_VERSION = 1             # of to_wire()'s shape; from_wire() refuses others clearly
@@ -27,6 +29,9 @@ MAX_STYLE_CHARS = 32
 MAX_BEST_OF = 16
 MAX_SEED = 2**63
 TEMPERATURE_RANGE = (0.05, 2.0)
+CI = "词"                     # the form of a request with a tune
+CI_NAMES = {"词", "詞", "ci"}
+CLOSE_TUNES = 3               # tune names offered for one not known
 # IGNORED_CHARS (what users type between characters) and clean_text are verse.forms', imported here
 # where the bot has long found them.
 
@@ -58,6 +63,10 @@ class SpecCode(str, Enum):
     UNKNOWN_STYLE = "unknown_style"                # name, styles_zh, styles_en, example
     BAD_SAMPLING = "bad_sampling"                  # field, low, high
     BAD_SEED = "bad_seed"                          # value
+    UNKNOWN_TUNE = "unknown_tune"                  # name, close (the nearest tune names, joined by 、)
+    TUNE_MISSING = "tune_missing"                  # example
+    CI_STYLE = "ci_style"                          # tune: poets' styles are adapters of the 诗 model
+    CI_IMITATION = "ci_imitation"                  # tune: the ci model has no latent of typed poems
 
 
 # Which Result.error_code each refusal travels as (the worker's answer to a job it refuses).
@@ -91,7 +100,7 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class PoemSpec:
     """What one poem request asks for, normalised (simplified script, no punctuation) and checked."""
-    form: Form
+    form: Form                                       # for a 词: 词, its longest line, its lines (the tune's main form)
     title: str = ""                                  # the occasion (秋夜, 送友人); a titled model writes to it
     keywords: tuple[str, ...] = ()                   # theme words, each set inside one line
     acrostic: str = ""                               # 藏头: the first character of line 1, 2, ...
@@ -102,17 +111,23 @@ class PoemSpec:
     traditional: bool = False                        # the reader's script; the poem is written simplified
     sampling: Sampling = SAMPLING
     seed: int | None = None                          # the same seed, the same poem; None: the worker draws one
+    tune: str = ""                                   # a 词牌 (verse.tunes canonical name); "" a 诗 of form
 
     @property
     def kept(self) -> dict[int, str]:
         return dict(self.kept_lines)
+
+    @property
+    def line_lengths(self) -> tuple[int, ...]:
+        """Characters in each line: the form's, or the tune's main form's line by line."""
+        return line_lengths(self.form, self.tune)
 
     def fields(self) -> dict[str, Any]:
         """The spec as parse_spec() reads it (plain values), to change some and parse again."""
         return {"form": self.form.name, "title": self.title, "keywords": list(self.keywords),
                 "acrostic": self.acrostic, "style": self.style, "style_title": self.style_title,
                 "like_texts": list(self.like_texts), "kept_lines": self.kept, "traditional": self.traditional,
-                "sampling": self.sampling, "seed": self.seed}
+                "sampling": self.sampling, "seed": self.seed, "tune": self.tune}
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON object, versioned (its "v")."""
@@ -146,6 +161,22 @@ def from_legacy(request: Mapping[str, Any], form: str) -> PoemSpec | None:
                                                        "style_title", "title") if request.get(k) is not None},
                        "form": request.get("form") or form})
     return spec if isinstance(spec, PoemSpec) else None
+
+
+def line_lengths(form: Form, tune: str = "") -> tuple[int, ...]:
+    """Characters in each line of a poem of form, or of a 词 of tune (its main form)."""
+    found = tunes.get(tune) if tune else None
+    return found.main.lengths if found is not None else (form.line_len,) * form.n_lines
+
+
+def close_tunes(name: str, limit: int = CLOSE_TUNES) -> list[str]:
+    """Canonical names of the tunes whose names or aliases are nearest name (most common first on a tie);
+    the most common tunes when none is near."""
+    table = tunes.load()
+    names = {alias: tune.name for tune in reversed(table.tunes) for alias in (*tune.aliases, tune.name)}
+    near = [names[n] for n in difflib.get_close_matches(name, list(names), n=limit * 3, cutoff=0.5)]
+    found = list(dict.fromkeys(near))[:limit]
+    return found or [tune.name for tune in table.tunes[:limit]]
 
 
 def require(spec: PoemSpec | SpecError) -> PoemSpec:
@@ -215,18 +246,37 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
     keywords, like_texts = raw.get("keywords", ()), raw.get("like_texts", ())
     style, style_title = raw.get("style", ""), raw.get("style_title", "")
     kept_raw, traditional = raw.get("kept_lines") or {}, raw.get("traditional", False)
+    tune_name = raw.get("tune") or ""
     for name, ok, what in (("title", isinstance(title, str), "text"), ("acrostic", isinstance(acrostic, str), "text"),
                            ("keywords", _strings(keywords), "a list of words"),
                            ("like_texts", _strings(like_texts), "a list of poems"),
                            ("style_title", isinstance(style_title, str), "text"),
                            ("kept_lines", isinstance(kept_raw, Mapping), "a map of line numbers to text"),
-                           ("traditional", isinstance(traditional, bool), "true or false")):
+                           ("traditional", isinstance(traditional, bool), "true or false"),
+                           ("tune", isinstance(tune_name, str), "a tune's name")):
         need(ok, SpecCode.BAD_FIELD, f"{name} must be {what}", field=name)
 
-    form_name = normalise_form_name(str(raw.get("form"))) if raw.get("form") is not None else None
-    need(form_name is not None, SpecCode.UNKNOWN_FORM,
-         f"unknown form {raw.get('form')!r}; choose one of {', '.join(FORMS)}", form=str(raw.get("form")))
-    form = FORMS[form_name]
+    tune_name = clean_text(tune_name)
+    if tune_name or str(raw.get("form")).strip() in CI_NAMES:
+        # A 词: the form is the tune's main form; a 诗's form beside a tune is a contradiction, not a choice.
+        need(raw.get("form") is None or str(raw.get("form")).strip() in CI_NAMES, SpecCode.BAD_FIELD,
+             f"a tune makes a 词; the form {raw.get('form')!r} cannot go with it", field="form")
+        need(bool(tune_name), SpecCode.TUNE_MISSING, "a 词 needs a tune (词牌), e.g. 浣溪沙", example="浣溪沙")
+        tune = tunes.get(tune_name)
+        close = close_tunes(tune_name) if tune is None else []
+        need(tune is not None, SpecCode.UNKNOWN_TUNE, f"no tune {tune_name!r}; close: {', '.join(close)}",
+             name=tune_name, close="、".join(close))
+        tune_name = tune.name
+        form = Form(CI, max(tune.main.lengths), len(tune.main.lengths))
+        need(not style, SpecCode.CI_STYLE, f"styles write 诗, not a 词 of {tune_name}", tune=tune_name)
+        need(not like_texts, SpecCode.CI_IMITATION, f"a 词 of {tune_name} cannot imitate a poem", tune=tune_name)
+    else:
+        form_name = normalise_form_name(str(raw.get("form"))) if raw.get("form") is not None else None
+        need(form_name is not None, SpecCode.UNKNOWN_FORM,
+             f"unknown form {raw.get('form')!r}; choose one of {', '.join(FORMS)}", form=str(raw.get("form")))
+        form = FORMS[form_name]
+    lengths = line_lengths(form, tune_name)
+    shape = tune_name or form.name
 
     need(isinstance(style, str) and len(style) <= MAX_STYLE_CHARS and not any(c.isspace() for c in style),
          SpecCode.BAD_STYLE, f"style must be a name of at most {MAX_STYLE_CHARS} characters without spaces",
@@ -251,7 +301,7 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
 
     acrostic = conv(clean_text(acrostic))
     need(len(acrostic) <= form.n_lines, SpecCode.ACROSTIC_TOO_LONG,
-         f"an acrostic of {len(acrostic)} characters needs more than the {form.n_lines} lines of a {form.name}",
+         f"an acrostic of {len(acrostic)} characters needs more than the {form.n_lines} lines of a {shape}",
          limit=form.n_lines)
 
     need(len(keywords) <= MAX_KEYWORDS, SpecCode.TOO_MANY_KEYWORDS, f"at most {MAX_KEYWORDS} keywords",
@@ -259,7 +309,7 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
     keywords = [k for k in (conv(clean_text(k)) for k in keywords) if k]
     for k in keywords:
         need(len(k) <= form.line_len, SpecCode.KEYWORD_TOO_LONG,
-             f"keyword {k!r} is longer than a line of a {form.name} ({form.line_len} characters)",
+             f"keyword {k!r} is longer than the longest line of a {shape} ({form.line_len} characters)",
              word=k, n=form.line_len)
 
     kept: dict[int, str] = {}
@@ -270,12 +320,12 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
             raise SpecError(SpecCode.BAD_FIELD, f"kept line number {index!r} is not a number",
                             field="kept_lines") from None
         need(0 <= i < form.n_lines, SpecCode.KEPT_LINE_MISSING,
-             f"a {form.name} has lines 1..{form.n_lines}; there is no line {i + 1}", line=i + 1,
+             f"a {shape} has lines 1..{form.n_lines}; there is no line {i + 1}", line=i + 1,
              n_lines=form.n_lines)
         line = conv(clean_text(str(text)))
-        need(len(line) == form.line_len, SpecCode.KEPT_LINE_LENGTH,
-             f"fixed line {i + 1} {line!r} has {len(line)} characters; a {form.name} line has {form.line_len}",
-             line=i + 1, text=line, n=form.line_len)
+        need(len(line) == lengths[i], SpecCode.KEPT_LINE_LENGTH,
+             f"fixed line {i + 1} {line!r} has {len(line)} characters; line {i + 1} of a {shape} has {lengths[i]}",
+             line=i + 1, text=line, n=lengths[i])
         kept[i] = line
     need(len(kept) < form.n_lines or not keywords, SpecCode.ALL_LINES_KEPT,
          "every line is fixed: there is no room for keywords")
@@ -284,7 +334,7 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
             need(kept[i][0] == ch, SpecCode.ACROSTIC_CLASH,
                  f"line {i + 1} is fixed as {kept[i]!r} but the acrostic wants it to start with {ch!r}",
                  line=i + 1, text=kept[i], char=ch)
-    free = sum(form.line_len - (1 if i < len(acrostic) else 0) for i in range(form.n_lines) if i not in kept)
+    free = sum(lengths[i] - (1 if i < len(acrostic) else 0) for i in range(form.n_lines) if i not in kept)
     need_chars = sum(len(k) for k in keywords)
     need(need_chars <= free, SpecCode.NO_ROOM,
          f"the keywords need {need_chars} characters but only {free} are free", need=need_chars, free=free)
@@ -307,4 +357,5 @@ def _parse(raw: Mapping[str, Any], chars: Callable[[str], bool] | None, conv: Ca
 
     return PoemSpec(form=form, title=title, keywords=tuple(keywords), acrostic=acrostic, style=style,
                     style_title=style_title if style else "", like_texts=tuple(like_texts),
-                    kept_lines=tuple(sorted(kept.items())), traditional=traditional, sampling=sampling, seed=seed)
+                    kept_lines=tuple(sorted(kept.items())), traditional=traditional, sampling=sampling, seed=seed,
+                    tune=tune_name)

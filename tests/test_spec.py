@@ -19,7 +19,7 @@ from protocol.sampling import DEFAULT as SAMPLING
 from protocol.spec import (MAX_KEYWORDS, MAX_LIKE_TEXTS, MAX_STYLE_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
                            SPEC_VERSION, PoemSpec, SpecCode, SpecError, from_legacy, from_wire, parse_spec, require)
 from verse.forms import FORMS
-from worker.request import echo, unpack_spec
+from worker.request import echo, model_request, unpack_spec
 
 NATURE = "春夏秋冬风花雪月山水江天云雨"
 ALICE = BotApiEmulator.user(1001, "Alice")
@@ -40,7 +40,14 @@ def test_the_script_converter_applies_to_what_the_user_typed() -> None:
 
 # Each refusal: the fields, the code, the parameters the user's text is filled with, the result code.
 REFUSALS = [
-    ({"form": "词"}, SpecCode.UNKNOWN_FORM, {"form": "词"}, E_INVALID),
+    ({"form": "五古"}, SpecCode.UNKNOWN_FORM, {"form": "五古"}, E_INVALID),
+    ({"form": "词"}, SpecCode.TUNE_MISSING, {"example": "浣溪沙"}, E_INVALID),
+    ({"tune": "浣西沙"}, SpecCode.UNKNOWN_TUNE, {"name": "浣西沙", "close": "浣溪沙"}, E_INVALID),
+    ({"tune": "浣溪沙", "form": "七绝"}, SpecCode.BAD_FIELD, {"field": "form"}, E_INVALID),
+    ({"tune": "浣溪沙", "style": "libai"}, SpecCode.CI_STYLE, {"tune": "浣溪沙"}, E_INVALID),
+    ({"tune": "浣溪沙", "like_texts": ["春风"]}, SpecCode.CI_IMITATION, {"tune": "浣溪沙"}, E_INVALID),
+    ({"tune": "念奴娇", "kept_lines": {0: "一二三四五"}}, SpecCode.KEPT_LINE_LENGTH,
+     {"line": 1, "text": "一二三四五", "n": 4}, E_IMPOSSIBLE),
     ({"form": "五绝", "keywords": "春"}, SpecCode.BAD_FIELD, {"field": "keywords"}, E_INVALID),
     ({"form": "五绝", "kept_lines": {"x": "一二三四五"}}, SpecCode.BAD_FIELD, {"field": "kept_lines"}, E_INVALID),
     ({"form": "五绝", "acrostic": "一二三四五"}, SpecCode.ACROSTIC_TOO_LONG, {"limit": 4}, E_IMPOSSIBLE),
@@ -205,3 +212,75 @@ async def test_the_same_seed_writes_the_same_poem_and_another_draws_a_new_one(em
         await emu.press_and_answer(ALICE, poems[1], poems[1].button("🔄")["callback_data"])
         again = await emu.wait_for_call("sendMessage", since=since)
         assert stand_in.jobs[-1].seed != 7 and again.text != poems[0].text
+
+
+# --- 词 by 词牌 (issue 23) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("typed, name", [("浣溪沙", "浣溪沙"), ("《菩萨蛮》", "菩萨蛮"), ("菩薩蠻", "菩萨蛮"),
+                                         ("念奴嬌", "念奴娇"), ("酹江月", "念奴娇"), ("大江东去", "念奴娇"),
+                                         ("望江南", "忆江南")])
+def test_a_tune_by_its_name_an_alias_or_in_traditional_characters_is_its_canonical_name(typed: str,
+                                                                                     name: str) -> None:
+    spec = require(parse_spec({"tune": typed}))
+    assert spec.tune == name and spec.form.name == "词" and spec.fields()["tune"] == name
+
+
+def test_a_ci_has_its_tunes_main_form_line_by_line() -> None:
+    spec = require(parse_spec({"tune": "念奴娇", "form": "詞"}))       # the form may be named too, 简 or 繁
+    assert spec.line_lengths == (4, 5, 4, 7, 6, 4, 4, 5, 4, 6, 6, 4, 5, 7, 6, 4, 4, 5, 4, 6)
+    assert (spec.form.n_lines, spec.form.line_len) == (20, 7)        # its lines, its longest line
+    assert require(parse_spec({"form": "五律"})).line_lengths == (5,) * 8
+
+
+def test_kept_lines_keep_the_length_of_their_own_line_of_the_tune() -> None:
+    kept = {0: "凭高眺远", 1: "见长空万里", 3: "桂魄飞来光射处"}
+    spec = require(parse_spec({"tune": "念奴娇", "kept_lines": kept}))
+    assert spec.kept == kept
+    error = parse_spec({"tune": "念奴娇", "kept_lines": {1: "凭高眺远"}})         # line 2 has 5
+    assert isinstance(error, SpecError) and error.code is SpecCode.KEPT_LINE_LENGTH and error.values["n"] == 5
+    error = parse_spec({"tune": "浣溪沙", "kept_lines": {6: "一二三四五六七"}})      # 浣溪沙 has 6 lines
+    assert isinstance(error, SpecError) and error.code is SpecCode.KEPT_LINE_MISSING
+    assert error.values == {"line": 7, "n_lines": 6}
+
+
+def test_the_acrostic_and_keywords_are_checked_against_the_tune() -> None:
+    assert require(parse_spec({"tune": "如梦令", "acrostic": "春夏秋冬风花雪"})).acrostic == "春夏秋冬风花雪"
+    error = parse_spec({"tune": "如梦令", "acrostic": "春夏秋冬风花雪月"})               # 7 lines
+    assert isinstance(error, SpecError) and error.code is SpecCode.ACROSTIC_TOO_LONG and error.values == {"limit": 7}
+    error = parse_spec({"tune": "浣溪沙", "keywords": ["一二三四五六七八"]})             # its longest line: 7
+    assert isinstance(error, SpecError) and error.code is SpecCode.KEYWORD_TOO_LONG and error.values["n"] == 7
+    # The room left is counted line by line: 如梦令 7·6·5·6·2·2·6 less a kept first line is 27 characters.
+    error = parse_spec({"tune": "如梦令", "keywords": ["一二三四五六"] * 5, "kept_lines": {0: "水垢何曾相受"}})
+    assert isinstance(error, SpecError) and error.code is SpecCode.NO_ROOM and error.values == {"need": 30, "free": 27}
+
+
+def test_close_tunes_are_named_for_a_misspelt_one_and_common_ones_otherwise() -> None:
+    error = parse_spec({"tune": "满江"})
+    assert isinstance(error, SpecError) and error.values == {"name": "满江", "close": "满江红"}
+    error = parse_spec({"tune": "秋夜"})             # nothing near: the most common tunes
+    assert isinstance(error, SpecError) and error.values["close"] == "浣溪沙、水调歌头、鹧鸪天"
+    assert "满江红" in t(ZH, error.key, name="满江", close="满江红")
+
+
+@pytest.mark.parametrize("tune", ["浣溪沙", "水调歌头", "如梦令", "沁园春"])
+def test_a_ci_spec_survives_the_wire_and_an_old_spec_without_a_tune_still_reads(tune: str) -> None:
+    spec = require(parse_spec({"tune": tune, "title": "春愁", "keywords": ["春愁"], "acrostic": "春",
+                               "kept_lines": {1: "一" * require(parse_spec({"tune": tune})).line_lengths[1]},
+                               "seed": 5, "traditional": True}))
+    wire = json.loads(json.dumps(spec.to_wire(), ensure_ascii=False))
+    assert wire["tune"] == tune and wire["form"] == "词" and from_wire(wire) == spec
+    old = require(parse_spec({"form": "七绝", "title": "春"})).to_wire()
+    old.pop("tune")
+    assert from_wire(old).tune == "" and from_wire(old).form is FORMS["七绝"]
+
+
+def test_a_ci_job_reaches_the_model_as_a_ci_request() -> None:
+    spec = require(parse_spec({"tune": "浣溪紗", "title": "春愁", "keywords": ["春愁"],
+                               "kept_lines": {3: "花片片飞风弄蝶"}, "seed": 9}))
+    job = job_from_json(job_to_json(generate_job(spec, n=2, reply={"purpose": "poem"})))
+    unpack_spec(job)
+    assert (job.form, job.tune, job.fixed_lines, job.title) == ("词", "浣溪沙", {3: "花片片飞风弄蝶"}, "春愁")
+    request = model_request(job, None)          # no generator: the shape checks only
+    assert (request.form, request.tune, request.keywords, request.seed, request.n) == ("词", "浣溪沙", ["春愁"], 9, 2)
+    result = result_from_json(result_to_json(echo(job, Result(job_id=job.job_id, ok=True))))
+    assert from_wire(result.spec) == spec

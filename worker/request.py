@@ -30,6 +30,7 @@ def unpack_spec(job: GenerateJob) -> GenerateJob:
         return job
     spec = from_wire(job.spec)
     job.form, job.title, job.acrostic, job.style = spec.form.name, spec.title, spec.acrostic, spec.style
+    job.tune = spec.tune
     job.keywords, job.like_texts, job.fixed_lines = list(spec.keywords), list(spec.like_texts), spec.kept
     sampling = spec.sampling
     job.temperature, job.top_p, job.min_p = sampling.temperature, sampling.top_p, sampling.min_p
