@@ -1,7 +1,9 @@
 """Poem cards: a PNG of a poem in vertical right-to-left type (竖排), drawn with Pillow (no TensorFlow).
 
 From the right: the title column (the title, and the form in small type below it), the poem one line
-per column, then the inscription column (date and author, Latin words turned sideways as vertical
+per column (a 词: its tune at the head, its 句 set in columns of about one height, several short 句 to a
+column with a small space between them, and a wider space with a thin rule between 上片 and 下片), then
+the inscription column (date and author, Latin words turned sideways as vertical
 type sets them) with a small red seal under it. Sizes are chosen for Telegram, which shows a photo
 about 400-600 px wide in a chat: the body type stays above ~25 screen pixels there.
 Characters Noto Serif SC lacks are drawn from the fallback font (bot.fonts).
@@ -39,6 +41,11 @@ BODY_PX = {4: 100, 8: 80}
 LINE_STEP = 1.12        # vertical advance per character, in character sizes
 COLUMN_STEP = 1.75      # horizontal distance between poem columns
 COUPLET_GAP = 0.25      # extra space after each couplet (联), so the pairs read as pairs
+JU_GAP = 0.45           # space between two 句 of a 词 in one column, in character sizes
+STANZA_GAP = 0.9        # extra space between 上片 and 下片, in character sizes (a thin rule stands in it)
+CI_COLUMNS = 12         # a 词's columns at most, while its column height may grow to CI_MAX_HEIGHT
+CI_MAX_HEIGHT = 18      # characters (with 句 spaces) in one column of a 词
+CI_BODY_PX = 68         # a 词 of more than 8 columns: smaller type, so a 沁园春 stays a card, not a scroll
 DIGITS = "〇一二三四五六七八九"
 
 
@@ -56,6 +63,8 @@ class Card:
     author: str = AUTHOR
     day: date | None = None
     traditional: bool = False
+    stanza_break: int | None = None   # a 词: the 句 in its 上片 (None: a 单调)
+    ci: bool = False                  # a 词: lines are 句 of any length, packed into columns
 
 
 @lru_cache(maxsize=4)
@@ -159,14 +168,60 @@ def draw_frame(draw: ImageDraw.ImageDraw, width: int, height: int, margin: int) 
 
 
 def card_title(card: Card) -> tuple[str, str]:
-    """The title column: the title (无题 when none) and the small note under it (the form)."""
-    return card.title or "无题", card.form + (f"·{card.note}" if card.note else "")
+    """The title column: the title (无题 when none; a 词's tune) and the small note under it (the form)."""
+    return card.title or "无题", "·".join(x for x in (card.form, card.note) if x)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the card's body: its lines (句) top to bottom, and extra space after it."""
+    lines: tuple[str, ...]
+    gap: float = 0.0            # in character sizes
+    stanza_end: bool = False    # the 上片 ends here: a rule in the gap after it
+
+    @property
+    def height(self) -> float:
+        """In character sizes' advances: its characters and the spaces between its 句."""
+        return sum(len(x) for x in self.lines) + JU_GAP * (len(self.lines) - 1)
+
+
+def pack(lines: list[str], height: float) -> list[tuple[str, ...]]:
+    """Consecutive lines into columns of at most height (a longer line alone in its own)."""
+    columns: list[list[str]] = []
+    for line in lines:
+        if columns and Column(tuple(columns[-1] + [line])).height <= height:
+            columns[-1].append(line)
+        else:
+            columns.append([line])
+    return [tuple(c) for c in columns]
+
+
+def columns_of(card: Card) -> list[Column]:
+    """The body's columns: a 诗 one line each, a space after each couplet; a 词 packed stanza by stanza
+    into the lowest column height (from its longest 句 up) that keeps it within CI_COLUMNS columns."""
+    if not card.ci:
+        return [Column((line,), COUPLET_GAP if i % 2 == 1 else 0.0) for i, line in enumerate(card.lines)]
+    k = card.stanza_break if card.stanza_break and 0 < card.stanza_break < len(card.lines) else None
+    stanzas = [card.lines[:k], card.lines[k:]] if k else [card.lines]
+    height = float(max((len(x) for x in card.lines), default=1))
+    while True:
+        packed = [pack(s, height) for s in stanzas]
+        if sum(len(p) for p in packed) <= CI_COLUMNS or height >= CI_MAX_HEIGHT:
+            break
+        height += 1
+    out: list[Column] = []
+    for s, columns in enumerate(packed):
+        for j, lines in enumerate(columns):
+            end = s == 0 and k is not None and j == len(columns) - 1
+            out.append(Column(lines, STANZA_GAP if end else 0.0, end))
+    return out
 
 
 def render(card: Card, directory: Path | None = None) -> Image.Image:
     """The card as an RGB image, sized to its content."""
-    n_lines, line_len = len(card.lines), max((len(x) for x in card.lines), default=5)
-    size = BODY_PX.get(n_lines, 80)
+    columns = columns_of(card)
+    n_lines, line_len = len(columns), max((c.height for c in columns), default=5)
+    size = BODY_PX.get(n_lines, 80) if not card.ci else 80 if n_lines <= 8 else CI_BODY_PX
     body = typefaces(size, directory=directory)
     title_face = typefaces(int(size * 0.92), bold=True, directory=directory)
     small = typefaces(int(size * 0.42), directory=directory)
@@ -189,7 +244,7 @@ def render(card: Card, directory: Path | None = None) -> Image.Image:
     sign_top = max(body_top + size * 0.8, poem_bottom - signed)
     bottom = max(poem_bottom, note_end, sign_top + signed)
     height = int(bottom + margin)
-    couplet_gaps = (n_lines // 2 - 1) * size * COUPLET_GAP
+    couplet_gaps = sum(c.gap for c in columns[:-1]) * size     # the last one's is the signature's
     sign_step = small.size * 1.7
     width = int(2 * margin + column * (n_lines + 1.15) + sign_step + small.size + couplet_gaps)
 
@@ -200,9 +255,14 @@ def render(card: Card, directory: Path | None = None) -> Image.Image:
     end = draw_column(draw, title_face, title, x, top, INK)
     draw_column(draw, small, note, x, end + small.size * 0.8, GREY)
     x -= column * 1.15
-    for i, line in enumerate(card.lines):
-        draw_column(draw, body, script(line), x, body_top, INK)
-        x -= column + (size * COUPLET_GAP if i % 2 == 1 else 0)
+    for col in columns:
+        y = body_top
+        for line in col.lines:
+            y = draw_column(draw, body, script(line), x, y, INK) + size * JU_GAP * LINE_STEP
+        if col.stanza_end:      # the rule between 上片 and 下片, in the middle of the space after
+            middle = x - (column + size * col.gap) / 2
+            draw.line((middle, body_top + size * 0.4, middle, poem_bottom - size * 0.4), fill=FRAME, width=2)
+        x -= column + size * col.gap
     x += column * 0.5
     foot = sign_top + signed
     if dated:
@@ -237,7 +297,7 @@ async def png_off_loop(to_png: Callable[[Any], bytes], card: Any, what: str = "c
 def warm_up(directory: Path | None = None) -> bool:
     """Load the card fonts now (at start-up), so the first card does not wait for them."""
     try:
-        for size in sorted({*BODY_PX.values()}):
+        for size in sorted({*BODY_PX.values(), CI_BODY_PX}):
             typefaces(size, directory=directory)
         return True
     except CardError:
@@ -251,10 +311,16 @@ def missing_glyphs(text: str, directory: Path | None = None) -> str:
 
 
 def poem_card(lines: list[str], form: str, spec: PoemSpec | None = None, traditional: bool = False,
-              day: date | None = None, title: str = "") -> Card:
-    """The card of a poem the bot wrote, titled by what was asked for (the acrostic, the theme words)."""
+              day: date | None = None, title: str = "", stanza_break: int | None = None) -> Card:
+    """The card of a poem the bot wrote, titled by what was asked for (the acrostic, the theme words);
+    a 词 is headed by its tune, with what was asked for under it (浣溪沙, then 春愁), as ci are titled."""
     if spec is None:
         return Card(lines=list(lines), form=form, title=title, note="", day=day, traditional=traditional)
+    if spec.tune:
+        asked = title or spec.title or spec.acrostic or "·".join(spec.keywords)
+        note = "·".join(x for x in (asked, "藏头" if spec.acrostic and asked != spec.acrostic else "") if x)
+        return Card(lines=list(lines), form="", title=spec.tune, note=note, day=day, traditional=traditional,
+                    stanza_break=stanza_break, ci=True)
     note = "藏头" if spec.acrostic else ("仿作" if spec.like_texts else "")
     if spec.style:              # written in a poet's manner: 七绝·仿李白
         note = "·".join(x for x in (note, "仿" + (spec.style_title or spec.style)) if x)
