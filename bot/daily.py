@@ -13,6 +13,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot.occasions import occasion_of
 from bot.runtime import Runtime
+from verse import tunes
 from verse.forms import FORM_NAMES
 from protocol.jobs import CoupletJob, GenerateJob, generate_job
 from protocol.spec import parse_spec, require
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 DAILY_JOB_NAME = "daily-poem"
 SPRING_DAYS = 7            # the daily post is a 春联 on this many days before the Spring Festival
+CI_WEEKDAY = 6             # Sundays the daily post is a 词 (date.weekday(): Monday 0)
+DAILY_TUNES = 12           # of the most common tunes, one a week in turn
 
 
 def slot_on(day: date, rt: Runtime) -> datetime:
@@ -52,14 +55,18 @@ def before_spring_festival(day: date) -> bool:
 
 def daily_job(day: date, forced: bool = False) -> GenerateJob | CoupletJob:
     """The day's poem: its form rotates with the date so subscribers see all four over a week,
-    and its title is the day's occasion (冬至, 除夕, 中秋; else a title of the season). In the week
+    and its title is the day's occasion (冬至, 除夕, 中秋; else a title of the season). On Sundays it is a
+    词 to the same title, its tune the next of the DAILY_TUNES most common ones week by week. In the week
     before the Spring Festival it is a 春联 instead, sent as a card like the poem."""
     if before_spring_festival(day):
         return CoupletJob(spring=True, seed=day.toordinal(),
                           reply={"purpose": "daily", "date": day.isoformat(), "forced": forced,
                                  "request": {"kind": "couplet", "first": "", "theme": [], "spring": True}})
-    spec = require(parse_spec({"form": FORM_NAMES[day.toordinal() % len(FORM_NAMES)],
-                               "title": occasion_of(day).title}))
+    if day.weekday() == CI_WEEKDAY:
+        shape = {"tune": tunes.load().tunes[day.toordinal() // 7 % DAILY_TUNES].name}
+    else:
+        shape = {"form": FORM_NAMES[day.toordinal() % len(FORM_NAMES)]}
+    spec = require(parse_spec({**shape, "title": occasion_of(day).title}))
     return generate_job(spec, reply={"purpose": "daily", "date": day.isoformat(), "forced": forced})
 
 
