@@ -38,7 +38,7 @@ from protocol.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "poem", "acrostic", "styles", "similar", "couplet", "daily", "settings")
+COMMANDS = ("start", "help", "poem", "ci", "acrostic", "styles", "similar", "couplet", "daily", "settings")
 
 
 def bot_commands(lang: str) -> list[BotCommand]:
@@ -156,6 +156,7 @@ def build_application(config: BotSettings, *, state: State | None = None, index:
     app.add_handler(CommandHandler("help", handlers.help_command, filters=new))
     app.add_handler(CommandHandler("poem", handlers.poem, filters=new))
     app.add_handler(CommandHandler("acrostic", handlers.acrostic, filters=new))
+    app.add_handler(CommandHandler("ci", handlers.ci, filters=new))
     app.add_handler(CommandHandler("styles", handlers.styles_command, filters=new))
     app.add_handler(CommandHandler("similar", handlers.similar, filters=new))
     app.add_handler(CommandHandler("couplet", handlers.couplet, filters=new))

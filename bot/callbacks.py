@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from bot.styles import valid_style_id
+from verse import tunes
 
 MAX_BYTES = 64
 # Checked with fullmatch: "$" also matches before a final "\n", which match() let through.
@@ -27,7 +28,8 @@ MASK_ACTIONS = {KEEP_TOGGLE, KEEP_GO}
 SETTING_VALUES = {"script": {"s", "t"}, "form": {"0", "1", "2", "3"}, "cr": {"0", "1", "2"}}
 STYLE_SETTING = "style"    # its value: a style id (checked against the registry when pressed), or BASE_STYLE
 BASE_STYLE = "-"
-MAX_MASK = 0xFF   # one bit per line; a 律诗 has 8
+# One bit per line: a 律诗 has 8, a 词 as many 句 as its tune's main form (沁园春 25, the longest 26).
+MAX_MASK = (1 << max(8, *(len(tune.main.lines) for tune in tunes.load().tunes))) - 1
 
 
 class CallbackError(ValueError):
@@ -72,7 +74,7 @@ def decode(data: str | None) -> Callback:
     action = parts[0]
     if action in MASK_ACTIONS and len(parts) == 3:
         _, poem_id, mask_hex = parts
-        if not POEM_ID_RE.fullmatch(poem_id) or not re.fullmatch(r"[0-9a-f]{1,2}", mask_hex):
+        if not POEM_ID_RE.fullmatch(poem_id) or not re.fullmatch(r"[0-9a-f]{1,8}", mask_hex):
             raise CallbackError(f"bad {action} data")
         mask = int(mask_hex, 16)
         if mask > MAX_MASK:

@@ -25,7 +25,7 @@ from bot.card import Card, png_bytes, png_off_loop, poem_card
 from bot.couplet import couplet_keyboard, couplet_record, format_couplet, spring_card_of
 from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
 from bot.parsing import unknown_style_error
-from bot.render import fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
+from bot.render import ci_layout, fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
 from bot.runtime import Runtime
 from bot.spring_card import spring_png
 from bot.state import retry_redis
@@ -322,9 +322,12 @@ class ResultConsumer:
                            style_title=(await self.rt.state.style_cache.styles()).title_of(style) if style else "")
         lines = [str(x) for x in poem.get("lines") or []]
         form = str(poem.get("form") or (spec.form.name if spec is not None else ""))
+        tune = spec.tune if spec is not None else ""
+        marks, stanza_break = ci_layout(lines, tune, poem) if tune else ([], None)
         return PoemRecord(poem_id=new_poem_id(), owner_id=owner_id, chat_id=chat_id, form=form, lines=lines,
                           spec=spec, mu=poem.get("mu"), seed=poem.get("seed"),
-                          rhyme_ok=poem.get("rhyme_ok"), tone_rate=poem.get("tone_rate"))
+                          rhyme_ok=poem.get("rhyme_ok"), tone_rate=poem.get("tone_rate"), marks=marks,
+                          stanza_break=stanza_break)
 
     async def deliver_poem(self, result: Result) -> str:
         reply = result.reply
@@ -334,7 +337,8 @@ class ResultConsumer:
         record = await self._record(result, user_id, chat_id)
         trad = record.spec.traditional if record.spec is not None else bool(reply.get("trad"))
         text = format_poem(record.lines, record.form, lang, trad, record.spec, result.poems[0])
-        if not await self._send_kept(record, text, poem_keyboard(record.poem_id, lang), reply, "poem"):
+        keyboard = poem_keyboard(record.poem_id, lang, bool(record.tune))
+        if not await self._send_kept(record, text, keyboard, reply, "poem"):
             return "failed"
         if user_id is not None:
             await settle(lambda: self.rt.state.users.add_history(int(user_id), record.poem_id, record.mu), "history")
@@ -483,7 +487,8 @@ class Broadcasts:
         else:
             png = await card_png(poem_card(record.lines, record.form, record.spec, day=_parse_day(date),
                                            title=(record.spec.title if record.spec is not None else "")
-                                           or t("zh", "daily_card_title")))
+                                           or t("zh", "daily_ci_card_title" if record.tune else "daily_card_title"),
+                                           stanza_break=record.stanza_break))
         photo: bytes | str | None = png            # after the first upload, its file_id
         texts: dict[str, str] = {}                 # by language: the same for every chat of one
         sent: list[tuple[int, int, str]] = []      # (chat, message, poem) not yet recorded
@@ -498,10 +503,12 @@ class Broadcasts:
                 if lang not in texts and spring:
                     texts[lang] = format_couplet(record, lang, heading=t(lang, "daily_spring_title", date=date))
                 if lang not in texts:
+                    heading = t(lang, "daily_ci_title" if record.tune else "daily_title", date=date)
                     texts[lang] = format_poem(record.lines, record.form, lang, False, record.spec,
-                                              result.poems[0], heading=t(lang, "daily_title", date=date))
+                                              result.poems[0], heading=heading)
                 text = texts[lang]
-                markup = couplet_keyboard(record.poem_id, lang) if spring else poem_keyboard(record.poem_id, lang)
+                markup = (couplet_keyboard(record.poem_id, lang) if spring
+                          else poem_keyboard(record.poem_id, lang, bool(record.tune)))
                 await self.pacer.wait()
                 try:
                     message = None

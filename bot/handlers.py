@@ -28,8 +28,8 @@ from bot.couplet import (COUPLET_FORM, CoupletRequest, couplet_job, parse_couple
 from bot.delivery import card_png, reply_params, send_similar
 from bot.ingest import current_attempt
 from bot.parsing import PoemRequest, extract_poem_lines, parse_poem_args
-from bot.render import (daily_keyboard, format_styles, keep_keyboard, poem_keyboard, settings_keyboard,
-                        settings_text)
+from bot.render import (daily_keyboard, format_styles, format_tunes, keep_keyboard, poem_keyboard,
+                        settings_keyboard, settings_text, split_message)
 from bot.runtime import Outcome, Runtime
 from bot.similar import taste_poems, taste_vector
 from bot.spring_card import spring_png
@@ -162,12 +162,25 @@ async def poem(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     request = parse_poem_args(command_args(message), styles=await runtime(context).state.style_cache.styles())
     replied = message.reply_to_message
-    if replied is not None and not request.acrostic:
+    if replied is not None and not request.acrostic and not request.tune:     # a 词 imitates no poem
         lines = extract_poem_lines(replied.text or replied.caption)
         if lines:
             request.like_texts = [poem_text(lines, "", "", close=False)]
             if request.form is None and classify(lines) in FORMS:
                 request.form = classify(lines)
+    await _generate(update, context, request)
+
+
+@guarded
+async def ci(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ci 浣溪沙 春愁: a 词 of that tune, the rest read as /poem reads it; /ci alone: the common tunes."""
+    args = command_args(update.effective_message)
+    if not args.strip():
+        settings = await runtime(context).state.users.settings(update.effective_user.id)
+        await update.effective_message.reply_text(format_tunes(user_lang(update), settings.traditional),
+                                                  parse_mode=ParseMode.HTML)
+        return
+    request = parse_poem_args(args, ci_command=True, styles=await runtime(context).state.style_cache.styles())
     await _generate(update, context, request)
 
 
@@ -457,7 +470,7 @@ async def _on_keep_toggle(press: Press) -> None:
 
 async def _on_keep_cancel(press: Press) -> None:
     """✏️ given up: the poem's own buttons back."""
-    await _edit_markup(press.update, poem_keyboard(press.record.poem_id, press.lang))
+    await _edit_markup(press.update, poem_keyboard(press.record.poem_id, press.lang, bool(press.record.tune)))
     await press.answer()
 
 
@@ -526,7 +539,8 @@ async def _send_gloss(update: Update, context: ContextTypes.DEFAULT_TYPE, lines:
     """The reading aid of a poem (simplified lines), as plain text under it."""
     english = user_lang(update) == "en"
     text = await asyncio.to_thread(lambda: render(gloss(lines), english=english))
-    await context.bot.send_message(update.effective_chat.id, text, reply_parameters=reply_params(reply_to))
+    for part in split_message(text):
+        await context.bot.send_message(update.effective_chat.id, part, reply_parameters=reply_params(reply_to))
 
 
 async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record: PoemRecord,
@@ -535,8 +549,9 @@ async def _send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, record:
     rt, lang = runtime(context), user_lang(update)
     day = datetime.fromtimestamp(record.created_at, rt.config.zone).date()
     # The daily poem (nobody's own) keeps its heading as the card's title.
-    title = t(ZH, "daily_card_title") if record.owner_id is None else ""
-    png = await card_png(poem_card(record.lines, record.form, record.spec, traditional, day, title))
+    title = t(ZH, "daily_ci_card_title" if record.tune else "daily_card_title") if record.owner_id is None else ""
+    png = await card_png(poem_card(record.lines, record.form, record.spec, traditional, day, title,
+                                   record.stanza_break))
     if png is None:
         await update.callback_query.answer(t(lang, "card_unavailable"), show_alert=True)
         return
@@ -565,7 +580,7 @@ async def _keep_go(update: Update, context: ContextTypes.DEFAULT_TYPE, record: P
     job = rt.make_generate_job(spec, chat_id=chat.id, user_id=user.id, lang=lang, reply_to=message_id)
     outcome = await rt.submit(job, context.bot, user_id=user.id, chat_id=chat.id)
     if outcome.accepted:
-        await _edit_markup(update, poem_keyboard(record.poem_id, lang))
+        await _edit_markup(update, poem_keyboard(record.poem_id, lang, bool(record.tune)))
     await query.answer(outcome_alert(outcome, lang, "keep_started"), show_alert=not outcome.accepted)
 
 

@@ -26,7 +26,7 @@ from bot.delivery import card_png
 from bot.handlers import guarded, runtime
 from bot.inline_cache import cached_spec, poem_digest, recent_poems, theme_of, wait_inline
 from bot.parsing import parse_poem_args
-from bot.render import fits_caption, format_poem
+from bot.render import ci_layout, fits_caption, format_poem
 from bot.runtime import Runtime
 from bot.texts import t, user_lang
 from protocol.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
@@ -108,7 +108,7 @@ def poem_article(poem: dict[str, Any], lang: str, traditional: bool, fresh: bool
     return InlineQueryResultArticle(
         id=("f" if fresh else "r") + poem_digest(poem) + ("t" if traditional else "s"),
         title="，".join(lines[:2]),
-        description=f"{poem['form']} · {label}\n" + "，".join(lines[2:4]),
+        description=f"{poem.get('tune') or poem['form']} · {label}\n" + "，".join(lines[2:4]),
         input_message_content=InputTextMessageContent(text, parse_mode=ParseMode.HTML))
 
 
@@ -119,7 +119,10 @@ async def card_result(rt: Runtime, context: ContextTypes.DEFAULT_TYPE, poem: dic
     file_id = await rt.state.redis.get(card_file_key(digest))
     if file_id is None:
         day = datetime.now(rt.config.zone).date()
-        png = await card_png(poem_card(poem["lines"], poem["form"], cached_spec(poem), traditional, day))
+        spec = cached_spec(poem)
+        stanza_break = ci_layout(poem["lines"], spec.tune, poem)[1] if spec is not None and spec.tune else None
+        png = await card_png(poem_card(poem["lines"], poem["form"], spec, traditional, day,
+                                       stanza_break=stanza_break))
         if png is None:
             return None
         try:

@@ -21,21 +21,23 @@ from protocol.keys import (INLINE_ANY_THEME, INLINE_CACHE_CAP, INLINE_CACHE_TTL_
 from verse.script import to_simplified
 
 # What a cached poem keeps: enough to show it again with its prosody note.
-KEPT = ("lines", "form", "pattern", "rhyme_ok", "rhyme_group", "tone_rate", "form_ok")
+KEPT = ("lines", "form", "pattern", "rhyme_ok", "rhyme_group", "tone_rate", "form_ok", "tune", "marks",
+        "stanza_break")
 
 
 def theme_of(spec: PoemSpec | None) -> str:
     """A request's cache theme: its 藏头 characters or its theme words (simplified), after its style
-    when it has one (s:libai:k:明月), else the any-theme."""
+    when it has one (s:libai:k:明月) or its tune (t:浣溪沙:k:春愁), else the any-theme."""
     if spec is None:
         return INLINE_ANY_THEME
     acrostic, keywords, style = spec.acrostic, spec.keywords, spec.style
-    prefix = f"s:{style}:" if style else ""
+    # A 词 asked by its tune is offered only 词 of that tune, never a 诗 of the same theme words.
+    prefix = f"s:{style}:" if style else f"t:{spec.tune}:" if spec.tune else ""
     if acrostic:
         return prefix + "a:" + to_simplified(acrostic)
     if keywords:
         return prefix + "k:" + ",".join(sorted(to_simplified(k) for k in keywords))
-    return prefix + "any" if style else INLINE_ANY_THEME
+    return prefix + "any" if prefix else INLINE_ANY_THEME
 
 
 def slim(poem: dict[str, Any], spec: PoemSpec | None) -> dict[str, Any]:

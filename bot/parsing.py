@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from bot.styles import (BASE_WORDS, IMITATE, STYLE_PREFIXES, THEME_PREFIXES, TITLE_PREFIXES, Style, StyleBook,
                         is_famous_poet, split_prefix, style_key, style_names)
 from verse.forms import FORMS, is_han, normalise_form_name
-from protocol.spec import IGNORED_CHARS, SpecError
+from protocol.spec import CI, CI_NAMES, IGNORED_CHARS, SpecError
+from verse import tunes
+from verse.script import to_simplified
 
 MAX_ARG_CHARS = 40          # after dropping spaces: more is not a theme but a paste
 MAX_ACROSTIC = max(f.n_lines for f in FORMS.values())
@@ -26,7 +28,7 @@ PINYIN_FORMS = {"wujue": "五绝", "qijue": "七绝", "wulv": "五律", "qilv": 
 LONG_FORMS = {"五言绝句": "五绝", "七言绝句": "七绝", "五言律诗": "五律", "七言律诗": "七律",
               "五言絕句": "五绝", "七言絕句": "七绝", "五言律詩": "五律", "七言律詩": "七律"}
 # Tokens that name a form we do not write, so "/poem 七古 春" is refused rather than read as a theme.
-_FORMISH = re.compile(r"^([一二三四五六七八九十]言?[绝絕律古]句?|[四五六七]言.*|词|詞|古风|古風|排律|"
+_FORMISH = re.compile(r"^([一二三四五六七八九十]言?[绝絕律古]句?|[四五六七]言.*|古风|古風|排律|"
                       r"绝句|絕句|律诗|律詩|乐府|樂府|宋词|宋詞|元曲)$")
 _SPLIT = re.compile(r"[\s，、,;；]+")
 _LINE_SPLIT = re.compile(r"[\n，。？！；,.?!;、：:]+")
@@ -53,9 +55,12 @@ class PoemRequest:
     style_title: str = ""                   # how the style is shown (李白), set with style
     title: str = ""                         # the poem's occasion: 题:送别, or the theme words
     seed: str = ""                          # as typed (种子:7); protocol.spec reads it
+    tune: str = ""                          # a 词牌 as typed (浣溪沙, 浣溪紗); protocol.spec canonicalises it
 
     def resolved_form(self, default_form: str) -> str:
-        """The form to write: the one asked for, else one long enough for the acrostic."""
+        """The form to write: the one asked for (词 for a tune), else one long enough for the acrostic."""
+        if self.tune:
+            return CI
         if self.form:
             return self.form
         if len(self.acrostic) > FORMS[default_form].n_lines:
@@ -67,7 +72,17 @@ def spec_fields(request: PoemRequest, default_form: str) -> dict[str, object]:
     """request as protocol.spec.parse_spec's fields, written in default_form unless it names one."""
     return {"form": request.resolved_form(default_form), "title": request.title, "keywords": request.keywords,
             "acrostic": request.acrostic, "like_texts": request.like_texts, "style": request.style or "",
-            "style_title": request.style_title, "seed": request.seed or None}
+            "style_title": request.style_title, "seed": request.seed or None, "tune": request.tune}
+
+
+def tune_of_token(token: str, aliases: bool) -> str | None:
+    """The canonical name of the tune token names (simplified or traditional), else None; with aliases,
+    an alias names it too. /poem takes only a tune's own name: aliases include everyday words (出塞, 不见)
+    that are themes more often than tunes."""
+    tune = tunes.get(token)
+    if tune is None or not (aliases or to_simplified(token, lenient=True) == tune.name):
+        return None
+    return tune.name
 
 
 def form_of_token(token: str) -> str | None:
@@ -134,8 +149,13 @@ def _explicit_style(name: str, styles: StyleBook) -> _Named:
     return _Named(name, styles.find(name))
 
 
-def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook | None = None) -> PoemRequest:
-    """Parse the text after /poem (or /acrostic when acrostic_command).
+def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook | None = None,
+                    ci_command: bool = False) -> PoemRequest:
+    """Parse the text after /poem (or /acrostic when acrostic_command, /ci when ci_command).
+
+    A first word that is a tune's name (浣溪沙, 浣溪紗) makes the request a 词 of that tune; after /ci the
+    first word is the tune whatever it is (an alias names it too; an unknown one is refused by
+    protocol.spec with the tunes whose names are close).
 
     A style may be named by any argument: a whole word that is a style's id, title or alias (李白,
     libai, Li Bai, 太白), or 仿李白, or 风格:李白 / style:libai. A famous poet's name that is not a
@@ -164,6 +184,12 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
     while i < len(tokens):
         tok = tokens[i]
         i += 1
+        if i == 1 and (ci_command or tune_of_token(tok, aliases=False)):
+            request.tune = tune_of_token(tok, aliases=True) or tok
+            continue
+        if tok in CI_NAMES:                    # /poem 词 春愁: a 词 needs its tune (protocol.spec says so)
+            request.form = CI
+            continue
         title = split_prefix(tok, TITLE_PREFIXES)
         if title is not None:                  # 题:送友人 (or 题: 送友人)
             if not title and i < len(tokens):

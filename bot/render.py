@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from html import escape, unescape
-from typing import Any
+from typing import Any, Mapping
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -16,16 +16,19 @@ from protocol.sampling import CREATIVITY_TEMPERATURES
 from bot.styles import StyleBook
 from bot.texts import EN, t
 from protocol.spec import PoemSpec
+from verse import tunes
 from verse.forms import FORM_NAMES, poem_text
 from verse.script import for_script
 
 DYNASTIES = {"zh": {"tang": "唐", "song": "宋"}, "en": {"tang": "Tang", "song": "Song"}}
 MAX_ITEM_CHARS = 400     # one corpus poem in a /similar list; keeps the message far below 4096
 MAX_CAPTION = 1024       # Telegram's limit on a photo's caption
+MAX_MESSAGE = 4096       # Telegram's limit on a message's text (UTF-16 units)
 STYLE_BUTTONS_PER_ROW = 4
 MAX_STYLE_BUTTONS = 19   # with "none", five rows of four at most in /settings
 # English names of the canon collections search.index marks (the Chinese name is the key).
 CANON_EN = {"唐诗三百首": "Three Hundred Tang Poems", "千家诗": "Poems of a Thousand Masters"}
+LISTED_TUNES = 30        # /ci alone: the most common tunes of verse.tunes, with their patterns
 
 
 def h(value: object) -> str:
@@ -33,16 +36,18 @@ def h(value: object) -> str:
 
 
 def prosody_note(poem: dict[str, Any], lang: str) -> str:
-    """One line on form, rhyme and tones from the worker's verdict, e.g. 平起 · 押平水韵（一東） · 平仄合律 92%."""
+    """One line on form, rhyme and tones from the worker's verdict, e.g. 平起 · 押平水韵（一東） · 平仄合律 92%;
+    a 词 rhymes by the ci rhyme groups (押词韵), not by 平水韵."""
     parts = []
+    ci = bool(poem.get("tune"))
     if poem.get("form_ok") is False:
         parts.append(t(lang, "form_bad"))
     if poem.get("pattern") in ("平起", "仄起"):
         parts.append(poem["pattern"])
-    if poem.get("rhyme_ok") and poem.get("rhyme_group"):
+    if poem.get("rhyme_ok") and poem.get("rhyme_group") and not ci:
         parts.append(t(lang, "rhyme_ok_group", group=poem["rhyme_group"]))
     elif poem.get("rhyme_ok") is not None:
-        parts.append(t(lang, "rhyme_ok" if poem["rhyme_ok"] else "rhyme_bad"))
+        parts.append(t(lang, ("ci_rhyme_ok" if ci else "rhyme_ok") if poem["rhyme_ok"] else "rhyme_bad"))
     rate = poem.get("tone_rate")
     if isinstance(rate, (int, float)):
         parts.append(t(lang, "tone_rate", pct=round(100 * float(rate))))
@@ -74,15 +79,40 @@ def style_label(spec: PoemSpec | None, lang: str) -> str:
     return t(lang, "style_label", title=spec.style_title or spec.style)
 
 
+def ci_layout(lines: list[str], tune: str, found: Mapping[str, Any] | None = None) -> tuple[list[str], int | None]:
+    """A 词's mark after each 句 and the number of 句 in its 上片 (None: a 单调): what the worker wrote
+    (found: its poem dict, or a PoemRecord's fields), else its tune's main form's, else ， with a closing 。."""
+    found = found or {}
+    main = tunes.get(tune).main if tunes.get(tune) is not None else None
+    marks = [str(m) for m in found.get("marks") or ()]
+    if len(marks) != len(lines):
+        marks = ([ln.mark for ln in main.lines] if main is not None and len(main.lines) == len(lines)
+                 else ["，"] * (len(lines) - 1) + ["。"] if lines else [])
+    brk = found["stanza_break"] if "stanza_break" in found else main.stanza_break if main is not None else None
+    return marks, brk if isinstance(brk, int) and 0 < brk < len(lines) else None
+
+
+def ci_text(lines: list[str], marks: list[str], stanza_break: int | None) -> str:
+    """A 词 as the bot shows it: one 句 a row with its mark, a blank row between 上片 and 下片."""
+    rows = [line + mark for line, mark in zip(lines, marks)]
+    if stanza_break:
+        rows.insert(stanza_break, "")
+    return "\n".join(rows)
+
+
 def format_poem(lines: list[str], form: str, lang: str, traditional: bool = False,
                 spec: PoemSpec | None = None, poem: dict[str, Any] | None = None,
                 heading: str | None = None) -> str:
-    title = h(form)
+    """A poem's message: its form (a 词: its tune) and what was asked for, the poem a line a row, the
+    style it was written in, and the worker's prosody note."""
+    tune = (spec.tune if spec is not None else "") or str((poem or {}).get("tune") or "")
+    title = h(for_script(tune, traditional) if tune else form)
     label = request_label(spec, lang)
     if label:
         title += " · " + h(for_script(label, traditional))
+    body = ci_text(lines, *ci_layout(lines, tune, poem)) if tune else poem_text(lines, "\n", "\n", close=False)
     parts = [f"<b>{h(heading)}</b>"] if heading else []
-    parts += [f"<b>{title}</b>", h(for_script(poem_text(lines, "\n", "\n", close=False), traditional))]
+    parts += [f"<b>{title}</b>", h(for_script(body, traditional))]
     manner = style_label(spec, lang)
     if manner:
         parts.append(h(for_script(manner, traditional)))
@@ -91,7 +121,17 @@ def format_poem(lines: list[str], form: str, lang: str, traditional: bool = Fals
     return f"{text}\n\n<i>{h(note)}</i>" if note else text
 
 
-def poem_keyboard(poem_id: str, lang: str) -> InlineKeyboardMarkup:
+def poem_keyboard(poem_id: str, lang: str, ci: bool = False) -> InlineKeyboardMarkup:
+    """The buttons under a poem. A 词 (ci) has no ❤️ nor 🔍: both read the 诗 model's latent, which a 词
+    has none of."""
+    if ci:
+        return InlineKeyboardMarkup([[
+            InlineKeyboardButton(t(lang, "btn_another"), callback_data=callbacks.another(poem_id)),
+            InlineKeyboardButton(t(lang, "btn_keep"), callback_data=callbacks.keep(poem_id)),
+        ], [
+            InlineKeyboardButton(t(lang, "btn_gloss"), callback_data=callbacks.gloss(poem_id)),
+            InlineKeyboardButton(t(lang, "btn_card"), callback_data=callbacks.card(poem_id)),
+        ]])
     return InlineKeyboardMarkup([[
         InlineKeyboardButton(t(lang, "btn_like"), callback_data=callbacks.like(poem_id)),
         InlineKeyboardButton(t(lang, "btn_another"), callback_data=callbacks.another(poem_id)),
@@ -110,6 +150,27 @@ def plain_length(html_text: str) -> int:
 
 def fits_caption(html_text: str) -> bool:
     return plain_length(html_text) <= MAX_CAPTION
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE) -> list[str]:
+    """Plain text in messages of at most limit UTF-16 units, cut between paragraphs: the reading aid of a
+    long 词 (a 沁园春's 25 句) runs near Telegram's limit, and over it the whole message would be refused."""
+    def units(s: str) -> int:
+        return len(s.encode("utf-16-le")) // 2
+
+    parts: list[str] = []
+    for block in text.split("\n\n"):
+        while units(block) > limit:              # one paragraph over the limit (never in practice): cut it
+            cut = limit
+            while units(block[:cut]) > limit:
+                cut -= 1
+            parts.append(block[:cut])
+            block = block[cut:]
+        if parts and units(parts[-1] + "\n\n" + block) <= limit:
+            parts[-1] += "\n\n" + block
+        else:
+            parts.append(block)
+    return parts
 
 
 def keep_keyboard(poem_id: str, lines: list[str], mask: int, lang: str,
@@ -225,6 +286,14 @@ def format_styles(styles: StyleBook, lang: str, traditional: bool, default_style
     if default_style and default_style in styles:
         blocks.append(h(for_script(t(lang, "styles_default", title=styles.title_of(default_style)), traditional)))
     return "\n\n".join(blocks)
+
+
+def format_tunes(lang: str, traditional: bool, n: int = LISTED_TUNES) -> str:
+    """/ci alone: the n most common tunes with their patterns (浣溪沙 7·7·7 / 7·7·7), then how to ask."""
+    rows = [h(t(lang, "ci_list_title"))]
+    rows += [f"<b>{h(for_script(tune.name, traditional))}</b> {h(tune.main.pattern())}"
+             for tune in tunes.load().tunes[:n]]
+    return "\n".join(rows) + "\n\n" + h(for_script(t(lang, "ci_list_hint"), traditional))
 
 
 def daily_keyboard(subscribed: bool, lang: str) -> InlineKeyboardMarkup:

@@ -27,7 +27,7 @@ from bot.state import State
 from bot.stores.users import UserSettings
 from protocol.jobs import GenerateJob, Job, generate_job
 from protocol.sampling import DEFAULT as SAMPLING
-from protocol.spec import PoemSpec, parse_spec, require
+from protocol.spec import CI, PoemSpec, parse_spec, require
 from streams import enqueue, run_async
 from verse.script import to_simplified
 
@@ -94,9 +94,12 @@ class Runtime:
     # --- jobs --------------------------------------------------------------------------------
     async def resolve_style(self, request: PoemRequest, settings: UserSettings) -> None:
         """Settle request.style: none named takes the user's default while it is served; a named one
-        (or one kept from an earlier poem) must be served now, else ParseError unknown_style."""
+        (or one kept from an earlier poem) must be served now, else ParseError unknown_style. A 词 takes
+        no default style (styles are adapters of the 诗 model; protocol.spec refuses one named with a tune)."""
         styles = await self.state.style_cache.styles()
-        if request.style is None:
+        if request.style is None and (request.tune or request.form == CI):
+            request.style, request.style_title = "", ""
+        elif request.style is None:
             default = styles.get(settings.style) if settings.style else None
             request.style, request.style_title = (default.id, default.title) if default else ("", "")
         elif request.style:

@@ -17,7 +17,7 @@ ZH, EN = "zh", "en"
 
 TEXTS: dict[str, dict[str, str]] = {
     ZH: {
-        "start": "你好，{name}！我会写五绝、七绝、五律、七律。\n\n{help}",
+        "start": "你好，{name}！我会写五绝、七绝、五律、七律，也会按词牌填词。\n\n{help}",
         "help": (
             "/poem — 随机写一首七绝（或你在 /settings 里选的诗体）\n"
             "/poem 春风 — 以此为题写一首（/poem 送友人归江南 也行）\n"
@@ -27,6 +27,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "回复一首诗发 /poem — 仿写那首诗\n"
             "/similar — 找与你口味相近的古诗；回复一首诗发 /similar — 找与它相近的诗\n"
             "/couplet 海阔凭鱼跃 — 对下联；回复一句发 /couplet 也行；/couplet 春 或 /couplet 春 梅花 — 写一副春联\n"
+            "/ci 浣溪沙 春愁 — 按词牌填一首词（/poem 浣溪沙 春愁 也行）；/ci — 常用词牌\n"
             "/daily — 订阅或退订每日一诗\n"
             "/styles — 可仿的诗人风格\n"
             "/settings — 简繁、默认诗体、默认风格、创意程度\n\n"
@@ -37,6 +38,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_help": "用法说明",
         "cmd_poem": "写一首诗：/poem [风格] [诗体] [主题]",
         "cmd_acrostic": "藏头诗：/acrostic 春夏秋冬",
+        "cmd_ci": "填词：/ci 浣溪沙 春愁",
         "cmd_similar": "找相近的古诗",
         "cmd_daily": "订阅或退订每日一诗",
         "cmd_styles": "可仿的诗人风格",
@@ -127,6 +129,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_unsubscribe": "🔕 退订",
         "daily_title": "每日一诗 · {date}",
         "daily_card_title": "每日一诗",
+        "daily_ci_card_title": "每日一词",
         "daily_bad_arg": "用法：/daily on 订阅，/daily off 退订。",
         "admin_only": "只有管理员能用这个命令。",
         "daily_now_started": "已安排一首每日诗，生成后会发出。",
@@ -178,9 +181,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "couplet_another_started": "好，再对几句。",
         "no_couplet_model": "对对联的模型还没准备好，请稍后再试。",
         "daily_spring_title": "春节将至 · 春联 · {date}",
+        "daily_ci_title": "每日一词 · {date}",
+        "unknown_tune": "不认识的词牌「{name}」。相近的有：{close}。发 /ci 查看常用词牌。",
+        "tune_missing": "填词要先给出词牌，例如 /ci {example} 春愁。发 /ci 查看常用词牌。",
+        "ci_style": "仿诗人风格只用于写诗，{tune} 这首词不能仿。去掉风格再试，例如 /ci {tune} 春愁。",
+        "ci_imitation": "词不能仿写一首诗。直接发 /ci {tune} 加主题试试。",
+        "ci_rhyme_ok": "押词韵",
+        "ci_list_title": "常用词牌（数字是每句的字数，/ 隔开上下片）：",
+        "ci_list_hint": ("用法：/ci 词牌 主题，例如 /ci 浣溪沙 春愁、/ci 菩萨蛮 藏头 春夏秋冬；"
+                         "/poem 浣溪沙 春愁 也行。词牌的别名和繁体也认得。"),
     },
     EN: {
-        "start": "Hello, {name}! I write classical Chinese poems: 五绝, 七绝, 五律 and 七律.\n\n{help}",
+        "start": ("Hello, {name}! I write classical Chinese poems: 五绝, 七绝, 五律 and 七律, and 词 (song lyrics) "
+                  "to the Song tunes.\n\n{help}"),
         "help": (
             "/poem — a random 七绝 (or the form chosen in /settings)\n"
             "/poem 春风 — a poem under that title (/poem 送友人归江南 works too)\n"
@@ -191,6 +204,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "/similar — classical poems close to your taste; reply /similar to a poem — poems close to it\n"
             "/couplet 海阔凭鱼跃 — a 下联 for your 上联 (or reply /couplet to a line); /couplet 春 or "
             "/couplet 春 梅花 — a whole 春联 for the Spring Festival\n"
+            "/ci 浣溪沙 春愁 — a 词 (song lyric) to a tune (/poem 浣溪沙 春愁 works too); /ci — the common tunes\n"
             "/daily — subscribe to or leave the daily poem\n"
             "/styles — the poets' styles I can write in\n"
             "/settings — script, default form, default style, creativity\n\n"
@@ -202,6 +216,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_help": "How to use the bot",
         "cmd_poem": "Write a poem: /poem [style] [form] [theme]",
         "cmd_acrostic": "Acrostic: /acrostic 春夏秋冬",
+        "cmd_ci": "A 词 to a tune: /ci 浣溪沙 春愁",
         "cmd_similar": "Classical poems close to your taste",
         "cmd_daily": "Subscribe to the daily poem",
         "cmd_styles": "Poets' styles to write in",
@@ -294,6 +309,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "daily_unsubscribe": "🔕 Unsubscribe",
         "daily_title": "Poem of the day · {date}",
         "daily_card_title": "每日一诗",          # the card's title: cards are set in Chinese for everyone
+        "daily_ci_card_title": "每日一词",
         "daily_bad_arg": "Usage: /daily on to subscribe, /daily off to leave.",
         "admin_only": "Only admins can use this command.",
         "daily_now_started": "A daily poem is on its way.",
@@ -346,6 +362,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "couplet_another_started": "More 下联 coming.",
         "no_couplet_model": "The couplet model is not ready yet; please try again later.",
         "daily_spring_title": "Spring Festival is coming · 春联 · {date}",
+        "daily_ci_title": "Song lyric (词) of the day · {date}",
+        "unknown_tune": "I do not know the tune “{name}”. Close ones: {close}. Send /ci for the common tunes.",
+        "tune_missing": "A 词 is written to a tune: name one, e.g. /ci {example} 春愁. Send /ci for the common tunes.",
+        "ci_style": "Poets' styles are for 诗 only, not for a {tune}. Try without the style, e.g. /ci {tune} 春愁.",
+        "ci_imitation": "A 词 cannot imitate a poem. Send /ci {tune} with a theme instead.",
+        "ci_rhyme_ok": "rhymes (词韵)",
+        "ci_list_title": "Common tunes (词牌): characters per line, / between the two stanzas:",
+        "ci_list_hint": ("Usage: /ci TUNE THEME, e.g. /ci 浣溪沙 春愁 or /ci 菩萨蛮 藏头 春夏秋冬; /poem 浣溪沙 春愁 "
+                         "works too. Other names of a tune and traditional characters work as well."),
     },
 }
 

@@ -29,6 +29,7 @@ from bot.state import State
 from devtools.emulator import BotApiEmulator
 from protocol.connections import connect_async, refuses_writes
 from streams import jobs_consumer, run_async
+from verse import tunes
 from verse.forms import FORMS, poem_text
 from search.index import Index as LatentIndex
 from worker.request import echo, unpack_spec
@@ -102,23 +103,38 @@ def fake_mu(text: str, dim: int = LATENT_DIM) -> list[float]:
 
 
 def stand_in_poem(job: GenerateJob, seed: int) -> list[str]:
-    """Lines meeting the job's acrostic, keywords and fixed lines, filled with FILLER characters."""
-    form = FORMS[job.form]
+    """Lines meeting the job's acrostic, keywords and fixed lines, filled with FILLER characters; a 词's
+    lines have its tune's main form's lengths."""
+    form = FORMS.get(job.form)
+    lengths = tunes.get(job.tune).main.lengths if job.tune else (form.line_len,) * form.n_lines
     keywords = list(job.keywords)
     lines = []
-    for i in range(form.n_lines):
+    for i, length in enumerate(lengths):
         if i in job.fixed_lines:
             lines.append(job.fixed_lines[i])
             continue
         line = job.acrostic[i] if i < len(job.acrostic) else ""
-        if keywords and len(line) + len(keywords[0]) <= form.line_len:
+        if keywords and len(line) + len(keywords[0]) <= length:
             line += keywords.pop(0)
         k = seed + i * 5
-        while len(line) < form.line_len:
+        while len(line) < length:
             line += FILLER[k % len(FILLER)]
             k += 1
         lines.append(line)
     return lines
+
+
+def stand_in_ci(job: GenerateJob, lines: list[str], seed: int, index: int) -> dict[str, Any]:
+    """A 词's poem dict as the ci model answers (the contract of issue 23): marks of the tune's main form,
+    上片 and 下片 joined by a newline, no latent."""
+    main = tunes.get(job.tune).main
+    marks = [line.mark for line in main.lines]
+    k = main.stanza_break or len(lines)
+    text = "\n".join("".join(lines[i] + marks[i] for i in part) for part in (range(k), range(k, len(lines))) if part)
+    return {"text": text, "lines": lines, "marks": marks, "form": "词", "tune": job.tune,
+            "stanza_break": main.stanza_break, "rhyme_ok": True, "tone_rate": 0.8, "form_ok": True, "seed": seed,
+            "title": job.title, "index": index, "novel": None, "relaxed": False, "best_of": job.best_of,
+            "score": None, "style": "", "mu": []}
 
 
 class StandInWorker:
@@ -204,6 +220,9 @@ class StandInWorker:
                 poems = []
                 for k in range(job.n):
                     lines = stand_in_poem(job, seed + k)
+                    if job.tune:
+                        poems.append(stand_in_ci(job, lines, seed + k, k))
+                        continue
                     text = poem_text(lines, "", "", close=False)
                     poems.append({"text": text, "lines": lines, "form": job.form, "rhyme_ok": True,
                                   "tone_rate": 0.875, "form_ok": True, "mu": fake_mu(text), "seed": seed + k})

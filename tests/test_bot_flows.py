@@ -255,7 +255,7 @@ async def test_bad_inputs_get_answers_in_the_users_language(emu, redis_url, stan
     async with running_bot(make_config(emu, redis_url), chars=chars):
         cases = [
             (ALICE, "/poem 七古 春", "不认识的诗体「七古」"),
-            (BOB, "/poem 词 春", "Unknown form “词”"),
+            (BOB, "/poem 词 春", "A 词 is written to a tune"),
             (ALICE, "/poem " + "春" * 41, "太长"),
             (ALICE, "/poem spring", "只能用汉字"),
             (ALICE, "/poem 龘", "模型不会写这些字：龘"),

@@ -83,7 +83,7 @@ def test_parse_poem_args(args: str, form: str | None, keywords: list[str], acros
 
 
 @pytest.mark.parametrize("args, key", [
-    ("七古 春", "unknown_form"), ("词", "unknown_form"), ("五言排律 春", "unknown_form"),
+    ("七古 春", "unknown_form"), ("词", "tune_missing"), ("宋词 春", "unknown_form"), ("五言排律 春", "unknown_form"),
     ("春" * 41, "too_long"), ("spring", "not_chinese"), ("春 😀", "not_chinese"),
     ("藏头", "acrostic_missing"), ("五绝 藏头 一二三四五", "acrostic_too_long"),
     ("藏头 一二三四五六七八九", "acrostic_too_long"), ("一 二 三 四 五 六 七", "too_many_keywords"),

@@ -34,6 +34,14 @@ class PoemRecord:
     tone_rate: float | None = None
     created_at: float = field(default_factory=time.time)
     spec: PoemSpec | None = None       # what a poem was asked with; None for a couplet
+    # A 词 (its tune is spec.tune): the mark after each 句, and the 句 in its 上片 (None: a 单调).
+    marks: list[str] = field(default_factory=list)
+    stanza_break: int | None = None
+
+    @property
+    def tune(self) -> str:
+        """The 词牌 of a 词; "" for a 诗 or a couplet."""
+        return self.spec.tune if self.spec is not None else ""
 
     def to_json(self) -> str:
         body = {f.name: getattr(self, f.name) for f in fields(self)}
