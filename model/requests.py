@@ -64,6 +64,7 @@ class PoemRequest:
     best_of: int = SAMPLING.best_of                      # candidates sampled per poem (best kept)
     style: str = ""                                      # a style adapter's id; "" = the base model
     title: str = ""                                      # the poem's occasion (送友人, 秋夜)
+    tune: str = ""                                       # a 词牌 (verse.tunes canonical name): a 词 of its main form
 
     kind = "generate"
 
