@@ -33,6 +33,10 @@ class ProsodyTables:
     # bool[V]: characters that may follow themselves (叠字 the corpus writes: 萧萧, 悠悠); a
     # doubling it never writes (「杖杖」, 「书书」) reads as a stutter. None: all may.
     doubles: np.ndarray | None = None
+    # Rhyme sets a row may hold at once (a 词 changes rhyme: 菩萨蛮 has four). The rhyme table is
+    # then sets copies of one set's rows, one copy per set, and RowPlan.rhyme_set says which copy a
+    # rhyme slot narrows. 1 for 诗 (the 平声 groups, one set).
+    sets: int = 1
 
     def __post_init__(self) -> None:
         self.tone = np.asarray(self.tone, np.int8)
@@ -44,7 +48,7 @@ class ProsodyTables:
             self.doubles = np.ones(self.tone.shape[0], bool)
         self.doubles = np.asarray(self.doubles, bool)
         if (self.rhyme.shape[1] != self.tone.shape[0] or len(self.groups) != self.rhyme.shape[0]
-                or self.writable.shape != self.tone.shape):
+                or self.writable.shape != self.tone.shape or self.rhyme.shape[0] % self.sets):
             raise ValueError("tone, rhyme, writable and groups tables disagree in size")
 
     @classmethod
@@ -93,13 +97,15 @@ def tone_pattern(form: Form, ping_first: bool) -> dict[tuple[int, int], int]:
 @dataclass
 class RowPlan:
     """One poem's constraints, one entry per sequence position (length form.seq_len + 1)."""
-    form: Form
+    form: Form | None                  # None for a 词 (model/ci.py): its TuneForm gives the shape
     forced: np.ndarray                 # int32[T]: token or FREE
     tone_req: np.ndarray               # int8[T]: 0, PING, ZE or ZE_OR_RHYME
     rhyme_pos: np.ndarray              # bool[T]
     groups: np.ndarray                 # bool[G]: rhyme groups still allowed
     ping_first: bool
     keyword_at: dict[str, tuple[int, int]] = field(default_factory=dict)   # word -> (line, char)
+    rhyme_set: np.ndarray | None = None   # int32[T]: the set a rhyme slot belongs to (词); None: set 0
+    template: np.ndarray | None = None    # float32[T, F]: the 词 model's features of each position
 
     @property
     def length(self) -> int:
@@ -295,10 +301,18 @@ def pad_plans(plans: list[RowPlan], n_groups: int) -> dict[str, np.ndarray]:
     forced = np.full((B, T), PAD, np.int32)
     tone_req = np.zeros((B, T), np.int8)
     rhyme_pos = np.zeros((B, T), bool)
+    rhyme_set = np.zeros((B, T), np.int32)
     groups = np.zeros((B, n_groups), bool)
+    F = max((p.template.shape[1] for p in plans if p.template is not None), default=0)
+    template = np.zeros((B, T, F), np.float32)
     for b, p in enumerate(plans):
         forced[b, :p.length] = p.forced
         tone_req[b, :p.length] = p.tone_req
         rhyme_pos[b, :p.length] = p.rhyme_pos
         groups[b] = p.groups
-    return {"forced": forced, "tone_req": tone_req, "rhyme_pos": rhyme_pos, "groups": groups}
+        if p.rhyme_set is not None:
+            rhyme_set[b, :p.length] = p.rhyme_set
+        if p.template is not None:
+            template[b, :p.length] = p.template
+    return {"forced": forced, "tone_req": tone_req, "rhyme_pos": rhyme_pos, "groups": groups,
+            "rhyme_set": rhyme_set, "template": template}

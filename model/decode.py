@@ -116,6 +116,13 @@ class ConstrainedDecoder:
         self.tone_penalty = tf.constant(np.concatenate([-cost[m] * breaks for m in TONE_MODES]))  # [12, V]
         self.rhyme = tf.constant(tables.rhyme.astype(np.float32))                     # [G, V]
         self.rhyme_t = tf.constant(tables.rhyme.T.astype(np.float32))                 # [V, G]
+        # Which rows of the rhyme table each rhyme set owns (all of them for 诗: one set), and the
+        # tone a rhyme slot asks for as part of the rhyme (a 词's 平 or 仄 rhyme), which no tone
+        # mode softens: a slot's tone_req breaks cost what a wrong rhyme does.
+        per_set = self.n_groups // tables.sets
+        self.set_rows = tf.constant(np.kron(np.eye(tables.sets), np.ones(per_set)).astype(np.float32))  # [S, G]
+        self.rhyme_tone = tf.constant(-RHYME_PENALTY * breaks)                            # [4, V]
+        self.templated = int(getattr(model.config, "template_dim", 0) or 0) > 0
         self.keys = tf.constant(token_keys(vocab_size))                               # [V]
         # A character right after itself costs a repeat's penalty unless the corpus doubles it.
         self.double_cost = tf.constant(np.where(tables.doubles, 0.0, -REPEAT_PENALTY_LOGIT)
@@ -135,6 +142,8 @@ class ConstrainedDecoder:
             tf.TensorSpec([None, 2], tf.uint32),       # seeds
             tf.TensorSpec([None], tf.int32),           # style: index into the bank, -1 = base
             tf.TensorSpec([None, None], tf.int32),     # title: ids, PAD-filled ([B, 0] untitled)
+            tf.TensorSpec([None, None], tf.int32),     # rhyme_set: the set of each rhyme slot (词)
+            tf.TensorSpec([None, None, None], tf.float32),  # template: [B, T, F] (词; F = 0 for 诗)
             tf.TensorSpec([], tf.bool),                # with_logp
         ]
         self.jit_compile = jit_compile
@@ -148,8 +157,11 @@ class ConstrainedDecoder:
         """(tokens [B, T], relaxed [B], mean log-probability per written character [B], the
         log-probability of each position [B, T] (0 where forced); the last two are zeros unless
         with_logp, which costs a log-sum-exp over the vocabulary per step)."""
+        B, T = arrays["forced"].shape
         if "title" not in arrays:
-            arrays["title"] = np.zeros((len(arrays["forced"]), 0), np.int32)
+            arrays["title"] = np.zeros((B, 0), np.int32)
+        arrays.setdefault("rhyme_set", np.zeros((B, T), np.int32))
+        arrays.setdefault("template", np.zeros((B, T, 0), np.float32))
         tokens, relaxed, logp, step_logp = self._fn(**arrays, with_logp=tf.constant(with_logp))
         return tokens.numpy(), relaxed.numpy(), logp.numpy(), step_logp.numpy()
 
@@ -183,7 +195,7 @@ class ConstrainedDecoder:
         return bins >= tf.where(top_p >= 1.0, 0, lowest)[:, None]
 
     def _decode(self, z, form, forced, tone_req, tone_mode, rhyme_pos, groups, cap, temperature, top_p,
-                min_p, seeds, style, title, with_logp):
+                min_p, seeds, style, title, rhyme_set, template, with_logp):
         B = tf.shape(forced)[0]
         T = tf.shape(forced)[1]
         V = self.vocab_size
@@ -213,13 +225,19 @@ class ConstrainedDecoder:
         title_vec = (self.model.title_vector(title, B)
                      if getattr(self.model.config, "title_len", 0) else None)
 
-        def step(prev, state):
+        def step(t, prev, state):
             """The decoder's step, through the style adapters only when some row has a style."""
+            if self.templated:
+                return self.model.decoder_step(prev, state, z, form, title_vec=title_vec, template=template[:, t])
             if adapter is None:
                 return self.model.decoder_step(prev, state, z, form, title_vec=title_vec)
             return tf.cond(styled,
                            lambda: self.model.decoder_step(prev, state, z, form, adapter, title_vec),
                            lambda: self.model.decoder_step(prev, state, z, form, title_vec=title_vec))
+
+        def set_mask(t):
+            """[B, G]: the rhyme table rows of the set each row's position t rhymes in."""
+            return tf.gather(self.set_rows, rhyme_set[:, t])
 
         state0 = self.model.decoder_init(z, form, title_vec)
         prev0 = tf.fill([B], tf.constant(BOS, tf.int32))
@@ -242,16 +260,18 @@ class ConstrainedDecoder:
                 at = tf.stack([rows, tf.reshape(tf.maximum(rhymed, 0), [-1])], axis=1)
                 used = tf.tensor_scatter_nd_max(tf.zeros([B, V], tf.int32), at,
                                                 tf.reshape(tf.cast(rhymed >= 0, tf.int32), [-1]))
-                fresh = (tf.matmul(grp, self.rhyme) > 0.5) & (used == 0)
+                fresh = (tf.matmul(grp * set_mask(t), self.rhyme) > 0.5) & (used == 0)
                 # 首句入韵: line 1 may end on a 平 character that joins the rhyme instead of a 仄 one.
                 toned = tf.where(opt[:, None] & fresh, 0.0, tone)
-                return toned + tf.where(rp[:, None] & ~fresh, -RHYME_PENALTY, 0.0)
+                # A 词's rhyme slot asks for its tone as part of the rhyme (诗 slots ask none: 0).
+                slot_tone = tf.where(rp[:, None], tf.gather(self.rhyme_tone, tf.where(opt, 0, req)), 0.0)
+                return toned + slot_tone + tf.where(rp[:, None] & ~fresh, -RHYME_PENALTY, 0.0)
 
             return tf.cond(tf.reduce_any(rp | opt), with_rhyme, lambda: tone)
 
         def sample(t, prev, state, written, rhymed, block, grp, relaxed):
             """One step where at least one row writes a character."""
-            logits, state = step(prev, state)
+            logits, state = step(t, prev, state)
             f = forced[:, t]
             free = f == FREE
             penalty = tf.tensor_scatter_nd_add(block + penalties(t, grp, rhymed),
@@ -273,21 +293,23 @@ class ConstrainedDecoder:
             relaxed = relaxed | (free & (tf.gather_nd(penalty, at) < RELAXED_BELOW))
 
             now = (positions == t) & free[:, None]
-            fresh = self._in_group(grp, tok) & ~tf.reduce_any(rhymed == tok[:, None], axis=1)
+            mask = set_mask(t)
+            fresh = self._in_group(grp * mask, tok) & ~tf.reduce_any(rhymed == tok[:, None], axis=1)
             written = tf.where(now, tok[:, None], written)
             spent = free & (tf.reduce_sum(tf.cast(written == tok[:, None], tf.int32), axis=1) >= cap)
             block = tf.tensor_scatter_nd_min(block, at, tf.where(spent, -REPEAT_PENALTY_LOGIT, 0.0))
             # Line 1 joins the rhyme when its end is one of the allowed rhyme characters.
             joins = rhyme_pos[:, t] | ((tone_req[:, t] == ZE_OR_RHYME) & fresh)
             rhymed = tf.where(now & joins[:, None], tok[:, None], rhymed)
-            grp = tf.where(joins[:, None], grp * tf.gather(self.rhyme_t, tok), grp)
+            grp = tf.where(joins[:, None], grp * (1.0 - mask + mask * tf.gather(self.rhyme_t, tok)), grp)
             return tok, step_lp, state, written, rhymed, block, grp, relaxed
 
         def copy(t, prev, state, written, rhymed, block, grp, relaxed):
             """A step where every row is forced (punctuation, EOS, fixed text): no logits needed."""
-            _, state = step(prev, state)
+            _, state = step(t, prev, state)
             tok = forced[:, t]
-            grp = tf.where(rhyme_pos[:, t][:, None], grp * tf.gather(self.rhyme_t, tok), grp)
+            mask = set_mask(t)
+            grp = tf.where(rhyme_pos[:, t][:, None], grp * (1.0 - mask + mask * tf.gather(self.rhyme_t, tok)), grp)
             return tok, tf.zeros([B], tf.float32), state, written, rhymed, block, grp, relaxed
 
         def body(t, prev, *carry):

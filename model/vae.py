@@ -49,6 +49,11 @@ class VAEConfig(SavedConfig):
     title_len: int = 0
     title_dim: int = 128
     title_dropout: float = 0.2     # share of training poems shown no title (untitled requests)
+    # Per-step features of the position being written (the 词 model, model/ci.py: where the line
+    # ends, whether it rhymes, the tune's tone there): template_dim multi-hot features added to the
+    # decoder's input through a zero-initialised layer, so a model continued from one without them
+    # starts out writing exactly as that one did. 0 turns it off (the 诗 model).
+    template_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.anneal not in ANNEALS:
@@ -174,6 +179,10 @@ class PoemVAE(keras.Model):
                                          kernel_initializer="zeros", name="title_in")
             self.title_init = layers.Dense(c.dec_units, use_bias=False,
                                            kernel_initializer="zeros", name="title_init")
+        if c.template_dim:
+            cond_dim = c.form_dim + (c.latent_dim if c.use_latent else 0)
+            self.template_in = layers.Dense(c.emb_dim + cond_dim, use_bias=False,
+                                            kernel_initializer="zeros", name="template_in")
 
     # --- the pieces the decoders call -------------------------------------------------------
     def encode(self, tokens: tf.Tensor, form: tf.Tensor, training: bool = False
@@ -221,17 +230,21 @@ class PoemVAE(keras.Model):
         return h0
 
     def decoder_step(self, token: tf.Tensor, state: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
-                     adapter: Any = None, title_vec: tf.Tensor | None = None
-                     ) -> tuple[tf.Tensor, tf.Tensor]:
+                     adapter: Any = None, title_vec: tf.Tensor | None = None,
+                     template: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One decoding step: (logits [B, V] float32, new state [B, H]). Pure tensor ops.
 
         adapter: a style (model/styles.py: Adapter, or StyleMix for a batch of styles) or None.
-        title_vec: title_vector() of the rows, or None (a model without titles)."""
+        title_vec: title_vector() of the rows, or None (a model without titles).
+        template: the features [B, template_dim] of the position this step writes (model/ci.py),
+        or None (a model without them)."""
         x = self.embed(tf.cast(token, tf.int32))
         cond = self._conditioning(z, form)
         x = tf.concat([x, tf.cast(cond, x.dtype)], axis=-1)
         if title_vec is not None:
             x = x + tf.cast(self.title_in(title_vec), x.dtype)
+        if template is not None and self.config.template_dim:
+            x = x + tf.cast(self.template_in(tf.cast(template, tf.float32)), x.dtype)
         if adapter is not None:
             x = adapter.adapt_input(x)
         h, _ = self.decoder.cell(x, [state])
@@ -240,8 +253,9 @@ class PoemVAE(keras.Model):
 
     def decode_hidden(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
                       training: bool = False, adapter: Any = None,
-                      title: tf.Tensor | None = None) -> tf.Tensor:
-        """Decoder states [B, T, H] for decoder inputs [B, T] (the poem shifted right, from BOS)."""
+                      title: tf.Tensor | None = None, template: tf.Tensor | None = None) -> tf.Tensor:
+        """Decoder states [B, T, H] for decoder inputs [B, T] (the poem shifted right, from BOS);
+        template [B, T, template_dim]: the features of the position each step writes."""
         x = self.embed(inputs)
         cond = tf.cast(self._conditioning(z, form), x.dtype)
         cond = tf.tile(cond[:, None, :], [1, tf.shape(inputs)[1], 1])
@@ -249,6 +263,8 @@ class PoemVAE(keras.Model):
         title_vec = self.title_vector(title, tf.shape(inputs)[0])
         if title_vec is not None:
             x = x + tf.cast(self.title_in(title_vec), x.dtype)[:, None, :]
+        if template is not None and self.config.template_dim:
+            x = x + tf.cast(self.template_in(tf.cast(template, tf.float32)), x.dtype)
         if adapter is not None:
             x = adapter.adapt_input(x)
         h0 = self.decoder_init(z, form, title_vec)
@@ -257,9 +273,11 @@ class PoemVAE(keras.Model):
 
     def decode_teacher_forced(self, inputs: tf.Tensor, z: tf.Tensor, form: tf.Tensor,
                               training: bool = False, adapter: Any = None,
-                              title: tf.Tensor | None = None) -> tf.Tensor:
+                              title: tf.Tensor | None = None, template: tf.Tensor | None = None
+                              ) -> tf.Tensor:
         """Logits [B, T, V] for decoder inputs [B, T] (the poem shifted right, starting with BOS)."""
-        h = self.decode_hidden(inputs, z, form, training=training, adapter=adapter, title=title)
+        h = self.decode_hidden(inputs, z, form, training=training, adapter=adapter, title=title,
+                               template=template)
         logits = self.out(h)
         return logits if adapter is None else adapter.adapt_logits(h, tf.cast(logits, tf.float32))
 
@@ -291,7 +309,8 @@ class PoemVAE(keras.Model):
     def call(self, inputs: dict, training: bool = False, hidden_only: bool = False,
              eps: tf.Tensor | None = None) -> dict:
         """Teacher-forced pass. inputs: {"tokens": [B, T] BOS..EOS int32, "form": [B] int32,
-        optionally "title": [B, L] int32 PAD-filled} (the title counts only where config.title_len).
+        optionally "title": [B, L] int32 PAD-filled} (the title counts only where config.title_len),
+        and "template": [B, T-1, template_dim] (the 词 model: the features of each target position).
 
         Returns logits [B, T-1, V] for targets tokens[:, 1:], plus mu, logvar, z ([B, 0] for the LM).
         With hidden_only the decoder states [B, T-1, H] come back as "hidden" instead of logits
@@ -308,6 +327,7 @@ class PoemVAE(keras.Model):
             dec_in = self.word_dropout(dec_in, self.config.word_dropout)
             if title is not None:
                 title = self.title_dropout(title)
+        template = inputs.get("template") if self.config.template_dim else None
         if self.config.use_latent:
             mu, logvar = self.encode(tokens, form, training=training)
             z = self.sample_z(mu, logvar, eps)
@@ -315,9 +335,10 @@ class PoemVAE(keras.Model):
             batch = tf.shape(tokens)[0]
             mu = logvar = z = tf.zeros([batch, 0], tf.float32)
         if hidden_only:
-            hidden = self.decode_hidden(dec_in, z, form, training=training, title=title)
+            hidden = self.decode_hidden(dec_in, z, form, training=training, title=title, template=template)
             return {"hidden": hidden, "mu": mu, "logvar": logvar, "z": z}
-        logits = self.decode_teacher_forced(dec_in, z, form, training=training, title=title)
+        logits = self.decode_teacher_forced(dec_in, z, form, training=training, title=title,
+                                            template=template)
         return {"logits": logits, "mu": mu, "logvar": logvar, "z": z}
 
     def loss_terms(self, inputs: dict, step: int | tf.Tensor, training: bool = False,
@@ -357,6 +378,8 @@ def dummy_inputs(config: VAEConfig, batch: int = 2, length: int = 8) -> dict:
     out = {"tokens": tokens, "form": np.zeros((batch,), np.int32)}
     if config.title_len:
         out["title"] = np.full((batch, config.title_len), 6 % config.vocab_size, np.int32)
+    if config.template_dim:
+        out["template"] = np.zeros((batch, length - 1, config.template_dim), np.float32)
     return out
 
 
@@ -392,8 +415,10 @@ def log_likelihood_iw(model: PoemVAE, inputs: dict, k: int = 50,
     rep_form = tf.repeat(form, k, axis=0)
     title = inputs.get("title") if model.config.title_len else None
     rep_title = None if title is None else tf.repeat(tf.cast(title, tf.int32), k, axis=0)
+    template = inputs.get("template") if model.config.template_dim else None
+    rep_template = None if template is None else tf.repeat(tf.cast(template, tf.float32), k, axis=0)
     logits = model.decode_teacher_forced(rep_tokens[:, :-1], flat_z, rep_form, adapter=adapter,
-                                         title=rep_title)
+                                         title=rep_title, template=rep_template)
     log_px_z = tf.reshape(-token_nll(logits, rep_tokens[:, 1:]), [batch, k])
     log2pi = math.log(2 * math.pi)
     log_pz = -0.5 * tf.reduce_sum(tf.square(z) + log2pi, axis=2)

@@ -47,6 +47,7 @@ E_INTERNAL = "internal"             # the worker failed while decoding
 E_NO_MODEL = "no_model"
 E_COUPLET_LENGTH = "couplet_length"  # a 上联 shorter or longer than COUPLET_LENGTHS
 E_NO_COUPLET_MODEL = "no_couplet_model"  # the worker serves poems but has no couplet model
+E_NO_CI_MODEL = "no_ci_model"        # the worker serves poems but has no 词 model (model/ci)
 
 
 class JobFormatError(ValueError):
@@ -94,7 +95,7 @@ class GenerateJob:
     best_of: int = DEFAULT_BEST_OF                       # candidates sampled per poem (best kept)
     style: str = ""                    # a style adapter's id (model/styles/ID.npz); "" = the base
     title: str = ""                    # the poem's occasion (送友人, 秋夜); a titled model writes to it
-    tune: str = ""                     # a 词牌 (verse.tunes canonical name): a 词 of its main form (form 词)
+    tune: str = ""                     # a 词牌 (verse.tunes canonical name): a 词 of its main form
     created_at: float = field(default_factory=time.time)
     reply: dict[str, Any] = field(default_factory=dict)  # opaque to the worker; echoed in the Result
     # What the user asked for, whole (protocol.spec, its to_wire()): the worker maps it onto the fields

@@ -270,10 +270,10 @@ def start_worker(redis_url: str, tiny_generator: Any) -> Iterator[Callable[[], A
 
     running: list[tuple[Any, threading.Thread]] = []
 
-    def start(generator: Any = None, couplets: Any = None, **settings_: Any) -> Any:
+    def start(generator: Any = None, couplets: Any = None, ci: Any = None, **settings_: Any) -> Any:
         settings = WorkerSettings(redis_url=redis_url, max_batch=8, max_wait_ms=5,
                                   worker_id=f"test-worker-{len(running)}").updated(**settings_)
-        worker = Worker(settings, generator or tiny_generator, block_ms=100, couplets=couplets)
+        worker = Worker(settings, generator or tiny_generator, block_ms=100, couplets=couplets, ci=ci)
         thread = threading.Thread(target=worker.run, name=settings.worker_id, daemon=True)
         thread.start()
         running.append((worker, thread))

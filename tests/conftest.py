@@ -134,6 +134,25 @@ def tiny_model_dir(tiny_model, tiny_vocab, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_ci_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A tiny 词 model grown from the tiny poem model (model/ci.py: a 词 form row and a zero template
+    layer, untrained), saved as a model directory: what CiWriter.load reads."""
+    from model.vae import save_model
+    from training.ci import grown_model
+    model, vocab, _ = grown_model(tiny_model_dir)
+    directory = tmp_path_factory.mktemp("tiny_ci")
+    save_model(model, vocab, directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_ci_writer(tiny_ci_dir):
+    """A CiWriter over the tiny ci model, with no novelty table."""
+    from model.ci import CiWriter
+    return CiWriter.load(tiny_ci_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_generator(tiny_model_dir):
     """A Generator over the saved tiny model, with no novelty table (tests add their own)."""
     from model.decode import Generator

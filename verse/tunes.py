@@ -245,3 +245,54 @@ def render(tune: Tune) -> str:
                 rhyme = f"  ◎{ln.rhyme_tone}韵{chr(ord('a') + ln.rhyme_set)}" if ln.rhyme else ""
                 out.append(f"    {ln.tones}{ln.mark}{rhyme}")
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class CiVerdict:
+    """How a written ci keeps its tune's form: 句 lengths, every rhyme slot, the fixed 平仄."""
+    form_ok: bool               # as many 句 as the form, each of its length
+    rhyme_ok: bool              # every rhyme set's slots rhyme (one part, or one 部 where tones mix)
+    rhymed_slots: int           # slots that rhyme with the rest of their set and have its tone
+    rhyme_slots: int
+    tone_fit: int               # fixed (平 or 仄) positions whose character can take that tone
+    tone_fixed: int
+
+    @property
+    def tone_rate(self) -> float:
+        return self.tone_fit / self.tone_fixed if self.tone_fixed else 1.0
+
+    def to_dict(self) -> dict:
+        return {"form_ok": self.form_ok, "rhyme_ok": self.rhyme_ok, "rhymed_slots": self.rhymed_slots,
+                "rhyme_slots": self.rhyme_slots, "tone_fit": self.tone_fit, "tone_fixed": self.tone_fixed,
+                "tone_rate": round(self.tone_rate, 4)}
+
+
+def check(lines: list[str], form: TuneForm, rhymes: RhymeTable | None = None) -> CiVerdict:
+    """The verdict on lines written to form (rhymes: the ci rhyme table, the committed one by default)."""
+    rhymes = rhymes or load().rhymes
+    form_ok = [len(x) for x in lines] == list(form.lengths)
+    fit = fixed = 0
+    for line, spec in zip(lines, form.lines):
+        for char, want in zip(line, spec.tones):
+            if want in MAIN_TONES:
+                fixed += 1
+                fit += want in prosody.tones(char)
+    sets: dict[int, list[tuple[str, str]]] = {}
+    for line, spec in zip(lines, form.lines):
+        if spec.rhyme and line:
+            sets.setdefault(spec.rhyme_set or 0, []).append((line[-1], spec.rhyme_tone or prosody.PING))
+    slots = sum(len(s) for s in sets.values())
+    rhymed = 0
+    for members in sets.values():
+        mixed = len({tone for _, tone in members}) > 1
+        keys = [rhymes.bu_of(c) if mixed else rhymes.parts_of(c) for c, _ in members]
+        shared = frozenset.intersection(*keys) if keys else frozenset()
+        for (char, tone), key in zip(members, keys):
+            rhymed += bool(shared) and bool(rhyme_classes(tone) & rhymes.tone_classes(char))
+    return CiVerdict(form_ok, form_ok and rhymed == slots, rhymed, slots, fit, fixed)
+
+
+def rhyme_classes(tone: str) -> frozenset[str]:
+    """The tone classes a rhyme slot of tone may take: a 仄 slot rhymes in 上去 or in 入 (菩萨蛮's
+    仄 sets are often 入声: 织 碧), one or the other through the set, as one part holds one class."""
+    return frozenset({prosody.ZE, "入"}) if tone == prosody.ZE else frozenset({tone})

@@ -12,8 +12,8 @@ from dataclasses import fields
 from typing import Any, Sequence
 
 from model.requests import Answer, CoupletRequest, EncodeRequest, PoemRequest, Request
-from protocol.jobs import (E_NO_COUPLET_MODEL, CoupletJob, EncodeJob, GenerateJob, Job, Result, ValidationError,
-                           validate_couplet, validate_encode, validate_generate)
+from protocol.jobs import (E_NO_CI_MODEL, E_NO_COUPLET_MODEL, CoupletJob, EncodeJob, GenerateJob, Job, Result,
+                           ValidationError, validate_couplet, validate_encode, validate_generate)
 from protocol.spec import SpecError, from_wire
 from verse import script
 
@@ -91,13 +91,15 @@ def refused(job: Job, code: str, message: str) -> Result:
     return echo(job, Result.error(job.job_id, code, message, kind=job.kind, reply=job.reply))
 
 
-def serve(jobs: Sequence[Job], generator: Any, couplets: Any = None) -> list[Result]:
+def serve(jobs: Sequence[Job], generator: Any, couplets: Any = None, ci: Any = None) -> list[Result]:
     """Results for jobs: each checked and mapped, couplets to the couplet writer (E_NO_COUPLET_MODEL
-    without one), poems and encodings to the generator, the answers mapped back. A refused job's
-    Result comes at once; a job the model leaves unanswered has none (it stays pending)."""
+    without one), ci (a poem request with a tune) to the ci writer (E_NO_CI_MODEL without one), poems
+    and encodings to the generator, the answers mapped back. A refused job's Result comes at once; a
+    job the model leaves unanswered has none (it stays pending)."""
     results: list[Result] = []
     poems: list[tuple[Job, Request]] = []
     pairs: list[tuple[Job, Request]] = []
+    cis: list[tuple[Job, Request]] = []
     for job in jobs:
         if isinstance(job, CoupletJob) and couplets is None:
             results.append(refused(job, E_NO_COUPLET_MODEL, "this worker has no couplet model"))
@@ -108,11 +110,18 @@ def serve(jobs: Sequence[Job], generator: Any, couplets: Any = None) -> list[Res
             code = exc.code if isinstance(exc, ValidationError) else exc.result_code
             results.append(refused(job, code, exc.message))
             continue
-        (pairs if isinstance(job, CoupletJob) else poems).append((job, request))
+        if getattr(request, "tune", ""):
+            if ci is None:
+                results.append(refused(job, E_NO_CI_MODEL, "this worker has no ci model"))
+                continue
+            cis.append((job, request))
+        else:
+            (pairs if isinstance(job, CoupletJob) else poems).append((job, request))
     answers = list(generator.run([r for _, r in poems])) if poems else []
     answers += list(couplets.run([r for _, r in pairs])) if pairs else []
+    answers += list(ci.generate([r for _, r in cis])) if cis else []
     by_id = {a.request_id: a for a in answers}
-    for job, _ in poems + pairs:
+    for job, _ in poems + pairs + cis:
         # By id, never by position: a generator that drops or reorders an answer must not hand one
         # user another's poem.
         if (answer := by_id.get(job.job_id)) is not None:

@@ -61,14 +61,16 @@ class Worker:
 
     block_ms: the longest blocking read, so how late a stop is seen (tests stop sooner with less).
     couplets: the couplet model (model.couplet.CoupletWriter) that serves CoupletJobs, or None
-    (they are then answered E_NO_COUPLET_MODEL)."""
+    (they are then answered E_NO_COUPLET_MODEL). ci: the 词 model (model.ci.CiWriter) that serves
+    poem jobs with a tune, or None (they are then answered E_NO_MODEL)."""
 
     def __init__(self, settings: WorkerSettings, generator: Any, block_ms: int = BLOCK_MS,
-                 couplets: Any = None) -> None:
+                 couplets: Any = None, ci: Any = None) -> None:
         self.s = default_batching(settings)
         self.block_ms = block_ms
         self.generator = generator
         self.couplets = couplets
+        self.ci = ci
         self.client = connect(settings.redis_url)
         self.beat_client = connect(settings.redis_url)
         self.jobs = jobs_consumer(settings.worker_id, block_ms, min_idle_ms=settings.visibility_ms)
@@ -232,9 +234,10 @@ class Worker:
         return out
 
     def _serve(self, jobs: list[Job]) -> list[Result]:
-        """Each job checked and mapped to the model's request, couplets to the couplet model and the
-        rest (poems, encodings) to the poem generator, the answers mapped back (worker.request)."""
-        return serve(jobs, self.generator, self.couplets)
+        """Each job checked and mapped to the model's request, couplets to the couplet model, ci to
+        the ci model and the rest (poems, encodings) to the poem generator, the answers mapped back
+        (worker.request)."""
+        return serve(jobs, self.generator, self.couplets, self.ci)
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, entry_id: str, result: Result, created_at: float | None = None) -> bool:
@@ -373,6 +376,19 @@ def load_couplets(settings: WorkerSettings, generator: Any) -> Any:
     return CoupletWriter.load(directory, poems=generator)
 
 
+def load_ci(settings: WorkerSettings, generator: Any) -> Any:
+    """The ci model beside the poem model (<model dir>/ci, else the shipped model/ci), checking its
+    句 against the poem model's novelty table too; None, with a log line, when there is none."""
+    from model.ci import CiWriter, find_ci_dir
+
+    directory = find_ci_dir(settings.model_dir or PRETRAINED_DIR)
+    if directory is None:
+        log.warning("no ci model: /ci is answered that it is not ready")
+        return None
+    log.info("ci model: %s", directory)
+    return CiWriter.load(directory, poem_novelty=getattr(generator, "novelty", None))
+
+
 def run_worker(settings: WorkerSettings | None = None) -> int:
     """Load the model and serve jobs until SIGTERM/SIGINT; returns an exit code. settings: what
     `poembot worker` validated before anything loaded (the environment under its options); by
@@ -386,7 +402,8 @@ def run_worker(settings: WorkerSettings | None = None) -> int:
     except FileNotFoundError as exc:
         log.error("%s", exc)
         return 2
-    worker = Worker(settings, generator, couplets=load_couplets(settings, generator))
+    worker = Worker(settings, generator, couplets=load_couplets(settings, generator),
+                    ci=load_ci(settings, generator))
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()
