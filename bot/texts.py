@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 from protocol.jobs import (E_DEAD_LETTER, E_IMPOSSIBLE, E_INTERNAL, E_INVALID, E_NO_MODEL, E_UNKNOWN_CHARS,
-                        E_UNKNOWN_STYLE, E_COUPLET_LENGTH, E_NO_COUPLET_MODEL)
+                        E_UNKNOWN_STYLE, E_COUPLET_LENGTH, E_NO_CI_MODEL, E_NO_COUPLET_MODEL)
 
 if TYPE_CHECKING:
     from telegram import Update
@@ -180,6 +180,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "btn_couplet_card": "🖼 春联图",
         "couplet_another_started": "好，再对几句。",
         "no_couplet_model": "对对联的模型还没准备好，请稍后再试。",
+        "no_ci_model": "填词的模型还没准备好，请稍后再试；写诗照常，例如 /poem 春愁。",
         "daily_spring_title": "春节将至 · 春联 · {date}",
         "daily_ci_title": "每日一词 · {date}",
         "unknown_tune": "不认识的词牌「{name}」。相近的有：{close}。发 /ci 查看常用词牌。",
@@ -361,6 +362,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "btn_couplet_card": "🖼 Scrolls",
         "couplet_another_started": "More 下联 coming.",
         "no_couplet_model": "The couplet model is not ready yet; please try again later.",
+        "no_ci_model": "The 词 model is not ready yet; please try again later. Poems work as ever, e.g. /poem 春愁.",
         "daily_spring_title": "Spring Festival is coming · 春联 · {date}",
         "daily_ci_title": "Song lyric (词) of the day · {date}",
         "unknown_tune": "I do not know the tune “{name}”. Close ones: {close}. Send /ci for the common tunes.",
@@ -385,6 +387,7 @@ ERROR_KEYS: dict[str, str] = {
     E_UNKNOWN_STYLE: "unknown_style",
     E_COUPLET_LENGTH: "couplet_length_worker",
     E_NO_COUPLET_MODEL: "no_couplet_model",
+    E_NO_CI_MODEL: "no_ci_model",
 }
 # protocol.jobs.validate_generate's message for E_UNKNOWN_STYLE: no style 'x'; the styles are: a, b
 _UNKNOWN_STYLE_RE = re.compile(r"""no style (['"])(.*)\1; the styles are: (.*)$""")
