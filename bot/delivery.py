@@ -23,6 +23,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
 from bot.card import Card, png_bytes, png_off_loop, poem_card
 from bot.couplet import couplet_keyboard, couplet_record, format_couplet, spring_card_of
+from bot.daily import daily_job
 from bot.inline_cache import publish_inline, remember_poems, slim, theme_of
 from bot.parsing import unknown_style_error
 from bot.render import ci_layout, fits_caption, format_poem, format_similar, poem_keyboard, similar_keyboard
@@ -32,7 +33,7 @@ from bot.state import retry_redis
 from bot.stores.poems import PoemRecord, new_poem_id
 from bot.styles import Style, StyleBook, valid_style_id
 from bot.texts import error_text, t, unknown_style_detail
-from protocol.jobs import E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
+from protocol.jobs import E_NO_CI_MODEL, E_UNKNOWN_STYLE, JobFormatError, Result, result_from_fields
 from protocol.spec import PoemSpec, SpecError, from_legacy, from_wire
 from search.reasons import QueryPoem
 from streams import results_consumer, run_async
@@ -466,6 +467,13 @@ class Broadcasts:
     async def send(self, result: Result) -> str:
         """Post to DAILY_CHAT_ID and every subscriber, each chat at most once per job."""
         consumer, state = self.consumer, self.consumer.rt.state
+        day = _parse_day(str(result.reply.get("date") or ""))
+        if result.error_code == E_NO_CI_MODEL and day is not None:
+            # A Sunday's 词 and no worker has a ci model (yet): the day's 诗 instead, rather than no post.
+            log.warning("no worker writes 词: the daily post of %s is a 诗", day)
+            await consumer.rt.submit(daily_job(day, bool(result.reply.get("forced")), ci=False), None,
+                                     limited=False)
+            return "failed"
         if not result.ok or not result.poems or not result.poems[0].get("lines"):
             log.error("daily poem failed: %s %s", result.error_code, result.error_message)
             return "failed"

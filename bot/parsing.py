@@ -153,7 +153,7 @@ def parse_poem_args(args: str, acrostic_command: bool = False, styles: StyleBook
                     ci_command: bool = False) -> PoemRequest:
     """Parse the text after /poem (or /acrostic when acrostic_command, /ci when ci_command).
 
-    A first word that is a tune's name (浣溪沙, 浣溪紗) makes the request a 词 of that tune; after /ci the
+    A first word that is a tune's own name (菩萨蛮, 菩薩蠻) makes the request a 词 of that tune; after /ci the
     first word is the tune whatever it is (an alias names it too; an unknown one is refused by
     protocol.spec with the tunes whose names are close).
 

@@ -81,9 +81,10 @@ def style_label(spec: PoemSpec | None, lang: str) -> str:
 
 def ci_layout(lines: list[str], tune: str, found: Mapping[str, Any] | None = None) -> tuple[list[str], int | None]:
     """A 词's mark after each 句 and the number of 句 in its 上片 (None: a 单调): what the worker wrote
-    (found: its poem dict, or a PoemRecord's fields), else its tune's main form's, else ， with a closing 。."""
+    (found: its poem dict), else its tune's main form's, else ， with a closing 。."""
     found = found or {}
-    main = tunes.get(tune).main if tunes.get(tune) is not None else None
+    known = tunes.get(tune)
+    main = known.main if known is not None else None
     marks = [str(m) for m in found.get("marks") or ()]
     if len(marks) != len(lines):
         marks = ([ln.mark for ln in main.lines] if main is not None and len(main.lines) == len(lines)

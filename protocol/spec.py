@@ -170,9 +170,10 @@ def line_lengths(form: Form, tune: str = "") -> tuple[int, ...]:
 
 
 def close_tunes(name: str, limit: int = CLOSE_TUNES) -> list[str]:
-    """Canonical names of the tunes whose names or aliases are nearest name (most common first on a tie);
-    the most common tunes when none is near."""
+    """Canonical names of the tunes whose names or aliases are nearest name, nearest first; the most
+    common tunes when none is near."""
     table = tunes.load()
+    # Least common first, so that an alias two tunes share names the more common one.
     names = {alias: tune.name for tune in reversed(table.tunes) for alias in (*tune.aliases, tune.name)}
     near = [names[n] for n in difflib.get_close_matches(name, list(names), n=limit * 3, cutoff=0.5)]
     found = list(dict.fromkeys(near))[:limit]

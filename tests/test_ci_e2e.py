@@ -4,11 +4,13 @@ it (CiWriter) — never the shipped ones. Every button under a 词: 🔄 ✏️ 
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable
 
 import pytest
 
 from bot import callbacks
+from bot.daily import fire_daily
 from bot.state import State
 from botkit import card_fonts, emu, make_config, running_bot, start_worker  # noqa: F401
 from devtools.emulator import BotApiEmulator, check_html, png_size
@@ -16,6 +18,7 @@ from verse import tunes
 from verse.script import to_traditional
 
 ALICE = BotApiEmulator.user(6001, "Alice")
+CHANNEL = -100626
 TIMEOUT = 120.0          # the first decode traces the tf.functions on a busy 2-core CPU
 
 
@@ -103,10 +106,19 @@ async def test_ci_end_to_end_with_every_button(emu, redis_url, ci_worker, card_f
     await state.close()
 
 
-async def test_a_worker_without_a_ci_model_says_so_and_still_writes_poems(emu, redis_url, start_worker) -> None:
+async def test_a_worker_without_a_ci_model_says_so_and_still_writes_poems(emu, redis_url, start_worker,
+                                                                        card_fonts) -> None:
     start_worker()                      # the tiny poem model only
-    async with running_bot(make_config(emu, redis_url)):
+    async with running_bot(make_config(emu, redis_url, daily_chat_id=CHANNEL)) as app:
         refused = await ask(emu, ALICE, "/ci 浣溪沙 春风")
         assert "填词的模型还没准备好" in refused.text and not refused.buttons
         poem = await ask(emu, ALICE, "/poem 春风")
         assert poem.text.startswith("<b>七绝 · 《春风》</b>")
+
+        # A Sunday's daily 词 with no worker to write it: the day's 诗 goes out instead of nothing.
+        rt = app.bot_data["rt"]
+        sunday = datetime(2026, 12, 6, 8, 0, tzinfo=rt.config.zone)
+        since = emu.mark()
+        assert await fire_daily(rt, sunday, force=True)
+        post = await emu.wait_for_call("sendPhoto", since=since, chat_id=CHANNEL, timeout=TIMEOUT)
+        assert "每日一诗 · 2026-12-06" in post.params["caption"] and "词" not in post.params["caption"]
