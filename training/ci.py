@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ci import FORM_ID, MAX_LINE, MAX_TOKENS, N_FORMS, TEMPLATE_DIM, corpus_shape, encode, template
+from model.ci import (CI_NOVELTY_FILE, FORM_ID, MAX_LINE, MAX_TOKENS, N_FORMS, TEMPLATE_DIM, corpus_shape, encode,
+                      novelty_table, template)
 from verse.vocab import PAD, UNK, Vocab
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,8 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
         from verse import tunes as tune_table
         tunes = tune_table.load()
     items = examples(ci, tunes, vocab)
+    # The 句 a written ci must not copy, shipped with the model so a worker needs no corpus.
+    novelty_table(ci).save(out / CI_NOVELTY_FILE)
     rng = np.random.default_rng(config.seed + int(state.get("step", 0)))
     train_items = [ex for ex in items if ex.split == "train"]
     val_items = [ex for ex in items if ex.split == "val"]
