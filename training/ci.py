@@ -161,9 +161,12 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
     keras.utils.set_random_seed(config.seed + int(state.get("step", 0)))
-    if resume and (out / CHECKPOINT / "weights.npz").exists():
-        model, vocab, mconf = load_model(out / CHECKPOINT)
-        log.info("resumed at step %d", state.get("step", 0))
+    # A stopped run continues from its last checkpoint; a shipped folder (whose checkpoint is not
+    # committed) from its best weights.
+    source = next((d for d in (out / CHECKPOINT, out) if (d / "weights.npz").exists()), None) if resume else None
+    if source is not None:
+        model, vocab, mconf = load_model(source)
+        log.info("resumed at step %d from %s", state.get("step", 0), source)
     else:
         model, vocab, mconf = grown_model(Path(config.init or PRETRAINED_DIR))
         state = {}
