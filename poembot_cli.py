@@ -29,7 +29,11 @@ app.add_typer(tunes_app, name="tunes")
 couplet_app = typer.Typer(help="对联: the couplet model (a 下联 for a 上联), its training and evaluation.",
                           no_args_is_help=True)
 app.add_typer(couplet_app, name="couplet")
+ci_app = typer.Typer(help="词: the ci model (the poem model continued on the Song ci), its training and evaluation.",
+                     no_args_is_help=True)
+app.add_typer(ci_app, name="ci")
 DEFAULT_COUPLET_MODEL = str(Path(__file__).resolve().parent / "model" / "couplet")
+DEFAULT_CI_MODEL = str(Path(__file__).resolve().parent / "model" / "ci")
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
@@ -391,8 +395,10 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
                      None, help="default: protocol/sampling.py's, as the bot uses"),
                  title: str = typer.Option("", help="the poem's title, its occasion: 送友人归江南"),
                  style: str = typer.Option("", help="a style by id, name or alias, as the bot takes "
-                                           "it (--style libai, --style 李白); see model/styles/")) -> None:
-    """Write poems from the command line."""
+                                           "it (--style libai, --style 李白); see model/styles/"),
+                 tune: str = typer.Option("", help="a 词牌 (浣溪沙, 念奴娇, 水調歌頭): write a 词 in its main "
+                                          "form; `poembot tunes list` shows them")) -> None:
+    """Write poems (or, with --tune, 词) from the command line."""
     from model.generate import generate_cli
     from worker.request import check_poem
 
@@ -401,7 +407,7 @@ def generate_cmd(form: str = typer.Option("七绝", help="五绝 七绝 五律 �
     raise typer.Exit(generate_cli(form=form, acrostic=acrostic, keywords=keywords, like=like, n=n,
                                   seed=seed, traditional=traditional, json_out=as_json,
                                   model_dir=model, tone=tone, temperature=temperature, style=style,
-                                  title=title, check=check_poem))
+                                  title=title, check=check_poem, tune=tune))
 
 
 @app.command("worker")
@@ -618,6 +624,49 @@ def couplet_sheet(out: str = typer.Option(..., help="folder for sheet.md and key
                   seed: int = typer.Option(25, help="which held-out pairs, and the shuffle")) -> None:
     """A blind-reading sheet: 24 held-out 上联 with their real 下联 or a generated one, and its key."""
     from training.couplet import blind_sheet
+
+    sheet, key = blind_sheet(model, out, seed=seed)
+    typer.echo(f"sheet {sheet}, key {key} (give readers the sheet only)")
+
+
+@ci_app.command("train")
+def ci_train(out: str = typer.Option("runs/ci", help="output folder (the model folder itself)"),
+             init: str = typer.Option("", help="the poem model to start from (default: the shipped one)"),
+             minutes: float = typer.Option(100.0, help="wall-clock budget of this run (the learning rate "
+                                           "decays over it)"),
+             resume: bool = typer.Option(False, "--resume", help="continue from its checkpoint"),
+             tiny: int = typer.Option(0, help="train on this many ci (a smoke run)"),
+             max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
+    """Fine-tune the poem model on the Song ci with the tunes' templates; copy the result to
+    model/ci to ship it (then `poembot ci evaluate`)."""
+    from protocol.logs import setup_logging
+    from training.ci import CiTrainConfig, train
+
+    setup_logging("train")
+    path = train(CiTrainConfig(init=init, max_minutes=minutes, tiny=tiny, max_steps=max_steps), out, resume=resume)
+    typer.echo(f"ci model saved to {path}")
+
+
+@ci_app.command("evaluate")
+def ci_evaluate(model: str = typer.Option(DEFAULT_CI_MODEL, help="ci model folder"),
+                top: int = typer.Option(50, help="the most common tunes to write"),
+                per_tune: int = typer.Option(8, help="ci per tune"),
+                as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Form, rhyme and 平仄 per tune, copies, speed; report.md, samples.md and ci_eval.png in the folder."""
+    from training.ci_evaluate import evaluate, summary
+
+    figures = evaluate(model, top=top, per_tune=per_tune)
+    typer.echo(json.dumps(figures, ensure_ascii=False, indent=None if as_json else 1))
+    if not as_json:
+        typer.echo(summary(figures))
+
+
+@ci_app.command("sheet")
+def ci_sheet(out: str = typer.Option(..., help="folder for sheet.md and key.json"),
+             model: str = typer.Option(DEFAULT_CI_MODEL, help="ci model folder"),
+             seed: int = typer.Option(31, help="which real ci, which themes, and the shuffle")) -> None:
+    """A blind-reading sheet: 12 real Song ci (test split) and 12 generated for the same tunes, and its key."""
+    from training.ci_evaluate import blind_sheet
 
     sheet, key = blind_sheet(model, out, seed=seed)
     typer.echo(f"sheet {sheet}, key {key} (give readers the sheet only)")

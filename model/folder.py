@@ -47,12 +47,17 @@ def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path,
     tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
     np.savez(tmp, names=np.array([w.path for w in model.weights]), **arrays)
     tmp.replace(directory / WEIGHTS_FILE)
-    metrics_path = directory / METRICS_FILE
-    if metrics is not None or not metrics_path.exists():
-        merged = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        merged.update(metrics or {})
-        metrics_path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    if metrics is not None or not (directory / METRICS_FILE).exists():
+        merge_metrics(directory, metrics or {})
     return directory
+
+
+def merge_metrics(directory: str | Path, metrics: dict) -> None:
+    """Merge metrics into the folder's metrics.json (written when missing)."""
+    path = Path(directory) / METRICS_FILE
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(metrics)
+    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
 
 
 def load_folder(directory: str | Path, config_type: type[C], build: Any) -> tuple[Any, "Vocab", C]:

@@ -74,7 +74,7 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                  top_p: float | None = None, max_repeat: int = 2, novelty: bool = True,
                  fixed: dict[int, str] | None = None, style: str = "", title: str = "",
                  out: TextIO | None = None, err: TextIO | None = None,
-                 check: Callable[[PoemRequest, Any], PoemRequest] | None = None) -> int:
+                 check: Callable[[PoemRequest, Any], PoemRequest] | None = None, tune: str = "") -> int:
     """Print n poems (plain text, or a JSON list with --json); return the process exit code.
 
     check(request, generator): the checks a worker runs on a job, which normalise what a user typed
@@ -83,6 +83,8 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
 
     keywords: a list, or one string split on spaces/commas into words ("春风 明月").
     temperature, top_p: None takes protocol/sampling.py's defaults, as the bot does.
+    tune: a 词牌 name, alias or traditional spelling: 词 of its main form from the ci model beside
+    model_dir (model.ci.find_ci_dir) instead of poems.
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -98,6 +100,18 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     if not 1 <= n <= MAX_CLI_N:
         print(f"poembot: -n must be between 1 and {MAX_CLI_N}", file=err)
         return 2
+    ci_dir = None
+    if tune:
+        from model.ci import CI_FORM, find_ci_dir
+        from verse import tunes
+
+        found = tunes.get(tune)
+        ci_dir = find_ci_dir(model_dir)
+        if found is None or ci_dir is None:
+            print(f"poembot: no tune {tune!r}; `poembot tunes list` shows them" if found is None
+                  else f"poembot: no ci model beside {model_dir} (poembot ci train)", file=err)
+            return 2
+        form, tune = CI_FORM, found.name
     # One seed makes the whole run reproducible: request k of the run draws from seed + k.
     requests = [PoemRequest(form=form, acrostic=acrostic, keywords=list(keywords), like_texts=list(like or []),
                             n=size, seed=None if seed is None else seed + k, traditional=traditional,
@@ -105,11 +119,15 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
                             temperature=SAMPLING.temperature if temperature is None else temperature,
                             top_p=SAMPLING.top_p if top_p is None else top_p,
                             max_repeat=max_repeat, novelty=novelty, fixed_lines=dict(fixed or {}),
-                            style=style, title=title)
+                            style=style, title=title, tune=tune)
                 for k, size in enumerate(job_sizes(n))]
 
-    generator = load_generator(model_dir)     # TensorFlow loads here, after the cheap checks
-    if check is not None:
+    if ci_dir is not None:
+        from model.ci import CiWriter
+        generator = CiWriter.load(ci_dir)     # the tune was checked above; a ci takes no style or example
+    else:
+        generator = load_generator(model_dir)     # TensorFlow loads here, after the cheap checks
+    if check is not None and ci_dir is None:
         try:
             requests = [check(request, generator) for request in requests]
         except ValueError as exc:
@@ -130,11 +148,13 @@ def generate_cli(form: str = "七绝", acrostic: str = "", keywords: str | list[
     for k, poem in enumerate(poems):
         if k:
             print(file=out)
-        if poem.get("title"):
+        if poem.get("tune"):
+            print(f"【{poem['tune']}】" + (f"{poem['title']}" if poem.get("title") else ""), file=out)
+        elif poem.get("title"):
             print(f"《{poem['title']}》", file=out)
         print(poem["text"], file=out)
         notes = [poem["form"], poem.get("pattern") or "", f"押{poem['rhyme_group']}" if poem.get("rhyme_group")
-                 else "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%", f"seed {poem['seed']}#{poem['index']}",
-                 f"style {poem['style']}" if poem.get("style") else ""]
+                 else poem.get("rhyme_kind") or "", f"合律{round(100 * (poem.get('tone_rate') or 0))}%",
+                 f"seed {poem['seed']}#{poem['index']}", f"style {poem['style']}" if poem.get("style") else ""]
         print("  — " + " · ".join(x for x in notes if x), file=out)
     return 0

@@ -143,3 +143,70 @@ def test_traditional_output_keeps_the_simplified_lines(tiny_ci_writer) -> None:
     poem = tiny_ci_writer.generate([PoemRequest(form="词", tune="如梦令", seed=6, traditional=True,
                                                 novelty=False)])[0].poems[0]
     assert "lines_simplified" in poem and len(poem["lines"]) == len(poem["lines_simplified"])
+
+
+# --- training, the command line and the evaluation's figures, on synthetic ci -----------------------
+
+def synthetic_ci(vocab, n: int = 40, seed: int = 0):
+    """n 浣溪沙-shaped ci of the tiny vocabulary's characters (their rhyme arbitrary), split 3:1."""
+    from corpus.ci_reader import CiCorpus
+
+    rng = np.random.default_rng(seed)
+    chars = [c for c in vocab.chars[8:]]
+    ci = CiCorpus()
+    for i in range(n):
+        lines = ["".join(rng.choice(chars, 7)) for _ in range(6)]
+        ci.append(id=f"ci-{i}", author="某", tune="浣溪沙", rhythmic="浣溪沙", split="val" if i % 4 == 0 else "train",
+                  puncts="。。。，。。", paras="3,3", tags="")
+        ci.lines.append(lines)
+    return ci
+
+
+def test_a_short_training_run_saves_a_loadable_model_and_resumes(tiny_model_dir, tiny_vocab, tmp_path) -> None:
+    import json
+
+    from model.ci import CI_NOVELTY_FILE
+    from training.ci import STATE_FILE, CiTrainConfig, train
+
+    ci = synthetic_ci(tiny_vocab)
+    config = CiTrainConfig(init=str(tiny_model_dir), batch_size=8, max_steps=3, eval_every=2, num_sampled=32)
+    out = train(config, tmp_path / "ci", ci=ci)
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["step"] == 3 and state["history"][0]["step"] == 0 and (out / CI_NOVELTY_FILE).exists()
+    writer = CiWriter.load(out)
+    assert writer.generate([PoemRequest(form="词", tune="浣溪沙", seed=1, novelty=False)])[0].ok
+    train(CiTrainConfig(init=str(tiny_model_dir), batch_size=8, max_steps=5, eval_every=2, num_sampled=32),
+          out, resume=True, ci=ci)
+    assert json.loads((out / STATE_FILE).read_text())["step"] == 5
+
+
+def test_poembot_generate_writes_a_ci_for_a_tune_by_any_spelling(tiny_model_dir, tiny_ci_dir, tmp_path) -> None:
+    import io
+    import shutil
+
+    from model.generate import generate_cli
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    shutil.copytree(tiny_ci_dir, model_dir / "ci")
+    out, err = io.StringIO(), io.StringIO()
+    assert generate_cli(tune="浣溪紗", title="春愁", seed=3, novelty=False, model_dir=model_dir, out=out, err=err) == 0
+    text = out.getvalue()
+    assert text.startswith("【浣溪沙】春愁\n")
+    first, second = text.splitlines()[1:3]
+    assert first.count("。") == 3 and second.count("，") == 1 and second.count("。") == 2
+    assert generate_cli(tune="无此调", model_dir=model_dir, out=out, err=err) == 2
+    assert "no tune" in err.getvalue()
+
+
+def test_the_evaluation_counts_a_broken_rhyme_and_a_copied_line() -> None:
+    from model.constraints import NoveltyTable
+    from training.ci_evaluate import figures_of
+
+    table = tunes.load()
+    good = ["一曲新词酒一杯", "去年天气旧亭台", "夕阳西下几时回", "无可奈何花落去", "似曾相识燕归来", "小园香径独徘徊"]
+    bad = good[:5] + ["小园香径独徘去"]
+    poems = [{"tune": "浣溪沙", "lines": lines, "relaxed": False} for lines in (good, bad)]
+    f = figures_of(poems, table, [NoveltyTable.from_lines(["去年天气旧亭台"])])
+    assert f["rhyme_ok"] == 0.5 and f["form_ok"] == 1.0
+    assert f["copied_lines"] == 2 / 12

@@ -172,3 +172,29 @@ def test_learning_the_real_corpus_gives_the_committed_table():
     assert [t.name for t in table.tunes] == [t.name for t in committed.tunes]
     for mine, theirs in zip(table.tunes, committed.tunes):
         assert mine.main == theirs.main
+
+
+FAMOUS = {
+    # 晏殊: 平韵 on lines 1, 2, 3, 5, 6.
+    "浣溪沙": ["一曲新词酒一杯", "去年天气旧亭台", "夕阳西下几时回", "无可奈何花落去", "似曾相识燕归来", "小园香径独徘徊"],
+    # 李白 (attr.): 仄 (入声 织碧), 平 (楼愁), 仄 (入声 立急), 平 (程亭) — four changes of rhyme.
+    "菩萨蛮": ["平林漠漠烟如织", "寒山一带伤心碧", "暝色入高楼", "有人楼上愁", "玉阶空伫立", "宿鸟归飞急", "何处是归程", "长亭更短亭"],
+    # 辛弃疾: 平 and 仄 of one 部 (蝉年 / 片; 前边 / 见).
+    "西江月": ["明月别枝惊鹊", "清风半夜鸣蝉", "稻花香里说丰年", "听取蛙声一片", "七八个星天外", "两三点雨山前",
+              "旧时茅店社林边", "路转溪桥忽见"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMOUS))
+def test_famous_ci_keep_their_tunes_form_and_rhyme(name):
+    verdict = tunes.check(FAMOUS[name], tunes.get(name).main)
+    assert verdict.form_ok and verdict.rhyme_ok, verdict
+    assert verdict.tone_rate >= 0.9, verdict
+
+
+def test_a_rhyme_slot_out_of_its_set_or_tone_breaks_the_verdict():
+    lines = list(FAMOUS["菩萨蛮"])
+    lines[3] = "有人楼上去"          # 去 is 仄: the 平 set (楼 / 愁) no longer rhymes
+    verdict = tunes.check(lines, tunes.get("菩萨蛮").main)
+    assert not verdict.rhyme_ok and verdict.rhymed_slots == verdict.rhyme_slots - 2
+    assert not tunes.check(FAMOUS["浣溪沙"][:5], tunes.get("浣溪沙").main).form_ok

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ci import FORM_ID, MAX_LINE, MAX_TOKENS, N_FORMS, TEMPLATE_DIM, corpus_shape, encode, template
+from model.ci import (CI_NOVELTY_FILE, FORM_ID, MAX_LINE, MAX_TOKENS, N_FORMS, TEMPLATE_DIM, corpus_shape, encode,
+                      novelty_table, template)
 from verse.vocab import PAD, UNK, Vocab
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,12 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
     keras.utils.set_random_seed(config.seed + int(state.get("step", 0)))
-    if resume and (out / CHECKPOINT / "weights.npz").exists():
-        model, vocab, mconf = load_model(out / CHECKPOINT)
-        log.info("resumed at step %d", state.get("step", 0))
+    # A stopped run continues from its last checkpoint; a shipped folder (whose checkpoint is not
+    # committed) from its best weights.
+    source = next((d for d in (out / CHECKPOINT, out) if (d / "weights.npz").exists()), None) if resume else None
+    if source is not None:
+        model, vocab, mconf = load_model(source)
+        log.info("resumed at step %d from %s", state.get("step", 0), source)
     else:
         model, vocab, mconf = grown_model(Path(config.init or PRETRAINED_DIR))
         state = {}
@@ -173,6 +177,8 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
         from verse import tunes as tune_table
         tunes = tune_table.load()
     items = examples(ci, tunes, vocab)
+    # The 句 a written ci must not copy, shipped with the model so a worker needs no corpus.
+    novelty_table(ci).save(out / CI_NOVELTY_FILE)
     rng = np.random.default_rng(config.seed + int(state.get("step", 0)))
     train_items = [ex for ex in items if ex.split == "train"]
     val_items = [ex for ex in items if ex.split == "val"]
