@@ -35,6 +35,7 @@ GREY = (120, 108, 96)
 FRAME = (176, 150, 118)
 SEAL_RED = (178, 34, 34)
 SEAL_TEXT = "诗"
+CI_SEAL_TEXT = "词"            # a 词's card is sealed as one
 AUTHOR = "poembot"
 # Body character size in pixels per number of lines: 绝句 larger, 律诗 smaller (twice the columns).
 BODY_PX = {4: 100, 8: 80}
@@ -270,7 +271,7 @@ def render(card: Card, directory: Path | None = None) -> Image.Image:
         x -= sign_step
     author_top = foot - seal_side - small.size * 0.6 - draw_column(None, small, card.author, 0, 0, GREY)
     end = draw_column(draw, small, card.author, x, author_top, GREY)
-    draw_seal(image, seal_face, x, end + small.size * 0.6, script(SEAL_TEXT))
+    draw_seal(image, seal_face, x, end + small.size * 0.6, script(CI_SEAL_TEXT if card.ci else SEAL_TEXT))
     return image
 
 
