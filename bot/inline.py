@@ -24,12 +24,12 @@ from telegram.ext import ContextTypes
 from bot.card import poem_card
 from bot.delivery import card_png
 from bot.handlers import guarded, runtime
-from bot.inline_cache import cached_spec, poem_digest, recent_poems, theme_of, wait_inline
+from bot.inline_cache import cached_spec, fallback_of, poem_digest, recent_poems, theme_of, wait_inline
 from bot.parsing import parse_poem_args
 from bot.render import ci_layout, fits_caption, format_poem
 from bot.runtime import Runtime
 from bot.texts import t, user_lang
-from protocol.keys import CARD_FILE_TTL_S, INLINE_ANY_THEME, card_file_key, inline_rate_key
+from protocol.keys import CARD_FILE_TTL_S, card_file_key, inline_rate_key
 from protocol.spec import PoemSpec, SpecError
 from verse.script import for_script
 
@@ -88,10 +88,11 @@ async def fresh_poems(rt: Runtime, spec: PoemSpec, user_id: int, lang: str,
 
 
 async def _with_recent(rt: Runtime, fresh: list[dict[str, Any]], theme: str) -> list[dict[str, Any]]:
-    """fresh, then recent poems of the theme, then of any theme, without repeats, MAX_RESULTS at most."""
+    """fresh, then recent poems of the theme, then of any theme (of its tune, for a 词), without repeats,
+    MAX_RESULTS at most."""
     poems, seen = [], set()
     for source in (fresh, await recent_poems(rt.state.redis, theme, MAX_RESULTS),
-                   await recent_poems(rt.state.redis, INLINE_ANY_THEME, MAX_RESULTS)):
+                   await recent_poems(rt.state.redis, fallback_of(theme), MAX_RESULTS)):
         for poem in source:
             digest = poem_digest(poem)
             if digest not in seen and len(poems) < MAX_RESULTS:

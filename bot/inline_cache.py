@@ -65,13 +65,21 @@ def poem_digest(poem: dict[str, Any]) -> str:
     return hashlib.sha1("|".join(poem.get("lines") or []).encode()).hexdigest()[:20]
 
 
+def fallback_of(theme: str) -> str:
+    """The list a query of theme falls back to: its tune's any-theme list for a 词 (t:浣溪沙:any),
+    so a query for a tune is never filled with 诗, else the any-theme list."""
+    if theme.startswith("t:"):
+        return theme.split(":", 2)[0] + ":" + theme.split(":", 2)[1] + ":any"
+    return INLINE_ANY_THEME
+
+
 async def remember_poems(redis: aioredis.Redis, theme: str, poems: list[dict[str, Any]]) -> None:
-    """Put poems at the head of their theme's list and of the any-theme list."""
+    """Put poems at the head of their theme's list, its fallback's (fallback_of) and the any-theme list."""
     if not poems:
         return
     entries = [json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in poems]
     async with redis.pipeline(transaction=False) as pipe:
-        for key in {inline_cache_key(theme), inline_cache_key(INLINE_ANY_THEME)}:
+        for key in {inline_cache_key(theme), inline_cache_key(fallback_of(theme)), inline_cache_key(INLINE_ANY_THEME)}:
             pipe.lpush(key, *reversed(entries))      # the list then reads in the poems' own order
             pipe.ltrim(key, 0, INLINE_CACHE_CAP - 1)
             pipe.expire(key, INLINE_CACHE_TTL_S)

@@ -101,3 +101,20 @@ async def test_a_card_chat_turns_the_first_poem_into_a_photo_result(emu, redis_u
         assert [r for r in again.params["results"] if r["type"] == "photo"][0]["photo_file_id"] == \
             photos[0]["photo_file_id"]
         assert len(emu.find_calls("sendPhoto", chat_id=CARD_CHAT)) == 1
+
+
+async def test_a_tune_never_asked_with_these_words_falls_back_to_ci_of_that_tune_only(emu, redis_url) -> None:
+    """A query for 浣溪沙 with fresh words, no worker up: recent 浣溪沙 only, never a 诗 of the cache."""
+    async with running_bot(make_config(emu, redis_url)):
+        worker = await StandInWorker(redis_url).start()
+        try:
+            # The 诗 come last, so they head the any-theme list.
+            assert len(articles(await ask_inline(emu, ALICE, "浣溪沙 春愁"))) == 3     # 词, cached
+            assert len(articles(await ask_inline(emu, ALICE, "春风"))) >= 3            # 诗, cached
+        finally:
+            await worker.stop()
+        recent = articles(await ask_inline(emu, ALICE, "浣溪沙 秋思"))
+        assert len(recent) == 3 and all(r["description"].startswith("浣溪沙") for r in recent)
+        assert all(not r["id"].startswith("f") for r in recent)
+        other = articles(await ask_inline(emu, ALICE, "明月"))   # a 诗 query may still show any recent poem
+        assert len(other) >= 3
