@@ -356,7 +356,7 @@ class CiWriter:
         """One Answer per PoemRequest with a tune; every row of every request decodes together."""
         import secrets
 
-        from model.decode import row_seeds
+        from model.decode import best_candidates, row_seeds
         from model.requests import E_INTERNAL, Answer, RequestError
         from model.titles import encode_title
 
@@ -385,12 +385,7 @@ class CiWriter:
             tokens, relaxed, logp = self._decode(rows, requests, seeds)
             lines = [self._lines(t, r.plan) for t, r in zip(tokens, rows)]
             scores = self._scores(rows, lines, relaxed, logp)
-            best: dict[tuple[int, int], int] = {}
-            for i, r in enumerate(rows):
-                key = (r.job_index, r.poem_index)
-                if key not in best or scores[i] > scores[best[key]]:
-                    best[key] = i
-            keep = sorted(best.values())
+            keep = best_candidates(rows, scores)
             self._renew_copies([rows[i] for i in keep], requests, lines, relaxed, keep)
             by_job: dict[int, list] = {}
             for i in keep:

@@ -499,12 +499,7 @@ class Generator:
                 ) -> tuple[list[int], np.ndarray]:
         """Index of the best-scoring candidate of each (request, poem), in row order, and its score."""
         scores = self._score(rows, lines, decoded)
-        best: dict[tuple[int, int], int] = {}
-        for i, row in enumerate(rows):
-            key = (row.job_index, row.poem_index)
-            if key not in best or scores[i] > scores[best[key]]:
-                best[key] = i
-        keep = sorted(best.values())
+        keep = best_candidates(rows, scores)
         return keep, scores[keep]
 
     def _score(self, rows: list[Row], lines: list[list[str]], decoded: Decoded) -> np.ndarray:
@@ -862,6 +857,16 @@ class Generator:
                 member &= self.tables.groups_of(self.vocab.id(lines[i][-1]))
         hits = [g for g, ok in zip(self.tables.groups, member) if ok]
         return hits[0] if hits else None
+
+
+def best_candidates(rows: Sequence[Any], scores: np.ndarray) -> list[int]:
+    """Index of the best-scoring row of each (job_index, poem_index): best-of-K's pick, in row order."""
+    best: dict[tuple[int, int], int] = {}
+    for i, row in enumerate(rows):
+        key = (row.job_index, row.poem_index)
+        if key not in best or scores[i] > scores[best[key]]:
+            best[key] = i
+    return sorted(best.values())
 
 
 def opening_form(length: int) -> int:
