@@ -173,13 +173,23 @@ async def test_bot_metrics_endpoint_counts_a_real_conversation(emu, redis_url, s
         total = sample(values, "poembot_bot_delivery_latency_seconds_sum", purpose="poem")
         assert count == 1 and 0 < total < 60        # only the delivered poem is a latency sample
 
-        # The gauges read the shared Redis: compare with what Redis itself says.
-        await rt.metrics.refresh(rt.state)
-        values = await scrape(port)
+        # The gauges read the shared Redis at each refresh: compare with what Redis itself says. Carol's
+        # failed delivery may still be settling (her job leaves the in-flight count when the failure is
+        # recorded), so a refresh and a read that straddle that moment differ; they are compared until
+        # one pair falls between moves — the guarantee is the refresh's value, not a frozen system.
         state = State.from_url(redis_url)
+
+        async def gauges_and_redis() -> tuple[dict, int, int]:
+            await rt.metrics.refresh(rt.state)
+            return await scrape(port), await state.redis.xlen(JOBS_STREAM), await state.limits.inflight()
+
+        def agree(seen: tuple[dict, int, int]) -> bool:
+            gauges, depth, inflight = seen
+            return (sample(gauges, "poembot_bot_queue_depth") == depth
+                    and sample(gauges, "poembot_bot_jobs_inflight") == inflight)
         try:
-            assert sample(values, "poembot_bot_queue_depth") == await state.redis.xlen(JOBS_STREAM) >= 2
-            assert sample(values, "poembot_bot_jobs_inflight") == await state.limits.inflight()
+            _, depth, _ = await eventually(gauges_and_redis, agree)
+            assert depth >= 2
         finally:
             await state.close()
     # Shutdown closes the endpoint rather than leaking a server thread per bot.
