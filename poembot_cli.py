@@ -33,7 +33,7 @@ ci_app = typer.Typer(help="词: the ci model (the poem model continued on the So
                      no_args_is_help=True)
 app.add_typer(ci_app, name="ci")
 DEFAULT_COUPLET_MODEL = str(Path(__file__).resolve().parent / "model" / "couplet")
-DEFAULT_CI_MODEL = str(Path(__file__).resolve().parent / "model" / "ci")
+DEFAULT_CI_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained" / "ci")
 DEFAULT_MODEL = str(Path(__file__).resolve().parent / "model" / "pretrained")
 
 
@@ -638,7 +638,7 @@ def ci_train(out: str = typer.Option("runs/ci", help="output folder (the model f
              tiny: int = typer.Option(0, help="train on this many ci (a smoke run)"),
              max_steps: Optional[int] = typer.Option(None, help="stop after this many steps")) -> None:
     """Fine-tune the poem model on the Song ci with the tunes' templates; copy the result to
-    model/ci to ship it (then `poembot ci evaluate`)."""
+    model/pretrained/ci to ship it (then `poembot ci evaluate`)."""
     from protocol.logs import setup_logging
     from training.ci import CiTrainConfig, train
 

@@ -1,7 +1,7 @@
 """The 词 model: the poem VAE continued on the Song ci, told at every step where it stands in the tune.
 
 A ci is one sequence like a poem's — BOS, each 句's characters and its mark (，or 。), EOS — written
-by a PoemVAE of its own (model/ci beside model/pretrained) whose form embedding has a fifth row (词)
+by a PoemVAE of its own (model/pretrained/ci, beside the poem model it was grown from) whose form embedding has a fifth row (词)
 and whose decoder reads, at each step, the template features of the position it writes: how far the
 句 has to run, its length, whether it ends on a rhyme and in which tone, the tune's 平仄 there, where
 the 上片 ends. The features come from a TuneForm (verse/tunes.py) when writing, and from the ci's
@@ -21,7 +21,7 @@ from verse.vocab import BOS, COMMA, EOS, PERIOD, UNK, Vocab
 CI_FORM = "词"                 # PoemRequest.form of a ci; its tune names the shape
 FORM_ID = 4                    # the 词 row of the ci model's form embedding (after 五绝 七绝 五律 七律)
 N_FORMS = 5
-SUBDIR = "ci"                  # a poem model's own ci model: <model dir>/ci
+SUBDIR = "ci"                  # a poem model's own ci model: <model dir>/ci (the shipped one: model/pretrained/ci)
 MAX_LINE = 11                  # longest 句 the template describes (the tunes' 句 run 1–11 characters)
 MAX_TOKENS = 200               # BOS + characters and marks + EOS of the longest ci the model writes
 FULL_STOPS = "。？！"           # marks written as PERIOD; the others (，、；：) as COMMA
@@ -133,9 +133,9 @@ def corpus_shape(lengths: list[int], marks: str, paragraph_ends: list[int], form
 def find_ci_dir(model_dir: str | Path | None) -> Path | None:
     """The ci model a worker serves: <model dir>/ci beside the poem model, else the shipped one."""
     from model.folder import CONFIG_FILE
-    from protocol.settings import PACKAGES_DIR
+    from protocol.settings import PRETRAINED_DIR
 
-    for candidate in ([Path(model_dir) / SUBDIR] if model_dir else []) + [PACKAGES_DIR / "model" / SUBDIR]:
+    for candidate in ([Path(model_dir) / SUBDIR] if model_dir else []) + [PRETRAINED_DIR / SUBDIR]:
         if (candidate / CONFIG_FILE).exists():
             return candidate
     return None

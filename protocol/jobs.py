@@ -47,7 +47,7 @@ E_INTERNAL = "internal"             # the worker failed while decoding
 E_NO_MODEL = "no_model"
 E_COUPLET_LENGTH = "couplet_length"  # a 上联 shorter or longer than COUPLET_LENGTHS
 E_NO_COUPLET_MODEL = "no_couplet_model"  # the worker serves poems but has no couplet model
-E_NO_CI_MODEL = "no_ci_model"        # the worker serves poems but has no 词 model (model/ci)
+E_NO_CI_MODEL = "no_ci_model"        # the worker serves poems but has no 词 model (model/pretrained/ci)
 
 
 class JobFormatError(ValueError):

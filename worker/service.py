@@ -377,7 +377,7 @@ def load_couplets(settings: WorkerSettings, generator: Any) -> Any:
 
 
 def load_ci(settings: WorkerSettings, generator: Any) -> Any:
-    """The ci model beside the poem model (<model dir>/ci, else the shipped model/ci), checking its
+    """The ci model beside the poem model (<model dir>/ci; the shipped one is model/pretrained/ci), checking its
     句 against the poem model's novelty table too; None, with a log line, when there is none."""
     from model.ci import CiWriter, find_ci_dir
 
