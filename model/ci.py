@@ -294,17 +294,6 @@ def novelty_table(ci):
                                    if len(line) >= NOVELTY_MIN_CHARS)
 
 
-@dataclass
-class CiRow:
-    """One candidate ci to decode."""
-    job_index: int
-    poem_index: int
-    candidate: int
-    plan: object                   # model.constraints.RowPlan
-    z: np.ndarray
-    title: np.ndarray | None
-
-
 class CiWriter:
     """The ci model with its vocabulary, tables and decoder: PoemRequests with a tune in, Answers out."""
 
@@ -356,12 +345,12 @@ class CiWriter:
         """One Answer per PoemRequest with a tune; every row of every request decodes together."""
         import secrets
 
-        from model.decode import best_candidates, row_seeds
+        from model.decode import Row, best_candidates
         from model.requests import E_INTERNAL, Answer, RequestError
         from model.titles import encode_title
 
         answers: list = [None] * len(requests)
-        rows: list[CiRow] = []
+        rows: list[Row] = []
         forms: dict[int, tuple] = {}
         for ji, request in enumerate(requests):
             try:
@@ -377,16 +366,18 @@ class CiWriter:
                          else float(request.latent_scale) * rng.standard_normal(self.latent_dim).astype(np.float32))
                     plan = plan_ci(request, forms[ji][1], self.vocab, self.tables, self.tunes.rhymes,
                                    np.random.default_rng([request.seed, k, 11]))
-                    rows += [CiRow(ji, k, c, plan, z, title) for c in range(max(1, request.best_of))]
+                    rows += [Row(ji, k, plan, z, request.max_repeat, float(request.temperature), float(request.top_p),
+                                 float(request.min_p), request.tone_mode, request.seed, request.novelty,
+                                 candidate=c, best_of=request.best_of, title=title)
+                             for c in range(max(1, request.best_of))]
             except RequestError as exc:
                 answers[ji] = Answer.error(request.request_id, exc.code, exc.message)
         if rows:
-            seeds = [row_seeds(requests[r.job_index].seed, r.poem_index, 0, r.candidate) for r in rows]
-            tokens, relaxed, logp = self._decode(rows, requests, seeds)
+            tokens, relaxed, logp = self._decode(rows, [0] * len(rows))
             lines = [self._lines(t, r.plan) for t, r in zip(tokens, rows)]
             scores = self._scores(rows, lines, relaxed, logp)
             keep = best_candidates(rows, scores)
-            self._renew_copies([rows[i] for i in keep], requests, lines, relaxed, keep)
+            self._renew_copies([rows[i] for i in keep], lines, relaxed, keep)
             by_job: dict[int, list] = {}
             for i in keep:
                 r = rows[i]
@@ -398,52 +389,18 @@ class CiWriter:
         return [a if a is not None else Answer.error(requests[i].request_id, E_INTERNAL, "no result")
                 for i, a in enumerate(answers)]
 
-    def _decode(self, rows: list[CiRow], requests: list, seeds: list[np.ndarray]):
-        """tokens [N, T], relaxed [N], mean log-probability per written character [N]."""
-        from model.constraints import pad_plans
-        from model.decode import _bucket
-        from model.requests import TONE_MODES
-        from verse.vocab import PAD
+    def _decode(self, rows: list, attempts: list[int], with_logp: bool | None = None):
+        """model.decode.decode_rows with the 词 form id: tokens, relaxed, mean log-probability per row."""
+        from model.decode import decode_rows
 
-        T_all = max(r.plan.length for r in rows)
-        tokens = np.full((len(rows), T_all), PAD, np.int32)
-        relaxed = np.zeros(len(rows), bool)
-        logp = np.zeros(len(rows), np.float32)
-        order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
-        with_logp = any(requests[r.job_index].best_of > 1 for r in rows)
-        for start in range(0, len(order), self.max_rows):
-            idx = order[start:start + self.max_rows]
-            chunk = [rows[i] for i in idx]
-            B = _bucket(len(chunk))
-            padded = chunk + [chunk[-1]] * (B - len(chunk))
-            pad_seeds = [seeds[i] for i in idx] + [seeds[idx[-1]]] * (B - len(chunk))
-            reqs = [requests[r.job_index] for r in padded]
-            arrays = pad_plans([r.plan for r in padded], self.decoder.n_groups)
-            titles = np.full((B, self.title_len), PAD, np.int32)
-            for b, r in enumerate(padded):
-                if r.title is not None:
-                    titles[b] = r.title[:self.title_len]
-            t, rel, lp, _ = self.decoder(
-                with_logp=with_logp, z=np.stack([r.z for r in padded]).astype(np.float32),
-                form=np.full(B, FORM_ID, np.int32), forced=arrays["forced"], tone_req=arrays["tone_req"],
-                tone_mode=np.array([TONE_MODES.index(q.tone_mode) for q in reqs], np.int32),
-                rhyme_pos=arrays["rhyme_pos"], groups=arrays["groups"],
-                cap=np.array([q.max_repeat for q in reqs], np.int32),
-                temperature=np.array([q.temperature for q in reqs], np.float32),
-                top_p=np.array([q.top_p for q in reqs], np.float32),
-                min_p=np.array([q.min_p for q in reqs], np.float32),
-                seeds=np.stack(pad_seeds), style=np.full(B, -1, np.int32), title=titles,
-                rhyme_set=arrays["rhyme_set"], template=arrays["template"])
-            n = len(chunk)
-            tokens[idx, :t.shape[1]] = t[:n]
-            relaxed[idx] = rel[:n]
-            logp[idx] = lp[:n]
-        return tokens, relaxed, logp
+        decoded = decode_rows(self.decoder, rows, attempts, with_logp, self.max_rows, self.latent_dim,
+                              self.title_len, lambda row: FORM_ID)
+        return decoded.tokens, decoded.relaxed, decoded.logp
 
     def _lines(self, tokens: np.ndarray, plan) -> list[str]:
         return self.vocab.decode_lines(tokens[:plan.length])
 
-    def _scores(self, rows: list[CiRow], lines: list[list[str]], relaxed: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    def _scores(self, rows: list, lines: list[list[str]], relaxed: np.ndarray, logp: np.ndarray) -> np.ndarray:
         """Best-of-K's score as for 诗 (model.rescore.ScoreWeights): the mean log-probability, less
         the share of character pairs no poet wrote and a little per repeated character; relaxed or
         copying candidates lose to any other."""
@@ -474,24 +431,19 @@ class CiWriter:
                     return True
         return False
 
-    def _renew_copies(self, kept: list[CiRow], requests: list, lines: list, relaxed: np.ndarray,
-                      keep: list[int], retries: int = 4) -> None:
+    def _renew_copies(self, kept: list, lines: list, relaxed: np.ndarray, keep: list[int], retries: int = 4) -> None:
         """Re-decode kept rows that still copy a corpus 句, with fresh draws (lines and relaxed in place)."""
-        from model.decode import row_seeds
-
-        bad = [k for k, r in enumerate(kept) if requests[r.job_index].novelty and self.copied(r.plan, lines[keep[k]])]
+        bad = [k for k, r in enumerate(kept) if r.novelty and self.copied(r.plan, lines[keep[k]])]
         for attempt in range(1, retries + 1):
             if not bad:
                 return
-            redo = [kept[k] for k in bad]
-            seeds = [row_seeds(requests[r.job_index].seed, r.poem_index, attempt, r.candidate) for r in redo]
-            tokens, rel, _ = self._decode(redo, requests, seeds)
+            tokens, rel, _ = self._decode([kept[k] for k in bad], [attempt] * len(bad), with_logp=False)
             for k, t, flag in zip(bad, tokens, rel):
                 lines[keep[k]] = self._lines(t, kept[k].plan)
                 relaxed[keep[k]] = flag
             bad = [k for k in bad if self.copied(kept[k].plan, lines[keep[k]])]
 
-    def _poem(self, request, tune_form: tuple, row: CiRow, lines: list[str], relaxed: bool, score: float) -> dict:
+    def _poem(self, request, tune_form: tuple, row, lines: list[str], relaxed: bool, score: float) -> dict:
         from verse import tunes as tune_table
 
         tune, form = tune_form

@@ -735,59 +735,11 @@ class Generator:
     def decode_rows(self, rows: list[Row], attempts: list[int], with_logp: bool | None = None) -> Decoded:
         """Token ids [N, T] (T = the longest row), a relaxed flag and a mean log-prob per row (computed
         when with_logp, by default when some row is one of best-of-K's candidates, else zeros)."""
-        if with_logp is None:
-            with_logp = any(r.best_of > 1 for r in rows)
-        T_all = max(r.plan.length for r in rows)
-        toks = np.full((len(rows), T_all), PAD, np.int32)
-        relaxed = np.zeros(len(rows), bool)
-        logp = np.zeros(len(rows), np.float32)
-        step_logp = np.zeros((len(rows), T_all), np.float32)
-        # Rows of one length decode together, so a chunk of short forms does not run long forms' steps.
-        order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
-        for start in range(0, len(order), self.max_rows):
-            idx = order[start:start + self.max_rows]
-            t, rel, lp, slp = self._decode_chunk([rows[i] for i in idx], [attempts[i] for i in idx],
-                                                 with_logp)
-            toks[idx, :t.shape[1]] = t
-            relaxed[idx] = rel
-            logp[idx] = lp
-            step_logp[idx, :slp.shape[1]] = slp
-        return Decoded(toks, relaxed, logp, step_logp)
-
-    def _decode_chunk(self, chunk: list[Row], attempts: list[int], with_logp: bool
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        n = len(chunk)
-        B = _bucket(n)
-        padded = chunk + [chunk[-1]] * (B - n)        # copies of a real row: always satisfiable
-        att = attempts + [0] * (B - n)
-        arrays = pad_plans([r.plan for r in padded], self.decoder.n_groups)
-        z = np.stack([r.z for r in padded]).astype(np.float32).reshape(B, self.latent_dim)
-        feeds = dict(
-            z=z,
-            form=np.array([FORM_INDEX[r.plan.form.name] for r in padded], np.int32),
-            forced=arrays["forced"], tone_req=arrays["tone_req"],
-            tone_mode=np.array([TONE_MODES.index(r.tone_mode) for r in padded], np.int32),
-            rhyme_pos=arrays["rhyme_pos"], groups=arrays["groups"],
-            cap=np.array([r.cap for r in padded], np.int32),
-            temperature=np.array([r.temperature for r in padded], np.float32),
-            top_p=np.array([r.top_p for r in padded], np.float32),
-            min_p=np.array([r.min_p for r in padded], np.float32),
-            seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate)
-                            for r, a in zip(padded, att)]),
-            style=np.array([r.style for r in padded], np.int32),
-            title=self._titles(padded),
-        )
-        t, rel, lp, slp = self.decoder(with_logp=with_logp, **feeds)
-        return t[:n], rel[:n], lp[:n], slp[:n]
+        return decode_rows(self.decoder, rows, attempts, with_logp, self.max_rows, self.latent_dim,
+                           self.title_len, lambda row: FORM_INDEX[row.plan.form.name])
 
     def _titles(self, rows: list[Row]) -> np.ndarray:
-        """The rows' title ids [B, title_len] ([B, 0] for a model without titles)."""
-        length = self.title_len
-        out = np.full((len(rows), length), PAD, np.int32)
-        for b, r in enumerate(rows):
-            if length and r.title is not None:
-                out[b] = r.title[:length]
-        return out
+        return row_titles(rows, self.title_len)
 
     def _title_ids(self, title: str) -> np.ndarray | None:
         """A request's title as the model reads it, or None (untitled, or a model without titles)."""
@@ -857,6 +809,54 @@ class Generator:
                 member &= self.tables.groups_of(self.vocab.id(lines[i][-1]))
         hits = [g for g, ok in zip(self.tables.groups, member) if ok]
         return hits[0] if hits else None
+
+
+def decode_rows(decoder: ConstrainedDecoder, rows: Sequence[Row], attempts: Sequence[int], with_logp: bool | None,
+                max_rows: int, latent_dim: int, title_len: int, form_id: Callable[[Row], int]) -> Decoded:
+    """Rows through decoder in chunks of at most max_rows (Generator.decode_rows, and the 词 writer's
+    rows with their own form id); with_logp None: when some row is one of best-of-K's candidates."""
+    if with_logp is None:
+        with_logp = any(r.best_of > 1 for r in rows)
+    T_all = max(r.plan.length for r in rows)
+    toks = np.full((len(rows), T_all), PAD, np.int32)
+    relaxed = np.zeros(len(rows), bool)
+    logp = np.zeros(len(rows), np.float32)
+    step_logp = np.zeros((len(rows), T_all), np.float32)
+    # Rows of one length decode together, so a chunk of short forms does not run long forms' steps.
+    order = sorted(range(len(rows)), key=lambda i: rows[i].plan.length)
+    for start in range(0, len(order), max_rows):
+        idx = order[start:start + max_rows]
+        n = len(idx)
+        B = _bucket(n)
+        padded = [rows[i] for i in idx] + [rows[idx[-1]]] * (B - n)   # copies of a real row: satisfiable
+        att = [attempts[i] for i in idx] + [0] * (B - n)
+        arrays = pad_plans([r.plan for r in padded], decoder.n_groups)
+        t, rel, lp, slp = decoder(
+            with_logp=with_logp,
+            z=np.stack([r.z for r in padded]).astype(np.float32).reshape(B, latent_dim),
+            form=np.array([form_id(r) for r in padded], np.int32),
+            tone_mode=np.array([TONE_MODES.index(r.tone_mode) for r in padded], np.int32),
+            cap=np.array([r.cap for r in padded], np.int32),
+            temperature=np.array([r.temperature for r in padded], np.float32),
+            top_p=np.array([r.top_p for r in padded], np.float32),
+            min_p=np.array([r.min_p for r in padded], np.float32),
+            seeds=np.stack([row_seeds(r.seed, r.poem_index, a, r.candidate) for r, a in zip(padded, att)]),
+            style=np.array([r.style for r in padded], np.int32),
+            title=row_titles(padded, title_len), **arrays)
+        toks[idx, :t.shape[1]] = t[:n]
+        relaxed[idx] = rel[:n]
+        logp[idx] = lp[:n]
+        step_logp[idx, :slp.shape[1]] = slp[:n]
+    return Decoded(toks, relaxed, logp, step_logp)
+
+
+def row_titles(rows: Sequence[Row], title_len: int) -> np.ndarray:
+    """The rows' title ids [B, title_len] ([B, 0] for a model without titles)."""
+    out = np.full((len(rows), title_len), PAD, np.int32)
+    for b, r in enumerate(rows):
+        if title_len and r.title is not None:
+            out[b] = r.title[:title_len]
+    return out
 
 
 def best_candidates(rows: Sequence[Any], scores: np.ndarray) -> list[int]:
