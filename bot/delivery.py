@@ -228,6 +228,7 @@ class ResultConsumer:
             return                                # another replica is sending it; re-read later
         if claim == "sent":
             metrics.result(purpose, "duplicate_skipped")
+            await state.deliveries.forget_inflight(result.job_id)
             await self.ack(entry_id)
             self.rt.job_done(result.job_id)
             return

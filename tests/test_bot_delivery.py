@@ -74,3 +74,23 @@ async def test_a_broadcast_claim_is_its_owners_again_and_no_one_elses(redis_url)
         assert await state.subscribers.claim_recipient("j2", 7, "replica-b:2")
     finally:
         await state.close()
+
+
+async def test_a_result_read_again_after_its_reply_was_recorded_sent_leaves_the_jobs_in_flight(emu, redis_url) -> None:
+    # A replica killed -9 between recording the reply sent and taking the job off the jobs in flight
+    # (two writes in different Cluster slots) leaves both the member and an unacknowledged entry.
+    # Whoever reads the entry again must clear the member, or it counts against the cap for an hour.
+    state = State.from_url(redis_url)
+    try:
+        await state.groups.ensure_groups()
+        await state.redis.set(keys.delivered_key("j-died"), "sent")
+        await state.redis.zadd(keys.INFLIGHT_KEY, {"j-died": 1.0})
+        reply = {"purpose": "poem", "chat_id": ALICE["id"], "user_id": ALICE["id"], "lang": "zh"}
+        await state.redis.xadd(keys.RESULTS_STREAM, result_fields(Result(job_id="j-died", ok=True, reply=reply)))
+        since = emu.mark()
+        async with running_bot(make_config(emu, redis_url)):
+            await eventually(lambda: state.redis.zcard(keys.INFLIGHT_KEY), lambda n: n == 0, timeout=30)
+            await eventually(lambda: results_pending(state), lambda n: n == 0, timeout=30)
+        assert emu.find_calls("sendMessage", since, chat_id=ALICE["id"]) == []      # not sent again
+    finally:
+        await state.close()

@@ -24,7 +24,15 @@ class Deliveries:
         return "sent" if await self.redis.get(delivered_key(job_id)) == "sent" else "busy"
 
     async def finish_delivery(self, job_id: str) -> None:
+        """Record job_id's reply sent, then take it off the jobs in flight. The keys sit in different
+        Cluster slots, so no MULTI: a replica killed between the two leaves its results entry
+        unacknowledged, and whoever reads it again finds it sent and calls forget_inflight."""
         await self.redis.set(delivered_key(job_id), "sent", ex=DELIVERED_TTL_S)
+        await self.redis.zrem(INFLIGHT_KEY, job_id)
+
+    async def forget_inflight(self, job_id: str) -> None:
+        """Take a job whose reply was recorded sent off the jobs in flight (idempotent): a result read
+        again after its delivery, e.g. by a replica that died before acknowledging it."""
         await self.redis.zrem(INFLIGHT_KEY, job_id)
 
     async def abort_delivery(self, job_id: str) -> None:
