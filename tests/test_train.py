@@ -156,3 +156,19 @@ def test_real_config_first_steps_lower_the_loss(tmp_path):
     per_char = [float(r["nll_per_char"]) for r in log_rows(tmp_path / "out" / LOG_FILE)]
     assert per_char[-1] < per_char[0] - 0.3
     assert FORM_INDEX["七律"] == 3
+
+
+def test_a_wider_decoder_continues_a_trained_model_from_where_it_was(tiny_run, tmp_path):
+    # The model section asks for a wider decoder than the base's: the run grows the base
+    # (training/grow.py), so at a tiny learning rate it validates where the base did.
+    base_state = json.loads((tiny_run / STATE_FILE).read_text())
+    config = _tiny_variant(tmp_path, lr=1e-9)
+    cfg = json.loads(config.read_text())
+    cfg["model"]["dec_units"] += 16
+    config.write_text(json.dumps(cfg))
+    out = tmp_path / "wider"
+    train(str(config), str(out), max_steps=2, init=str(tiny_run))
+    from model.vae import load_model
+    assert load_model(out)[2].dec_units == cfg["model"]["dec_units"]
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["val_nll_per_char"] == pytest.approx(base_state["val_nll_per_char"], abs=0.02)

@@ -274,8 +274,10 @@ def _weight_key(path: str) -> str:
 
 def init_from_folder(model, source: Path) -> list[str]:
     """Load a saved model's weights into model (same vocabulary), matched by name; returns the
-    names of model's weights the source lacks (new layers, e.g. the title's), left as built."""
+    names of model's weights the source lacks (new layers, e.g. the title's), left as built. A
+    model with a wider decoder than the source's grows from it (training/grow.py)."""
     from model.vae import load_model
+    from training.grow import place
 
     loaded, _, config = load_model(source)
     if config.vocab_size != model.config.vocab_size:
@@ -288,9 +290,13 @@ def init_from_folder(model, source: Path) -> list[str]:
         if value is None:
             new.append(var.path)
             continue
-        if tuple(value.shape) != tuple(var.shape):
-            raise ValueError(f"{source}: {var.path} has shape {tuple(value.shape)}, "
-                             f"the model expects {tuple(var.shape)}")
+        value = value.numpy()
+        if value.shape != tuple(var.shape):
+            if model.config.dec_units <= config.dec_units:
+                raise ValueError(f"{source}: {var.path} has shape {value.shape}, "
+                                 f"the model expects {tuple(var.shape)}")
+            # A wider decoder grows from the narrower one, starting out as it (training/grow.py).
+            value = place(_weight_key(var.path), value, var.numpy())
         var.assign(value)
     if values:
         raise ValueError(f"{source}: weights the model has no place for: {sorted(values)}")
@@ -417,6 +423,8 @@ class Phase:
         float16 weights and a fresh optimizer made earlier restarts spend their first ~15 minutes
         climbing back to where the last run ended."""
         source_ckpt = self.tf.train.latest_checkpoint(str(init / "ckpt"))
+        if source_ckpt and self._grows(init):
+            source_ckpt = None      # its optimizer's moments have the narrower shapes: weights only
         if source_ckpt:
             self.ckpt.restore(source_ckpt).expect_partial()
             self.step_var.assign(0)
@@ -429,6 +437,13 @@ class Phase:
         self.state["init_from"] = str(init)
         print(f"[train] starting from the weights of {init} "
               f"({self.state['base_hours']:.2f} h of training so far)", file=sys.stderr)
+
+    def _grows(self, init: Path) -> bool:
+        """Whether this run's decoder is wider than init's (training/grow.py)."""
+        from model.folder import CONFIG_FILE
+        from model.vae import VAEConfig
+        source = VAEConfig.from_dict(json.loads((init / CONFIG_FILE).read_text()))
+        return self.model.config.dec_units > source.dec_units
 
     @property
     def base_hours(self) -> float:
