@@ -219,7 +219,10 @@ GUARANTEES = """\
   its own at two thirds of `POEMBOT_SEND_PER_S`, so replies to `/poem` never wait behind it; a broadcast
   cut short is finished by another replica. Each chat is marked before its send, so a chat whose send
   was in flight as the process died misses that day's poem rather than get it twice; one gets it twice
-  only when a send timed out after reaching Telegram (it is retried) (`tests/test_bot_daily.py`)."""
+  only when a send timed out after reaching Telegram (it is retried) (`tests/test_bot_daily.py`).
+- **A job leaves the cap on jobs in flight when its reply is recorded sent** (`POEMBOT_QUEUE_CAP`). A
+  replica killed between recording the send and leaving the cap leaves its result unacknowledged, and
+  the replica that reads it again finds it sent and takes it off (`tests/test_bot_delivery.py`)."""
 
 
 def render(sections: dict[str, dict[str, Any]]) -> str:
