@@ -9,7 +9,6 @@ output folder; a checkpoint and state beside them let `--resume` continue a stop
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -21,6 +20,7 @@ import numpy as np
 
 from model.ci import (CI_NOVELTY_FILE, FORM_ID, MAX_LINE, MAX_TOKENS, N_FORMS, TEMPLATE_DIM, corpus_shape, encode,
                       novelty_table, template)
+from training.keep_best import KeepBest, lr_share
 from verse.vocab import PAD, UNK, Vocab
 
 log = logging.getLogger(__name__)
@@ -217,38 +217,20 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
             tokens += float(terms["n_tokens"]) * len(batch)
         return total / max(tokens, 1.0)
 
-    step = int(state.get("step", 0))
-    best = float(state.get("best_val_nll", np.inf))
-    history: list[dict] = list(state.get("history", []))
-    prior_hours = float(state.get("hours", 0.0))
-    if not history:
+    def keep(val: float, step: int) -> None:
+        save_model(model, vocab, out, metrics={"val_nll_per_token": val, "step": step,
+                                               "train_ci": len(train_b), "held_out_ci": len(val_items)})
+
+    run = KeepBest(state, started, held_out, keep, unit="nats/token")
+    if not run.history:
         val = held_out()
-        history.append({"step": 0, "train_nll": None, "val_nll": val, "minutes": 0.0})
+        run.history.append({"step": 0, "train_nll": None, "val_nll": val, "minutes": 0.0})
         log.info("step 0 (the poem model's weights): held-out %.4f nats/token", val)
     deadline = started + 60 * config.max_minutes
     last_checkpoint = time.time()
-    losses: list[float] = []
 
     def save_state() -> None:
-        state_path.write_text(json.dumps({"step": step, "best_val_nll": best, "history": history,
-                                          "hours": prior_hours + (time.time() - started) / 3600,
-                                          "config": asdict(config)}, indent=1))
-        with open(out / LOG_FILE, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["step", "train_nll", "val_nll", "minutes"])
-            writer.writeheader()
-            writer.writerows(history)
-
-    def evaluate_and_keep() -> None:
-        nonlocal best
-        val = held_out()
-        history.append({"step": step, "train_nll": float(np.mean(losses)) if losses else None,
-                        "val_nll": val, "minutes": round((time.time() - started) / 60, 2)})
-        log.info("step %d: train %.4f, held-out %.4f nats/token", step, history[-1]["train_nll"] or 0, val)
-        losses.clear()
-        if val < best:
-            best = val
-            save_model(model, vocab, out, metrics={"val_nll_per_token": val, "step": step,
-                                                   "train_ci": len(train_b), "held_out_ci": len(val_items)})
+        run.save_state(state_path, asdict(config), history_csv=out / LOG_FILE)
 
     bar = tqdm(desc="ci training", unit="step", total=config.max_steps)
     done = False
@@ -256,30 +238,29 @@ def train(config: CiTrainConfig, out: str | Path, resume: bool = False, ci=None,
         for batch in train_b.epoch(config.batch_size, rng):
             share = min((time.time() - started) / (60 * config.max_minutes), 1.0)
             if config.max_steps:
-                share = max(share, step / config.max_steps)
-            lr = config.learning_rate * (config.final_lr_share + (1 - config.final_lr_share)
-                                         * 0.5 * (1 + math.cos(math.pi * share)))
+                share = max(share, run.step / config.max_steps)
+            lr = config.learning_rate * lr_share(share, config.final_lr_share)
             optimizer.learning_rate.assign(lr)
             arrays = stack(batch, vocab, rng, config.title_share)
             terms = train_step({k: tf.constant(v) for k, v in arrays.items()})
             tokens = float(terms["n_tokens"])
-            losses.append(float(terms["rec"] + terms["kl"]) / max(tokens, 1.0))
-            step += 1
+            run.losses.append(float(terms["rec"] + terms["kl"]) / max(tokens, 1.0))
+            run.step += 1
             bar.update(1)
-            bar.set_postfix(nll=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr:.1e}")
-            if step % config.eval_every == 0:
-                evaluate_and_keep()
+            bar.set_postfix(nll=f"{np.mean(run.losses[-50:]):.3f}", lr=f"{lr:.1e}")
+            if run.step % config.eval_every == 0:
+                run.evaluate_and_keep()
                 save_state()
             if time.time() - last_checkpoint > 60 * config.checkpoint_minutes:
                 save_model(model, vocab, out / CHECKPOINT)
                 save_state()
                 last_checkpoint = time.time()
-            if time.time() > deadline or (config.max_steps is not None and step >= config.max_steps):
+            if time.time() > deadline or (config.max_steps is not None and run.step >= config.max_steps):
                 done = True
                 break
     bar.close()
-    if losses or not (out / "weights.npz").exists():
-        evaluate_and_keep()
+    if run.losses or not (out / "weights.npz").exists():
+        run.evaluate_and_keep()
     save_model(model, vocab, out / CHECKPOINT)
     save_state()
     return out

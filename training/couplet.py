@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from verse.vocab import UNK, Vocab
 from protocol.paths import corpus_root
 from protocol.sampling import COUPLET_TEMPERATURE
 from protocol.settings import PRETRAINED_DIR
+from training.keep_best import KeepBest, lr_share
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,6 @@ def init_embeddings(model, vocab: Vocab, init_dir: str | Path) -> int:
     return copied
 
 
-def lr_share(progress: float, final_share: float) -> float:
-    """Share of the learning rate at a point (0..1) of the run: cosine from 1 down to final_share."""
-    progress = min(max(progress, 0.0), 1.0)
-    return final_share + (1.0 - final_share) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def train(config: CoupletTrainConfig, out: str | Path, resume: bool = False,
           pairs: list[Pair] | None = None, vocab: Vocab | None = None) -> Path:
     """Train into out (the model folder itself: config, vocab, float16 weights, metrics); returns out."""
@@ -265,29 +259,15 @@ def train(config: CoupletTrainConfig, out: str | Path, resume: bool = False,
                 count += n * length
         return total / max(count, 1.0)
 
-    step = int(state.get("step", 0))
-    best = float(state.get("best_val_nll", np.inf))
-    history: list[dict] = list(state.get("history", []))
+    def keep(val: float, step: int) -> None:
+        save_couplet_model(model, vocab, out, metrics={"val_nll": val, "step": step, "train_pairs": len(train_b)})
+
+    run = KeepBest(state, started, held_out, keep)
     deadline = started + 60 * config.max_minutes
     last_checkpoint = time.time()
-    losses: list[float] = []
 
     def save_state() -> None:
-        state_path.write_text(json.dumps({"step": step, "best_val_nll": best, "history": history,
-                                          "hours": state.get("hours", 0.0) + (time.time() - started) / 3600,
-                                          "config": asdict(config)}, indent=1))
-
-    def evaluate_and_keep() -> None:
-        nonlocal best
-        val = held_out()
-        history.append({"step": step, "train_nll": float(np.mean(losses)) if losses else None,
-                        "val_nll": val, "minutes": round((time.time() - started) / 60, 2)})
-        log.info("step %d: train %.3f, held-out %.3f", step, history[-1]["train_nll"] or 0, val)
-        losses.clear()
-        if val < best:
-            best = val
-            save_couplet_model(model, vocab, out, metrics={"val_nll": val, "step": step,
-                                                          "train_pairs": len(train_b)})
+        run.save_state(state_path, asdict(config))
 
     done = False
     while not done:
@@ -295,19 +275,19 @@ def train(config: CoupletTrainConfig, out: str | Path, resume: bool = False,
             if config.final_lr_share < 1.0:
                 optimizer.learning_rate.assign(config.learning_rate * lr_share(
                     (time.time() - started) / (60 * config.max_minutes), config.final_lr_share))
-            losses.append(float(train_step(a, b)))
-            step += 1
-            if step % config.eval_every == 0:
-                evaluate_and_keep()
+            run.losses.append(float(train_step(a, b)))
+            run.step += 1
+            if run.step % config.eval_every == 0:
+                run.evaluate_and_keep()
             if time.time() - last_checkpoint > 60 * config.checkpoint_minutes:
                 save_couplet_model(model, vocab, checkpoint)
                 save_state()
                 last_checkpoint = time.time()
-            if time.time() > deadline or (config.max_steps is not None and step >= config.max_steps):
+            if time.time() > deadline or (config.max_steps is not None and run.step >= config.max_steps):
                 done = True
                 break
-    if losses:
-        evaluate_and_keep()
+    if run.losses:
+        run.evaluate_and_keep()
     save_couplet_model(model, vocab, checkpoint)
     save_state()
     return out
