@@ -76,3 +76,17 @@ def test_training_reaches_the_new_units_through_the_zero_weights(trained_dir):
 def test_a_narrower_decoder_is_refused(trained_dir):
     with pytest.raises(ValueError, match="shape"):
         init_from_folder(build_vae(VAEConfig(dec_units=8, **SMALL)), trained_dir)
+
+
+def test_runs_side_by_side_are_compared_by_their_validations(tmp_path):
+    from training.plots import compare_runs
+
+    for name, vals in (("wider", (4.30, 4.25)), ("continued", (4.28, 4.27))):
+        (tmp_path / name).mkdir()
+        rows = ["step,elapsed_s,val_rec,val_kl,val_nll_per_char,cumulative_hours"]
+        rows += [f"{100 * k},{300 * (k + 1)},180.0,10.0,{v},9.0" for k, v in enumerate(vals)]
+        (tmp_path / name / "val.csv").write_text("\n".join(rows) + "\n")
+    png = tmp_path / "cmp.png"
+    curves = compare_runs({"wider": tmp_path / "wider", "continued": tmp_path / "continued"}, png, "t")
+    assert curves == {"wider": [(5.0, 4.30), (10.0, 4.25)], "continued": [(5.0, 4.28), (10.0, 4.27)]}
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -99,3 +99,29 @@ def make_plots(model_dir: Path, mu: np.ndarray, forms: list[int], dynasties: lis
         plt.close(fig)
         made.append("kl_per_dim.png")
     return made
+
+
+def compare_runs(runs: dict[str, Path], out_png: Path, title: str) -> dict[str, list[tuple[float, float]]]:
+    """Validation NLL against minutes of each run (its val.csv), on one plot: runs that shared a machine
+    for the same time compare at equal CPU time. Returns {label: [(minutes, nats/char), ...]}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for label, run in runs.items():
+        val = read_log(run / "val.csv")
+        if val:
+            curves[label] = [(round(s / 60, 1), round(float(v), 4))
+                             for s, v in zip(val["elapsed_s"], val["val_nll_per_char"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, points in curves.items():
+        ax.plot([m for m, _ in points], [v for _, v in points], marker="o", ms=3, label=label)
+    ax.set_xlabel("minutes of this run (one core each, side by side)")
+    ax.set_ylabel("validation NLL (nats/char)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return curves
