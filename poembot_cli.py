@@ -242,13 +242,15 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
 
 
 @app.command("compare-runs")
-def compare_runs_cmd(runs: list[str] = typer.Argument(..., help="run folders (each with its val.csv)"),
+def compare_runs_cmd(runs: list[str] = typer.Argument(..., help="run folders (each with its val.csv), "
+                                                     "each DIR or LABEL=DIR"),
                      out: str = typer.Option(..., help="the PNG to write"),
                      title: str = typer.Option("validation NLL at equal CPU time", help="the plot's title")) -> None:
     """Plot the validation NLL of training runs that shared a machine side by side, and print it."""
     from training.plots import compare_runs
 
-    curves = compare_runs({Path(r).name: Path(r) for r in runs}, Path(out), title)
+    named = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in runs)
+    curves = compare_runs({label: Path(d) for label, d in named.items()}, Path(out), title)
     typer.echo(json.dumps(curves, ensure_ascii=False))
     for label, points in curves.items():
         typer.echo(f"{label}: {points[-1][1]} nats/char after {points[-1][0]} min" if points else f"{label}: no validation yet")
