@@ -570,7 +570,7 @@ class Generator:
                 form = np.array([FORM_INDEX[r.plan.form.name] for r in mine], np.int32)
                 lp = self._alone_fn(tf.constant(np.asarray([seqs[n] for n in idx], np.int32)),
                                     tf.constant(z), tf.constant(form),
-                                    tf.constant(self._titles(mine))).numpy()
+                                    tf.constant(row_titles(mine, self.title_len))).numpy()
                 for n, row_lp in zip(idx, lp):
                     i, k = owners[n]
                     solo[i][k] = row_lp[:length - 2]          # the line's characters, not its mark
@@ -737,9 +737,6 @@ class Generator:
         when with_logp, by default when some row is one of best-of-K's candidates, else zeros)."""
         return decode_rows(self.decoder, rows, attempts, with_logp, self.max_rows, self.latent_dim,
                            self.title_len, lambda row: FORM_INDEX[row.plan.form.name])
-
-    def _titles(self, rows: list[Row]) -> np.ndarray:
-        return row_titles(rows, self.title_len)
 
     def _title_ids(self, title: str) -> np.ndarray | None:
         """A request's title as the model reads it, or None (untitled, or a model without titles)."""

@@ -32,8 +32,6 @@ def place(key: str, value: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The trained weight value (named key, as training.train._weight_key gives it) placed into the
     grown model's weight target (as built), so the grown model computes what the trained one did.
     Raises ValueError for a weight this module does not know how to grow."""
-    if value.shape == target.shape:
-        return value
     if key.startswith("decoder/"):
         if key.endswith("recurrent_kernel"):
             # Rows: whose state is read; the new units' rows into the old gates start at zero.
