@@ -155,7 +155,7 @@ def corpus_tables(what: str = typer.Argument(..., help="pingshui, tones or all")
 
 
 @corpus_app.command("pairs")
-def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to write pairs.npy into")
+def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to write pairs.npz into")
                  ) -> None:
     """The attested character pairs of the built corpus (its training split), by the model's
     vocabulary, into the model folder: best-of-K's attestation measure (model/rescore.py)."""

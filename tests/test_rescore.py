@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.rescore import PairTable, line_gain, line_spans, unattested_share
+from model.rescore import PAIRS_FILE, PairTable, line_gain, line_spans, unattested_share
 from model.requests import PoemRequest
 
 
@@ -19,8 +19,8 @@ def test_pair_table_counts_pairs_inside_lines_and_round_trips(tmp_path) -> None:
     assert table.unattested([1, 2, 3, 9]) == (2, 3)
     doubles = table.doubles()
     assert doubles[7] and not doubles[5]                # 7 doubled 30 times, 5 only twice
-    table.save(tmp_path / "pairs.npy")
-    back = PairTable.load(tmp_path / "pairs.npy")
+    table.save(tmp_path / PAIRS_FILE)
+    back = PairTable.load(tmp_path / PAIRS_FILE)
     assert np.array_equal(back.keys, table.keys) and back.vocab_size == 10
     assert np.array_equal(back.doubles(), doubles)
     assert unattested_share(table, [[1, 2], [2, 3]]) == 0.5 and unattested_share(None, [[2, 3]]) == 0.0
