@@ -15,8 +15,9 @@ INDEX_FILE = "index.npz"
 META_FILE = "meta.json.gz"
 INDEX_FORMAT = 2          # 2: every regular poem, raw μ, popularity, canon, inverted lists, themes
 BUILDING_SUFFIX = ".building"
-# Files that define a model's behaviour; their hash is the version an index is tied to.
+# Files that define a model's behaviour; their hash is the version an index (and a style) is tied to.
 MODEL_FILES = ("config.json", "vocab.json", "weights.npz")
+WEIGHTS_NAME = "weights.npz"
 
 
 class IndexMismatch(RuntimeError):
@@ -24,11 +25,24 @@ class IndexMismatch(RuntimeError):
 
 
 def model_version(model_dir: str | Path) -> str:
+    """The hash of what the model computes: its config and vocabulary files and its weights' arrays.
+
+    The weights are hashed by content (each array's key, dtype, shape and values), not by the npz
+    file's bytes: re-saving the same arrays in another container (compressed, say) once changed the
+    version and silently unloaded every style trained on the model."""
     digest = hashlib.sha256()
     for name in MODEL_FILES:
         path = Path(model_dir) / name
-        if path.exists():
-            digest.update(name.encode())
+        if not path.exists():
+            continue
+        digest.update(name.encode())
+        if name == WEIGHTS_NAME:
+            with np.load(path) as arrays:
+                for key in arrays.files:
+                    value = arrays[key]
+                    digest.update(f"{key}:{value.dtype.str}:{value.shape}".encode())
+                    digest.update(np.ascontiguousarray(value).tobytes())
+        else:
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

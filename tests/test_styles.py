@@ -61,6 +61,46 @@ def test_bank_skips_adapters_of_another_base_or_shape(tiny_model_dir: Path, styl
     assert bank.ids == ["good"]
 
 
+def test_every_shipped_style_is_served_by_the_shipped_model() -> None:
+    """The styles in model/styles load beside model/pretrained (once, re-saving the same weights
+    compressed changed the model's version and silently unloaded all five)."""
+    from search.files import model_version
+    from model.styles import StyleBank
+    from model.vae import CONFIG_FILE, VAEConfig
+
+    root = Path(__file__).resolve().parent.parent
+    pretrained, shipped = root / "model" / "pretrained", root / "model" / "styles"
+    config = VAEConfig.from_dict(json.loads((pretrained / CONFIG_FILE).read_text()))
+    bank = StyleBank.load(shipped, config, model_version(pretrained))
+    assert bank.ids == sorted(p.stem for p in shipped.glob("*.npz"))
+    assert len(bank.ids) >= 5
+
+
+def test_the_model_version_is_the_weights_content_not_their_file(tiny_model_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """The same arrays saved plain or compressed are one version; one changed value is another."""
+    import shutil
+
+    from search.files import model_version
+
+    with np.load(tiny_model_dir / "weights.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    plain, packed, changed = (tmp_path / n for n in ("plain", "packed", "changed"))
+    for folder in (plain, packed, changed):
+        folder.mkdir()
+        for name in ("config.json", "vocab.json"):
+            shutil.copy(tiny_model_dir / name, folder / name)
+    np.savez(plain / "weights.npz", **arrays)
+    np.savez_compressed(packed / "weights.npz", **arrays)
+    key = next(k for k in arrays if arrays[k].dtype.kind == "f")
+    edited = arrays[key].copy()
+    edited.flat[0] += 1
+    np.savez(changed / "weights.npz", **{**arrays, key: edited})
+    assert (plain / "weights.npz").read_bytes() != (packed / "weights.npz").read_bytes()
+    assert model_version(plain) == model_version(packed) == model_version(tiny_model_dir)
+    assert model_version(changed) != model_version(plain)
+
+
 def test_a_mixed_batch_applies_each_rows_own_adapter(tiny_model, styled) -> None:
     """StyleMix (the stacked, masked form) gives every row exactly its style's logits."""
     import tensorflow as tf
