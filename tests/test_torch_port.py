@@ -314,3 +314,40 @@ def test_parts_split_large_arrays_and_refuse_mixed_sets(tmp_path):
     # Fewer parts next time: the stale ones go.
     write_parts({"b/bias": np.ones(7, np.float32)}, tmp_path, generation=3, limit=300_000)
     assert list(read_parts(tmp_path)) == ["b/bias"] and not (tmp_path / "weights.part1.npz").exists()
+
+
+def test_the_bf16_step_runs_and_keeps_the_logits_float32():
+    """The CUDA path's autocast, tried with the CPU's (the same code; no GPU here)."""
+    from training.device_train import train_step
+
+    module = TorchPoemVAE(VAEConfig(**SMALL))
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    inputs = _inputs(9)
+    batch = (_t(inputs["tokens"]), _t(inputs["form"]), _t(inputs["title"]))
+    before = module.logits.weight.detach().clone()
+    terms = train_step(module, optimizer, batch, 1.0, 5.0, torch.device("cpu"), amp=True)
+    assert torch.isfinite(terms["loss"]) and not torch.equal(before, module.logits.weight)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = module(*batch)
+    assert out["logits"].dtype == torch.float32
+
+
+def test_the_cli_packs_and_assembles(tiny_pack, tmp_path):
+    from typer.testing import CliRunner
+
+    from poembot_cli import app
+    from training.device_train import RunOptions, run
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["corpus", "pack", "--fresh", "--config", str(tiny_pack.parent / "config.json"),
+                                 "--out", str(tmp_path / "pack")])
+    assert result.exit_code == 0, result.output
+    assert "pack written to" in result.output
+    assert (tmp_path / "pack" / "pack.npz").read_bytes() == (tiny_pack / "pack.npz").read_bytes()
+    run(RunOptions(pack=str(tmp_path / "pack"), out=str(tmp_path / "out"), steps=2, log_every=1, device="cpu"))
+    result = runner.invoke(app, ["assemble", str(tmp_path / "out"), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    model, vocab, config = load_model(tmp_path / "model")
+    assert config.title_len == 4 and len(vocab) == config.vocab_size
+    result = runner.invoke(app, ["assemble", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")])
+    assert result.exit_code != 0

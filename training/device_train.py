@@ -63,6 +63,7 @@ class RunOptions:
     part_limit: int = PART_LIMIT
     device: str | None = None
     seed: int | None = None
+    precision: str = "bf16"               # bf16 autocast on CUDA (float32 logits) | fp32 (TF32 matmuls)
     extra: dict = field(default_factory=dict)
 
 
@@ -129,11 +130,34 @@ def _batch(tokens: np.ndarray, forms: np.ndarray, titles: np.ndarray, device: to
             torch.from_numpy(titles.astype(np.int64)).to(device, non_blocking=True))
 
 
+def use_amp(model: TorchPoemVAE, pack: Pack, device: torch.device, precision: str) -> bool:
+    """Whether steps run under bf16 autocast: asked for, on CUDA, and a forward and backward of two
+    poems works there (cuDNN's GRU in bf16 could not be tried before a GPU session; a failure falls
+    back to float32 with a warning instead of ending the session)."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be bf16 or fp32, not {precision!r}")
+    if precision != "bf16" or device.type != "cuda":
+        return False
+    form = min(pack.train)
+    tokens = torch.from_numpy(pack.train[form][:2]).to(device)
+    title = torch.from_numpy(pack.train_titles[form][:2]).to(device) if pack.train_titles is not None else None
+    try:
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            loss = model.loss_terms(tokens, torch.full((2,), form, device=device), title, beta=1.0)["loss"]
+        loss.backward()
+        ok = bool(torch.isfinite(loss))
+    except RuntimeError as error:
+        print(f"[device] bf16 autocast failed ({error}); training in float32", file=sys.stderr, flush=True)
+        ok = False
+    model.zero_grad(set_to_none=True)
+    return ok
+
+
 def train_step(model: TorchPoemVAE, optimizer: torch.optim.Optimizer, batch: tuple, beta: float,
-               grad_clip: float, device: torch.device) -> dict:
-    """One step: bf16 autocast on CUDA (the logits stay float32), fp32 on the CPU; terms stay on the device."""
+               grad_clip: float, device: torch.device, amp: bool = False) -> dict:
+    """One step, under bf16 autocast when amp (the logits stay float32); terms stay on the device."""
     tokens, forms, titles = batch
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
         terms = model.loss_terms(tokens, forms, titles if titles.shape[1] else None, beta=beta, training=True)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
@@ -238,7 +262,8 @@ def run(opts: RunOptions) -> dict:
     budget_s = opts.minutes * 60
     out = RunFolder(Path(opts.out), opts.resume)
     n_batches = max(1, len(epoch_batches(pack.train, batch_size, seed, 0)))
-    where = device_name(device)
+    amp = use_amp(model, pack, device, opts.precision)
+    where = device_name(device) + (", bf16 autocast" if amp else ", float32")
     print(f"[device] {where}; {sum(p.numel() for p in model.parameters()):,} parameters; dec_units "
           f"{config.dec_units}; batch {batch_size}; {opts.minutes} min", file=sys.stderr, flush=True)
 
@@ -296,7 +321,7 @@ def run(opts: RunOptions) -> dict:
         # The last stretch at full beta, as train.py: the saved model is a proper ELBO optimum.
         beta = config.beta_max if progress >= final_beta_from else beta_schedule(config, state["step"])
         epoch, position, tokens, forms, titles = next(stream)
-        terms = train_step(model, optimizer, _batch(tokens, forms, titles, device), beta, grad_clip, device)
+        terms = train_step(model, optimizer, _batch(tokens, forms, titles, device), beta, grad_clip, device, amp)
         state["step"] += 1
         state["epoch"], state["position"] = epoch, position
         for k, v in terms.items():
@@ -337,8 +362,10 @@ def bench(opts: RunOptions, steps: int, batch_sizes: list[int]) -> list[dict]:
     device = _device(opts.device)
     pack = load_pack(opts.pack)
     results = []
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     for batch_size in batch_sizes:
         model, _ = build_model(pack, RunOptions(**{**asdict(opts), "resume": None}), device)
+        amp = use_amp(model, pack, device, opts.precision)
         optimizer = make_optimizer(model, opts, 1e-4)
         stream = batch_stream(pack.train, batch_size, 0, 0, 0, titles=pack.train_titles)
         model.train()
@@ -351,14 +378,14 @@ def bench(opts: RunOptions, steps: int, batch_sizes: list[int]) -> list[dict]:
                     torch.cuda.synchronize(device)
                 t0, n_tokens = time.perf_counter(), 0
             _, _, tokens, forms, titles = next(stream)
-            terms = train_step(model, optimizer, _batch(tokens, forms, titles, device), 1.0, 5.0, device)
+            terms = train_step(model, optimizer, _batch(tokens, forms, titles, device), 1.0, 5.0, device, amp)
             if k >= 3:
                 n_tokens += tokens.shape[0] * (tokens.shape[1] - 1)
         float(terms["loss"])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        row = {"device": device_name(device), "batch_size": batch_size, "dec_units": model.config.dec_units,
+        row = {"device": device_name(device), "amp": amp, "batch_size": batch_size, "dec_units": model.config.dec_units,
                "steps": steps, "ms_per_step": round(1000 * seconds / steps, 1),
                "tokens_per_s": round(n_tokens / seconds),
                "peak_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None}
@@ -386,6 +413,8 @@ def parse(argv: list[str] | None = None) -> tuple[RunOptions, int, list[int]]:
     p.add_argument("--no-initial-val", action="store_true")
     p.add_argument("--parts-dtype", default="float32", choices=("float32", "float16"))
     p.add_argument("--device")
+    p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"),
+                   help="bf16: autocast on CUDA (logits in float32); fp32: float32 with TF32 matmuls")
     p.add_argument("--seed", type=int)
     p.add_argument("--bench", type=int, default=0, help="time this many steps per batch size and exit")
     a = p.parse_args(argv)
@@ -394,7 +423,7 @@ def parse(argv: list[str] | None = None) -> tuple[RunOptions, int, list[int]]:
                       batch_size=sizes[0] if sizes else None, lr=a.lr, optimizer=a.optimizer,
                       weight_decay=a.weight_decay, dec_units=a.dec_units, val_every_minutes=a.val_every_minutes,
                       log_every=a.log_every, initial_val=not a.no_initial_val, parts_dtype=a.parts_dtype,
-                      device=a.device, seed=a.seed)
+                      device=a.device, seed=a.seed, precision=a.precision)
     return opts, a.bench, sizes
 
 
