@@ -281,6 +281,7 @@ def test_a_device_run_learns_returns_parts_and_assembles(tiny_pack, tmp_path):
     folder = assemble(out, tmp_path / "model", dtype="float32")
     assert _keras_validation(folder, tiny_pack) == pytest.approx(result["best"]["val_nll_per_char"], abs=1e-4)
     assert load_model(folder)[2].title_len == 4
+    assert json.loads((folder / "train_state.json").read_text())["best_step"] == result["best"]["step"] == 40
     # A resumed run continues the schedule from there, into a folder of its own.
     resumed = run(RunOptions(pack=str(tiny_pack), out=str(tmp_path / "more"), resume=str(out), steps=50,
                              minutes=10, log_every=5, val_every_minutes=1e6, device="cpu"))

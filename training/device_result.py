@@ -106,13 +106,14 @@ def assemble(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16") -
     if list(arrays) != expected:
         raise ValueError(f"{run_dir}: weights {list(arrays)} are not the model's {expected}")
     metrics = {"train_steps": run["state"]["step"], "train_minutes": round(run["state"]["elapsed_s"] / 60, 2),
-               "val_nll_per_char": run["best"]["val_nll_per_char"], "trained_on": run.get("device")}
+               "val_nll_per_char": run["best"]["val_nll_per_char"], "best_step": run["best"]["step"],
+               "trained_on": run.get("device")}
     write_arrays_folder(config, arrays, Vocab(run["vocab"]), out, dtype, metrics)
     for name in ("val.csv", "log.csv"):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, out / name)
     # train.py's train_state.json: a Keras run continued from this folder carries its hours over.
-    state = {**run["state"], "done": True, "cumulative_hours": run["state"].get("cumulative_hours"),
+    state = {**run["state"], "done": True, "best_step": run["best"]["step"],
              **{k: run["best"][k] for k in ("val_rec", "val_kl", "val_nll_per_char")}}
     (out / "train_state.json").write_text(json.dumps(state, indent=2))
     (out / "device_run.json").write_text(json.dumps({k: v for k, v in run.items() if k != "vocab"},
