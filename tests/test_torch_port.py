@@ -324,12 +324,12 @@ def test_the_bf16_step_runs_and_keeps_the_logits_float32():
     module = TorchPoemVAE(VAEConfig(**SMALL))
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
     inputs = _inputs(9)
-    batch = (_t(inputs["tokens"]), _t(inputs["form"]), _t(inputs["title"]))
+    batch = (_t(inputs["tokens"]), _t(inputs["form"]), _t(inputs["title"]), True)
     before = module.logits.weight.detach().clone()
     terms = train_step(module, optimizer, batch, 1.0, 5.0, torch.device("cpu"), amp=True)
     assert torch.isfinite(terms["loss"]) and not torch.equal(before, module.logits.weight)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out = module(*batch)
+        out = module(*batch[:3])
     assert out["logits"].dtype == torch.float32
 
 

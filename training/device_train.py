@@ -34,6 +34,7 @@ from training.device_result import MAX_FILES, PART_LIMIT, RUN_FILE, read_parts, 
 from training.pack import Pack, load_pack
 from training.schedule import batch_stream, epoch_batches, learning_rate
 from training.torch_vae import TorchPoemVAE, beta_schedule, load_torch_folder
+from verse.vocab import PAD
 
 # The columns of train.py's log.csv and val.csv (tests hold them equal), so curves and tools read both.
 LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
@@ -116,18 +117,22 @@ def build_model(pack: Pack, opts: RunOptions, device: torch.device) -> tuple[Tor
 
 
 def make_optimizer(model: TorchPoemVAE, opts: RunOptions, lr: float) -> torch.optim.Optimizer:
-    # Keras Adam's epsilon (1e-7), as train.py's optimizer.
+    # Keras Adam's epsilon (1e-7), as train.py's optimizer; fused kernels on CUDA (one launch a step).
+    fused = next(model.parameters()).is_cuda
     if opts.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-7, weight_decay=opts.weight_decay)
+        return torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-7, weight_decay=opts.weight_decay, fused=fused)
     if opts.optimizer != "adam":
         raise ValueError(f"optimizer must be adam or adamw, not {opts.optimizer!r}")
-    return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
+    return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7, fused=fused)
 
 
 def _batch(tokens: np.ndarray, forms: np.ndarray, titles: np.ndarray, device: torch.device):
+    """(tokens, forms, titles, padded) on the device; padded is found here, on the host, so the
+    encoder need not ask the GPU (a sync per step)."""
     return (torch.from_numpy(tokens).to(device, non_blocking=True),
             torch.from_numpy(forms.astype(np.int64)).to(device, non_blocking=True),
-            torch.from_numpy(titles.astype(np.int64)).to(device, non_blocking=True))
+            torch.from_numpy(titles.astype(np.int64)).to(device, non_blocking=True),
+            bool((tokens == PAD).any()))
 
 
 def use_amp(model: TorchPoemVAE, pack: Pack, device: torch.device, precision: str) -> bool:
@@ -156,9 +161,10 @@ def use_amp(model: TorchPoemVAE, pack: Pack, device: torch.device, precision: st
 def train_step(model: TorchPoemVAE, optimizer: torch.optim.Optimizer, batch: tuple, beta: float,
                grad_clip: float, device: torch.device, amp: bool = False) -> dict:
     """One step, under bf16 autocast when amp (the logits stay float32); terms stay on the device."""
-    tokens, forms, titles = batch
+    tokens, forms, titles, padded = batch
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-        terms = model.loss_terms(tokens, forms, titles if titles.shape[1] else None, beta=beta, training=True)
+        terms = model.loss_terms(tokens, forms, titles if titles.shape[1] else None, beta=beta, training=True,
+                                 padded=padded)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     # Keras' global_clipnorm: the norm of all gradients together.
@@ -179,12 +185,14 @@ def validate(model: TorchPoemVAE, pack: Pack, device: torch.device, chunk: int =
     try:
         for form, matrix in sorted(pack.val.items()):
             for start in range(0, len(matrix), chunk):
-                tok = torch.from_numpy(matrix[start:start + chunk]).to(device)
+                rows = matrix[start:start + chunk]
+                tok = torch.from_numpy(rows).to(device)
                 forms = torch.full((len(tok),), form, dtype=torch.long, device=device)
                 title = (torch.from_numpy(pack.val_titles[form][start:start + chunk]).to(device)
                          if pack.val_titles is not None else None)
                 eps = torch.from_numpy(pack.val_eps[form][start:start + chunk]).to(device)
-                terms = model.loss_terms(tok, forms, title, beta=1.0, eps=eps, training=False)
+                terms = model.loss_terms(tok, forms, title, beta=1.0, eps=eps, training=False,
+                                         padded=bool((rows == PAD).any()))
                 totals["rec"] += float(terms["rec"]) * len(tok)
                 totals["kl"] += float(terms["kl"]) * len(tok)
                 totals["chars"] += float(terms["n_tokens"]) * len(tok)

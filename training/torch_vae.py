@@ -127,14 +127,18 @@ class TorchPoemVAE(nn.Module):
                 self.title_init.weight.zero_()
 
     # --- the computation ------------------------------------------------------------------------
-    def encode(self, tokens: torch.Tensor, form: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, tokens: torch.Tensor, form: torch.Tensor, padded: bool | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, logvar), each [B, Z] float32; the encoder reads each row up to its PADs
-        (Keras' masked GRU keeps the state through them; PAD only trails)."""
+        (Keras' masked GRU keeps the state through them; PAD only trails). padded: whether any row
+        has PAD, when the caller knows (the check costs a GPU sync per step); None checks."""
         x = self.embed(tokens)
-        lengths = (tokens != PAD).sum(dim=1)
-        if bool((lengths == tokens.shape[1]).all()):
+        if padded is None:
+            padded = bool((tokens == PAD).any())
+        if not padded:
             _, h = self.encoder(x)
         else:
+            lengths = (tokens != PAD).sum(dim=1)
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
                                                        enforce_sorted=False)
             _, h = self.encoder(packed)
@@ -192,9 +196,9 @@ class TorchPoemVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, form: torch.Tensor, title: torch.Tensor | None = None,
                 eps: torch.Tensor | None = None, training: bool = False,
-                generator: torch.Generator | None = None) -> dict:
+                generator: torch.Generator | None = None, padded: bool | None = None) -> dict:
         """PoemVAE.call: logits [B, T-1, V] for targets tokens[:, 1:], and mu, logvar, z.
-        eps [B, Z]: the standard normal draws behind z (fresh ones when None)."""
+        eps [B, Z]: the standard normal draws behind z (fresh ones when None); padded: see encode."""
         dec_in = tokens[:, :-1]
         if not self.config.title_len:
             title = None
@@ -202,7 +206,7 @@ class TorchPoemVAE(nn.Module):
             dec_in = self.word_dropout(dec_in, self.config.word_dropout, generator)
             if title is not None:
                 title = self.title_dropout(title, generator)
-        mu, logvar = self.encode(tokens, form)
+        mu, logvar = self.encode(tokens, form, padded)
         if eps is None:
             eps = torch.randn(mu.shape, device=mu.device, generator=generator)
         z = mu + torch.exp(0.5 * logvar) * eps
@@ -211,10 +215,11 @@ class TorchPoemVAE(nn.Module):
 
     def loss_terms(self, tokens: torch.Tensor, form: torch.Tensor, title: torch.Tensor | None = None,
                    step: int = 0, beta: float | None = None, eps: torch.Tensor | None = None,
-                   training: bool = False, generator: torch.Generator | None = None) -> dict:
+                   training: bool = False, generator: torch.Generator | None = None,
+                   padded: bool | None = None) -> dict:
         """PoemVAE.loss_terms with the exact softmax: per poem averaged over the batch (nats);
         loss = rec + beta * KL_free_bits, "kl" the true KL, "n_tokens" the targets per poem."""
-        out = self(tokens, form, title, eps=eps, training=training, generator=generator)
+        out = self(tokens, form, title, eps=eps, training=training, generator=generator, padded=padded)
         targets = tokens[:, 1:]
         logits = out["logits"]
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
