@@ -259,7 +259,7 @@ def run(opts: RunOptions) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model, resumed = build_model(pack, opts, device)
     config = model.config
-    state = (dict(resumed["state"]) if resumed else
+    state = (dict(resumed["state"], done=False) if resumed else
              {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "base_hours": _prior_hours(opts.init),
               "init_from": opts.init})
     best = dict(resumed["best"]) if resumed else {"val_nll_per_char": math.inf, "step": None}
