@@ -169,6 +169,29 @@ def corpus_pairs(model: str = typer.Option(DEFAULT_MODEL, help="model folder to 
     print(f"{len(table)} attested pairs -> {Path(model) / PAIRS_FILE}")
 
 
+@corpus_app.command("pack")
+def corpus_pack(out: str = typer.Option("runs/pack", help="folder for the pack (pack.npz, vocab.json, pack.json)"),
+                init: Optional[str] = typer.Option(DEFAULT_MODEL, help="the model the run continues from: "
+                                                   "its vocabulary, and its train_config.json by default"),
+                config: Optional[str] = typer.Option(None, help="training config JSON (default: the init "
+                                                     "model's train_config.json)"),
+                fresh: bool = typer.Option(False, "--fresh", help="for a model trained from scratch: the "
+                                           "corpus' vocabulary, no init")) -> None:
+    """The data pack the lent GPU machine trains on (python -m training.device_train; docs/model.md):
+    the train and val splits as train.py encodes them, their titles, the vocabulary, the config."""
+    from training.pack import write_pack
+
+    init_dir = None if fresh else init
+    if config is None:
+        config = str(Path(init_dir) / "train_config.json") if init_dir else None
+    try:
+        path = write_pack(config, out, init=init_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    size = sum(f.stat().st_size for f in path.iterdir())
+    typer.echo(f"pack written to {path}: {size / 1e6:.1f} MB")
+
+
 @index_app.command("build")
 def index_build(model: str = typer.Option(DEFAULT_MODEL, help="model folder"),
                 out: Optional[str] = typer.Option(None, help="index folder (default: data dir)"),
@@ -239,6 +262,20 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"model saved to {path}")
+
+
+@app.command("assemble")
+def assemble_cmd(run: str = typer.Argument(..., help="the folder a device run wrote ($OUT, fetched back)"),
+                 out: str = typer.Option(..., help="the model folder to write"),
+                 dtype: str = typer.Option("float16", help="weights' dtype (float16 as shipped, or float32)")) -> None:
+    """A model folder (config.json, vocab.json, weights.npz) from a GPU-machine run's parts."""
+    from training.device_result import assemble
+
+    try:
+        path = assemble(run, out, dtype=dtype)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"model folder written to {path}")
 
 
 @app.command("compare-runs")

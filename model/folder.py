@@ -4,6 +4,7 @@ couplet model)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,15 +44,28 @@ def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path,
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     vocab.save(directory / VOCAB_FILE)
-    arrays = {f"w{i:03d}": np.asarray(w.numpy(), dtype=dtype) for i, w in enumerate(model.weights)}
-    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
-    # Compressed: float16 weights shrink only by about a twentieth, but the shipped folder (poem, 词
-    # and judge models side by side) has a size budget, and loading pays a few tens of milliseconds.
-    np.savez_compressed(tmp, names=np.array([w.path for w in model.weights]), **arrays)
-    tmp.replace(directory / WEIGHTS_FILE)
+    write_weights(directory, [w.path for w in model.weights], [w.numpy() for w in model.weights], dtype)
     if metrics is not None or not (directory / METRICS_FILE).exists():
         merge_metrics(directory, metrics or {})
     return directory
+
+
+def write_weights(directory: Path, names: list[str], values: list[np.ndarray], dtype: str = "float16") -> Path:
+    """weights.npz as load_weights reads it: the names, then w000, w001, … in the model's weight order
+    (also what the PyTorch trainer writes, training/torch_vae.py)."""
+    arrays = {f"w{i:03d}": np.asarray(v, dtype=dtype) for i, v in enumerate(values)}
+    tmp = directory / (WEIGHTS_FILE + ".tmp.npz")
+    # Compressed: float16 weights shrink only by about a twentieth, but the shipped folder (poem, 词
+    # and judge models side by side) has a size budget, and loading pays a few tens of milliseconds.
+    np.savez_compressed(tmp, names=np.array(names), **arrays)
+    tmp.replace(directory / WEIGHTS_FILE)
+    return directory / WEIGHTS_FILE
+
+
+def weight_key(path: str) -> str:
+    """A weight's path without the model's own name and without the counters Keras appends to
+    names already used in the process (poem_vae_1/encoder/forward_gru_1/… → encoder/forward_gru/…)."""
+    return "/".join(re.sub(r"_\d+$", "", part) for part in path.split("/")[1:])
 
 
 def merge_metrics(directory: str | Path, metrics: dict) -> None:

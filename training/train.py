@@ -15,12 +15,11 @@ import csv
 import json
 import math
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -28,6 +27,8 @@ from corpus.reader import VOCAB_FILE as CORPUS_VOCAB_FILE
 from corpus.reader import Corpus
 from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
 from protocol.paths import corpus_dir
+from model.folder import weight_key as _weight_key
+from training.schedule import batch_stream, epoch_batches, learning_rate  # noqa: F401 (tests)
 from verse.vocab import Vocab
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -157,41 +158,6 @@ def encode_by_form(poems: Iterable[tuple[str, list[str]]], vocab: Vocab) -> dict
             for f, seqs in by_form.items() if seqs}
 
 
-def epoch_batches(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch: int
-                  ) -> list[tuple[int, np.ndarray]]:
-    """The epoch's batches as (form, row indices); one form per batch so nothing is padded.
-
-    Deterministic in (seed, epoch), so a resumed run replays the same order.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    batches = []
-    for form, matrix in sorted(data.items()):
-        order = rng.permutation(len(matrix))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            # A ragged last batch would cost a retrace for little data; drop it unless tiny data.
-            if len(chunk) < batch_size and len(order) >= batch_size:
-                continue
-            batches.append((form, chunk))
-    rng.shuffle(batches)
-    return batches
-
-
-def batch_stream(data: dict[int, np.ndarray], batch_size: int, seed: int, epoch: int,
-                 position: int, titles: dict[int, np.ndarray] | None = None
-                 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Endless (epoch, position, tokens, forms, titles) from (epoch, position) on; titles are
-    [B, 0] when the data has none."""
-    while True:
-        batches = epoch_batches(data, batch_size, seed, epoch)
-        for pos in range(position, len(batches)):
-            form, rows = batches[pos]
-            title = (titles[form][rows] if titles is not None
-                     else np.zeros((len(rows), 0), np.int32))
-            yield epoch, pos + 1, data[form][rows], np.full(len(rows), form, np.int32), title
-        epoch, position = epoch + 1, 0
-
-
 # --- the loop --------------------------------------------------------------------------------
 def _setup_tf(seed: int):
     import keras
@@ -205,18 +171,8 @@ def _setup_tf(seed: int):
 
 
 def _learning_rate(cfg: TrainConfig, progress: float) -> float:
-    """Short linear warm-up by progress, then cosine decay to lr_min_ratio of the peak.
-
-    progress is the larger of steps done/planned and minutes used/budget, so a time-limited
-    run still ends at the low rate.
-    """
-    peak = float(cfg.train_value("lr", 1e-3))
-    floor = peak * float(cfg.train_value("lr_min_ratio", 0.1))
-    warm = float(cfg.train_value("warmup_fraction", 0.02))
-    if progress < warm:
-        return peak * max(progress / warm, 0.05)
-    p = min(1.0, (progress - warm) / max(1e-9, 1.0 - warm))
-    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p))
+    """The schedule's rate at progress (training/schedule.py's learning_rate)."""
+    return learning_rate(cfg.train, progress)
 
 
 def _read_state(path: Path) -> dict:
@@ -264,12 +220,6 @@ def write_history(out_dir: Path, init: Path | None) -> Path:
         writer.writerow(HISTORY_FIELDS)
         writer.writerows((r, f"{h:.4f}", f"{v:.4f}") for r, h, v in rows)
     return path
-
-
-def _weight_key(path: str) -> str:
-    """A weight's path without the model's own name and without the counters Keras appends to
-    names already used in the process (poem_vae_1/encoder/forward_gru_1/… → encoder/forward_gru/…)."""
-    return "/".join(re.sub(r"_\d+$", "", part) for part in path.split("/")[1:])
 
 
 def init_from_folder(model, source: Path) -> list[str]:
@@ -652,17 +602,11 @@ class Phase:
             write_history(self.out_dir, init_dir)
 
 
-def train(config_path: str | None, out_dir: str, resume: bool = False,
-          max_steps: int | None = None, init: str | None = None) -> Path:
-    """Train the VAE into out_dir and the plain LM baseline into out_dir/lm; returns out_dir.
-
-    The LM gets the same number of steps (same batches, same order) as the VAE did, unless the
-    config's lm.steps says otherwise, within its own lm.max_minutes.
-    """
-    cfg = TrainConfig.load(config_path)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / TRAIN_CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
+def training_data(cfg: TrainConfig, init: str | Path | None = None
+                  ) -> tuple[Vocab, dict, dict, dict | None, dict | None]:
+    """(vocab, train, val, train titles, val titles) as a run of cfg (from init, when given) trains on;
+    the titles are None for a model without them. The data pack for the GPU machine
+    (training/pack.py) is written from this too, so both trainers see the same poems."""
     t0 = time.monotonic()
     corpus, vocab = load_corpus_and_vocab(cfg)
     if init:
@@ -687,6 +631,21 @@ def train(config_path: str | None, out_dir: str, resume: bool = False,
     n_train = sum(len(m) for m in train_data.values())
     print(f"[train] {n_train} training poems, vocab {len(vocab)}, data ready in "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return vocab, train_data, val_data, train_titles, val_titles
+
+
+def train(config_path: str | None, out_dir: str, resume: bool = False,
+          max_steps: int | None = None, init: str | None = None) -> Path:
+    """Train the VAE into out_dir and the plain LM baseline into out_dir/lm; returns out_dir.
+
+    The LM gets the same number of steps (same batches, same order) as the VAE did, unless the
+    config's lm.steps says otherwise, within its own lm.max_minutes.
+    """
+    cfg = TrainConfig.load(config_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRAIN_CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
+    vocab, train_data, val_data, train_titles, val_titles = training_data(cfg, init)
     vae_state = train_phase(cfg, True, out, train_data, val_data, vocab, resume, max_steps,
                             float(cfg.train_value("max_minutes", 60)), init=Path(init) if init else None,
                             train_titles=train_titles, val_titles=val_titles)
