@@ -267,12 +267,14 @@ def train_cmd(config: Optional[str] = typer.Option(None, help="training config J
 @app.command("assemble")
 def assemble_cmd(run: str = typer.Argument(..., help="the folder a device run wrote ($OUT, fetched back)"),
                  out: str = typer.Option(..., help="the model folder to write"),
-                 dtype: str = typer.Option("float16", help="weights' dtype (float16 as shipped, or float32)")) -> None:
+                 dtype: str = typer.Option("float16", help="weights' dtype (float16 as shipped, or float32)"),
+                 name: Optional[str] = typer.Option(None, help="the run's label in val_history.csv "
+                                                    "(default: the folder's name)")) -> None:
     """A model folder (config.json, vocab.json, weights.npz) from a GPU-machine run's parts."""
     from training.device_result import assemble
 
     try:
-        path = assemble(run, out, dtype=dtype)
+        path = assemble(run, out, dtype=dtype, name=name)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"model folder written to {path}")

@@ -352,3 +352,38 @@ def test_the_cli_packs_and_assembles(tiny_pack, tmp_path):
     assert config.title_len == 4 and len(vocab) == config.vocab_size
     result = runner.invoke(app, ["assemble", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")])
     assert result.exit_code != 0
+
+
+def test_word_dropout_is_an_option_and_the_pack_keeps_its_own(tiny_pack):
+    from training.device_train import model_config, parse
+    from training.pack import load_pack
+
+    pack = load_pack(tiny_pack)
+    opts, _, _ = parse(["--pack", str(tiny_pack), "--word-dropout", "0"])
+    assert opts.word_dropout == 0.0 and model_config(pack, opts).word_dropout == 0.0
+    default, _, _ = parse(["--pack", str(tiny_pack)])
+    assert model_config(pack, default).word_dropout == pack.config["model"]["word_dropout"] > 0
+
+
+def test_an_assembled_folder_continues_its_starting_models_curve(tiny_pack, tmp_path):
+    import csv
+    import shutil
+
+    from training.device_result import assemble
+    from training.device_train import RunOptions, run
+
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "val_history.csv").write_text("run,cumulative_hours,val_nll_per_char\nrun 1,0.5000,6.0000\n")
+    out = tmp_path / "out"
+    run(RunOptions(pack=str(tiny_pack), out=str(out), steps=3, log_every=1, device="cpu"))
+    state = json.loads((out / "run.json").read_text())
+    state["state"]["init_from"] = str(start)
+    (out / "run.json").write_text(json.dumps(state))
+    folder = assemble(out, tmp_path / "model", name="run 2 (gpu)")
+    with open(folder / "val_history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0] == {"run": "run 1", "cumulative_hours": "0.5000", "val_nll_per_char": "6.0000"}
+    assert len(rows) == 3 and {r["run"] for r in rows[1:]} == {"run 2 (gpu)"}
+    shutil.rmtree(start)
+    assert not (assemble(out, tmp_path / "again") / "val_history.csv").exists()

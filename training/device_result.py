@@ -92,9 +92,11 @@ def read_run(directory: str | Path) -> dict:
     return json.loads((Path(directory) / RUN_FILE).read_text())
 
 
-def assemble(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16") -> Path:
+def assemble(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16", name: str | None = None) -> Path:
     """A model folder (config.json, vocab.json, weights.npz, metrics.json, train_state.json, and the
-    run's val.csv, log.csv and run.json without the vocabulary) from a device run's output folder."""
+    run's val.csv, log.csv and run.json without the vocabulary) from a device run's output folder; with
+    the folder the run started from at hand, also val_history.csv (its curve, then this run's, labelled
+    name), as train.py writes it."""
     from model.vae_config import VAEConfig
     from training.torch_vae import TorchPoemVAE, write_arrays_folder
 
@@ -109,13 +111,18 @@ def assemble(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16") -
                "val_nll_per_char": run["best"]["val_nll_per_char"], "best_step": run["best"]["step"],
                "trained_on": run.get("device")}
     write_arrays_folder(config, arrays, Vocab(run["vocab"]), out, dtype, metrics)
-    for name in ("val.csv", "log.csv"):
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, out / name)
+    for log_name in ("val.csv", "log.csv"):
+        if (run_dir / log_name).exists():
+            shutil.copyfile(run_dir / log_name, out / log_name)
     # train.py's train_state.json: a Keras run continued from this folder carries its hours over.
-    state = {**run["state"], "done": True, "best_step": run["best"]["step"],
+    state = {**run["state"], "done": True, "best_step": run["best"]["step"], "run_name": name or out.name,
              **{k: run["best"][k] for k in ("val_rec", "val_kl", "val_nll_per_char")}}
     (out / "train_state.json").write_text(json.dumps(state, indent=2))
+    init = Path(run["state"]["init_from"]) if run["state"].get("init_from") else None
+    if init is not None and init.is_dir() and (out / "val.csv").exists():
+        from training.train import write_history
+
+        write_history(out, init)
     (out / "device_run.json").write_text(json.dumps({k: v for k, v in run.items() if k != "vocab"},
                                                     indent=2, ensure_ascii=False))
     return out

@@ -57,6 +57,7 @@ class RunOptions:
     optimizer: str = "adam"               # adam (train.py's) | adamw
     weight_decay: float = 0.01            # adamw only
     dec_units: int | None = None          # wider than init's: grown (training/grow.py)
+    word_dropout: float | None = None     # the config's share of decoder inputs blanked (run 8: 0)
     val_every_minutes: float = 2.0
     log_every: int = 50
     initial_val: bool = True              # validate before the first step (the starting figure)
@@ -98,6 +99,8 @@ def model_config(pack: Pack, opts: RunOptions, resumed: dict | None = None) -> V
     config = VAEConfig.from_dict({**pack.config.get("model", {}), "vocab_size": len(pack.vocab)})
     if opts.dec_units:
         config.dec_units = opts.dec_units
+    if opts.word_dropout is not None:
+        config.word_dropout = opts.word_dropout
     return config
 
 
@@ -416,6 +419,8 @@ def parse(argv: list[str] | None = None) -> tuple[RunOptions, int, list[int]]:
     p.add_argument("--optimizer", default="adam", choices=("adam", "adamw"))
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--dec-units", type=int, help="grow the decoder to this many units")
+    p.add_argument("--word-dropout", type=float, help="share of decoder inputs blanked while training "
+                   "(default: the pack's config; run 8 trained with 0)")
     p.add_argument("--val-every-minutes", type=float, default=2.0)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--no-initial-val", action="store_true")
@@ -429,7 +434,8 @@ def parse(argv: list[str] | None = None) -> tuple[RunOptions, int, list[int]]:
     sizes = [int(s) for s in str(a.batch_size).split(",")] if a.batch_size else []
     opts = RunOptions(pack=a.pack, out=a.out, init=a.init, resume=a.resume, minutes=a.minutes, steps=a.steps,
                       batch_size=sizes[0] if sizes else None, lr=a.lr, optimizer=a.optimizer,
-                      weight_decay=a.weight_decay, dec_units=a.dec_units, val_every_minutes=a.val_every_minutes,
+                      weight_decay=a.weight_decay, dec_units=a.dec_units, word_dropout=a.word_dropout,
+                      val_every_minutes=a.val_every_minutes,
                       log_every=a.log_every, initial_val=not a.no_initial_val, parts_dtype=a.parts_dtype,
                       device=a.device, seed=a.seed, precision=a.precision)
     return opts, a.bench, sizes
