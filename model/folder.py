@@ -40,11 +40,19 @@ def save_folder(model: Any, config: dict, vocab: "Vocab", directory: str | Path,
     """Write the config, the vocabulary, the weights (float16 by default: half the size, the same
     samples; written to a temporary file and renamed, so a reader never sees half of them) and the
     metrics (merged into any already there) into directory."""
+    return write_folder(directory, config, vocab, [w.path for w in model.weights],
+                        [w.numpy() for w in model.weights], dtype, metrics)
+
+
+def write_folder(directory: str | Path, config: dict, vocab: "Vocab", names: list[str], values: list[np.ndarray],
+                 dtype: str = "float16", metrics: dict | None = None) -> Path:
+    """save_folder from the weights' names and arrays rather than a built model (the PyTorch twin's
+    folders, training/torch_vae.py, are written by it too)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     vocab.save(directory / VOCAB_FILE)
-    write_weights(directory, [w.path for w in model.weights], [w.numpy() for w in model.weights], dtype)
+    write_weights(directory, names, values, dtype)
     if metrics is not None or not (directory / METRICS_FILE).exists():
         merge_metrics(directory, metrics or {})
     return directory
@@ -60,6 +68,14 @@ def write_weights(directory: Path, names: list[str], values: list[np.ndarray], d
     np.savez_compressed(tmp, names=np.array(names), **arrays)
     tmp.replace(directory / WEIGHTS_FILE)
     return directory / WEIGHTS_FILE
+
+
+def read_weights(directory: str | Path) -> dict[str, np.ndarray]:
+    """A folder's weights as float32 arrays keyed by weight_key, in the model's weight order, without
+    building the model (growing a decoder, training/grow.py; the PyTorch twin)."""
+    with np.load(Path(directory) / WEIGHTS_FILE) as data:
+        names = [str(n) for n in data["names"]]
+        return {weight_key(n): data[f"w{i:03d}"].astype(np.float32) for i, n in enumerate(names)}
 
 
 def weight_key(path: str) -> str:

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip insta
 tf = pytest.importorskip("tensorflow", reason="the Keras model to compare with needs TensorFlow")
 
 from model.vae import VAEConfig, beta_at, build_vae, load_model, save_model  # noqa: E402
-from training.torch_vae import (TorchPoemVAE, beta_schedule, load_torch_folder,  # noqa: E402
-                                read_folder_arrays, save_torch_folder)
+from model.folder import read_weights  # noqa: E402
+from training.torch_vae import TorchPoemVAE, beta_schedule, load_torch_folder, save_torch_folder  # noqa: E402
 from verse.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def test_a_saved_torch_model_loads_in_keras_and_computes_the_same(small_dir, tmp
         np.testing.assert_array_equal(again.keras_arrays()[key], value)
     # The weight names are the ones a Keras-written folder of this config holds.
     from model.folder import weight_key
-    assert list(read_folder_arrays(folder)) == [weight_key(w.path) for w in build_vae(config).weights]
+    assert list(read_weights(folder)) == [weight_key(w.path) for w in build_vae(config).weights]
 
 
 def test_a_grown_torch_model_computes_what_its_source_did(small_dir, tmp_path):

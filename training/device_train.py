@@ -32,14 +32,11 @@ import torch
 from model.vae_config import VAEConfig
 from training.device_result import MAX_FILES, PART_LIMIT, RUN_FILE, read_parts, read_run, write_parts
 from training.pack import Pack, load_pack
+from training.run_files import LOG_FIELDS, VAL_FIELDS, prior_hours
 from training.schedule import batch_stream, epoch_batches, learning_rate
 from training.torch_vae import TorchPoemVAE, beta_schedule, load_torch_folder
 from verse.vocab import PAD
 
-# The columns of train.py's log.csv and val.csv (tests hold them equal), so curves and tools read both.
-LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
-              "nll_per_char", "tokens_per_s")
-VAL_FIELDS = ("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char", "cumulative_hours")
 REWARM_STEPS = 100          # a resumed run's fresh Adam eases in over these steps
 
 
@@ -208,14 +205,6 @@ def validate(model: TorchPoemVAE, pack: Pack, device: torch.device, chunk: int =
             "val_nll_per_char": (totals["rec"] + totals["kl"]) / max(totals["chars"], 1)}
 
 
-def _prior_hours(init: str | None) -> float:
-    """Training hours of the model the run starts from (its train_state.json), 0 without one."""
-    path = Path(init) / "train_state.json" if init else None
-    if path is None or not path.exists():
-        return 0.0
-    return float(json.loads(path.read_text()).get("cumulative_hours", 0.0))
-
-
 class RunFolder:
     """The output folder: weights parts, run.json, log.csv, val.csv (appended to on resume)."""
 
@@ -263,7 +252,7 @@ def run(opts: RunOptions) -> dict:
     model, resumed = build_model(pack, opts, device)
     config = model.config
     state = (dict(resumed["state"], done=False) if resumed else
-             {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "base_hours": _prior_hours(opts.init),
+             {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "base_hours": prior_hours(Path(opts.init)) if opts.init else 0.0,
               "init_from": opts.init})
     best = dict(resumed["best"]) if resumed else {"val_nll_per_char": math.inf, "step": None}
     batch_size = int(train.get("batch_size", 128))

@@ -9,7 +9,8 @@ with them the logits, compute exactly what they did (a test holds the logits equ
 puts the new units to use through those zero weights' gradients. (Net2Net, Chen et al. 2016, splits
 units instead; silent new units keep the function without the noise a split needs to break symmetry.)
 
-`init_from_folder` (training/train.py) calls `place` for a weight whose shape grew.
+`grown_arrays` places a trained folder's weights into a wider model's; `init_from_folder`
+(training/train.py) and the PyTorch twin (training/torch_vae.py) both load through it.
 """
 from __future__ import annotations
 
@@ -51,3 +52,24 @@ def place(key: str, value: np.ndarray, target: np.ndarray) -> np.ndarray:
         out[:value.shape[0]] = value                  # the logits do not read the new units yet
         return out
     raise ValueError(f"{key}: cannot grow {value.shape} into {target.shape}")
+
+
+def grown_arrays(source: dict[str, np.ndarray], target: dict[str, np.ndarray], grow: bool,
+                 where: str = "the source") -> dict[str, np.ndarray]:
+    """The source's weights (keyed by weight_key) in the target's shapes: equal ones as they are and,
+    when grow (a wider decoder than the source's), the others placed by `place`; a shape that differs
+    without growing, or a source weight the target lacks, is an error naming where. Target weights
+    the source lacks stay as built (new layers, e.g. the title's)."""
+    extra = sorted(set(source) - set(target))
+    if extra:
+        raise ValueError(f"{where}: weights the model has no place for: {extra}")
+    out = {}
+    for key, built in target.items():
+        value = source.get(key)
+        if value is None or value.shape == built.shape:
+            out[key] = built if value is None else value
+        elif grow:
+            out[key] = place(key, value, built)
+        else:
+            raise ValueError(f"{where}: {key} has shape {value.shape}, the model expects {built.shape}")
+    return out

@@ -16,7 +16,6 @@ Imports numpy and torch only (and the TF-free model.folder, model.vae_config, tr
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.folder import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, merge_metrics, weight_key, write_weights
+from model.folder import read_config, read_weights, write_folder
 from model.vae_config import VAEConfig
+from training.grow import grown_arrays
 from verse.vocab import BOS, COMMA, EOS, PAD, PERIOD, UNK, Vocab
 
 MODEL_NAME = "poem_vae"    # the first part of every weight's path in a folder PoemVAE wrote
@@ -283,49 +283,18 @@ class TorchPoemVAE(nn.Module):
 
 
 # --- model folders (model/folder.py's format) ----------------------------------------------------
-def read_folder_arrays(directory: str | Path) -> dict[str, np.ndarray]:
-    """A model folder's weights as float32, keyed by weight_key, in the folder's order."""
-    with np.load(Path(directory) / WEIGHTS_FILE) as data:
-        names = [str(n) for n in data["names"]]
-        return {weight_key(n): data[f"w{i:03d}"].astype(np.float32) for i, n in enumerate(names)}
-
-
-def read_folder_config(directory: str | Path) -> VAEConfig:
-    return VAEConfig.from_dict(json.loads((Path(directory) / CONFIG_FILE).read_text()))
-
-
-def grown_arrays(source: dict[str, np.ndarray], target: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The source's weights in the target's shapes: equal ones as they are, a wider decoder's grown
-    by training/grow.py's place (so the grown model computes what the source did); source weights
-    the target lacks are an error, target weights the source lacks stay as built (new layers)."""
-    from training.grow import place
-
-    extra = sorted(set(source) - set(target))
-    if extra:
-        raise ValueError(f"weights the model has no place for: {extra}")
-    out = {}
-    for key, built in target.items():
-        value = source.get(key)
-        if value is None:
-            out[key] = built
-        elif value.shape == built.shape:
-            out[key] = value
-        else:
-            out[key] = place(key, value, built)
-    return out
-
-
 def load_torch_folder(directory: str | Path, config: VAEConfig | None = None) -> TorchPoemVAE:
     """A TorchPoemVAE with a model folder's weights; config (default: the folder's) may ask for a wider
     decoder (dec_units), grown from the folder's (training/grow.py), or add layers (title), left as built."""
-    source_config = read_folder_config(directory)
+    source_config = VAEConfig.from_dict(read_config(directory))
     config = config or source_config
     if config.vocab_size != source_config.vocab_size:
         raise ValueError(f"{directory}: vocabulary of {source_config.vocab_size}, the config has {config.vocab_size}")
     if config.dec_units < source_config.dec_units:
         raise ValueError(f"{directory}: decoder of {source_config.dec_units} units, cannot shrink to {config.dec_units}")
     module = TorchPoemVAE(config)
-    module.load_keras_arrays(grown_arrays(read_folder_arrays(directory), module.keras_arrays()))
+    module.load_keras_arrays(grown_arrays(read_weights(directory), module.keras_arrays(),
+                                          grow=config.dec_units > source_config.dec_units, where=str(directory)))
     return module
 
 
@@ -333,18 +302,11 @@ def save_torch_folder(module: TorchPoemVAE, vocab: Vocab, directory: str | Path,
                       metrics: dict | None = None) -> Path:
     """The module as a model folder in model/folder.py's format (config.json, vocab.json, weights.npz,
     metrics.json), which model.vae.load_model reads."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_arrays_folder(module.config, module.keras_arrays(), vocab, directory, dtype, metrics)
-    return directory
+    return write_arrays_folder(module.config, module.keras_arrays(), vocab, directory, dtype, metrics)
 
 
-def write_arrays_folder(config: VAEConfig, arrays: dict[str, np.ndarray], vocab: Vocab, directory: Path,
+def write_arrays_folder(config: VAEConfig, arrays: dict[str, np.ndarray], vocab: Vocab, directory: str | Path,
                         dtype: str = "float16", metrics: dict | None = None) -> Path:
-    """A model folder from weights in PoemVAE's layout and order (keras_arrays)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-    vocab.save(directory / VOCAB_FILE)
-    write_weights(directory, [f"{MODEL_NAME}/{k}" for k in arrays], list(arrays.values()), dtype)
-    merge_metrics(directory, metrics or {})
-    return directory
+    """A model folder from weights in PoemVAE's layout and order (keras_arrays), named as PoemVAE names them."""
+    return write_folder(directory, config.to_dict(), vocab, [f"{MODEL_NAME}/{k}" for k in arrays],
+                        list(arrays.values()), dtype, metrics)

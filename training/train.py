@@ -29,24 +29,18 @@ from verse.forms import FORM_INDEX, FORM_NAMES, FORMS
 from protocol.paths import corpus_dir
 from model.folder import weight_key as _weight_key
 from training.schedule import batch_stream, epoch_batches, learning_rate  # noqa: F401 (tests)
+from training.run_files import (LOG_FIELDS, LOG_FILE, STATE_FILE, VAL_FIELDS,  # noqa: F401 (their home before)
+                                 VAL_LOG_FILE, prior_hours)
+from training.run_files import read_state as _read_state
 from verse.vocab import Vocab
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "real.json"
 TRAIN_CONFIG_FILE = "train_config.json"
-STATE_FILE = "train_state.json"
-LOG_FILE = "log.csv"
-VAL_LOG_FILE = "val.csv"
 LM_DIR = "lm"
-LOG_FIELDS = ("step", "epoch", "elapsed_s", "loss", "rec", "kl", "kl_fb", "beta", "lr",
-              "nll_per_char", "tokens_per_s")
-VAL_FIELDS = ("step", "elapsed_s", "val_rec", "val_kl", "val_nll_per_char", "cumulative_hours")
 # Every validation of a model and of the models it was continued from: (run, hours, nll).
 HISTORY_FILE = "val_history.csv"
 HISTORY_FIELDS = ("run", "cumulative_hours", "val_nll_per_char")
-# Training hours of the shipped model before hours were recorded in train_state.json
-# (40 minutes of the VAE, model/pretrained/MODEL_CARD.md).
-LEGACY_HOURS = 40 / 60
 
 # Generic characters for the synthetic corpus: a test fixture, not poetry.
 SYNTHETIC_CHARS = "山水风月花云日夜春秋江天人心雨雪松竹石泉鸟声远近高低明暗寒暖古今来去"
@@ -175,24 +169,10 @@ def _learning_rate(cfg: TrainConfig, progress: float) -> float:
     return learning_rate(cfg.train, progress)
 
 
-def _read_state(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def _write_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(path)
-
-
-def prior_hours(directory: Path) -> float:
-    """Cumulative training hours of the model saved in directory (0 if none)."""
-    state = _read_state(directory / STATE_FILE)
-    if "cumulative_hours" in state:
-        return float(state["cumulative_hours"])
-    if (directory / "weights.npz").exists():
-        return float(state.get("elapsed_s", LEGACY_HOURS * 3600)) / 3600
-    return 0.0
 
 
 def write_history(out_dir: Path, init: Path | None) -> Path:
@@ -226,31 +206,20 @@ def init_from_folder(model, source: Path) -> list[str]:
     """Load a saved model's weights into model (same vocabulary), matched by name; returns the
     names of model's weights the source lacks (new layers, e.g. the title's), left as built. A
     model with a wider decoder than the source's grows from it (training/grow.py)."""
-    from model.vae import load_model
-    from training.grow import place
+    from model.folder import read_config, read_weights
+    from training.grow import grown_arrays
 
-    loaded, _, config = load_model(source)
-    if config.vocab_size != model.config.vocab_size:
-        raise ValueError(f"{source}: vocabulary of {config.vocab_size}, the corpus has "
+    config = read_config(source)
+    if config["vocab_size"] != model.config.vocab_size:
+        raise ValueError(f"{source}: vocabulary of {config['vocab_size']}, the corpus has "
                          f"{model.config.vocab_size}; rebuild with the same vocabulary")
-    values = {_weight_key(w.path): w for w in loaded.weights}
-    new = []
-    for var in model.weights:
-        value = values.pop(_weight_key(var.path), None)
-        if value is None:
-            new.append(var.path)
-            continue
-        value = value.numpy()
-        if value.shape != tuple(var.shape):
-            if model.config.dec_units <= config.dec_units:
-                raise ValueError(f"{source}: {var.path} has shape {value.shape}, "
-                                 f"the model expects {tuple(var.shape)}")
-            # A wider decoder grows from the narrower one, starting out as it (training/grow.py).
-            value = place(_weight_key(var.path), value, var.numpy())
-        var.assign(value)
-    if values:
-        raise ValueError(f"{source}: weights the model has no place for: {sorted(values)}")
-    return new
+    saved = read_weights(source)
+    variables = {_weight_key(var.path): var for var in model.weights}
+    values = grown_arrays(saved, {k: var.numpy() for k, var in variables.items()},
+                          grow=model.config.dec_units > int(config["dec_units"]), where=str(source))
+    for key, var in variables.items():
+        var.assign(values[key])
+    return [var.path for key, var in variables.items() if key not in saved]
 
 
 def train_phase(cfg: TrainConfig, use_latent: bool, out_dir: Path, train_data: dict,
