@@ -41,6 +41,15 @@ INSTRUCTIONS = """以下是 {n} 首近体诗（五绝、七绝、五律、七律
 """
 
 
+PER_TITLE = 10
+PICK_INSTRUCTIONS = """下面有 {groups} 组诗，每组 {per} 首，都是计算机程序按组名所示的题目和体裁写的。请为每一组挑出一首：
+最通顺、句句讲得通、前后连贯、最切题、最像唐宋诗人真作的那一首（若都不好，挑瑕疵最少的）。
+请仅凭阅读判断，不查任何资料。先给出一个 JSON 数组，按组的顺序列出每组所选诗的编号（1–{per}），
+共 {groups} 个数，例如 [3, 7, ...]；然后可用一两句话说明总体印象。
+"""
+CANDIDATES_FILE = "candidates.json"
+
+
 def display_title(title: str) -> str:
     """A title as the sheet shows it: the model's cleaning (no 其三, no 二首), at most 12 characters."""
     from model.titles import clean_title
@@ -67,27 +76,84 @@ def real_poems(corpus, rng: random.Random) -> tuple[list[dict], list[str]]:
     return chosen, titles
 
 
+def asked(titles: list[str], seed: int, rng: random.Random, use_titles: bool, n: int = 1) -> list:
+    """The PER_FORM requests per form of a sheet, each with one of titles (drawn from rng)."""
+    from model.requests import PoemRequest
+
+    return [PoemRequest(form=form, seed=seed * 1000 + f * 100 + k, n=n,
+                        title=rng.choice(titles) if use_titles else "")
+            for f, form in enumerate(FORMS) for k in range(PER_FORM)]
+
+
+def written(model_dir: str, jobs: list) -> list:
+    """The Answers to jobs at the shipped defaults."""
+    from model.generate import load_generator
+
+    results = load_generator(model_dir).generate(jobs)
+    for result in results:
+        if not result.ok:
+            raise SystemExit(f"generation failed: {result.error_message}")
+    return results
+
+
 def generated_poems(model_dir: str, titles: list[str], seed: int, rng: random.Random,
                     use_titles: bool) -> list[dict]:
     """PER_FORM poems per form at the shipped defaults, each asked for with one of titles."""
-    from model.generate import load_generator
-    from model.requests import PoemRequest
+    jobs = asked(titles, seed, rng, use_titles)
+    return [{"source": "generated", "form": job.form, "lines": result.poems[0]["lines"],
+             "title": job.title, "seed": result.poems[0]["seed"]}
+            for job, result in zip(jobs, written(model_dir, jobs))]
 
-    generator = load_generator(model_dir)
-    jobs, asked = [], []
-    for f, form in enumerate(FORMS):
-        for k in range(PER_FORM):
-            title = rng.choice(titles) if use_titles else ""
-            asked.append((form, title))
-            jobs.append(PoemRequest(form=form, seed=seed * 1000 + f * 100 + k, title=title))
+
+def picked_poems(candidates: dict, picks: list[int], titles: list[str], seed: int, rng: random.Random,
+                 use_titles: bool) -> list[dict]:
+    """The picked candidate of each title, in the order generated_poems would write them; the
+    titles are drawn again from rng, so the candidates must be of this seed (checked)."""
+    groups = candidates["groups"]
+    if candidates["seed"] != seed:
+        raise SystemExit(f"the candidates are of seed {candidates['seed']}, not {seed}")
+    if len(picks) != len(groups):
+        raise SystemExit(f"{len(picks)} picks for {len(groups)} titles")
     out = []
-    for (form, title), result in zip(asked, generator.generate(jobs)):
-        if not result.ok:
-            raise SystemExit(f"generation failed: {result.error_message}")
-        poem = result.poems[0]
-        out.append({"source": "generated", "form": form, "lines": poem["lines"], "title": title,
-                    "seed": poem["seed"]})
+    for job, group, pick in zip(asked(titles, seed, rng, use_titles), groups, picks):
+        if group["title"] != job.title or group["form"] != job.form:
+            raise SystemExit(f"candidates for 《{group['title']}》 where the sheet asks 《{job.title}》")
+        if not 1 <= pick <= len(group["poems"]):
+            raise SystemExit(f"pick {pick} for 《{group['title']}》 is not one of 1..{len(group['poems'])}")
+        out.append({"source": "generated", "form": job.form, "lines": group["poems"][pick - 1],
+                    "title": job.title, "pick": pick, "of": len(group["poems"])})
     return out
+
+
+def candidates(args: argparse.Namespace) -> dict:
+    """Write candidates.json and the picker's sheet (candidates.md): PER_TITLE poems per title."""
+    from corpus.reader import Corpus
+
+    rng = random.Random(args.seed)
+    _, titles = real_poems(Corpus.load(), rng)
+    jobs = asked(titles, args.seed, rng, not args.no_titles, n=args.per_title)
+    groups = [{"form": job.form, "title": job.title, "poems": [p["lines"] for p in result.poems]}
+              for job, result in zip(jobs, written(args.model, jobs))]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"seed": args.seed, "model": args.model, "groups": groups}
+    (out / CANDIDATES_FILE).write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    parts = [PICK_INSTRUCTIONS.format(groups=len(groups), per=args.per_title)]
+    for g, group in enumerate(groups, start=1):
+        head = f"## 第{g}组" + (f"　《{group['title']}》" if group["title"] else "") + f"（{group['form']}）"
+        parts.append("\n".join([head] + [f"{j}. {poem_text(lines).replace(chr(10), '')}"
+                                          for j, lines in enumerate(group["poems"], start=1)]) + "\n")
+    (out / "candidates.md").write_text("\n".join(parts), encoding="utf-8")
+    print(f"blind_read candidates: {len(groups)} titles x {args.per_title} -> {out / 'candidates.md'}")
+    return data
+
+
+def parse_picks(text: str) -> list[int]:
+    """The picker's JSON array of numbers, wherever it sits in their answer."""
+    match = re.search(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]", text)
+    if not match:
+        raise SystemExit("no JSON array of picks found")
+    return [int(x) for x in json.loads(match.group(0))]
 
 
 def poem_text(lines: list[str]) -> str:
@@ -101,7 +167,13 @@ def make(args: argparse.Namespace) -> dict:
 
     rng = random.Random(args.seed)
     real, titles = real_poems(Corpus.load(), rng)
-    gen = generated_poems(args.model, titles, args.seed, rng, not args.no_titles)
+    if args.picks:
+        out = Path(args.out)
+        cands = json.loads((out / CANDIDATES_FILE).read_text(encoding="utf-8"))
+        picks = parse_picks(Path(args.picks).read_text(encoding="utf-8"))
+        gen = picked_poems(cands, picks, titles, args.seed, rng, not args.no_titles)
+    else:
+        gen = generated_poems(args.model, titles, args.seed, rng, not args.no_titles)
     items = real + gen
     rng.shuffle(items)
     out = Path(args.out)
@@ -112,7 +184,8 @@ def make(args: argparse.Namespace) -> dict:
         head = f"### {n}" + (f"　《{item['title']}》" if item["title"] and not args.no_titles else "")
         parts.append(f"{head}\n\n{poem_text(item['lines'])}\n")
     (out / "sheet.md").write_text("\n".join(parts), encoding="utf-8")
-    key = {"seed": args.seed, "model": args.model, "titles": not args.no_titles, "items": items}
+    key = {"seed": args.seed, "model": args.model, "titles": not args.no_titles, "picks": args.picks,
+           "items": items}
     (out / "key.json").write_text(json.dumps(key, ensure_ascii=False, indent=1), encoding="utf-8")
     summary = {"sheet": str(out / "sheet.md"), "key": str(out / "key.json"), "poems": len(items),
                "generated": len(gen), "real": len(real)}
@@ -170,12 +243,22 @@ def main(argv: list[str] | None = None) -> dict:
     m.add_argument("--out", required=True)
     m.add_argument("--model", default=str(ROOT / "model" / "pretrained"))
     m.add_argument("--no-titles", action="store_true", help="no poem shows a title")
+    m.add_argument("--picks", help="the picker's answer: the generated poems are the picked ones "
+                                   "of --out's candidates.json (written by `candidates`)")
+    c = sub.add_parser("candidates", help="a picker's sheet: PER_TITLE poems for each of a sheet's titles")
+    c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--model", default=str(ROOT / "model" / "pretrained"))
+    c.add_argument("--no-titles", action="store_true")
+    c.add_argument("--per-title", type=int, default=PER_TITLE)
     s = sub.add_parser("score", help="score a reader's answer against the key")
     s.add_argument("--key", required=True)
     s.add_argument("--answer", required=True, help="the reader's reply (JSON array inside)")
     args = parser.parse_args(argv)
     if args.cmd == "make":
         return make(args)
+    if args.cmd == "candidates":
+        return candidates(args)
     key = json.loads(Path(args.key).read_text(encoding="utf-8"))
     result = score(key, parse_answer(Path(args.answer).read_text(encoding="utf-8")))
     print(json.dumps(result, ensure_ascii=False))
