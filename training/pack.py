@@ -20,7 +20,6 @@ from verse.vocab import Vocab
 PACK_FILE = "pack.npz"
 META_FILE = "pack.json"
 VOCAB_FILE = "vocab.json"
-VAL_CHUNK = 256        # train.py's validate runs 256 poems at a time; each chunk's draws are seeded by it
 
 
 @dataclass
@@ -40,14 +39,14 @@ class Pack:
 
 
 def validation_eps(val: dict[int, np.ndarray], latent_dim: int) -> dict[int, np.ndarray]:
-    """The draws train.py's validate takes for each validation poem (tf.random.stateless_normal seeded
-    by [form, chunk start]), so a validation on the GPU machine scores as train.py's does and its
-    figures line up with a model folder's val.csv. Needs TensorFlow (here, not there)."""
-    import tensorflow as tf
+    """train.py's draws of z for every validation poem (training.train.validation_draws, chunk by
+    chunk as its validate takes them), so a validation on the GPU machine scores as train.py's does
+    and its figures line up with a model folder's val.csv. Needs TensorFlow (here, not there)."""
+    from training.train import VAL_CHUNK, validation_draws
 
     out = {}
     for form, matrix in sorted(val.items()):
-        chunks = [tf.random.stateless_normal([len(matrix[s:s + VAL_CHUNK]), latent_dim], seed=[form, s]).numpy()
+        chunks = [np.asarray(validation_draws(len(matrix[s:s + VAL_CHUNK]), latent_dim, form, s))
                   for s in range(0, len(matrix), VAL_CHUNK)]
         out[form] = np.concatenate(chunks).astype(np.float32)
     return out

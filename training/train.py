@@ -34,6 +34,19 @@ from training.run_files import (LOG_FIELDS, LOG_FILE, STATE_FILE, VAL_FIELDS,  #
 from training.run_files import read_state as _read_state
 from verse.vocab import Vocab
 
+VAL_CHUNK = 256     # validation poems scored at a time; each chunk's draws of z are seeded by its start
+
+
+def validation_draws(n: int, latent_dim: int, form: int, start: int):
+    """The draws of z's noise for validation poems start .. start+n of form: the same at every
+    validation (common random numbers), so early stopping compares models, not sampling noise,
+    restored best weights score as they did, and the GPU machine's run (training/pack.py carries
+    these draws there) scores as this trainer does."""
+    import tensorflow as tf
+
+    return tf.random.stateless_normal([n, latent_dim], seed=[form, start])
+
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "real.json"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -419,12 +432,10 @@ class Phase:
         tf = self.tf
         totals = {"rec": 0.0, "kl": 0.0, "chars": 0.0, "n": 0}
         for form, matrix in sorted(val_data.items()):
-            for start in range(0, len(matrix), 256):
-                tok = matrix[start:start + 256]
-                # The same draws of z at every validation (common random numbers): early stopping
-                # compares models, not sampling noise, and restored best weights score as they did.
-                eps = tf.random.stateless_normal([len(tok), self.mconf.latent_dim], seed=[form, start])
-                titles = (val_titles[form][start:start + 256] if val_titles is not None
+            for start in range(0, len(matrix), VAL_CHUNK):
+                tok = matrix[start:start + VAL_CHUNK]
+                eps = validation_draws(len(tok), self.mconf.latent_dim, form, start)
+                titles = (val_titles[form][start:start + VAL_CHUNK] if val_titles is not None
                           else np.zeros((len(tok), 0), np.int32))
                 terms = self.eval_step(tf.constant(tok), tf.constant(np.full(len(tok), form, np.int32)),
                                        tf.constant(titles), eps)
