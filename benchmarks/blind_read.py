@@ -166,17 +166,18 @@ def make(args: argparse.Namespace) -> dict:
     from corpus.reader import Corpus
 
     rng = random.Random(args.seed)
+    out = Path(args.out)
+    model = args.model
     real, titles = real_poems(Corpus.load(), rng)
     if args.picks:
-        out = Path(args.out)
         cands = json.loads((out / CANDIDATES_FILE).read_text(encoding="utf-8"))
         picks = parse_picks(Path(args.picks).read_text(encoding="utf-8"))
         gen = picked_poems(cands, picks, titles, args.seed, rng, not args.no_titles)
+        model = cands["model"]
     else:
-        gen = generated_poems(args.model, titles, args.seed, rng, not args.no_titles)
+        gen = generated_poems(model, titles, args.seed, rng, not args.no_titles)
     items = real + gen
     rng.shuffle(items)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [INSTRUCTIONS.format(n=len(items))]
     for n, item in enumerate(items, start=1):
@@ -184,7 +185,7 @@ def make(args: argparse.Namespace) -> dict:
         head = f"### {n}" + (f"　《{item['title']}》" if item["title"] and not args.no_titles else "")
         parts.append(f"{head}\n\n{poem_text(item['lines'])}\n")
     (out / "sheet.md").write_text("\n".join(parts), encoding="utf-8")
-    key = {"seed": args.seed, "model": args.model, "titles": not args.no_titles, "picks": args.picks,
+    key = {"seed": args.seed, "model": model, "titles": not args.no_titles, "picks": args.picks,
            "items": items}
     (out / "key.json").write_text(json.dumps(key, ensure_ascii=False, indent=1), encoding="utf-8")
     summary = {"sheet": str(out / "sheet.md"), "key": str(out / "key.json"), "poems": len(items),

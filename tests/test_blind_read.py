@@ -32,7 +32,7 @@ def test_picked_poems_follow_the_sheet_titles():
     picks = [1 + (g % 3) for g in range(n)]
     poems = br.picked_poems(cands, picks, TITLES, seed, random.Random(seed), use_titles=True)
     assert len(poems) == n == len(br.FORMS) * br.PER_FORM
-    for g, (poem, group, pick) in enumerate(zip(poems, cands["groups"], picks)):
+    for poem, group, pick in zip(poems, cands["groups"], picks):
         assert poem["title"] == group["title"] and poem["form"] == group["form"]
         assert poem["lines"] == group["poems"][pick - 1] and poem["source"] == "generated"
     assert [p["form"] for p in poems] == [f for f in br.FORMS for _ in range(br.PER_FORM)]
